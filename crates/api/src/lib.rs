@@ -1,0 +1,15 @@
+//! Wire types shared by the Sandpit server, agent, client and CLI.
+//!
+//! Everything here is plain serde data: the shapes of the LangSmith-compatible
+//! control API (`/api/v2/sandboxes/...`) and of its error body. Only `server`
+//! knows HTTP; this crate only knows JSON.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod sandbox;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use sandbox::{
+    CreateSandboxRequest, ListSandboxesQuery, SandboxListResponse, SandboxResponse, SandboxStatus,
+    StatusResponse, UpdateSandboxRequest,
+};

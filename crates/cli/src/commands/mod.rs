@@ -1,0 +1,4 @@
+//! One module per verb.
+
+pub mod runtime_helper;
+pub mod serve;

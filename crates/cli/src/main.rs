@@ -1,0 +1,39 @@
+//! `sandpit`: one binary for the server, the in-sandbox agent and user verbs.
+
+mod agent_binary;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sandpit", version, about = "Self-hosted sandboxes for untrusted code")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Sandpit server (control API, dataplane relay, local runtime).
+    Serve(commands::serve::ServeArgs),
+    /// Run the in-sandbox agent (PID 1 of a sandbox).
+    #[command(disable_help_flag = true)]
+    Agent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Internal: the single-threaded process that forks sandboxes for `serve`.
+    #[command(hide = true)]
+    RuntimeHelper,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Agent { args } => sandpit_agent::main_with_args(args),
+        Command::RuntimeHelper => commands::runtime_helper::run(),
+        Command::Serve(args) => commands::serve::run(args),
+    }
+}

@@ -1,0 +1,85 @@
+//! What the server hands a runtime backend, and what it gets back.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything needed to start one sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Sandbox id (a UUID); names the cgroup, the state and the devices.
+    pub id: String,
+    /// Host directory owned by this sandbox. The backend keeps the writable
+    /// layer in `state_dir/upper` (and `state_dir/work`), so files survive a
+    /// stop. Deleting the sandbox's files is the caller's job.
+    pub state_dir: PathBuf,
+    /// Read-only overlay lower layers, topmost first.
+    pub layers: Vec<PathBuf>,
+    /// Extra mounts applied on top of the root, in order.
+    pub mounts: Vec<MountSpec>,
+    /// Host path of the static agent binary; bind-mounted read-only at
+    /// `/.sandpit/sandpit` and run as PID 1 with `agent_args`.
+    pub agent_binary: PathBuf,
+    pub agent_args: Vec<String>,
+    /// Host path where the backend binds the agent's listening unix socket.
+    /// The listener is passed to the agent as fd 3; the path is never visible
+    /// inside the sandbox.
+    pub agent_socket: PathBuf,
+    /// Environment of the init process (and so the default for commands).
+    pub env: Vec<(String, String)>,
+    /// Working directory of the init process.
+    pub workdir: String,
+    pub hostname: String,
+    pub limits: Limits,
+    /// Index of the sandbox's network slot, unique among running sandboxes;
+    /// picks the veth names and the /30 the pair is addressed from.
+    pub net_slot: u32,
+}
+
+/// Resource limits enforced through the cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPU quota in thousandths of a CPU (1000 = one full CPU).
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub pids: u64,
+}
+
+/// A mount inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MountSpec {
+    /// Bind-mount a host path.
+    Bind {
+        source: PathBuf,
+        destination: String,
+        readonly: bool,
+    },
+    /// A read-only overlay of host directories (topmost first), e.g. the
+    /// host's `/usr` with a small layer of additions on top.
+    ReadOnlyOverlay {
+        layers: Vec<PathBuf>,
+        destination: String,
+    },
+}
+
+/// What `start` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// Host pid of the sandbox's init (the agent).
+    pub pid: i32,
+    /// Its start time in clock ticks since boot (field 22 of
+    /// `/proc/<pid>/stat`), so a recycled pid is never mistaken for it.
+    pub start_time: u64,
+    /// Address of the sandbox end of its veth pair.
+    pub sandbox_ip: String,
+    /// Address of the host end.
+    pub host_ip: String,
+}
+
+/// A sandbox found running, e.g. after a server restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningSandbox {
+    pub id: String,
+    pub started: Started,
+}
