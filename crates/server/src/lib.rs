@@ -1,2 +1,135 @@
-//! `sandpit serve`: the control API, auth, store, lifecycle reconciler and the
-//! gateway that relays data-plane traffic to each sandbox's agent.
+//! `sandpit serve`: the control API, auth, store, lifecycle controller and
+//! the gateway that relays data-plane traffic to each sandbox's agent.
+//!
+//! Architecture invariants: only this crate knows HTTP status codes (mapped in
+//! `error`); the database is the source of truth and the runtime is
+//! reconciled to it (`sandboxes::Sandboxes::recover`); a caller's key is never
+//! relayed into a sandbox (`gateway::relay`).
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod paths;
+pub mod routes;
+pub mod sandboxes;
+pub mod state;
+pub mod store;
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sandpit_runtime::Runtime;
+
+pub use config::{Defaults, ServerConfig};
+pub use paths::DataDirs;
+pub use routes::app;
+pub use sandboxes::ImageRootfs;
+
+use crate::auth::{generate_key, hash_key, key_prefix, Keys, DEFAULT_TENANT};
+use crate::sandboxes::Sandboxes;
+use crate::state::AppState;
+use crate::store::Store;
+
+/// The runtime backend and the built-in image, built by the caller (the CLI
+/// owns process layout: it knows how to spawn the runtime helper).
+pub struct Backend {
+    pub runtime: Arc<dyn Runtime>,
+    pub host_image: ImageRootfs,
+}
+
+/// The admin key: `SANDPIT_API_KEY` if given, else generated once and kept
+/// in the data dir.
+fn admin_key(config: &ServerConfig, dirs: &DataDirs) -> anyhow::Result<String> {
+    if let Some(key) = &config.admin_api_key {
+        return Ok(key.clone());
+    }
+    let path = dirs.admin_key_file();
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return Ok(existing.to_owned());
+        }
+    }
+    let key = generate_key();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{key}\n").as_bytes())?;
+    Ok(key)
+}
+
+/// Open the data dir and database, install the agent and the admin key.
+pub async fn prepare(config: &ServerConfig) -> anyhow::Result<(DataDirs, Store, String, std::path::PathBuf)> {
+    let dirs = DataDirs::create(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let probe_socket = dirs.agent_socket(&uuid::Uuid::nil().to_string());
+    anyhow::ensure!(
+        probe_socket.as_os_str().len() < 100,
+        "data dir path {} is too long for unix sockets; choose a shorter --data-dir",
+        dirs.root().display()
+    );
+    let store = Store::open_sqlite(&dirs.database()).await.context("opening the database")?;
+    let key = admin_key(config, &dirs)?;
+    let tenant = store.ensure_tenant(DEFAULT_TENANT).await?;
+    store
+        .set_named_key(&tenant.id, "admin", &hash_key(&key), &key_prefix(&key), true)
+        .await?;
+    let agent = dirs.install_agent(config.agent_binary).context("installing the agent binary")?;
+    Ok((dirs, store, key, agent))
+}
+
+/// Run the server until SIGINT/SIGTERM, then stop every sandbox and exit.
+pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()> {
+    let (dirs, store, key, agent) = prepare(&config).await?;
+    let sandboxes = Arc::new(Sandboxes::new(
+        store.clone(),
+        backend.runtime,
+        dirs,
+        backend.host_image,
+        agent,
+        config.defaults,
+    ));
+    sandboxes.recover().await.context("recovering sandboxes")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        config: Arc::new(config),
+        store: store.clone(),
+        keys: Arc::new(Keys::default()),
+        sandboxes: sandboxes.clone(),
+    };
+    let endpoint = state
+        .config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    println!("Sandpit is listening on {addr}. To use it with the LangSmith SDK:\n");
+    println!("export LANGSMITH_ENDPOINT={}/api", endpoint.trim_end_matches('/'));
+    println!("export LANGSMITH_API_KEY={key}");
+    tracing::info!(%addr, "listening");
+
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("shutting down: stopping sandboxes");
+    sandboxes.shutdown().await;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,103 @@
+//! Data-plane operations: running commands over `{dataplane_url}/execute/ws`.
+
+use futures_util::{SinkExt, StreamExt};
+use sandpit_api::SandboxResponse;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{Client, ClientError};
+
+/// Options of one command.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub timeout_seconds: u64,
+    pub shell: String,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        Self {
+            timeout_seconds: 60,
+            shell: "/bin/bash".into(),
+        }
+    }
+}
+
+/// A finished command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecResult {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i64,
+}
+
+/// Data-plane handle for one sandbox.
+#[derive(Clone)]
+pub struct SandboxHandle {
+    client: Client,
+    dataplane_url: String,
+}
+
+impl SandboxHandle {
+    pub(crate) fn new(client: Client, sandbox: &SandboxResponse) -> Self {
+        Self {
+            client,
+            dataplane_url: sandbox.dataplane_url.clone().unwrap_or_default(),
+        }
+    }
+
+    pub async fn run(&self, command: &str) -> Result<ExecResult, ClientError> {
+        self.run_with(command, &ExecOptions::default()).await
+    }
+
+    /// Run `command` and collect its output, as `sb.run()` does.
+    pub async fn run_with(&self, command: &str, options: &ExecOptions) -> Result<ExecResult, ClientError> {
+        let url = format!("{}/execute/ws", self.dataplane_url.replacen("http://", "ws://", 1));
+        let mut request = url.into_client_request().map_err(ClientError::transport)?;
+        let key = self.client.api_key().parse().map_err(ClientError::transport)?;
+        request.headers_mut().insert("x-api-key", key);
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(ClientError::transport)?;
+        let execute = json!({
+            "type": "execute",
+            "command": command,
+            "command_id": uuid::Uuid::now_v7().simple().to_string(),
+            "timeout_seconds": options.timeout_seconds,
+            "shell": options.shell,
+            "close_stdin": true,
+        });
+        ws.send(Message::text(execute.to_string()))
+            .await
+            .map_err(ClientError::transport)?;
+        let mut result = ExecResult {
+            stdout: String::new(),
+            stderr: String::new(),
+            exit_code: -1,
+        };
+        while let Some(message) = ws.next().await {
+            let message = message.map_err(ClientError::transport)?;
+            let Message::Text(text) = message else { continue };
+            let value: Value = serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let data = || value["data"].as_str().unwrap_or_default().to_owned();
+            match value["type"].as_str() {
+                Some("stdout") => result.stdout.push_str(&data()),
+                Some("stderr") => result.stderr.push_str(&data()),
+                Some("exit") => {
+                    result.exit_code = value["exit_code"].as_i64().unwrap_or(-1);
+                    let _ = ws.close(None).await;
+                    return Ok(result);
+                }
+                Some("error") => {
+                    return Err(ClientError::Command {
+                        error_type: value["error_type"].as_str().unwrap_or("Error").to_owned(),
+                        message: value["error"].as_str().unwrap_or_default().to_owned(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Err(ClientError::Protocol("the command stream ended without an exit message".into()))
+    }
+}

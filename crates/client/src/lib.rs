@@ -1,0 +1,190 @@
+//! Rust client for Sandpit's LangSmith-compatible API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sandpit_client::ClientError> {
+//! use sandpit_client::{Client, CreateOptions};
+//!
+//! let client = Client::new("http://127.0.0.1:8080", "sp_...")?;
+//! let sandbox = client.create_sandbox(&CreateOptions::default()).await?;
+//! let result = client.sandbox(&sandbox).run("echo hello").await?;
+//! assert_eq!(result.stdout, "hello\n");
+//! client.delete_sandbox(&sandbox.name).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Control-plane calls go over HTTP/1.1 (`/api/v2/sandboxes/...`); commands
+//! run over the data plane's WebSocket (`{dataplane_url}/execute/ws`), the
+//! same protocol the Python SDK speaks.
+#![forbid(unsafe_code)]
+
+mod exec;
+mod http_client;
+
+use std::collections::BTreeMap;
+
+use sandpit_api::{ErrorBody, SandboxListResponse, SandboxResponse};
+use serde::Serialize;
+
+pub use exec::{ExecOptions, ExecResult, SandboxHandle};
+
+/// Errors from the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid endpoint URL: {0}")]
+    Endpoint(String),
+    #[error("request failed")]
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The server answered with an error body.
+    #[error("{status}: {error}: {message}")]
+    Api {
+        status: u16,
+        error: String,
+        message: String,
+    },
+    #[error("unexpected response: {0}")]
+    Protocol(String),
+    #[error("command failed: {error_type}: {message}")]
+    Command { error_type: String, message: String },
+}
+
+impl ClientError {
+    pub(crate) fn transport(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ClientError::Transport(Box::new(err))
+    }
+
+    /// HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    fn from_body(status: u16, body: &[u8]) -> Self {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) => ClientError::Api {
+                status,
+                error: b.detail.error,
+                message: b.detail.message,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                error: "Unknown".into(),
+                message: String::from_utf8_lossy(body).into_owned(),
+            },
+        }
+    }
+}
+
+/// Options of `create_sandbox`; `None` means the server default.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CreateOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_ttl_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_after_stop_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Seconds to wait for `ready`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+}
+
+/// A client for one Sandpit server.
+#[derive(Clone)]
+pub struct Client {
+    http: http_client::HttpClient,
+    api: String,
+    api_key: String,
+}
+
+impl Client {
+    /// `endpoint` is the server's base URL, e.g. `http://127.0.0.1:8080`
+    /// (a trailing `/api` as in `LANGSMITH_ENDPOINT` is accepted too).
+    pub fn new(endpoint: &str, api_key: &str) -> Result<Self, ClientError> {
+        let base = endpoint.trim_end_matches('/').trim_end_matches("/api");
+        if !base.starts_with("http://") {
+            return Err(ClientError::Endpoint(format!("{endpoint}: only http:// is supported")));
+        }
+        Ok(Self {
+            http: http_client::HttpClient::new(),
+            api: format!("{base}/api/v2/sandboxes"),
+            api_key: api_key.to_owned(),
+        })
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    pub async fn create_sandbox(&self, options: &CreateOptions) -> Result<SandboxResponse, ClientError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            wait_for_ready: bool,
+            #[serde(flatten)]
+            options: &'a CreateOptions,
+        }
+        let body = Body {
+            wait_for_ready: true,
+            options,
+        };
+        self.request(http::Method::POST, "/boxes", Some(&body)).await
+    }
+
+    pub async fn get_sandbox(&self, name: &str) -> Result<SandboxResponse, ClientError> {
+        self.request::<(), _>(http::Method::GET, &format!("/boxes/{name}"), None).await
+    }
+
+    pub async fn list_sandboxes(&self) -> Result<Vec<SandboxResponse>, ClientError> {
+        let list: SandboxListResponse = self.request::<(), _>(http::Method::GET, "/boxes?limit=500", None).await?;
+        Ok(list.sandboxes)
+    }
+
+    pub async fn delete_sandbox(&self, name: &str) -> Result<(), ClientError> {
+        self.send::<()>(http::Method::DELETE, &format!("/boxes/{name}"), None).await.map(drop)
+    }
+
+    pub async fn stop_sandbox(&self, name: &str) -> Result<SandboxResponse, ClientError> {
+        self.request::<(), _>(http::Method::POST, &format!("/boxes/{name}/stop"), None).await
+    }
+
+    pub async fn start_sandbox(&self, name: &str) -> Result<SandboxResponse, ClientError> {
+        self.request::<(), _>(http::Method::POST, &format!("/boxes/{name}/start"), None).await
+    }
+
+    /// A handle for data-plane operations on `sandbox`.
+    pub fn sandbox(&self, sandbox: &SandboxResponse) -> SandboxHandle {
+        SandboxHandle::new(self.clone(), sandbox)
+    }
+
+    async fn send<B: Serialize>(&self, method: http::Method, path: &str, body: Option<&B>) -> Result<bytes::Bytes, ClientError> {
+        let url = format!("{}{path}", self.api);
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(ClientError::transport)?;
+        let (status, bytes) = self.http.send(method, &url, &self.api_key, body).await?;
+        if status >= 400 {
+            return Err(ClientError::from_body(status, &bytes));
+        }
+        Ok(bytes)
+    }
+
+    async fn request<B: Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.send(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}

@@ -1,0 +1,49 @@
+//! Validated server configuration (built by the CLI from flags and env).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Server-wide defaults applied to sandboxes created without a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    pub vcpus: i64,
+    pub mem_bytes: i64,
+    pub fs_capacity_bytes: i64,
+    pub idle_ttl_seconds: i64,
+    pub delete_after_stop_seconds: i64,
+    pub pids_limit: u64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            vcpus: 1,
+            mem_bytes: 1 << 30,
+            fs_capacity_bytes: 10 << 30,
+            idle_ttl_seconds: 600,
+            delete_after_stop_seconds: 14 * 24 * 3600,
+            pids_limit: 1024,
+        }
+    }
+}
+
+/// Everything `sandpit serve` needs to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Absolute path of the data directory.
+    pub data_dir: PathBuf,
+    /// Admin key from `SANDPIT_API_KEY`; `None` means generate-once.
+    pub admin_api_key: Option<String>,
+    /// Base URL clients use to reach this server (for `dataplane_url`);
+    /// `None` means "derive from the request's Host header".
+    pub public_url: Option<String>,
+    /// Bytes of the static agent binary to install into the data dir.
+    pub agent_binary: &'static [u8],
+    /// Executable to run as `runtime-helper` (normally `current_exe()`).
+    pub helper_exe: PathBuf,
+    pub defaults: Defaults,
+    pub max_upload_bytes: u64,
+    /// How often the reconciler runs.
+    pub reconcile_interval: std::time::Duration,
+}

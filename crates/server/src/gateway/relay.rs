@@ -1,0 +1,192 @@
+//! The reverse-proxy core: forward one request to an upstream and stream the
+//! response back, following HTTP upgrades (WebSocket) by splicing the two
+//! upgraded connections.
+//!
+//! Hop-by-hop headers are dropped in both directions (RFC 9110 §7.6.1), and
+//! credentials meant for Sandpit (`X-Api-Key`, `Authorization`) never reach
+//! the upstream: code in the sandbox must not see the caller's key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// An agent's unix socket on the host.
+    Unix(PathBuf),
+}
+
+/// Why a request could not be relayed. Carries which side failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("could not connect to the upstream")]
+    Connect(#[source] std::io::Error),
+    #[error("upstream connection failed")]
+    Upstream(#[source] hyper::Error),
+    #[error("upstream timed out")]
+    Timeout,
+    #[error("bad request target")]
+    BadTarget(#[source] http::Error),
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers that carry the caller's Sandpit credentials.
+const CREDENTIALS: [&str; 2] = ["x-api-key", "authorization"];
+
+/// Remove hop-by-hop headers, including any named in `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The upgrade protocol a request asks for, if it is an upgrade.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    if wants_upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+async fn connect(upstream: &Upstream) -> Result<UnixStream, RelayError> {
+    match upstream {
+        Upstream::Unix(path) => UnixStream::connect(path).await.map_err(RelayError::Connect),
+    }
+}
+
+/// Forward `req` to `upstream` with its URI replaced by `path_and_query`.
+pub async fn forward(mut req: Request<Body>, upstream: &Upstream, path_and_query: &str) -> Result<Response<Body>, RelayError> {
+    let upgrade = upgrade_protocol(req.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+
+    let (mut parts, body) = req.into_parts();
+    parts.uri = Uri::builder()
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(RelayError::BadTarget)?;
+    strip_hop_by_hop(&mut parts.headers);
+    for name in CREDENTIALS {
+        parts.headers.remove(name);
+    }
+    if let Some(protocol) = &upgrade {
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
+    if !parts.headers.contains_key(header::HOST) {
+        parts.headers.insert(header::HOST, HeaderValue::from_static("sandbox"));
+    }
+    let upstream_req = Request::from_parts(parts, body);
+
+    let io = TokioIo::new(connect(upstream).await?);
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(RelayError::Upstream)?;
+    tokio::spawn(async move {
+        if let Err(err) = conn.with_upgrades().await {
+            tracing::debug!(error = %err, "upstream connection ended with an error");
+        }
+    });
+
+    let mut response = sender.send_request(upstream_req).await.map_err(RelayError::Upstream)?;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(splice(client_upgrade, upstream_upgrade));
+        }
+        let (parts, _) = response.into_parts();
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Copy bytes both ways between two upgraded connections until both close.
+async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::debug!(error = %err, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %err, "upgraded connection ended with an error");
+    }
+}
+
+/// `GET path` on a unix-socket upstream, returning the status. Used as the
+/// agent's readiness probe.
+pub async fn probe(socket: &Path, path: &str, timeout: Duration) -> Result<StatusCode, RelayError> {
+    let request = Request::get(path)
+        .header(header::HOST, "sandbox")
+        .body(Body::empty())
+        .map_err(RelayError::BadTarget)?;
+    let upstream = Upstream::Unix(socket.to_path_buf());
+    let response = tokio::time::timeout(timeout, forward(request, &upstream, path))
+        .await
+        .map_err(|_| RelayError::Timeout)??;
+    Ok(response.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn upgrade_is_detected_case_insensitively() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
+        h.insert("connection", HeaderValue::from_static("close"));
+        assert!(upgrade_protocol(&h).is_none());
+    }
+}

@@ -1,0 +1,52 @@
+//! The HTTP surface: control API routes (under both `/api/v2/sandboxes` and
+//! `/v2/sandboxes`), the data-plane gateway, and `/healthz`.
+
+mod boxes;
+mod extract;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::Router;
+
+use crate::error::error_response;
+use crate::gateway::dataplane;
+use crate::state::AppState;
+
+fn sandboxes_api() -> Router<AppState> {
+    Router::new()
+        .route("/boxes", post(boxes::create).get(boxes::list))
+        .route("/boxes/{name}", get(boxes::get).patch(boxes::update).delete(boxes::delete))
+        .route("/boxes/{name}/status", get(boxes::status))
+        .route("/boxes/{name}/stop", post(boxes::stop))
+        .route("/boxes/{name}/start", post(boxes::start))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "NotFound", "No such route")
+}
+
+/// Give axum's bare 405 the API's error body.
+async fn error_bodies(response: Response) -> Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        return error_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "Method not allowed");
+    }
+    response
+}
+
+/// The whole application, ready to serve or to test with `oneshot`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api/v2/sandboxes", sandboxes_api())
+        .nest("/v2/sandboxes", sandboxes_api())
+        .route("/dataplane/{id}", any(dataplane::relay_root))
+        .route("/dataplane/{id}/{*rest}", any(dataplane::relay))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(error_bodies))
+        .with_state(state)
+}

@@ -1,0 +1,269 @@
+//! Bringing sandboxes up and down: spec building, runtime calls, the agent
+//! readiness probe, exit watchers and start-up recovery.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sandpit_api::SandboxStatus;
+use sandpit_runtime::{Limits, SandboxSpec, Started};
+
+use super::{decide, lock, mark_stopping, Decision, ImageRootfs, Live, SandboxAction, Sandboxes};
+use crate::error::ApiError;
+use crate::gateway::relay;
+use crate::store::SandboxRow;
+
+/// How long a freshly started agent has to answer its first request.
+const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+const CRASHED: &str = "The sandbox's agent (PID 1) exited unexpectedly";
+const LOST: &str = "The sandbox was not running when the server started";
+
+impl Sandboxes {
+    /// Boot a `provisioning` sandbox, holding its lock.
+    pub(super) async fn boot_locked(self: Arc<Self>, id: &str) -> Result<(), String> {
+        let guard = self.sandbox_lock(id);
+        let _held = guard.lock().await;
+        self.boot(id).await
+    }
+
+    /// Start a stopped or failed sandbox, holding its lock.
+    pub(super) async fn restart_locked(self: Arc<Self>, id: &str) -> Result<(), String> {
+        let guard = self.sandbox_lock(id);
+        let _held = guard.lock().await;
+        let row = self.row(id).await?;
+        let status = row.status().map_err(|e| e.to_string())?;
+        match decide(SandboxAction::Start, status, &row.name) {
+            Decision::Reject(err) => Err(err.to_string()),
+            Decision::AlreadyDone => Ok(()),
+            Decision::Proceed | Decision::StartFirst => {
+                self.store
+                    .set_status(id, SandboxStatus::Provisioning, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.boot(id).await
+            }
+        }
+    }
+
+    async fn row(&self, id: &str) -> Result<SandboxRow, String> {
+        self.store
+            .sandbox(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("sandbox {id} was deleted"))
+    }
+
+    /// Start the runtime side of a sandbox whose row says `provisioning`,
+    /// and mark it `ready`; on failure undo everything and mark it `failed`.
+    async fn boot(self: &Arc<Self>, id: &str) -> Result<(), String> {
+        let row = self.row(id).await?;
+        if row.status().map_err(|e| e.to_string())? != SandboxStatus::Provisioning {
+            return Err(format!("sandbox {id} is {} and cannot boot", row.status));
+        }
+        let Some(slot) = self.slots.allocate() else {
+            return self.fail_boot(id, None, "no free network slot for another sandbox".into()).await;
+        };
+        let spec = self.spec(&row, &self.host_image, slot);
+        let runtime = self.runtime.clone();
+        let started = tokio::task::spawn_blocking(move || runtime.start(&spec))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let started = match started {
+            Ok(started) => started,
+            Err(message) => return self.fail_boot(id, Some(slot), message).await,
+        };
+        if let Err(message) = self.wait_agent(id).await {
+            return self.fail_boot(id, Some(slot), message).await;
+        }
+        let recorded = self
+            .store
+            .mark_running(id, i64::from(slot), i64::from(started.pid), started.start_time as i64)
+            .await;
+        if let Err(err) = recorded {
+            return self.fail_boot(id, Some(slot), err.to_string()).await;
+        }
+        self.register(id, slot, &started);
+        Ok(())
+    }
+
+    async fn wait_agent(&self, id: &str) -> Result<(), String> {
+        let socket = self.dirs.agent_socket(id);
+        match relay::probe(&socket, "/healthz", AGENT_READY_TIMEOUT).await {
+            Ok(status) if status.is_success() => Ok(()),
+            Ok(status) => Err(format!("the sandbox agent answered its readiness probe with {status}")),
+            Err(err) => Err(format!("the sandbox agent did not become ready: {err}")),
+        }
+    }
+
+    /// Undo a failed boot and record why.
+    async fn fail_boot(&self, id: &str, slot: Option<u32>, message: String) -> Result<(), String> {
+        tracing::warn!(sandbox = %id, %message, "sandbox failed to boot");
+        let runtime = self.runtime.clone();
+        let owned = id.to_owned();
+        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || runtime.stop(&owned)).await {
+            tracing::error!(sandbox = %id, error = %err, "cleaning up a failed boot failed");
+        }
+        if let Some(slot) = slot {
+            self.slots.release(slot);
+        }
+        let _ = self
+            .store
+            .mark_not_running(id, SandboxStatus::Failed, Some(&message), None)
+            .await;
+        Err(message)
+    }
+
+    fn spec(&self, row: &SandboxRow, image: &ImageRootfs, slot: u32) -> SandboxSpec {
+        let run_config: sandpit_api::sandbox::RunConfig = row
+            .run_config
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        let workdir = run_config.work_dir.clone().unwrap_or_else(|| image.workdir.clone());
+        let mut env = image.env.clone();
+        env.push(("HOSTNAME".into(), row.name.clone()));
+        for (k, v) in run_config.env_vars.unwrap_or_default() {
+            env.retain(|(name, _)| *name != k);
+            env.push((k, v));
+        }
+        SandboxSpec {
+            id: row.id.clone(),
+            state_dir: self.dirs.sandbox(&row.id),
+            layers: image.layers.clone(),
+            mounts: image.mounts.clone(),
+            agent_binary: self.agent_binary.clone(),
+            agent_args: ["agent", "--listen-fd", "3", "--workdir", &workdir]
+                .map(String::from)
+                .to_vec(),
+            agent_socket: self.dirs.agent_socket(&row.id),
+            env,
+            workdir,
+            hostname: row.name.clone(),
+            limits: Limits {
+                cpu_millis: (row.vcpus.max(1) as u64) * 1000,
+                memory_bytes: row.mem_bytes.max(0) as u64,
+                pids: self.defaults.pids_limit,
+            },
+            net_slot: slot,
+        }
+    }
+
+    /// Remember a running sandbox and watch its init.
+    fn register(self: &Arc<Self>, id: &str, slot: u32, started: &Started) {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let live = Live {
+            socket: self.dirs.agent_socket(id),
+            pid: started.pid,
+            net_slot: slot,
+            stopping: stopping.clone(),
+        };
+        lock(&self.live).insert(id.to_owned(), live);
+        let this = self.clone();
+        let id = id.to_owned();
+        let pid = started.pid;
+        tokio::spawn(async move {
+            super::watch::exited(pid).await;
+            if !stopping.load(Ordering::SeqCst) {
+                this.on_init_exit(&id, pid).await;
+            }
+        });
+    }
+
+    async fn on_init_exit(&self, id: &str, pid: i32) {
+        let guard = self.sandbox_lock(id);
+        let _held = guard.lock().await;
+        let still_ours = lock(&self.live).get(id).is_some_and(|l| l.pid == pid && !l.stopping.load(Ordering::SeqCst));
+        if !still_ours {
+            return;
+        }
+        tracing::warn!(sandbox = %id, pid, "sandbox init exited unexpectedly");
+        if let Err(err) = self.halt(id, SandboxStatus::Failed, Some(CRASHED)).await {
+            tracing::error!(sandbox = %id, error = ?err, "cleaning up a crashed sandbox failed");
+        }
+    }
+
+    /// Stop the runtime side (if any) and record `status`. Caller holds the
+    /// sandbox's lock.
+    pub(super) async fn halt(&self, id: &str, status: SandboxStatus, message: Option<&str>) -> Result<(), ApiError> {
+        let live = lock(&self.live).remove(id);
+        if let Some(live) = &live {
+            mark_stopping(live);
+        }
+        let runtime = self.runtime.clone();
+        let owned = id.to_owned();
+        let stopped = tokio::task::spawn_blocking(move || runtime.stop(&owned))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        if let Some(live) = live {
+            self.slots.release(live.net_slot);
+        }
+        if let Err(err) = stopped {
+            let message = format!("Stopping the sandbox failed: {err}");
+            self.store
+                .mark_not_running(id, SandboxStatus::Failed, Some(&message), None)
+                .await?;
+            return Err(ApiError::Internal(anyhow::Error::new(err).context("runtime stop")));
+        }
+        let stopped_at = (status == SandboxStatus::Stopped).then(crate::store::now);
+        self.store
+            .mark_not_running(id, status, message, stopped_at.as_deref())
+            .await?;
+        Ok(())
+    }
+
+    /// Reconcile the runtime with the database after a (re)start: adopt
+    /// sandboxes that are still running, fail the ones that died, finish
+    /// interrupted deletions, and sweep whatever else the runtime holds.
+    pub async fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
+        let runtime = self.runtime.clone();
+        let running: HashMap<String, Started> = tokio::task::spawn_blocking(move || runtime.running())
+            .await??
+            .into_iter()
+            .map(|r| (r.id, r.started))
+            .collect();
+        let rows = self
+            .store
+            .sandboxes_with_status(&[SandboxStatus::Provisioning, SandboxStatus::Ready, SandboxStatus::Deleting])
+            .await?;
+        let mut keep = Vec::new();
+        for row in rows {
+            let guard = self.sandbox_lock(&row.id);
+            let _held = guard.lock().await;
+            if row.status()? == SandboxStatus::Deleting {
+                self.destroy(&row.id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                continue;
+            }
+            match running.get(&row.id) {
+                Some(started) if self.adopt(&row, started).await => keep.push(row.id.clone()),
+                _ => {
+                    let _ = self.halt(&row.id, SandboxStatus::Failed, Some(LOST)).await;
+                }
+            }
+        }
+        tracing::info!(adopted = keep.len(), "recovered sandboxes");
+        Ok(())
+    }
+
+    /// Take over a sandbox found running. False if it is not usable.
+    async fn adopt(self: &Arc<Self>, row: &SandboxRow, started: &Started) -> bool {
+        let same_process = row.pid == Some(i64::from(started.pid))
+            && row.pid_start_time == Some(started.start_time as i64);
+        let Some(slot) = row.net_slot.and_then(|s| u32::try_from(s).ok()) else {
+            return false;
+        };
+        if !same_process || self.wait_agent(&row.id).await.is_err() {
+            return false;
+        }
+        self.slots.reserve(slot);
+        self.register(&row.id, slot, started);
+        let _ = self
+            .store
+            .set_status(&row.id, SandboxStatus::Ready, None)
+            .await;
+        tracing::info!(sandbox = %row.id, pid = started.pid, "adopted running sandbox");
+        true
+    }
+}

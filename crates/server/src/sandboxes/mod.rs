@@ -1,0 +1,405 @@
+//! The sandbox controller: every lifecycle operation goes through here.
+//!
+//! The database is the source of truth. Each operation takes the sandbox's
+//! lock, re-reads its row, asks [`action::decide`] whether the status allows
+//! it, then drives the runtime and records the outcome. Runtime calls are
+//! synchronous and run on the blocking pool.
+
+mod action;
+mod boot;
+mod response;
+mod slots;
+pub mod validate;
+mod watch;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use sandpit_api::{SandboxResponse, SandboxStatus};
+use sandpit_runtime::{MountSpec, Runtime};
+
+pub use action::{decide, Decision, SandboxAction};
+pub use response::{dataplane_url, sandbox_response};
+use slots::Slots;
+use validate::{CreateSpec, ImageRef, UpdateSpec};
+
+use crate::auth::Caller;
+use crate::config::Defaults;
+use crate::error::ApiError;
+use crate::paths::DataDirs;
+use crate::store::{ListFilter, NewSandbox, SandboxRow, Store, StoreError};
+
+/// How long a data-plane request waits for a stopped sandbox to start.
+const AUTO_START_WAIT: Duration = Duration::from_secs(60);
+/// Activity is written to the database at most this often per sandbox.
+const ACTIVITY_FLUSH: Duration = Duration::from_secs(1);
+
+/// Root filesystem of an image, as the runtime consumes it.
+#[derive(Debug, Clone)]
+pub struct ImageRootfs {
+    pub name: String,
+    pub layers: Vec<PathBuf>,
+    pub mounts: Vec<MountSpec>,
+    pub env: Vec<(String, String)>,
+    pub workdir: String,
+}
+
+/// A sandbox whose init is running.
+#[derive(Debug, Clone)]
+struct Live {
+    socket: PathBuf,
+    pid: i32,
+    net_slot: u32,
+    /// Set before the server stops the sandbox on purpose, so the exit
+    /// watcher does not report it as a crash.
+    stopping: Arc<AtomicBool>,
+}
+
+pub struct Sandboxes {
+    store: Store,
+    runtime: Arc<dyn Runtime>,
+    dirs: DataDirs,
+    host_image: ImageRootfs,
+    agent_binary: PathBuf,
+    defaults: Defaults,
+    slots: Slots,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    live: Mutex<HashMap<String, Live>>,
+    activity: Mutex<HashMap<String, Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn generated_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..8)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("sandbox-{suffix}")
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| ApiError::Internal(e.into()))
+}
+
+impl Sandboxes {
+    pub fn new(
+        store: Store,
+        runtime: Arc<dyn Runtime>,
+        dirs: DataDirs,
+        host_image: ImageRootfs,
+        agent_binary: PathBuf,
+        defaults: Defaults,
+    ) -> Self {
+        Self {
+            store,
+            runtime,
+            dirs,
+            host_image,
+            agent_binary,
+            defaults,
+            slots: Slots::default(),
+            locks: Mutex::default(),
+            live: Mutex::default(),
+            activity: Mutex::default(),
+        }
+    }
+
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
+    fn sandbox_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.locks).entry(id.to_owned()).or_default().clone()
+    }
+
+    /// A caller's sandbox by name (or by id, which never changes).
+    pub async fn find(&self, caller: &Caller, name: &str) -> Result<SandboxRow, ApiError> {
+        if let Some(row) = self.store.sandbox_by_name(&caller.tenant_id, name).await? {
+            return Ok(row);
+        }
+        if uuid::Uuid::parse_str(name).is_ok() {
+            if let Some(row) = self.store.sandbox(name).await? {
+                if row.tenant_id == caller.tenant_id {
+                    return Ok(row);
+                }
+            }
+        }
+        Err(ApiError::sandbox_not_found(name))
+    }
+
+    /// A caller's sandbox by id.
+    pub async fn find_by_id(&self, caller: &Caller, id: &str) -> Result<SandboxRow, ApiError> {
+        match self.store.sandbox(id).await? {
+            Some(row) if row.tenant_id == caller.tenant_id => Ok(row),
+            _ => Err(ApiError::sandbox_not_found(id)),
+        }
+    }
+
+    fn image_for(&self, image: &ImageRef) -> Result<&ImageRootfs, ApiError> {
+        match image {
+            ImageRef::Host => Ok(&self.host_image),
+            ImageRef::Snapshot(s) => Err(ApiError::NotFound { kind: "Snapshot", name: s.clone() }),
+            ImageRef::Template(t) => Err(ApiError::NotFound { kind: "Template", name: t.clone() }),
+        }
+    }
+
+    pub async fn create(self: &Arc<Self>, caller: &Caller, spec: CreateSpec) -> Result<SandboxRow, ApiError> {
+        let image = self.image_for(&spec.image_ref)?.name.clone();
+        let name = spec.name.clone().unwrap_or_else(generated_name);
+        let new = NewSandbox {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: caller.tenant_id.clone(),
+            name: name.clone(),
+            image,
+            snapshot_id: None,
+            template_name: None,
+            vcpus: spec.vcpus,
+            mem_bytes: spec.mem_bytes,
+            fs_capacity_bytes: spec.fs_capacity_bytes,
+            idle_ttl_seconds: spec.idle_ttl_seconds,
+            delete_after_stop_seconds: spec.delete_after_stop_seconds,
+            ttl_seconds: spec.ttl_seconds,
+            persistent: spec.persistent,
+            proxy_config: spec.proxy_config.as_ref().map(to_json).transpose()?,
+            run_config: spec.run_config.as_ref().map(to_json).transpose()?,
+            labels: to_json(&spec.labels)?,
+            extra: to_json(&spec.extra)?,
+            created_by: None,
+        };
+        let row = match self.store.insert_sandbox(&new).await {
+            Ok(row) => row,
+            Err(StoreError::Conflict) => {
+                return Err(ApiError::Conflict(format!("Sandbox name '{name}' already in use")))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let this = self.clone();
+        let id = row.id.clone();
+        let boot = tokio::spawn(async move { this.boot_locked(&id).await });
+        if !spec.wait_for_ready {
+            return Ok(row);
+        }
+        self.await_boot(boot, &row, Duration::from_secs(spec.wait_seconds as u64)).await
+    }
+
+    /// Wait for a spawned boot; map its outcome to the create response.
+    async fn await_boot(
+        &self,
+        boot: tokio::task::JoinHandle<Result<(), String>>,
+        row: &SandboxRow,
+        wait: Duration,
+    ) -> Result<SandboxRow, ApiError> {
+        match tokio::time::timeout(wait, boot).await {
+            Err(_) => Err(ApiError::Timeout(format!(
+                "Sandbox '{}' not ready after {}s (status: provisioning)",
+                row.name,
+                wait.as_secs()
+            ))),
+            Ok(Err(join)) => Err(ApiError::Internal(join.into())),
+            Ok(Ok(Err(message))) => Err(ApiError::CreationFailed(message)),
+            Ok(Ok(Ok(()))) => self
+                .store
+                .sandbox(&row.id)
+                .await?
+                .ok_or_else(|| ApiError::sandbox_not_found(&row.name)),
+        }
+    }
+
+    pub async fn list(&self, caller: &Caller, filter: &ListFilter) -> Result<Vec<SandboxRow>, ApiError> {
+        Ok(self.store.list_sandboxes(&caller.tenant_id, filter).await?)
+    }
+
+    pub async fn update(&self, caller: &Caller, name: &str, spec: UpdateSpec) -> Result<SandboxRow, ApiError> {
+        let found = self.find(caller, name).await?;
+        let guard = self.sandbox_lock(&found.id);
+        let _held = guard.lock().await;
+        let mut row = self.find_by_id(caller, &found.id).await?;
+        let status = row.status()?;
+        let actions = [
+            Some(SandboxAction::Update),
+            spec.proxy_config.as_ref().map(|_| SandboxAction::UpdateProxy),
+        ];
+        for action in actions.into_iter().flatten() {
+            if let Decision::Reject(err) = decide(action, status, &row.name) {
+                return Err(err);
+            }
+        }
+        apply_update(&mut row, spec)?;
+        match self.store.update_sandbox_settings(&row).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                return Err(ApiError::Conflict(format!("Sandbox name '{}' already in use", row.name)))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self.find_by_id(caller, &row.id).await?)
+    }
+
+    pub async fn stop(&self, caller: &Caller, name: &str) -> Result<SandboxRow, ApiError> {
+        let found = self.find(caller, name).await?;
+        let guard = self.sandbox_lock(&found.id);
+        let _held = guard.lock().await;
+        let row = self.find_by_id(caller, &found.id).await?;
+        match decide(SandboxAction::Stop, row.status()?, &row.name) {
+            Decision::Reject(err) => return Err(err),
+            Decision::AlreadyDone | Decision::StartFirst => {}
+            Decision::Proceed => {
+                self.halt(&row.id, SandboxStatus::Stopped, None).await?;
+            }
+        }
+        self.find_by_id(caller, &row.id).await
+    }
+
+    /// Start a stopped (or failed) sandbox and wait until it is ready.
+    pub async fn start(self: &Arc<Self>, caller: &Caller, name: &str, wait: Duration) -> Result<SandboxRow, ApiError> {
+        let row = self.find(caller, name).await?;
+        match decide(SandboxAction::Start, row.status()?, &row.name) {
+            Decision::Reject(err) => return Err(err),
+            Decision::AlreadyDone => return Ok(row),
+            Decision::Proceed | Decision::StartFirst => {}
+        }
+        let this = self.clone();
+        let id = row.id.clone();
+        let boot = tokio::spawn(async move { this.restart_locked(&id).await });
+        match tokio::time::timeout(wait, boot).await {
+            Ok(Err(join)) => return Err(ApiError::Internal(join.into())),
+            // A failed or slow boot is visible in the row's status.
+            Ok(Ok(_)) | Err(_) => {}
+        }
+        self.find_by_id(caller, &row.id).await
+    }
+
+    pub async fn delete(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+        let found = self.find(caller, name).await?;
+        let guard = self.sandbox_lock(&found.id);
+        let _held = guard.lock().await;
+        let row = self.find_by_id(caller, &found.id).await?;
+        if let Decision::Reject(err) = decide(SandboxAction::Delete, row.status()?, &row.name) {
+            return Err(err);
+        }
+        self.destroy(&row.id).await
+    }
+
+    /// Stop the sandbox, remove its files and its row. Caller holds the lock.
+    async fn destroy(&self, id: &str) -> Result<(), ApiError> {
+        self.store.set_status(id, SandboxStatus::Deleting, None).await?;
+        self.halt(id, SandboxStatus::Deleting, None).await?;
+        let dir = self.dirs.sandbox(id);
+        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("removing sandbox files")))?;
+        self.store.delete_sandbox_row(id).await?;
+        lock(&self.locks).remove(id);
+        lock(&self.activity).remove(id);
+        Ok(())
+    }
+
+    /// The agent socket of a caller's sandbox for a data-plane request,
+    /// starting a stopped sandbox first. Counts as activity.
+    pub async fn dataplane_socket(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<PathBuf, ApiError> {
+        let row = self.find_by_id(caller, id).await?;
+        match decide(SandboxAction::Dataplane, row.status()?, &row.name) {
+            Decision::Reject(err) => return Err(err),
+            Decision::StartFirst => {
+                let row = self.start(caller, id, AUTO_START_WAIT).await?;
+                if row.status()? != SandboxStatus::Ready {
+                    return Err(ApiError::NotReady(format!("Sandbox '{}' could not be started", row.name)));
+                }
+            }
+            Decision::Proceed | Decision::AlreadyDone => {}
+        }
+        self.touch(id);
+        lock(&self.live)
+            .get(id)
+            .map(|live| live.socket.clone())
+            .ok_or_else(|| ApiError::NotReady(format!("Sandbox '{}' is not running", row.name)))
+    }
+
+    /// Record activity now; flushed to the database at most once a second.
+    pub fn touch(&self, id: &str) {
+        let now = Instant::now();
+        {
+            let mut activity = lock(&self.activity);
+            match activity.get(id) {
+                Some(last) if now.duration_since(*last) < ACTIVITY_FLUSH => return,
+                _ => activity.insert(id.to_owned(), now),
+            };
+        }
+        let store = self.store.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            if let Err(err) = store.touch_activity(&id, &crate::store::now()).await {
+                tracing::warn!(sandbox = %id, error = ?err, "recording activity failed");
+            }
+        });
+    }
+
+    pub fn response(&self, row: &SandboxRow, base_url: &str) -> Result<SandboxResponse, ApiError> {
+        Ok(sandbox_response(row, base_url)?)
+    }
+
+    /// Stop every running sandbox (server shutdown). Files are kept.
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = lock(&self.live).keys().cloned().collect();
+        for id in ids {
+            let guard = self.sandbox_lock(&id);
+            let _held = guard.lock().await;
+            let message = Some("Stopped because the server shut down");
+            if let Err(err) = self.halt(&id, SandboxStatus::Stopped, message).await {
+                tracing::error!(sandbox = %id, error = ?err, "stopping sandbox at shutdown failed");
+            }
+        }
+    }
+}
+
+/// Apply a validated PATCH to a row.
+fn apply_update(row: &mut SandboxRow, spec: UpdateSpec) -> Result<(), ApiError> {
+    if let Some(name) = spec.name {
+        row.name = name;
+    }
+    if let Some(v) = spec.idle_ttl_seconds {
+        row.idle_ttl_seconds = v;
+    }
+    if let Some(v) = spec.delete_after_stop_seconds {
+        row.delete_after_stop_seconds = v;
+    }
+    if let Some(v) = spec.ttl_seconds {
+        row.ttl_seconds = Some(v).filter(|t| *t > 0);
+    }
+    if let Some(v) = spec.proxy_config {
+        row.proxy_config = if v.is_null() { None } else { Some(to_json(&v)?) };
+    }
+    if let Some(rc) = spec.run_config {
+        let mut merged: sandpit_api::sandbox::RunConfig = match &row.run_config {
+            Some(text) => serde_json::from_str(text).map_err(|e| ApiError::Internal(e.into()))?,
+            None => Default::default(),
+        };
+        merged.user = rc.user.or(merged.user);
+        merged.work_dir = rc.work_dir.or(merged.work_dir);
+        if let Some(env) = rc.env_vars {
+            merged.env_vars.get_or_insert_with(Default::default).extend(env);
+        }
+        row.run_config = Some(to_json(&merged)?);
+    }
+    if let Some(labels) = spec.labels {
+        row.labels = to_json(&labels)?;
+    }
+    Ok(())
+}
+
+/// Mark the stopping flag of a live entry; exposed for the boot module.
+fn mark_stopping(live: &Live) {
+    live.stopping.store(true, Ordering::SeqCst);
+}

@@ -1,0 +1,302 @@
+//! Request validation: wire requests in, typed values or a clear 4xx out.
+//! Nothing is written anywhere until a request has passed through here.
+
+use sandpit_api::sandbox::RunConfig;
+use sandpit_api::{CreateSandboxRequest, ListSandboxesQuery, SandboxStatus, UpdateSandboxRequest};
+use serde_json::{Map, Value};
+
+use crate::config::Defaults;
+use crate::error::ApiError;
+use crate::store::{ListFilter, SortColumn};
+
+pub const MAX_NAME_LEN: usize = 63;
+pub const MAX_WAIT_SECONDS: i64 = 3600;
+pub const DEFAULT_WAIT_SECONDS: i64 = 30;
+pub const MAX_LIST_LIMIT: i64 = 500;
+pub const DEFAULT_LIST_LIMIT: i64 = 50;
+pub const MIN_MEM_BYTES: i64 = 32 << 20;
+pub const MAX_VCPUS: i64 = 64;
+
+/// Response fields that a stored `extra` field must never shadow.
+const RESERVED_FIELDS: &[&str] = &[
+    "id", "name", "status", "status_message", "dataplane_url", "created_at", "updated_at",
+    "created_by", "updated_by", "vcpus", "mem_bytes", "fs_capacity_bytes", "idle_ttl_seconds",
+    "delete_after_stop_seconds", "ttl_seconds", "expires_at", "stopped_at", "snapshot_id",
+    "template_name", "image", "size_class", "persistent", "proxy_config", "run_config", "labels",
+    "wait_for_ready", "timeout", "snapshot", "snapshot_name",
+];
+
+/// A create request that passed validation.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    pub name: Option<String>,
+    pub wait_for_ready: bool,
+    pub wait_seconds: i64,
+    pub image_ref: ImageRef,
+    pub vcpus: i64,
+    pub mem_bytes: i64,
+    pub fs_capacity_bytes: i64,
+    pub idle_ttl_seconds: i64,
+    pub delete_after_stop_seconds: i64,
+    pub ttl_seconds: Option<i64>,
+    pub persistent: bool,
+    pub proxy_config: Option<Value>,
+    pub run_config: Option<RunConfig>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub extra: Map<String, Value>,
+}
+
+/// What the sandbox boots from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    /// The built-in `host` image.
+    Host,
+    Snapshot(String),
+    Template(String),
+}
+
+pub fn validate_name(name: &str) -> Result<(), ApiError> {
+    let bytes = name.as_bytes();
+    let ok_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+    let valid = !bytes.is_empty()
+        && bytes.len() <= MAX_NAME_LEN
+        && bytes.iter().all(ok_char)
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-';
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(format!(
+            "Invalid name '{name}': use 1-{MAX_NAME_LEN} lowercase letters, digits and '-', \
+             starting and ending with a letter or digit"
+        )))
+    }
+}
+
+/// TTL fields: `>= 0` and a multiple of 60 (0 disables).
+pub fn validate_ttl(field: &str, value: i64) -> Result<i64, ApiError> {
+    if value < 0 {
+        return Err(ApiError::Validation(format!("{field} must be >= 0, got {value}")));
+    }
+    if value % 60 != 0 {
+        return Err(ApiError::Validation(format!(
+            "{field} must be a multiple of 60 seconds, got {value}"
+        )));
+    }
+    Ok(value)
+}
+
+fn validate_positive(field: &str, value: i64, min: i64, max: Option<i64>) -> Result<i64, ApiError> {
+    if value < min || max.is_some_and(|m| value > m) {
+        let range = match max {
+            Some(m) => format!("between {min} and {m}"),
+            None => format!(">= {min}"),
+        };
+        return Err(ApiError::Validation(format!("{field} must be {range}, got {value}")));
+    }
+    Ok(value)
+}
+
+fn validate_run_config(rc: &RunConfig) -> Result<(), ApiError> {
+    if let Some(dir) = &rc.work_dir {
+        if !dir.starts_with('/') {
+            return Err(ApiError::Validation(format!(
+                "run_config.work_dir must be an absolute path, got '{dir}'"
+            )));
+        }
+    }
+    if let Some(env) = &rc.env_vars {
+        if let Some(bad) = env.keys().find(|k| k.is_empty() || k.contains('=') || k.contains('\0')) {
+            return Err(ApiError::Validation(format!("run_config.env_vars has an invalid name '{bad}'")));
+        }
+    }
+    Ok(())
+}
+
+fn image_ref(req: &CreateSandboxRequest) -> Result<ImageRef, ApiError> {
+    let reference = match (&req.snapshot, &req.snapshot_name) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::Validation("snapshot and snapshot_name must not disagree".into()))
+        }
+        (Some(a), _) | (None, Some(a)) => Some(a.clone()),
+        (None, None) => None,
+    };
+    let chosen = [req.snapshot_id.is_some(), reference.is_some(), req.template_name.is_some()];
+    if chosen.iter().filter(|c| **c).count() > 1 {
+        return Err(ApiError::Validation(
+            "At most one of snapshot_id, snapshot (snapshot_name) or template_name may be set".into(),
+        ));
+    }
+    Ok(match (&req.snapshot_id, reference, &req.template_name) {
+        (Some(id), _, _) => ImageRef::Snapshot(id.clone()),
+        (_, Some(r), _) => ImageRef::Snapshot(r),
+        (_, _, Some(t)) => ImageRef::Template(t.clone()),
+        _ => ImageRef::Host,
+    })
+}
+
+pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<CreateSpec, ApiError> {
+    if let Some(name) = &req.name {
+        validate_name(name)?;
+    }
+    let image_ref = image_ref(&req)?;
+    if let Some(rc) = &req.run_config {
+        validate_run_config(rc)?;
+    }
+    let wait_seconds = validate_positive("timeout", req.timeout.unwrap_or(DEFAULT_WAIT_SECONDS), 0, Some(MAX_WAIT_SECONDS))?;
+    let mut extra = req.extra;
+    extra.retain(|k, _| !RESERVED_FIELDS.contains(&k.as_str()));
+    Ok(CreateSpec {
+        name: req.name,
+        wait_for_ready: req.wait_for_ready.unwrap_or(true),
+        wait_seconds,
+        image_ref,
+        vcpus: validate_positive("vcpus", req.vcpus.unwrap_or(defaults.vcpus), 1, Some(MAX_VCPUS))?,
+        mem_bytes: validate_positive("mem_bytes", req.mem_bytes.unwrap_or(defaults.mem_bytes), MIN_MEM_BYTES, None)?,
+        fs_capacity_bytes: validate_positive(
+            "fs_capacity_bytes",
+            req.fs_capacity_bytes.unwrap_or(defaults.fs_capacity_bytes),
+            1 << 20,
+            None,
+        )?,
+        idle_ttl_seconds: validate_ttl("idle_ttl_seconds", req.idle_ttl_seconds.unwrap_or(defaults.idle_ttl_seconds))?,
+        delete_after_stop_seconds: validate_ttl(
+            "delete_after_stop_seconds",
+            req.delete_after_stop_seconds.unwrap_or(defaults.delete_after_stop_seconds),
+        )?,
+        ttl_seconds: req.ttl_seconds.map(|t| validate_ttl("ttl_seconds", t)).transpose()?.filter(|t| *t > 0),
+        persistent: req.persistent.unwrap_or(true),
+        proxy_config: req.proxy_config.filter(|v| !v.is_null()),
+        run_config: req.run_config,
+        labels: req.labels.unwrap_or_default(),
+        extra,
+    })
+}
+
+/// A validated `PATCH`.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateSpec {
+    pub name: Option<String>,
+    pub idle_ttl_seconds: Option<i64>,
+    pub delete_after_stop_seconds: Option<i64>,
+    pub ttl_seconds: Option<i64>,
+    pub proxy_config: Option<Value>,
+    pub run_config: Option<RunConfig>,
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+pub fn update_spec(req: UpdateSandboxRequest) -> Result<UpdateSpec, ApiError> {
+    if let Some(name) = &req.name {
+        validate_name(name)?;
+    }
+    if let Some(rc) = &req.run_config {
+        validate_run_config(rc)?;
+    }
+    Ok(UpdateSpec {
+        name: req.name,
+        idle_ttl_seconds: req.idle_ttl_seconds.map(|v| validate_ttl("idle_ttl_seconds", v)).transpose()?,
+        delete_after_stop_seconds: req
+            .delete_after_stop_seconds
+            .map(|v| validate_ttl("delete_after_stop_seconds", v))
+            .transpose()?,
+        ttl_seconds: req.ttl_seconds.map(|v| validate_ttl("ttl_seconds", v)).transpose()?,
+        proxy_config: req.proxy_config,
+        run_config: req.run_config,
+        labels: req.labels,
+    })
+}
+
+pub fn list_filter(q: ListSandboxesQuery) -> Result<ListFilter, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::BadRequest(format!("offset must be >= 0, got {offset}")));
+    }
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<SandboxStatus>().map_err(ApiError::BadRequest)?),
+        None => None,
+    };
+    let sort_by = match q.sort_by.as_deref().unwrap_or("created_at") {
+        "name" => SortColumn::Name,
+        "status" => SortColumn::Status,
+        "created_at" => SortColumn::CreatedAt,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "sort_by must be one of name, status, created_at; got '{other}'"
+            )))
+        }
+    };
+    let descending = match q.sort_direction.as_deref().unwrap_or("desc") {
+        "desc" => true,
+        "asc" => false,
+        other => return Err(ApiError::BadRequest(format!("sort_direction must be asc or desc; got '{other}'"))),
+    };
+    Ok(ListFilter {
+        name_contains: q.name_contains.filter(|s| !s.is_empty()),
+        status,
+        sort_by,
+        descending,
+        limit,
+        offset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["a", "my-vm", "sandbox-abc123", &"a".repeat(63)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-a", "a-", "My", "a_b", "a b", "a/b", "ü", &"a".repeat(64)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ttls() {
+        assert_eq!(validate_ttl("t", 0).unwrap(), 0);
+        assert_eq!(validate_ttl("t", 120).unwrap(), 120);
+        assert!(validate_ttl("t", -60).is_err());
+        assert!(validate_ttl("t", 61).is_err());
+    }
+
+    #[test]
+    fn create_defaults_and_ranges() {
+        let d = Defaults::default();
+        let spec = create_spec(CreateSandboxRequest::default(), &d).unwrap();
+        assert_eq!(spec.image_ref, ImageRef::Host);
+        assert_eq!(spec.idle_ttl_seconds, 600);
+        assert!(spec.wait_for_ready);
+        let bad = CreateSandboxRequest { vcpus: Some(0), ..Default::default() };
+        assert!(create_spec(bad, &d).is_err());
+        let bad = CreateSandboxRequest { mem_bytes: Some(1024), ..Default::default() };
+        assert!(create_spec(bad, &d).is_err());
+        let both = CreateSandboxRequest {
+            snapshot_id: Some("a".into()),
+            template_name: Some("t".into()),
+            ..Default::default()
+        };
+        assert!(create_spec(both, &d).is_err());
+    }
+
+    #[test]
+    fn list_query() {
+        let f = list_filter(ListSandboxesQuery::default()).unwrap();
+        assert_eq!((f.limit, f.offset, f.sort_by, f.descending), (50, 0, SortColumn::CreatedAt, true));
+        for bad in [
+            ListSandboxesQuery { limit: Some(0), ..Default::default() },
+            ListSandboxesQuery { offset: Some(-1), ..Default::default() },
+            ListSandboxesQuery { status: Some("running".into()), ..Default::default() },
+            ListSandboxesQuery { sort_by: Some("id".into()), ..Default::default() },
+            ListSandboxesQuery { sort_direction: Some("up".into()), ..Default::default() },
+        ] {
+            assert!(list_filter(bad).is_err());
+        }
+    }
+}

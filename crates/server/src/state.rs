@@ -1,0 +1,33 @@
+//! Shared server state handed to every handler.
+
+use std::sync::Arc;
+
+use crate::auth::Keys;
+use crate::config::ServerConfig;
+use crate::sandboxes::Sandboxes;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ServerConfig>,
+    pub store: Store,
+    pub keys: Arc<Keys>,
+    pub sandboxes: Arc<Sandboxes>,
+}
+
+impl AppState {
+    /// Base URL clients reach this server at: `--public-url`, else the
+    /// request's `Host`.
+    pub fn base_url(&self, headers: &http::HeaderMap) -> String {
+        if let Some(url) = &self.config.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.config.listen.to_string());
+        format!("http://{host}")
+    }
+}

@@ -1,0 +1,100 @@
+//! The database: the source of truth for tenants, keys and sandboxes.
+//!
+//! One data layer over `sqlx::AnyPool`, so the same portable SQL (with `$N`
+//! placeholders, which SQLite accepts too) runs on the embedded SQLite
+//! database by default and on PostgreSQL when one machine is not enough.
+
+mod keys;
+mod sandboxes;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use keys::{ApiKeyRow, TenantRow};
+pub use sandboxes::{ListFilter, NewSandbox, SandboxRow, SortColumn};
+
+/// Database errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("a row with this unique key already exists")]
+    Conflict,
+    #[error("stored value is malformed: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Map a unique-constraint violation to [`StoreError::Conflict`].
+    fn from_write(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Db(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Handle to the database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Open (creating if needed) the embedded SQLite database at `path`.
+    pub async fn open_sqlite(path: &Path) -> StoreResult<Self> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Self::open(&url).await
+    }
+
+    /// Open a database by URL (`sqlite://...` or `postgres://...`) and run
+    /// the migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        let is_sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Current time as stored: RFC 3339, UTC, millisecond precision.
+pub fn now() -> String {
+    format_time(chrono::Utc::now())
+}
+
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn parse_time(s: &str) -> StoreResult<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
