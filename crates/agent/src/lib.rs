@@ -1,14 +1,166 @@
 //! The Sandpit agent: PID 1 inside every sandbox.
 //!
 //! It reaps zombies, runs commands (`shell -c command`) in their own process
-//! groups, and serves the data-plane protocol the `langsmith` SDK speaks
-//! (`/execute`, `/execute/ws`, `/execute/stream/*`, `/upload`, `/download`,
-//! ...) over HTTP on a unix listener it inherits as fd 3. The server
-//! authenticates callers and relays their requests here unchanged.
+//! groups, and serves the data-plane protocol the `langsmith` SDK speaks over
+//! HTTP/1.1 on a listener it inherits (fd 3 by default; `--listen` binds one
+//! for tests). The server authenticates callers and relays their requests
+//! here unchanged, so everything below is exactly what the SDK expects.
+//!
+//! # Protocol
+//!
+//! | endpoint | what |
+//! | --- | --- |
+//! | `GET /healthz` | `{"status":"ok"}` |
+//! | `POST /execute` | blocking run (langsmith 0.7): `{command, timeout, shell, env, cwd}` → `{stdout, stderr, exit_code}` |
+//! | `GET /execute/ws` | WebSocket exec (below) |
+//! | `POST /execute/stream/start`, `/resume` | SSE exec (below) |
+//! | `POST /upload?path=P` | multipart field `file`; atomic write, 413 over `--max-upload-bytes` |
+//! | `GET`/`HEAD /download?path=P` | bytes; `Range`, `If-Range`, `If-None-Match`, `ETag`, `Last-Modified` |
+//! | `POST /glob`, `POST /grep` | `{matches, truncated}` |
+//!
+//! Errors are `{"detail": {"error": KIND, "message": TEXT}}`; see
+//! `http/error.rs` for the kinds and statuses.
+//!
+//! **WebSocket exec.** The client's first message is `execute` {command,
+//! command_id, timeout_seconds, shell, idle_timeout_seconds,
+//! kill_on_disconnect, ttl_seconds, env, cwd, run_config, close_stdin, pty,
+//! and our `cols`/`rows`} — get-or-create on `command_id` — or `reconnect`
+//! {command_id, stdout_offset, stderr_offset}. The agent answers `started`
+//! {command_id, pid}, streams `stdout` / `stderr` {data, offset} and ends
+//! with `exit` {exit_code} (128 + signal for a signal death) or `error`
+//! {error_type, error} (`CommandTimeout`, `CommandNotFound`,
+//! `SessionExpired`, `CommandError`, `InvalidRequest`), then closes the
+//! socket. The client may send `input` {data}, `kill`, `close_stdin` and
+//! `resize` {cols, rows} (our extension for PTYs).
+//!
+//! **SSE exec.** The same session model over server-sent events: `started`,
+//! `stdout`/`stderr` with base64 `data`, `stream_end`, `exit`, `error`, and
+//! `ack_required` when a response has carried half a ring of
+//! unacknowledged output; resuming with the new offsets acknowledges it, and
+//! until then (at most 30 s) that output stays protected from eviction.
+//! Heartbeat comments every 15 s.
+//!
+//! **Offsets** are byte offsets in the UTF-8 text the agent emits for each
+//! stream: output is decoded incrementally (a character split across reads
+//! is completed by the next read; invalid bytes become U+FFFD, counted as its
+//! three bytes), so `offset + len(data.encode())` of one chunk is the next
+//! chunk's offset. SSE base64 carries the same emitted bytes.
+//!
+//! **Retention.** Each stream of each command keeps its most recent
+//! [`session::RING_BYTES`] (8 MiB) of output in a ring. A reconnect replays
+//! from the requested offset if it is still retained, else from the oldest
+//! retained byte. While a client is attached and behind, the agent stops
+//! reading the command's pipe (backpressure) rather than dropping output it
+//! has not delivered; with no client attached the command keeps running and
+//! the oldest output is dropped. A finished session (its retained output and
+//! exit code) is kept for `ttl_seconds` (default 600, -1 forever); the last
+//! 4096 expired ids are remembered to answer `SessionExpired`.
+//!
+//! **Lifecycle.** `timeout_seconds` > 0 kills the process group after that
+//! long; `idle_timeout_seconds` (default 300, -1 never) kills a running
+//! command no client has been attached to for that long; `kill_on_disconnect`
+//! kills when the last client detaches.
+
+mod config;
+mod exec;
+mod files;
+mod http;
+mod listener;
+mod paths;
+mod process;
+mod pty;
+mod reaper;
+mod ring;
+mod search;
+mod session;
+mod sessions;
+mod shutdown;
+mod user;
+mod utf8;
+mod wire;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use config::Args;
+use exec::ExecContext;
+use listener::Listener;
+use reaper::Reaper;
+use sessions::Sessions;
 
 /// Entry point shared by `sandpit agent ...` and the static `sandpit-agent`
 /// binary. `args` excludes the program name and the `agent` verb.
-pub fn main_with_args(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
-    let _ = args;
-    std::process::ExitCode::FAILURE
+pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
+    let argv = std::iter::once(OsString::from("sandpit-agent")).chain(args);
+    let args = match Args::try_parse_from(argv) {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sandpit-agent: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(args));
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sandpit-agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves until SIGTERM (or SIGINT), then kills every command's group.
+async fn run(args: Args) -> anyhow::Result<()> {
+    // First: claim the inherited socket (and mark it close-on-exec).
+    let listener = Listener::open(&args.listen_target()).await?;
+    let shutdown = shutdown::Signals::install().context("cannot watch termination signals")?;
+    let reaper = Reaper::start().context("cannot watch SIGCHLD")?;
+    if let Err(error) = std::fs::create_dir_all(&args.workdir) {
+        tracing::warn!(workdir = %args.workdir.display(), %error, "cannot create the working directory");
+    }
+    let sessions = Sessions::new(reaper, ExecContext::from_process(args.workdir.clone()));
+    let app = http::app(Arc::new(http::AppState {
+        sessions: Arc::clone(&sessions),
+        workdir: args.workdir,
+        max_upload_bytes: args.max_upload_bytes,
+    }));
+    tracing::debug!("serving");
+    tokio::select! {
+        served = listener.serve(app) => served.context("serving failed")?,
+        signal = shutdown.recv() => tracing::info!(signal, "shutting down"),
+    }
+    sessions.kill_all();
+    Ok(())
+}
+
+/// Logs to stderr, filtered by `SANDPIT_AGENT_LOG` (default `warn`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SANDPIT_AGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -26,14 +26,17 @@ enum Command {
     },
     /// Internal: the single-threaded process that forks sandboxes for `serve`.
     #[command(hide = true)]
-    RuntimeHelper,
+    RuntimeHelper(commands::runtime_helper::RuntimeHelperArgs),
+    /// Measure create and exec latency against a running server.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Agent { args } => sandpit_agent::main_with_args(args),
-        Command::RuntimeHelper => commands::runtime_helper::run(),
+        Command::RuntimeHelper(args) => commands::runtime_helper::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     }
 }

@@ -1,37 +1,34 @@
 //! Sandbox runtime backends.
 //!
 //! [`Runtime`] is what the server asks of a backend: start a sandbox from a
-//! [`SandboxSpec`], stop it, and say which sandboxes are still running (for
-//! crash recovery). The `local` backend builds each sandbox from Linux
-//! namespaces, a cgroup, an overlay root and a veth pair. It is synchronous
-//! and must be driven from a single-threaded process (see `helper`): it forks.
+//! [`SandboxSpec`], stop it, say which sandboxes are still running, and sweep
+//! what a crash left behind. The local backend ([`local`]) builds each
+//! sandbox with libcontainer from Linux namespaces, a cgroup, seccomp, an
+//! overlay root and a veth pair. It forks and changes process-wide state, so
+//! it runs in a single-threaded helper process; the server uses it through
+//! [`helper::HelperRuntime`]. [`host_image`] builds the built-in `host` image.
 //!
 //! Architecture invariant: this crate never depends on tokio and never speaks
 //! HTTP; it knows processes, mounts, cgroups and network devices.
 
+pub mod agent_socket;
+pub mod cgroup;
+pub mod error;
+pub mod helper;
+pub mod host_image;
+pub mod local;
+pub mod mountinfo;
+pub mod network;
+pub mod oci;
+pub mod overlay;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 
+pub use error::{chain as error_chain, RuntimeError};
+pub use helper::HelperRuntime;
 pub use spec::{Limits, MountSpec, RunningSandbox, SandboxSpec, Started};
-
-use thiserror::Error;
-
-/// Errors a runtime backend reports. They cross the helper-process boundary as
-/// data, so they carry strings rather than source errors.
-#[derive(Debug, Error, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum RuntimeError {
-    #[error("invalid sandbox spec: {0}")]
-    InvalidSpec(String),
-    #[error("sandbox {0} is already running")]
-    AlreadyRunning(String),
-    #[error("sandbox {0} is not running")]
-    NotRunning(String),
-    #[error("failed to set up {stage}: {message}")]
-    Setup { stage: String, message: String },
-    #[error("failed to tear down {stage}: {message}")]
-    Teardown { stage: String, message: String },
-    #[error("runtime helper failed: {0}")]
-    Helper(String),
-}
 
 /// A sandbox backend.
 pub trait Runtime: Send + Sync {
@@ -44,4 +41,9 @@ pub trait Runtime: Send + Sync {
     fn stop(&self, id: &str) -> Result<(), RuntimeError>;
     /// Sandboxes whose init is still alive.
     fn running(&self) -> Result<Vec<RunningSandbox>, RuntimeError>;
+    /// After a crash: stop and remove everything of sandboxes whose id is not
+    /// in `keep_ids` (processes, cgroups, network devices, mounts, backend
+    /// state). Sandboxes in `keep_ids` are left alone. Returns the ids
+    /// something was removed for.
+    fn cleanup(&self, keep_ids: &[String]) -> Result<Vec<String>, RuntimeError>;
 }

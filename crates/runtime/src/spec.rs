@@ -11,7 +11,12 @@ pub struct SandboxSpec {
     pub id: String,
     /// Host directory owned by this sandbox. The backend keeps the writable
     /// layer in `state_dir/upper` (and `state_dir/work`), so files survive a
-    /// stop. Deleting the sandbox's files is the caller's job.
+    /// stop, and the agent's stdout and stderr in `state_dir/agent.log`
+    /// (truncated at each start). While the sandbox runs, the overlay root is
+    /// mounted at `state_dir/rootfs` and extra overlays under `state_dir/mnt`,
+    /// in the runtime helper's private mount namespace only; per-sandbox
+    /// `hosts`, `hostname` and `resolv.conf` live in `state_dir/etc`.
+    /// Deleting the sandbox's files is the caller's job.
     pub state_dir: PathBuf,
     /// Read-only overlay lower layers, topmost first.
     pub layers: Vec<PathBuf>,
@@ -36,12 +41,15 @@ pub struct SandboxSpec {
     pub net_slot: u32,
 }
 
-/// Resource limits enforced through the cgroup.
+/// Resource limits enforced through the cgroup. A zero means "no limit" for
+/// that resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// CPU quota in thousandths of a CPU (1000 = one full CPU).
     pub cpu_millis: u64,
+    /// Memory (and, where the kernel accounts swap, memory plus swap).
     pub memory_bytes: u64,
+    /// Maximum number of tasks (processes and threads).
     pub pids: u64,
 }
 

@@ -14,7 +14,7 @@ CREATE TABLE api_keys (
     key_hash    TEXT NOT NULL UNIQUE,
     prefix      TEXT NOT NULL,
     name        TEXT NOT NULL,
-    is_admin    BOOLEAN NOT NULL,
+    is_admin    INTEGER NOT NULL,
     created_at  TEXT NOT NULL,
     revoked_at  TEXT
 );
@@ -34,7 +34,7 @@ CREATE TABLE sandboxes (
     idle_ttl_seconds           BIGINT NOT NULL,
     delete_after_stop_seconds  BIGINT NOT NULL,
     ttl_seconds                BIGINT,
-    persistent                 BOOLEAN NOT NULL,
+    persistent                 INTEGER NOT NULL,
     proxy_config               TEXT,
     run_config                 TEXT,
     labels                     TEXT NOT NULL,

@@ -62,7 +62,7 @@ impl Keys {
         };
         let caller = Caller {
             tenant_id: row.tenant_id,
-            is_admin: row.is_admin,
+            is_admin: row.is_admin != 0,
         };
         self.lock().insert(hash, caller.clone());
         Ok(Some(caller))

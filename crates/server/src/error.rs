@@ -89,7 +89,7 @@ impl IntoResponse for ApiError {
         let (status, kind) = self.status_and_kind();
         let message = match &self {
             ApiError::Internal(err) => {
-                tracing::error!(error = ?err, "internal error");
+                tracing::error!(error = format!("{err:#}"), "internal error");
                 "Internal server error".to_owned()
             }
             other => other.to_string(),

@@ -1,4 +1,5 @@
 //! One module per verb.
 
+pub mod bench;
 pub mod runtime_helper;
 pub mod serve;

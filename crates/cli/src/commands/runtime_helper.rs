@@ -1,7 +1,39 @@
 //! `sandpit runtime-helper`: spawned by `serve`, never by users.
+//!
+//! Runs the local runtime backend in this (single-threaded) process,
+//! answering the server on stdin/stdout until stdin closes; see
+//! `sandpit_runtime::helper`. Logs go to stderr (`RUST_LOG`).
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn run() -> ExitCode {
-    ExitCode::FAILURE
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Args)]
+pub struct RuntimeHelperArgs {
+    /// Directory for the runtime's own state (container state, bundles,
+    /// records); created with mode 0700.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+}
+
+pub fn run(args: RuntimeHelperArgs) -> ExitCode {
+    // No threads may exist before the helper forks sandboxes: the fmt
+    // subscriber writes from the calling thread.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,libcontainer=warn,libcgroups=error"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .init();
+    match sandpit_runtime::helper::serve(&args.state_dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %sandpit_runtime::error_chain(&err), "runtime helper failed");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -243,7 +243,10 @@ impl Sandboxes {
                 }
             }
         }
-        tracing::info!(adopted = keep.len(), "recovered sandboxes");
+        let adopted = keep.len();
+        let runtime = self.runtime.clone();
+        let swept = tokio::task::spawn_blocking(move || runtime.cleanup(&keep)).await??;
+        tracing::info!(adopted, swept = swept.len(), "recovered sandboxes");
         Ok(())
     }
 

@@ -18,7 +18,8 @@ pub struct ApiKeyRow {
     pub key_hash: String,
     pub prefix: String,
     pub name: String,
-    pub is_admin: bool,
+    /// 0 or 1 (the Any driver has no portable boolean).
+    pub is_admin: i64,
     pub created_at: String,
     pub revoked_at: Option<String>,
 }
@@ -90,7 +91,7 @@ impl Store {
         .bind(key_hash)
         .bind(prefix)
         .bind(name)
-        .bind(is_admin)
+        .bind(i64::from(is_admin))
         .bind(&ts)
         .execute(&mut *tx)
         .await?;

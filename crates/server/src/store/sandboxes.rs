@@ -27,7 +27,8 @@ pub struct SandboxRow {
     pub idle_ttl_seconds: i64,
     pub delete_after_stop_seconds: i64,
     pub ttl_seconds: Option<i64>,
-    pub persistent: bool,
+    /// 0 or 1 (the Any driver has no portable boolean).
+    pub persistent: i64,
     pub proxy_config: Option<String>,
     pub run_config: Option<String>,
     pub labels: String,
@@ -138,7 +139,7 @@ impl Store {
         .bind(new.idle_ttl_seconds)
         .bind(new.delete_after_stop_seconds)
         .bind(new.ttl_seconds)
-        .bind(new.persistent)
+        .bind(i64::from(new.persistent))
         .bind(&new.proxy_config)
         .bind(&new.run_config)
         .bind(&new.labels)

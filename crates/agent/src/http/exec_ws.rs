@@ -1,0 +1,183 @@
+//! `GET /execute/ws`: the WebSocket exec protocol of `_ws_execute.py`.
+//!
+//! The first client message is `execute` (get-or-create by `command_id`) or
+//! `reconnect` (from `stdout_offset` / `stderr_offset`). The agent answers
+//! `started` {command_id, pid}, then streams `stdout` / `stderr`
+//! {data, offset} and ends with `exit` {exit_code} — or `error`
+//! {error_type, error} — and closes the socket. Meanwhile the client may
+//! send `input`, `kill`, `close_stdin` and (extension) `resize`.
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::exec::ExecRequest;
+use crate::pty::WindowSize;
+use crate::session::{Attachment, HoldMode, Next, Outcome, Session, Stream};
+use crate::sessions::SessionError;
+use crate::wire::{self, ClientMessage, ServerMessage};
+
+/// Normal closure, sent right after `exit` or `error`.
+const CLOSE_NORMAL: u16 = 1000;
+
+type Sink = SplitSink<WebSocket, Message>;
+type Source = SplitStream<WebSocket>;
+
+pub async fn upgrade(
+    State(app): State<Arc<AppState>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match ws {
+        Ok(ws) => ws.on_upgrade(move |socket| serve(app, socket)),
+        Err(rejection) => {
+            ApiError::invalid(format!("expected a WebSocket upgrade: {rejection}")).into_response()
+        }
+    }
+}
+
+async fn serve(app: Arc<AppState>, socket: WebSocket) {
+    let (mut sink, mut source) = socket.split();
+    let Some(request) = first_request(&mut source).await else {
+        return;
+    };
+    let attachment = match open(&app, request) {
+        Ok(attachment) => attachment,
+        Err(error) => {
+            let _ = send_error(&mut sink, error.kind, &error.message).await;
+            return close(&mut sink).await;
+        }
+    };
+    let session = Arc::clone(attachment.session());
+    let started = ServerMessage::Started {
+        command_id: session.id(),
+        pid: session.pid(),
+    };
+    if send(&mut sink, &started).await.is_err() {
+        return;
+    }
+    tokio::select! {
+        _ = forward_output(attachment, &mut sink) => close(&mut sink).await,
+        _ = handle_control(&session, &mut source) => {}
+    }
+}
+
+/// Reads until the first protocol message; `None` if the client left.
+async fn first_request(source: &mut Source) -> Option<Result<ClientMessage, ApiError>> {
+    loop {
+        let text = match source.next().await? {
+            Ok(Message::Text(text)) => text.to_string(),
+            Ok(Message::Binary(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) | Err(_) => return None,
+        };
+        return Some(
+            serde_json::from_str(&text)
+                .map_err(|e| ApiError::invalid(format!("invalid message: {e}"))),
+        );
+    }
+}
+
+/// Starts or finds the command and attaches to it.
+fn open(app: &AppState, request: Result<ClientMessage, ApiError>) -> Result<Attachment, ApiError> {
+    match request? {
+        ClientMessage::Execute(execute) => {
+            let id = execute.command_id.clone();
+            let req = ExecRequest::from_wire(*execute).map_err(SessionError::from)?;
+            let (session, _) = app.sessions.get_or_start(id, &req)?;
+            Ok(session.attach([0, 0], HoldMode::Cursor))
+        }
+        ClientMessage::Reconnect(reconnect) => {
+            let session = app.sessions.get(&reconnect.command_id)?;
+            let from = [reconnect.stdout_offset, reconnect.stderr_offset];
+            Ok(session.attach(from, HoldMode::Cursor))
+        }
+        _ => Err(ApiError::invalid(
+            "the first message must be execute or reconnect",
+        )),
+    }
+}
+
+/// Sends output until the command finishes.
+async fn forward_output(mut attachment: Attachment, sink: &mut Sink) {
+    loop {
+        let sent = match attachment.next().await {
+            Next::Output {
+                stream,
+                offset,
+                data,
+            } => send_output(sink, stream, offset, data).await,
+            Next::StreamEnd { .. } => Ok(()),
+            Next::Finished(Outcome::Exited(exit_code)) => {
+                let _ = send(sink, &ServerMessage::Exit { exit_code }).await;
+                return;
+            }
+            Next::Finished(Outcome::TimedOut(after)) => {
+                let error = ApiError::timeout(after);
+                let _ = send_error(sink, error.kind, &error.message).await;
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+async fn send_output(
+    sink: &mut Sink,
+    stream: Stream,
+    offset: u64,
+    data: Vec<u8>,
+) -> Result<(), axum::Error> {
+    let text = String::from_utf8(data)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let message = wire::output_message(stream.name(), &text, offset);
+    sink.send(Message::Text(message.into())).await
+}
+
+/// Applies control messages until the client goes away.
+async fn handle_control(session: &Session, source: &mut Source) {
+    while let Some(Ok(message)) = source.next().await {
+        let parsed = match message {
+            Message::Text(text) => serde_json::from_str::<ClientMessage>(&text),
+            Message::Binary(bytes) => serde_json::from_slice::<ClientMessage>(&bytes),
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        match parsed {
+            Ok(ClientMessage::Input { data }) => session.write_input(data),
+            Ok(ClientMessage::Kill) => session.kill(),
+            Ok(ClientMessage::CloseStdin) => session.close_stdin(),
+            Ok(ClientMessage::Resize { cols, rows }) => session.resize(WindowSize { cols, rows }),
+            Ok(ClientMessage::Execute(_) | ClientMessage::Reconnect(_)) => {
+                tracing::debug!("ignoring a second execute/reconnect on one socket");
+            }
+            Err(error) => tracing::debug!(%error, "ignoring an unparsable control message"),
+        }
+    }
+}
+
+async fn send(sink: &mut Sink, message: &ServerMessage<'_>) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(message).expect("server messages serialise");
+    sink.send(Message::Text(text.into())).await
+}
+
+async fn send_error(sink: &mut Sink, error_type: &str, error: &str) -> Result<(), axum::Error> {
+    send(sink, &ServerMessage::Error { error_type, error }).await
+}
+
+async fn close(sink: &mut Sink) {
+    let frame = CloseFrame {
+        code: CLOSE_NORMAL,
+        reason: "".into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}

@@ -1,0 +1,237 @@
+//! The sandbox's cgroup: where it lives, which limits it gets, and how
+//! leftovers are swept.
+//!
+//! libcontainer (through libcgroups) creates, fills and removes the cgroup;
+//! this module decides its path (`/sandpit/<id>` under every hierarchy, v1 or
+//! v2, never through systemd) and its resources, and finds the ones a crash
+//! left behind.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use libcgroups::common::CgroupSetup;
+use oci_spec::runtime::{LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxPids, LinuxResources};
+
+use crate::mountinfo;
+use crate::spec::Limits;
+
+/// Parent of every sandbox cgroup, relative to each hierarchy's root.
+pub const PARENT: &str = "sandpit";
+
+/// CFS period; the quota is a share of it.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// The cgroup path libcontainer gets for a sandbox.
+pub fn path(id: &str) -> PathBuf {
+    Path::new("/").join(PARENT).join(id)
+}
+
+/// Resources for `limits`. A zero limit is left unset. `swap_accounting`
+/// says whether memory+swap can be limited; when it can, it is set to the
+/// memory limit so a sandbox cannot escape its limit into swap.
+pub fn resources(limits: &Limits, swap_accounting: bool) -> LinuxResources {
+    let mut resources = LinuxResources::default();
+    resources.set_devices(Some(vec![deny_all_devices()]));
+    if let Ok(memory) = i64::try_from(limits.memory_bytes) {
+        if memory > 0 {
+            let mut mem = LinuxMemory::default();
+            mem.set_limit(Some(memory));
+            mem.set_swap(swap_accounting.then_some(memory));
+            resources.set_memory(Some(mem));
+        }
+    }
+    if let Ok(quota) = i64::try_from(limits.cpu_millis.saturating_mul(CPU_PERIOD_US / 1000)) {
+        if quota > 0 {
+            let mut cpu = LinuxCpu::default();
+            cpu.set_quota(Some(quota));
+            cpu.set_period(Some(CPU_PERIOD_US));
+            resources.set_cpu(Some(cpu));
+        }
+    }
+    if let Ok(pids) = i64::try_from(limits.pids) {
+        if pids > 0 {
+            let mut limit = LinuxPids::default();
+            limit.set_limit(pids);
+            resources.set_pids(Some(limit));
+        }
+    }
+    resources
+}
+
+/// Deny every device; libcgroups then allows the default set (null, zero,
+/// full, random, urandom, tty, pts, ...).
+fn deny_all_devices() -> LinuxDeviceCgroup {
+    let mut rule = LinuxDeviceCgroup::default();
+    rule.set_allow(false);
+    rule.set_access(Some("rwm".into()));
+    rule
+}
+
+/// Whether this host accounts swap per cgroup (v1 `memory.memsw.*`, v2
+/// `memory.swap.max`). Setting a swap limit where it is not accounted fails.
+pub fn swap_accounting() -> bool {
+    let mounts = mountinfo::read_self().unwrap_or_default();
+    match libcgroups::common::get_cgroup_setup() {
+        Ok(CgroupSetup::Unified) => v2_swap_accounting(&mounts),
+        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid) => v1_memory_mount(&mounts)
+            .is_some_and(|root| root.join("memory.memsw.limit_in_bytes").exists()),
+        Err(_) => false,
+    }
+}
+
+fn v1_memory_mount(mounts: &[mountinfo::MountEntry]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .find(|m| m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == "memory"))
+        .map(|m| m.mount_point.clone())
+}
+
+/// On v2 the root cgroup has no `memory.swap.max`; look at our own cgroup and
+/// at the sandbox parent.
+fn v2_swap_accounting(mounts: &[mountinfo::MountEntry]) -> bool {
+    let Some(root) = mounts.iter().find(|m| m.fs_type == "cgroup2") else {
+        return false;
+    };
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/");
+    let candidates = [
+        root.mount_point.join(own.trim_start_matches('/')),
+        root.mount_point.join(PARENT),
+    ];
+    candidates
+        .iter()
+        .any(|dir| dir.join("memory.swap.max").exists())
+}
+
+/// Mount points of every cgroup hierarchy (v1 controllers, named v1
+/// hierarchies, v2).
+pub fn hierarchies() -> Vec<PathBuf> {
+    let mounts = mountinfo::read_self().unwrap_or_default();
+    let mut seen = HashSet::new();
+    mounts
+        .into_iter()
+        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+        .map(|m| m.mount_point)
+        .filter(|p| seen.insert(p.clone()))
+        .collect()
+}
+
+/// Directories of sandbox `id` that exist, one per hierarchy at most.
+pub fn existing_dirs(id: &str) -> Vec<PathBuf> {
+    hierarchies()
+        .into_iter()
+        .map(|h| h.join(PARENT).join(id))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// Ids with a cgroup directory under any hierarchy.
+pub fn sandbox_ids() -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for hierarchy in hierarchies() {
+        let Ok(entries) = fs::read_dir(hierarchy.join(PARENT)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                ids.insert(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    ids
+}
+
+/// Kills every process of sandbox `id`'s cgroups and removes them.
+pub fn remove(id: &str) -> io::Result<()> {
+    let mut result = Ok(());
+    for dir in existing_dirs(id) {
+        if let Err(err) = remove_tree(&dir, Duration::from_secs(5)) {
+            result = Err(err);
+        }
+    }
+    result
+}
+
+/// Removes a cgroup directory and its children, killing what runs there.
+fn remove_tree(dir: &Path, timeout: Duration) -> io::Result<()> {
+    for entry in fs::read_dir(dir)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&entry.path(), timeout)?;
+        }
+    }
+    thaw(dir);
+    let deadline = Instant::now() + timeout;
+    loop {
+        kill_all(dir);
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// A frozen v1 cgroup does not act on SIGKILL until thawed.
+fn thaw(dir: &Path) {
+    let state = dir.join("freezer.state");
+    if state.exists() {
+        let _ = fs::write(state, "THAWED");
+    }
+}
+
+fn kill_all(dir: &Path) {
+    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_is_under_the_sandpit_parent() {
+        assert_eq!(path("abc"), PathBuf::from("/sandpit/abc"));
+    }
+
+    #[test]
+    fn limits_become_resources() {
+        let limits = Limits {
+            cpu_millis: 1500,
+            memory_bytes: 256 << 20,
+            pids: 128,
+        };
+        let r = resources(&limits, true);
+        let mem = r.memory().unwrap();
+        assert_eq!(mem.limit(), Some(256 << 20));
+        assert_eq!(mem.swap(), Some(256 << 20));
+        let cpu = r.cpu().clone().unwrap();
+        assert_eq!(cpu.quota(), Some(150_000));
+        assert_eq!(cpu.period(), Some(100_000));
+        assert_eq!(r.pids().unwrap().limit(), 128);
+        let devices = r.devices().clone().unwrap();
+        assert!(!devices[0].allow());
+    }
+
+    #[test]
+    fn no_swap_limit_without_accounting_and_zero_means_unlimited() {
+        let limits = Limits {
+            cpu_millis: 0,
+            memory_bytes: 1 << 30,
+            pids: 0,
+        };
+        let r = resources(&limits, false);
+        assert_eq!(r.memory().unwrap().swap(), None);
+        assert!(r.cpu().is_none());
+        assert!(r.pids().is_none());
+    }
+}

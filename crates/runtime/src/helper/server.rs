@@ -1,0 +1,130 @@
+//! The helper's side: set up, then answer requests until stdin closes.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Instant;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use thiserror::Error;
+
+use super::lines::LineReader;
+use super::protocol::{encode, Reply, Request};
+use super::setup::{self, SetupError};
+use crate::error::{chain, RuntimeError};
+use crate::local::{LocalError, LocalRuntime};
+use crate::network::firewall::{self, FirewallError};
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Runtime(#[from] LocalError),
+    #[error("lost the connection to the server")]
+    Io(#[from] io::Error),
+}
+
+/// Runs the helper on this process's stdin and stdout. Returns when stdin
+/// closes (the server is gone or done); sandboxes keep running.
+pub fn serve(state_dir: &Path) -> Result<(), ServeError> {
+    let (requests, mut replies) = setup::take_stdio()?;
+    let mut runtime = match init(state_dir) {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let reply = Reply::Error(RuntimeError::Helper(chain(&err)));
+            let _ = write(&mut replies, &reply);
+            return Err(err);
+        }
+    };
+    write(
+        &mut replies,
+        &Reply::Ready {
+            pid: std::process::id(),
+        },
+    )?;
+    let mut input = LineReader::new(requests);
+    loop {
+        while let Some(line) = input.next_line() {
+            write(&mut replies, &handle(&mut runtime, &line))?;
+        }
+        if input.is_eof() {
+            return Ok(());
+        }
+        let (stdin_ready, exited) = wait(&input, &runtime)?;
+        for id in exited {
+            runtime.reap(&id);
+        }
+        if stdin_ready {
+            input.fill()?;
+        }
+    }
+}
+
+fn init(state_dir: &Path) -> Result<LocalRuntime, ServeError> {
+    setup::prepare()?;
+    let runtime = LocalRuntime::new(state_dir)?;
+    firewall::apply()?;
+    Ok(runtime)
+}
+
+/// Waits for a request or for an init to exit; returns whether stdin is
+/// readable and which sandboxes' inits exited.
+fn wait(input: &LineReader<File>, runtime: &LocalRuntime) -> io::Result<(bool, Vec<String>)> {
+    let children: Vec<_> = runtime.children().collect();
+    let mut fds = vec![PollFd::new(input.get_ref().as_fd(), PollFlags::POLLIN)];
+    fds.extend(
+        children
+            .iter()
+            .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
+    );
+    match poll(&mut fds, PollTimeout::NONE) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Ok((false, Vec::new())),
+        Err(e) => return Err(e.into()),
+    }
+    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+    let exited = children.iter().zip(&fds[1..]).filter(|(_, fd)| ready(fd));
+    let exited = exited.map(|((id, _), _)| id.to_string()).collect();
+    Ok((ready(&fds[0]), exited))
+}
+
+fn handle(runtime: &mut LocalRuntime, line: &[u8]) -> Reply {
+    let request: Request = match serde_json::from_slice(line) {
+        Ok(request) => request,
+        Err(e) => return Reply::Error(RuntimeError::Helper(format!("malformed request: {e}"))),
+    };
+    let started = Instant::now();
+    let name = request.name();
+    let reply = dispatch(runtime, request).unwrap_or_else(Reply::Error);
+    tracing::debug!(request = name, elapsed = ?started.elapsed(), "runtime helper request done");
+    reply
+}
+
+fn dispatch(runtime: &mut LocalRuntime, request: Request) -> Result<Reply, RuntimeError> {
+    match request {
+        Request::Start { spec } => runtime
+            .start(&spec)
+            .map(Reply::Started)
+            .map_err(LocalError::setup),
+        Request::Stop { id } => runtime
+            .stop(&id)
+            .map(|()| Reply::Stopped)
+            .map_err(LocalError::teardown),
+        Request::Running => runtime
+            .running()
+            .map(Reply::Running)
+            .map_err(|e| RuntimeError::Helper(chain(&e))),
+        Request::Cleanup { keep_ids } => runtime
+            .cleanup(&keep_ids)
+            .map(Reply::CleanedUp)
+            .map_err(LocalError::teardown),
+    }
+}
+
+fn write(out: &mut File, reply: &Reply) -> io::Result<()> {
+    out.write_all(&encode(reply))
+}

@@ -1,0 +1,70 @@
+//! Where the local backend keeps things on disk.
+
+use std::path::{Path, PathBuf};
+
+/// The helper's own state directory.
+#[derive(Debug, Clone)]
+pub struct StateDirs {
+    /// libcontainer's root: one directory of container state per sandbox.
+    pub containers: PathBuf,
+    /// One OCI bundle (config.json) per sandbox.
+    pub bundles: PathBuf,
+    /// One [`super::record::Record`] per sandbox.
+    pub records: PathBuf,
+}
+
+impl StateDirs {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            containers: root.join("containers"),
+            bundles: root.join("bundles"),
+            records: root.join("records"),
+        }
+    }
+
+    pub fn all(&self) -> [&Path; 3] {
+        [&self.containers, &self.bundles, &self.records]
+    }
+
+    pub fn container(&self, id: &str) -> PathBuf {
+        self.containers.join(id)
+    }
+
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.bundles.join(id)
+    }
+
+    pub fn record(&self, id: &str) -> PathBuf {
+        self.records.join(format!("{id}.json"))
+    }
+}
+
+/// Paths under one sandbox's state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxPaths {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub rootfs: PathBuf,
+    /// Parent of the helper-side read-only overlays.
+    pub mnt: PathBuf,
+    pub etc: PathBuf,
+    pub agent_log: PathBuf,
+}
+
+impl SandboxPaths {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            upper: state_dir.join("upper"),
+            work: state_dir.join("work"),
+            rootfs: state_dir.join("rootfs"),
+            mnt: state_dir.join("mnt"),
+            etc: state_dir.join("etc"),
+            agent_log: state_dir.join("agent.log"),
+        }
+    }
+
+    /// Mount point of the `n`th read-only overlay.
+    pub fn overlay(&self, n: usize) -> PathBuf {
+        self.mnt.join(n.to_string())
+    }
+}

@@ -1,0 +1,254 @@
+//! `start`: from a spec to a running, networked init.
+
+use std::fs::{self, File};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+
+use super::error::LocalError;
+use super::layout::SandboxPaths;
+use super::record::{Init, Record};
+use super::{validate, LocalRuntime};
+use crate::agent_socket;
+use crate::network::{self, NetPlan};
+use crate::oci::{self, BindMount};
+use crate::overlay::{self, Upper};
+use crate::process::{PidFd, ProcStat};
+use crate::rootfs::{self, EtcFiles};
+use crate::spec::{MountSpec, SandboxSpec, Started};
+
+impl LocalRuntime {
+    /// Starts sandbox `spec.id`. On failure everything done so far is undone.
+    pub fn start(&mut self, spec: &SandboxSpec) -> Result<Started, LocalError> {
+        validate::sandbox(spec)?;
+        let plan = NetPlan::for_slot(spec.net_slot)?;
+        self.clear_previous(&spec.id)?;
+        self.claim_slot(spec.net_slot, &plan)?;
+        let paths = SandboxPaths::new(&spec.state_dir);
+        let mut record = Record {
+            id: spec.id.clone(),
+            state_dir: spec.state_dir.clone(),
+            agent_socket: spec.agent_socket.clone(),
+            host_if: plan.host_if.clone(),
+            helper_mounts: planned_mounts(spec, &paths),
+            init: None,
+            started: None,
+        };
+        self.save(&record)?;
+        self.launch(spec, &plan, &paths, &mut record).inspect_err(|err| {
+            tracing::warn!(sandbox = %spec.id, error = %crate::error::chain(err), "start failed; undoing");
+            if let Err(undo) = self.teardown(&record) {
+                let undo = crate::error::chain(&undo);
+                tracing::error!(sandbox = %spec.id, error = %undo, "undoing a failed start failed");
+            }
+        })
+    }
+
+    /// A sandbox that is running may not start again; leftovers of one
+    /// that died are removed first.
+    fn clear_previous(&mut self, id: &str) -> Result<(), LocalError> {
+        match self.load(id)? {
+            Some(record) if record.is_alive() => Err(LocalError::AlreadyRunning(id.into())),
+            Some(record) => self.teardown(&record),
+            None => self.remove_container(id),
+        }
+    }
+
+    /// The slot's host link must be free. One left by a dead sandbox (its
+    /// namespace still being torn down, or held open) is deleted; one of a
+    /// live sandbox is an error.
+    fn claim_slot(&self, slot: u32, plan: &NetPlan) -> Result<(), LocalError> {
+        let Some(owner) = network::link_owner(&plan.host_if) else {
+            return Ok(());
+        };
+        let live = owner.as_deref().and_then(|id| self.load(id).ok().flatten());
+        if let Some(record) = live.filter(Record::is_alive) {
+            return Err(LocalError::SlotTaken {
+                slot,
+                owner: record.id,
+            });
+        }
+        Ok(network::delete_link_named(&plan.host_if)?)
+    }
+
+    fn launch(
+        &mut self,
+        spec: &SandboxSpec,
+        plan: &NetPlan,
+        paths: &SandboxPaths,
+        record: &mut Record,
+    ) -> Result<Started, LocalError> {
+        let binds = mount_root(spec, paths)?;
+        let etc = rootfs::write_etc(&paths.etc, &spec.hostname, plan)?;
+        let bundle = self.write_bundle(spec, paths, &binds, &etc)?;
+        let listener = agent_socket::bind(&spec.agent_socket)?;
+        let mut container = self.create(spec, &bundle, &listener, paths)?;
+        drop(listener);
+        let init = remember_init(&container, record)?;
+        self.save(record)?;
+        network::setup(init.pid, &spec.id, plan)?;
+        container.start()?;
+        let started = Started {
+            pid: init.pid,
+            start_time: init.start_time,
+            sandbox_ip: plan.sandbox_ip.to_string(),
+            host_ip: plan.host_ip.to_string(),
+        };
+        record.started = Some(started.clone());
+        self.save(record)?;
+        if let Ok(pidfd) = PidFd::open(init.pid) {
+            self.children.insert(spec.id.clone(), pidfd);
+        }
+        Ok(started)
+    }
+
+    fn write_bundle(
+        &self,
+        spec: &SandboxSpec,
+        paths: &SandboxPaths,
+        binds: &[BindMount],
+        etc: &EtcFiles,
+    ) -> Result<PathBuf, LocalError> {
+        let inputs = oci::Inputs {
+            sandbox: spec,
+            rootfs: &paths.rootfs,
+            binds,
+            etc,
+            swap_accounting: self.host.swap_accounting,
+            ipv6: self.host.ipv6,
+            oom_score_adj: self.host.agent_oom_score_adj,
+            nofile: self.host.nofile,
+        };
+        let config = oci::build(&inputs)?;
+        let bundle = self.dirs.bundle(&spec.id);
+        fs::create_dir_all(&bundle).map_err(LocalError::State)?;
+        config
+            .save(bundle.join("config.json"))
+            .map_err(oci::OciError::from)?;
+        Ok(bundle)
+    }
+
+    /// Creates the container (its init paused before exec) with the
+    /// listener on fd 3 and the agent's output in its log.
+    fn create(
+        &self,
+        spec: &SandboxSpec,
+        bundle: &Path,
+        listener: &UnixListener,
+        paths: &SandboxPaths,
+    ) -> Result<Container, LocalError> {
+        let log = File::create(&paths.agent_log).map_err(LocalError::State)?;
+        let log_err = log.try_clone().map_err(LocalError::State)?;
+        let devnull = File::open("/dev/null").map_err(LocalError::State)?;
+        let build = || {
+            ContainerBuilder::new(spec.id.clone(), SyscallType::default())
+                .with_root_path(&self.dirs.containers)?
+                .with_preserved_fds(1)
+                .with_stdin(devnull)
+                .with_stdout(log)
+                .with_stderr(log_err)
+                .validate_id()?
+                .as_init(bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+        };
+        let built = self.fd3.lend(listener.as_fd(), build)?;
+        self.restore_process_state();
+        Ok(built?)
+    }
+
+    /// Undoes libcontainer's changes to this process: working directory and
+    /// oom score.
+    fn restore_process_state(&self) {
+        let _ = std::env::set_current_dir("/");
+        let _ = fs::write("/proc/self/oom_score_adj", &self.oom_score_adj);
+    }
+}
+
+/// Helper-side mounts `start` will make, in order: the root, then one per
+/// read-only overlay of two or more layers.
+fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
+    let overlays = spec.mounts.iter().enumerate().filter_map(|(n, m)| match m {
+        MountSpec::ReadOnlyOverlay { layers, .. } if layers.len() > 1 => Some(paths.overlay(n)),
+        _ => None,
+    });
+    std::iter::once(paths.rootfs.clone())
+        .chain(overlays)
+        .collect()
+}
+
+/// Mounts the overlay root and the read-only overlays; returns the extra
+/// mounts as binds for the container.
+fn mount_root(spec: &SandboxSpec, paths: &SandboxPaths) -> Result<Vec<BindMount>, LocalError> {
+    for dir in [&paths.upper, &paths.work, &paths.rootfs] {
+        fs::create_dir_all(dir).map_err(LocalError::State)?;
+    }
+    let upper = Upper {
+        upper: &paths.upper,
+        work: &paths.work,
+    };
+    overlay::mount_at(&paths.rootfs, &spec.layers, Some(upper))?;
+    rootfs::prepare(&paths.rootfs, &spec.workdir)?;
+    let binds = spec
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(n, m)| resolve_mount(n, m, paths));
+    binds.collect()
+}
+
+fn resolve_mount(
+    n: usize,
+    mount: &MountSpec,
+    paths: &SandboxPaths,
+) -> Result<BindMount, LocalError> {
+    match mount {
+        MountSpec::Bind {
+            source,
+            destination,
+            readonly,
+        } => Ok(BindMount {
+            source: source.clone(),
+            destination: destination.clone(),
+            readonly: *readonly,
+        }),
+        MountSpec::ReadOnlyOverlay {
+            layers,
+            destination,
+        } if layers.len() == 1 => Ok(BindMount {
+            source: layers[0].clone(),
+            destination: destination.clone(),
+            readonly: true,
+        }),
+        MountSpec::ReadOnlyOverlay {
+            layers,
+            destination,
+        } => {
+            let target = paths.overlay(n);
+            fs::create_dir_all(&target).map_err(LocalError::State)?;
+            overlay::mount_at(&target, layers, None)?;
+            Ok(BindMount {
+                source: target,
+                destination: destination.clone(),
+                readonly: true,
+            })
+        }
+    }
+}
+
+/// Notes the paused init's pid and start time in the record.
+fn remember_init(container: &Container, record: &mut Record) -> Result<Init, LocalError> {
+    let pid = container.pid().ok_or(LocalError::InitVanished)?.as_raw();
+    let stat = ProcStat::read(pid).ok_or(LocalError::InitVanished)?;
+    let init = Init {
+        pid,
+        start_time: stat.start_time,
+    };
+    record.init = Some(init);
+    Ok(init)
+}
