@@ -47,7 +47,7 @@
 //! chunk's offset. SSE base64 carries the same emitted bytes.
 //!
 //! **Retention.** Each stream of each command keeps its most recent
-//! [`session::RING_BYTES`] (8 MiB) of output in a ring. A reconnect replays
+//! `session::RING_BYTES` (8 MiB) of output in a ring. A reconnect replays
 //! from the requested offset if it is still retained, else from the oldest
 //! retained byte. While a client is attached and behind, the agent stops
 //! reading the command's pipe (backpressure) rather than dropping output it
@@ -59,7 +59,14 @@
 //! **Lifecycle.** `timeout_seconds` > 0 kills the process group after that
 //! long; `idle_timeout_seconds` (default 300, -1 never) kills a running
 //! command no client has been attached to for that long; `kill_on_disconnect`
-//! kills when the last client detaches.
+//! kills when the last client detaches. Kills are SIGKILL to the command's
+//! process group. `exit` is sent once the output is complete: at EOF of the
+//! command's pipes or, when a background process keeps them open, after
+//! 50 ms without output following the exit.
+//!
+//! **PID 1.** The agent reaps every child (orphans included), starts each
+//! command in its own session with `oom_score_adj` 0, and on SIGTERM kills
+//! every command's process group and exits 0.
 
 mod config;
 mod exec;

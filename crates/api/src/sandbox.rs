@@ -147,7 +147,6 @@ pub struct SandboxResponse {
     pub snapshot_id: Option<String>,
     pub template_name: Option<String>,
     pub image: String,
-    pub size_class: Option<String>,
     pub persistent: bool,
     pub proxy_config: Option<Value>,
     pub run_config: Option<RunConfig>,

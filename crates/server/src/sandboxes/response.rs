@@ -44,7 +44,6 @@ pub fn sandbox_response(row: &SandboxRow, base_url: &str) -> StoreResult<Sandbox
         snapshot_id: row.snapshot_id.clone(),
         template_name: row.template_name.clone(),
         image: row.image.clone(),
-        size_class: None,
         persistent: row.persistent != 0,
         proxy_config: row.proxy_config.as_deref().map(|t| json("proxy_config", t)).transpose()?,
         run_config: row.run_config.as_deref().map(|t| json::<RunConfig>("run_config", t)).transpose()?,

@@ -22,7 +22,7 @@ const RESERVED_FIELDS: &[&str] = &[
     "id", "name", "status", "status_message", "dataplane_url", "created_at", "updated_at",
     "created_by", "updated_by", "vcpus", "mem_bytes", "fs_capacity_bytes", "idle_ttl_seconds",
     "delete_after_stop_seconds", "ttl_seconds", "expires_at", "stopped_at", "snapshot_id",
-    "template_name", "image", "size_class", "persistent", "proxy_config", "run_config", "labels",
+    "template_name", "image", "persistent", "proxy_config", "run_config", "labels",
     "wait_for_ready", "timeout", "snapshot", "snapshot_name",
 ];
 
