@@ -153,3 +153,24 @@ async fn starts_quickly() {
         begun.elapsed()
     );
 }
+
+/// Finished sessions are kept for reconnects (TTL) but hold no descriptors:
+/// no pipes, no stdin writer, no PTY master.
+#[tokio::test]
+async fn finished_sessions_hold_no_descriptors() {
+    let agent = Agent::start();
+    let count = || std::fs::read_dir(format!("/proc/{}/fd", agent.pid())).map_or(0, |d| d.count());
+    agent.run(json!({"command": "true"})).await;
+    let baseline = count();
+    for n in 0..5 {
+        let run = agent
+            .run(json!({"command": "tty >/dev/null && echo pty", "pty": true}))
+            .await;
+        assert_eq!(run.stdout, "pty\r\n", "pty command {n}");
+        let run = agent
+            .run(json!({"command": "echo piped", "close_stdin": false}))
+            .await;
+        assert_eq!(run.stdout, "piped\n");
+    }
+    eventually("descriptors released", || count() <= baseline).await;
+}

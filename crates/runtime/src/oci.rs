@@ -265,6 +265,7 @@ mod tests {
         SandboxSpec {
             id: "0b6e".into(),
             state_dir: "/data/0b6e".into(),
+            agent_log: true,
             layers: vec!["/images/base".into()],
             mounts: vec![],
             agent_binary: "/opt/sandpit-agent".into(),

@@ -11,13 +11,18 @@ pub struct SandboxSpec {
     pub id: String,
     /// Host directory owned by this sandbox. The backend keeps the writable
     /// layer in `state_dir/upper` (and `state_dir/work`), so files survive a
-    /// stop, and the agent's stdout and stderr in `state_dir/agent.log`
-    /// (truncated at each start). While the sandbox runs, the overlay root is
+    /// stop, and, when `agent_log` is set, the agent's stdout and stderr in
+    /// `state_dir/agent.log` (truncated at each start). While the sandbox runs, the overlay root is
     /// mounted at `state_dir/rootfs` and extra overlays under `state_dir/mnt`,
     /// in the runtime helper's private mount namespace only; per-sandbox
     /// `hosts`, `hostname` and `resolv.conf` live in `state_dir/etc`.
     /// Deleting the sandbox's files is the caller's job.
     pub state_dir: PathBuf,
+    /// Keep the agent's stdout and stderr in `state_dir/agent.log` instead of
+    /// discarding them. For debugging only: sandboxed code can write to the
+    /// agent's stdout (`/proc/1/fd/1`), and nothing bounds the file's size.
+    #[serde(default)]
+    pub agent_log: bool,
     /// Read-only overlay lower layers, topmost first.
     pub layers: Vec<PathBuf>,
     /// Extra mounts applied on top of the root, in order.

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{assert_gone, controller_dir, default_limits, Harness};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use sandpit_runtime::{Limits, MountSpec, Runtime, RuntimeError};
 
 #[test]
@@ -96,8 +98,8 @@ fn host_files_stay_invisible() {
     let h = Harness::new();
     let spec = h.spec("invisible", default_limits());
     let marker = format!("sandpit-marker-{}", std::process::id());
-    let host_marker = Path::new("/tmp").join(&marker);
-    fs::write(&host_marker, "host").unwrap();
+    let host_marker = RemoveOnDrop(Path::new("/tmp").join(&marker));
+    fs::write(&host_marker.0, "host").unwrap();
     fs::create_dir_all(&spec.state_dir).unwrap();
     fs::write(spec.state_dir.join(&marker), "state").unwrap();
     let sb = h.start_spec(spec);
@@ -115,7 +117,15 @@ fn host_files_stay_invisible() {
         let out = sb.sh(check);
         assert!(out.ok(), "`{check}` failed: {}", out.text);
     }
-    fs::remove_file(host_marker).unwrap();
+}
+
+/// Removes a host file when the test ends, pass or fail.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 #[test]
@@ -476,11 +486,33 @@ fn stop_is_idempotent_and_running_lists_live_sandboxes() {
 }
 
 #[test]
+fn helper_survives_ctrl_c_and_sandboxes_start_with_clean_signals() {
+    let h = Harness::new();
+    let sb = h.start("signals", default_limits());
+    let helper = h.runtime.helper_pid().unwrap();
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        kill(Pid::from_raw(i32::try_from(helper).unwrap()), signal).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(h.runtime.running().unwrap().len(), 1);
+    assert_eq!(
+        h.runtime.helper_pid(),
+        Some(helper),
+        "the helper was replaced"
+    );
+    // Nothing ignored or blocked leaks from the helper into the init.
+    let status = sb.ok("grep -E '^Sig(Ign|Blk):' /proc/1/status");
+    for line in status.lines() {
+        assert!(line.ends_with("0000000000000000"), "{line}");
+    }
+}
+
+#[test]
 fn an_init_that_exits_is_reaped_and_not_running() {
     let h = Harness::new();
     let sb = h.start("exits", default_limits());
     let pid = sb.started.pid;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     wait_until(|| !Path::new(&format!("/proc/{pid}")).exists());
     assert!(h.runtime.running().unwrap().is_empty());
 }

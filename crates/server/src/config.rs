@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub helper_exe: PathBuf,
     pub defaults: Defaults,
     pub max_upload_bytes: u64,
+    /// Keep each agent's stdout/stderr in `DATA/sandboxes/<id>/agent.log`
+    /// (debugging only: unbounded, and writable from inside the sandbox).
+    pub agent_log: bool,
     /// How often the reconciler runs.
     pub reconcile_interval: std::time::Duration,
 }

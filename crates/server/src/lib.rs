@@ -28,7 +28,7 @@ pub use routes::app;
 pub use sandboxes::ImageRootfs;
 
 use crate::auth::{generate_key, hash_key, key_prefix, Keys, DEFAULT_TENANT};
-use crate::sandboxes::Sandboxes;
+use crate::sandboxes::{Sandboxes, SandboxesConfig};
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -85,14 +85,14 @@ pub async fn prepare(config: &ServerConfig) -> anyhow::Result<(DataDirs, Store, 
 /// Run the server until SIGINT/SIGTERM, then stop every sandbox and exit.
 pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()> {
     let (dirs, store, key, agent) = prepare(&config).await?;
-    let sandboxes = Arc::new(Sandboxes::new(
-        store.clone(),
-        backend.runtime,
+    let controller = SandboxesConfig {
         dirs,
-        backend.host_image,
-        agent,
-        config.defaults,
-    ));
+        host_image: backend.host_image,
+        agent_binary: agent,
+        defaults: config.defaults,
+        agent_log: config.agent_log,
+    };
+    let sandboxes = Arc::new(Sandboxes::new(store.clone(), backend.runtime, controller));
     sandboxes.recover().await.context("recovering sandboxes")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -92,7 +92,8 @@ pub struct Session {
     /// Becomes true once the command's process has exited.
     exited: watch::Sender<bool>,
     stdin: Option<mpsc::UnboundedSender<StdinOp>>,
-    terminal: Option<OwnedFd>,
+    /// Whether the command runs on a PTY.
+    pty: bool,
 }
 
 struct State {
@@ -104,6 +105,9 @@ struct State {
     /// When the last client detached, while none is attached (and since
     /// any ever was).
     detached_since: Option<Instant>,
+    /// The PTY master, for resizing; closed when the command finishes so a
+    /// session kept for reconnects does not hold a terminal.
+    terminal: Option<OwnedFd>,
 }
 
 impl Session {
@@ -129,13 +133,13 @@ impl Session {
             id,
             pid,
             lifecycle,
-            state: Mutex::new(State::new()),
+            pty: terminal.is_some(),
+            state: Mutex::new(State::new(terminal)),
             output: Notify::new(),
             room: Notify::new(),
             clients: Notify::new(),
             exited: watch::Sender::new(false),
             stdin,
-            terminal,
         });
         let mut pumps = vec![pump::start(&session, Stream::Stdout, stdout, pipe_bytes)];
         match stderr {
@@ -192,14 +196,14 @@ impl Session {
 
     /// Closes stdin after queued input. A no-op under a PTY.
     pub fn close_stdin(&self) {
-        if let (Some(stdin), None) = (&self.stdin, &self.terminal) {
+        if let (Some(stdin), false) = (&self.stdin, self.pty) {
             let _ = stdin.send(StdinOp::Close);
         }
     }
 
     /// Sets the PTY's window size. A no-op without a PTY.
     pub fn resize(&self, size: WindowSize) {
-        if let Some(terminal) = &self.terminal {
+        if let Some(terminal) = &self.lock().terminal {
             if let Err(error) = pty::set_size(terminal.as_fd(), size) {
                 tracing::debug!(%error, "resize");
             }
@@ -220,8 +224,15 @@ impl Session {
         self.output.notify_waiters();
     }
 
+    /// Records the outcome and lets go of the command's stdin and terminal.
     fn finish(&self, outcome: Outcome) {
-        self.lock().outcome = Some(outcome);
+        if let Some(stdin) = &self.stdin {
+            let _ = stdin.send(StdinOp::Close);
+        }
+        let mut state = self.lock();
+        state.outcome = Some(outcome);
+        state.terminal = None;
+        drop(state);
         self.output.notify_waiters();
         self.clients.notify_waiters();
     }
@@ -244,7 +255,7 @@ impl Session {
 }
 
 impl State {
-    fn new() -> Self {
+    fn new(terminal: Option<OwnedFd>) -> Self {
         Self {
             rings: [Ring::new(RING_BYTES), Ring::new(RING_BYTES)],
             ended: [false; 2],
@@ -254,6 +265,7 @@ impl State {
             // The client that starts a command attaches at once; the idle
             // timer starts when the last client leaves.
             detached_since: None,
+            terminal,
         }
     }
 

@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// Maximum number of processes in one sandbox.
     #[arg(long, default_value_t = 1024)]
     pub pids_limit: u64,
+    /// Keep each agent's stdout/stderr in DATA/sandboxes/<id>/agent.log.
+    /// Debugging only: the file is unbounded and writable from inside.
+    #[arg(long)]
+    pub debug_agent_log: bool,
 }
 
 fn init_tracing() {
@@ -73,6 +77,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         helper_exe: std::env::current_exe().context("locating the sandpit binary")?,
         defaults,
         max_upload_bytes: args.max_upload_bytes,
+        agent_log: args.debug_agent_log,
         reconcile_interval: Duration::from_secs(5),
     })
 }

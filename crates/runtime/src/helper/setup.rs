@@ -80,12 +80,70 @@ fn private_mounts() -> Result<(), SetupError> {
 
 extern "C" fn ignore(_: libc::c_int) {}
 
+/// The kernel's `struct sigaction` (x86_64 and arm64 layout), used through
+/// the raw syscall: glibc's wrapper refuses signals 32 and 33, which it
+/// reserves, yet they can arrive ignored from whoever started us.
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Resets every ignored signal to its default. Ignored dispositions survive
+/// exec, so they would otherwise leak into every sandbox (a shell's
+/// background job ignores SIGQUIT, for example).
+fn reset_ignored_signals() {
+    let mask_size = std::mem::size_of::<u64>();
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = KernelSigaction::default();
+        let none = std::ptr::null::<KernelSigaction>();
+        // SAFETY: with a null new action, rt_sigaction only writes the current
+        // action into `old`, a valid kernel sigaction of the size the kernel
+        // expects; `mask_size` is the kernel's sigset size.
+        let read = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                none,
+                &raw mut old,
+                mask_size,
+            )
+        };
+        if read == 0 && old.handler == libc::SIG_IGN {
+            let default = KernelSigaction {
+                handler: libc::SIG_DFL,
+                ..Default::default()
+            };
+            let no_old = std::ptr::null_mut::<KernelSigaction>();
+            // SAFETY: `default` is a valid kernel sigaction (SIG_DFL needs no
+            // restorer); the old action is not requested.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    &raw const default,
+                    no_old,
+                    mask_size,
+                )
+            };
+        }
+    }
+}
+
 /// Ctrl-C in a terminal signals the whole process group; the server must get
 /// to stop its sandboxes first, so the helper survives SIGINT and SIGTERM
 /// and exits when its stdin closes. A caught signal (not `SIG_IGN`) is reset
-/// by exec, and SIGPIPE goes back to its default (Rust ignores it), so the
-/// sandbox's init starts with default dispositions and an empty mask.
+/// by exec, inherited ignored signals and SIGPIPE (Rust ignores it) go back
+/// to their defaults, so the sandbox's init starts with default
+/// dispositions and an empty mask.
 fn signals() -> Result<(), SetupError> {
+    reset_ignored_signals();
     let caught = SigAction::new(
         SigHandler::Handler(ignore),
         SaFlags::SA_RESTART,

@@ -133,7 +133,7 @@ impl LocalRuntime {
     }
 
     /// Creates the container (its init paused before exec) with the
-    /// listener on fd 3 and the agent's output in its log.
+    /// listener on fd 3 and the agent's output in its log (or `/dev/null`).
     fn create(
         &self,
         spec: &SandboxSpec,
@@ -141,7 +141,12 @@ impl LocalRuntime {
         listener: &UnixListener,
         paths: &SandboxPaths,
     ) -> Result<Container, LocalError> {
-        let log = File::create(&paths.agent_log).map_err(LocalError::State)?;
+        let log = if spec.agent_log {
+            File::create(&paths.agent_log)
+        } else {
+            File::options().write(true).open("/dev/null")
+        }
+        .map_err(LocalError::State)?;
         let log_err = log.try_clone().map_err(LocalError::State)?;
         let devnull = File::open("/dev/null").map_err(LocalError::State)?;
         let build = || {

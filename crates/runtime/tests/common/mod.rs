@@ -79,6 +79,7 @@ impl Harness {
         let id = format!("{name}-{}", std::process::id());
         SandboxSpec {
             state_dir: self.dir.path().join("sandboxes").join(&id),
+            agent_log: true,
             layers: self.image.layers.clone(),
             mounts: self.image.mounts.clone(),
             agent_binary: self.init.clone(),

@@ -132,6 +132,7 @@ impl Sandboxes {
         SandboxSpec {
             id: row.id.clone(),
             state_dir: self.dirs.sandbox(&row.id),
+            agent_log: self.agent_log,
             layers: image.layers.clone(),
             mounts: image.mounts.clone(),
             agent_binary: self.agent_binary.clone(),

@@ -59,6 +59,16 @@ struct Live {
     stopping: Arc<AtomicBool>,
 }
 
+/// What the controller needs besides the store and the runtime.
+pub struct SandboxesConfig {
+    pub dirs: DataDirs,
+    pub host_image: ImageRootfs,
+    pub agent_binary: PathBuf,
+    pub defaults: Defaults,
+    /// Keep each agent's stdout/stderr in its state dir (debugging only).
+    pub agent_log: bool,
+}
+
 pub struct Sandboxes {
     store: Store,
     runtime: Arc<dyn Runtime>,
@@ -66,6 +76,7 @@ pub struct Sandboxes {
     host_image: ImageRootfs,
     agent_binary: PathBuf,
     defaults: Defaults,
+    agent_log: bool,
     slots: Slots,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     live: Mutex<HashMap<String, Live>>,
@@ -90,21 +101,15 @@ fn to_json(value: &impl serde::Serialize) -> Result<String, ApiError> {
 }
 
 impl Sandboxes {
-    pub fn new(
-        store: Store,
-        runtime: Arc<dyn Runtime>,
-        dirs: DataDirs,
-        host_image: ImageRootfs,
-        agent_binary: PathBuf,
-        defaults: Defaults,
-    ) -> Self {
+    pub fn new(store: Store, runtime: Arc<dyn Runtime>, config: SandboxesConfig) -> Self {
         Self {
             store,
             runtime,
-            dirs,
-            host_image,
-            agent_binary,
-            defaults,
+            dirs: config.dirs,
+            host_image: config.host_image,
+            agent_binary: config.agent_binary,
+            defaults: config.defaults,
+            agent_log: config.agent_log,
             slots: Slots::default(),
             locks: Mutex::default(),
             live: Mutex::default(),
