@@ -18,7 +18,10 @@ fn main() {
     for dir in ["crates/agent", "crates/api"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("Cargo.lock").display()
+    );
 
     let out_dir = PathBuf::from(env("OUT_DIR"));
     let target_root = out_dir
@@ -31,7 +34,14 @@ fn main() {
 
     let mut cmd = Command::new(env("CARGO"));
     cmd.current_dir(workspace)
-        .args(["build", "--locked", "-p", "sandpit-agent", "--bin", "sandpit-agent"])
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "sandpit-agent",
+            "--bin",
+            "sandpit-agent",
+        ])
         .args(["--target", TARGET, "--target-dir"])
         .arg(&agent_target)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
@@ -47,7 +57,10 @@ fn main() {
     assert!(status.success(), "building the static agent failed");
 
     let profile_dir = if release { "release" } else { "debug" };
-    let binary = agent_target.join(TARGET).join(profile_dir).join("sandpit-agent");
+    let binary = agent_target
+        .join(TARGET)
+        .join(profile_dir)
+        .join("sandpit-agent");
     check_exists(&binary);
     println!("cargo:rustc-env=SANDPIT_STATIC_AGENT={}", binary.display());
 }

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "sandpit", version, about = "Self-hosted sandboxes for untrusted code")]
+#[command(
+    name = "sandpit",
+    version,
+    about = "Self-hosted sandboxes for untrusted code"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

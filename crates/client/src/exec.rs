@@ -52,10 +52,21 @@ impl SandboxHandle {
     }
 
     /// Run `command` and collect its output, as `sb.run()` does.
-    pub async fn run_with(&self, command: &str, options: &ExecOptions) -> Result<ExecResult, ClientError> {
-        let url = format!("{}/execute/ws", self.dataplane_url.replacen("http://", "ws://", 1));
+    pub async fn run_with(
+        &self,
+        command: &str,
+        options: &ExecOptions,
+    ) -> Result<ExecResult, ClientError> {
+        let url = format!(
+            "{}/execute/ws",
+            self.dataplane_url.replacen("http://", "ws://", 1)
+        );
         let mut request = url.into_client_request().map_err(ClientError::transport)?;
-        let key = self.client.api_key().parse().map_err(ClientError::transport)?;
+        let key = self
+            .client
+            .api_key()
+            .parse()
+            .map_err(ClientError::transport)?;
         request.headers_mut().insert("x-api-key", key);
         let (mut ws, _) = tokio_tungstenite::connect_async(request)
             .await
@@ -78,8 +89,11 @@ impl SandboxHandle {
         };
         while let Some(message) = ws.next().await {
             let message = message.map_err(ClientError::transport)?;
-            let Message::Text(text) = message else { continue };
-            let value: Value = serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let value: Value =
+                serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()))?;
             let data = || value["data"].as_str().unwrap_or_default().to_owned();
             match value["type"].as_str() {
                 Some("stdout") => result.stdout.push_str(&data()),
@@ -98,6 +112,8 @@ impl SandboxHandle {
                 _ => {}
             }
         }
-        Err(ClientError::Protocol("the command stream ended without an exit message".into()))
+        Err(ClientError::Protocol(
+            "the command stream ended without an exit message".into(),
+        ))
     }
 }

@@ -40,7 +40,11 @@ impl HttpClient {
         let request = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Endpoint(e.to_string()))?;
-        let response = self.inner.request(request).await.map_err(ClientError::transport)?;
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .map_err(ClientError::transport)?;
         let status = response.status().as_u16();
         let bytes = response
             .into_body()

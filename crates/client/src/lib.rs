@@ -112,7 +112,9 @@ impl Client {
     pub fn new(endpoint: &str, api_key: &str) -> Result<Self, ClientError> {
         let base = endpoint.trim_end_matches('/').trim_end_matches("/api");
         if !base.starts_with("http://") {
-            return Err(ClientError::Endpoint(format!("{endpoint}: only http:// is supported")));
+            return Err(ClientError::Endpoint(format!(
+                "{endpoint}: only http:// is supported"
+            )));
         }
         Ok(Self {
             http: http_client::HttpClient::new(),
@@ -125,7 +127,10 @@ impl Client {
         &self.api_key
     }
 
-    pub async fn create_sandbox(&self, options: &CreateOptions) -> Result<SandboxResponse, ClientError> {
+    pub async fn create_sandbox(
+        &self,
+        options: &CreateOptions,
+    ) -> Result<SandboxResponse, ClientError> {
         #[derive(Serialize)]
         struct Body<'a> {
             wait_for_ready: bool,
@@ -136,28 +141,36 @@ impl Client {
             wait_for_ready: true,
             options,
         };
-        self.request(http::Method::POST, "/boxes", Some(&body)).await
+        self.request(http::Method::POST, "/boxes", Some(&body))
+            .await
     }
 
     pub async fn get_sandbox(&self, name: &str) -> Result<SandboxResponse, ClientError> {
-        self.request::<(), _>(http::Method::GET, &format!("/boxes/{name}"), None).await
+        self.request::<(), _>(http::Method::GET, &format!("/boxes/{name}"), None)
+            .await
     }
 
     pub async fn list_sandboxes(&self) -> Result<Vec<SandboxResponse>, ClientError> {
-        let list: SandboxListResponse = self.request::<(), _>(http::Method::GET, "/boxes?limit=500", None).await?;
+        let list: SandboxListResponse = self
+            .request::<(), _>(http::Method::GET, "/boxes?limit=500", None)
+            .await?;
         Ok(list.sandboxes)
     }
 
     pub async fn delete_sandbox(&self, name: &str) -> Result<(), ClientError> {
-        self.send::<()>(http::Method::DELETE, &format!("/boxes/{name}"), None).await.map(drop)
+        self.send::<()>(http::Method::DELETE, &format!("/boxes/{name}"), None)
+            .await
+            .map(drop)
     }
 
     pub async fn stop_sandbox(&self, name: &str) -> Result<SandboxResponse, ClientError> {
-        self.request::<(), _>(http::Method::POST, &format!("/boxes/{name}/stop"), None).await
+        self.request::<(), _>(http::Method::POST, &format!("/boxes/{name}/stop"), None)
+            .await
     }
 
     pub async fn start_sandbox(&self, name: &str) -> Result<SandboxResponse, ClientError> {
-        self.request::<(), _>(http::Method::POST, &format!("/boxes/{name}/start"), None).await
+        self.request::<(), _>(http::Method::POST, &format!("/boxes/{name}/start"), None)
+            .await
     }
 
     /// A handle for data-plane operations on `sandbox`.
@@ -165,7 +178,12 @@ impl Client {
         SandboxHandle::new(self.clone(), sandbox)
     }
 
-    async fn send<B: Serialize>(&self, method: http::Method, path: &str, body: Option<&B>) -> Result<bytes::Bytes, ClientError> {
+    async fn send<B: Serialize>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<bytes::Bytes, ClientError> {
         let url = format!("{}{path}", self.api);
         let body = body
             .map(serde_json::to_vec)

@@ -37,7 +37,10 @@ pub fn generate_key() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    format!("sp_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "sp_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// The first characters of a key, safe to show in listings and logs.
@@ -81,14 +84,19 @@ impl Keys {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let key = parts
             .headers
             .get(API_KEY_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| ApiError::Unauthorized("Missing API key: set the X-Api-Key header".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Missing API key: set the X-Api-Key header".into())
+            })?;
         state
             .keys
             .resolve(&state.store, key)

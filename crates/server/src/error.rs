@@ -71,7 +71,9 @@ impl ApiError {
             ApiError::NotReady(_) => (StatusCode::BAD_REQUEST, "NotReady"),
             ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "Timeout"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
-            ApiError::CreationFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "SandboxCreationFailed"),
+            ApiError::CreationFailed(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "SandboxCreationFailed")
+            }
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "ConnectionError"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }

@@ -64,21 +64,34 @@ fn admin_key(config: &ServerConfig, dirs: &DataDirs) -> anyhow::Result<String> {
 }
 
 /// Open the data dir and database, install the agent and the admin key.
-pub async fn prepare(config: &ServerConfig) -> anyhow::Result<(DataDirs, Store, String, std::path::PathBuf)> {
-    let dirs = DataDirs::create(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+pub async fn prepare(
+    config: &ServerConfig,
+) -> anyhow::Result<(DataDirs, Store, String, std::path::PathBuf)> {
+    let dirs = DataDirs::create(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let probe_socket = dirs.agent_socket(&uuid::Uuid::nil().to_string());
     anyhow::ensure!(
         probe_socket.as_os_str().len() < 100,
         "data dir path {} is too long for unix sockets; choose a shorter --data-dir",
         dirs.root().display()
     );
-    let store = Store::open_sqlite(&dirs.database()).await.context("opening the database")?;
+    let store = Store::open_sqlite(&dirs.database())
+        .await
+        .context("opening the database")?;
     let key = admin_key(config, &dirs)?;
     let tenant = store.ensure_tenant(DEFAULT_TENANT).await?;
     store
-        .set_named_key(&tenant.id, "admin", &hash_key(&key), &key_prefix(&key), true)
+        .set_named_key(
+            &tenant.id,
+            "admin",
+            &hash_key(&key),
+            &key_prefix(&key),
+            true,
+        )
         .await?;
-    let agent = dirs.install_agent(config.agent_binary).context("installing the agent binary")?;
+    let agent = dirs
+        .install_agent(config.agent_binary)
+        .context("installing the agent binary")?;
     Ok((dirs, store, key, agent))
 }
 
@@ -110,7 +123,10 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     println!("Sandpit is listening on {addr}. To use it with the LangSmith SDK:\n");
-    println!("export LANGSMITH_ENDPOINT={}/api", endpoint.trim_end_matches('/'));
+    println!(
+        "export LANGSMITH_ENDPOINT={}/api",
+        endpoint.trim_end_matches('/')
+    );
     println!("export LANGSMITH_API_KEY={key}");
     tracing::info!(%addr, "listening");
 

@@ -24,8 +24,17 @@ pub struct DataDirs {
 impl DataDirs {
     /// Create the layout under `root` (which must be absolute).
     pub fn create(root: &Path) -> std::io::Result<Self> {
-        let dirs = Self { root: root.to_path_buf() };
-        for dir in [dirs.root.clone(), dirs.bin(), dirs.images(), dirs.runtime_state(), dirs.run(), dirs.sandboxes()] {
+        let dirs = Self {
+            root: root.to_path_buf(),
+        };
+        for dir in [
+            dirs.root.clone(),
+            dirs.bin(),
+            dirs.images(),
+            dirs.runtime_state(),
+            dirs.run(),
+            dirs.sandboxes(),
+        ] {
             std::fs::create_dir_all(&dir)?;
         }
         for private in [dirs.root.clone(), dirs.run(), dirs.runtime_state()] {
@@ -74,7 +83,9 @@ impl DataDirs {
         if path.is_file() {
             return Ok(path);
         }
-        let tmp = self.bin().join(format!(".agent-{}.tmp", std::process::id()));
+        let tmp = self
+            .bin()
+            .join(format!(".agent-{}.tmp", std::process::id()));
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)

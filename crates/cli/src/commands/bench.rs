@@ -16,7 +16,11 @@ use sandpit_client::{Client, CreateOptions};
 #[derive(Args)]
 pub struct BenchArgs {
     /// Server base URL (`LANGSMITH_ENDPOINT` works too; a trailing /api is fine).
-    #[arg(long, env = "LANGSMITH_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "LANGSMITH_ENDPOINT",
+        default_value = "http://127.0.0.1:8080"
+    )]
     endpoint: String,
     #[arg(long, env = "LANGSMITH_API_KEY", hide_env_values = true)]
     api_key: String,
@@ -148,7 +152,15 @@ mod tests {
     fn percentiles_use_nearest_rank() {
         let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         let s = summarize(samples);
-        assert_eq!((s.p50, s.p90, s.p99, s.n), (Duration::from_millis(50), Duration::from_millis(90), Duration::from_millis(99), 100));
+        assert_eq!(
+            (s.p50, s.p90, s.p99, s.n),
+            (
+                Duration::from_millis(50),
+                Duration::from_millis(90),
+                Duration::from_millis(99),
+                100
+            )
+        );
         let one = summarize(vec![Duration::from_millis(7)]);
         assert_eq!(one.p99, Duration::from_millis(7));
     }

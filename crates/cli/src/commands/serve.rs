@@ -71,7 +71,9 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     Ok(ServerConfig {
         listen: args.listen,
         data_dir,
-        admin_api_key: std::env::var("SANDPIT_API_KEY").ok().filter(|k| !k.is_empty()),
+        admin_api_key: std::env::var("SANDPIT_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
         public_url: args.public_url,
         agent_binary: crate::agent_binary::STATIC_AGENT,
         helper_exe: std::env::current_exe().context("locating the sandpit binary")?,

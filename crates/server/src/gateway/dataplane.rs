@@ -12,7 +12,12 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn relay_root(state: State<AppState>, caller: Caller, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
+pub async fn relay_root(
+    state: State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
     forward(state, caller, id, String::new(), req).await
 }
 
@@ -25,7 +30,13 @@ pub async fn relay(
     forward(state, caller, id, rest, req).await
 }
 
-async fn forward(State(state): State<AppState>, caller: Caller, id: String, rest: String, req: Request) -> Result<Response, ApiError> {
+async fn forward(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: String,
+    rest: String,
+    req: Request,
+) -> Result<Response, ApiError> {
     check_upload_size(&req, state.config.max_upload_bytes)?;
     let socket = state.sandboxes.dataplane_socket(&caller, &id).await?;
     let mut target = format!("/{rest}");

@@ -72,7 +72,10 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
     if wants_upgrade {
         headers.get(header::UPGRADE).cloned()
     } else {
@@ -87,7 +90,11 @@ async fn connect(upstream: &Upstream) -> Result<UnixStream, RelayError> {
 }
 
 /// Forward `req` to `upstream` with its URI replaced by `path_and_query`.
-pub async fn forward(mut req: Request<Body>, upstream: &Upstream, path_and_query: &str) -> Result<Response<Body>, RelayError> {
+pub async fn forward(
+    mut req: Request<Body>,
+    upstream: &Upstream,
+    path_and_query: &str,
+) -> Result<Response<Body>, RelayError> {
     let upgrade = upgrade_protocol(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
@@ -101,11 +108,15 @@ pub async fn forward(mut req: Request<Body>, upstream: &Upstream, path_and_query
         parts.headers.remove(name);
     }
     if let Some(protocol) = &upgrade {
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol.clone());
     }
     if !parts.headers.contains_key(header::HOST) {
-        parts.headers.insert(header::HOST, HeaderValue::from_static("sandbox"));
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("sandbox"));
     }
     let upstream_req = Request::from_parts(parts, body);
 
@@ -120,7 +131,10 @@ pub async fn forward(mut req: Request<Body>, upstream: &Upstream, path_and_query
         }
     });
 
-    let mut response = sender.send_request(upstream_req).await.map_err(RelayError::Upstream)?;
+    let mut response = sender
+        .send_request(upstream_req)
+        .await
+        .map_err(RelayError::Upstream)?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -171,7 +185,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_stripped() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("x-kept", HeaderValue::from_static("1"));
@@ -183,7 +200,10 @@ mod tests {
     #[test]
     fn upgrade_is_detected_case_insensitively() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
         h.insert("connection", HeaderValue::from_static("close"));

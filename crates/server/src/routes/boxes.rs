@@ -7,7 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sandpit_api::{
-    CreateSandboxRequest, ListSandboxesQuery, SandboxListResponse, StatusResponse, UpdateSandboxRequest,
+    CreateSandboxRequest, ListSandboxesQuery, SandboxListResponse, StatusResponse,
+    UpdateSandboxRequest,
 };
 use serde::Deserialize;
 

@@ -16,8 +16,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Validation(format!("Invalid request body: {}", e.body_text()))),
-            Err(e) => Err(ApiError::BadRequest(format!("Invalid request body: {}", e.body_text()))),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Validation(format!(
+                "Invalid request body: {}",
+                e.body_text()
+            ))),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "Invalid request body: {}",
+                e.body_text()
+            ))),
         }
     }
 }
@@ -52,6 +58,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))
-            .map_err(|e: QueryRejection| ApiError::BadRequest(format!("Invalid query: {}", e.body_text())))
+            .map_err(|e: QueryRejection| {
+                ApiError::BadRequest(format!("Invalid query: {}", e.body_text()))
+            })
     }
 }

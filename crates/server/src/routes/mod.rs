@@ -16,7 +16,10 @@ use crate::state::AppState;
 fn sandboxes_api() -> Router<AppState> {
     Router::new()
         .route("/boxes", post(boxes::create).get(boxes::list))
-        .route("/boxes/{name}", get(boxes::get).patch(boxes::update).delete(boxes::delete))
+        .route(
+            "/boxes/{name}",
+            get(boxes::get).patch(boxes::update).delete(boxes::delete),
+        )
         .route("/boxes/{name}/status", get(boxes::status))
         .route("/boxes/{name}/stop", post(boxes::stop))
         .route("/boxes/{name}/start", post(boxes::start))
@@ -33,7 +36,11 @@ async fn not_found() -> Response {
 /// Give axum's bare 405 the API's error body.
 async fn error_bodies(response: Response) -> Response {
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-        return error_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "Method not allowed");
+        return error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "Method not allowed",
+        );
     }
     response
 }

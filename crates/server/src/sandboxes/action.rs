@@ -96,9 +96,18 @@ mod tests {
 
     #[test]
     fn key_transitions() {
-        assert_eq!(decide(SandboxAction::Stop, SandboxStatus::Ready, "x"), Decision::Proceed);
-        assert_eq!(decide(SandboxAction::Stop, SandboxStatus::Stopped, "x"), Decision::AlreadyDone);
-        assert_eq!(decide(SandboxAction::Dataplane, SandboxStatus::Stopped, "x"), Decision::StartFirst);
+        assert_eq!(
+            decide(SandboxAction::Stop, SandboxStatus::Ready, "x"),
+            Decision::Proceed
+        );
+        assert_eq!(
+            decide(SandboxAction::Stop, SandboxStatus::Stopped, "x"),
+            Decision::AlreadyDone
+        );
+        assert_eq!(
+            decide(SandboxAction::Dataplane, SandboxStatus::Stopped, "x"),
+            Decision::StartFirst
+        );
         assert!(matches!(
             decide(SandboxAction::Dataplane, SandboxStatus::Provisioning, "x"),
             Decision::Reject(ApiError::NotReady(_))

@@ -63,7 +63,9 @@ impl Sandboxes {
             return Err(format!("sandbox {id} is {} and cannot boot", row.status));
         }
         let Some(slot) = self.slots.allocate() else {
-            return self.fail_boot(id, None, "no free network slot for another sandbox".into()).await;
+            return self
+                .fail_boot(id, None, "no free network slot for another sandbox".into())
+                .await;
         };
         let spec = self.spec(&row, &self.host_image, slot);
         let runtime = self.runtime.clone();
@@ -80,7 +82,12 @@ impl Sandboxes {
         }
         let recorded = self
             .store
-            .mark_running(id, i64::from(slot), i64::from(started.pid), started.start_time as i64)
+            .mark_running(
+                id,
+                i64::from(slot),
+                i64::from(started.pid),
+                started.start_time as i64,
+            )
             .await;
         if let Err(err) = recorded {
             return self.fail_boot(id, Some(slot), err.to_string()).await;
@@ -93,7 +100,9 @@ impl Sandboxes {
         let socket = self.dirs.agent_socket(id);
         match relay::probe(&socket, "/healthz", AGENT_READY_TIMEOUT).await {
             Ok(status) if status.is_success() => Ok(()),
-            Ok(status) => Err(format!("the sandbox agent answered its readiness probe with {status}")),
+            Ok(status) => Err(format!(
+                "the sandbox agent answered its readiness probe with {status}"
+            )),
             Err(err) => Err(format!("the sandbox agent did not become ready: {err}")),
         }
     }
@@ -122,7 +131,10 @@ impl Sandboxes {
             .as_deref()
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_default();
-        let workdir = run_config.work_dir.clone().unwrap_or_else(|| image.workdir.clone());
+        let workdir = run_config
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| image.workdir.clone());
         let mut env = image.env.clone();
         env.push(("HOSTNAME".into(), row.name.clone()));
         for (k, v) in run_config.env_vars.unwrap_or_default() {
@@ -176,7 +188,9 @@ impl Sandboxes {
     async fn on_init_exit(&self, id: &str, pid: i32) {
         let guard = self.sandbox_lock(id);
         let _held = guard.lock().await;
-        let still_ours = lock(&self.live).get(id).is_some_and(|l| l.pid == pid && !l.stopping.load(Ordering::SeqCst));
+        let still_ours = lock(&self.live)
+            .get(id)
+            .is_some_and(|l| l.pid == pid && !l.stopping.load(Ordering::SeqCst));
         if !still_ours {
             return;
         }
@@ -188,7 +202,12 @@ impl Sandboxes {
 
     /// Stop the runtime side (if any) and record `status`. Caller holds the
     /// sandbox's lock.
-    pub(super) async fn halt(&self, id: &str, status: SandboxStatus, message: Option<&str>) -> Result<(), ApiError> {
+    pub(super) async fn halt(
+        &self,
+        id: &str,
+        status: SandboxStatus,
+        message: Option<&str>,
+    ) -> Result<(), ApiError> {
         let live = lock(&self.live).remove(id);
         if let Some(live) = &live {
             mark_stopping(live);
@@ -206,7 +225,9 @@ impl Sandboxes {
             self.store
                 .mark_not_running(id, SandboxStatus::Failed, Some(&message), None)
                 .await?;
-            return Err(ApiError::Internal(anyhow::Error::new(err).context("runtime stop")));
+            return Err(ApiError::Internal(
+                anyhow::Error::new(err).context("runtime stop"),
+            ));
         }
         let stopped_at = (status == SandboxStatus::Stopped).then(crate::store::now);
         self.store
@@ -220,21 +241,28 @@ impl Sandboxes {
     /// interrupted deletions, and sweep whatever else the runtime holds.
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
         let runtime = self.runtime.clone();
-        let running: HashMap<String, Started> = tokio::task::spawn_blocking(move || runtime.running())
-            .await??
-            .into_iter()
-            .map(|r| (r.id, r.started))
-            .collect();
+        let running: HashMap<String, Started> =
+            tokio::task::spawn_blocking(move || runtime.running())
+                .await??
+                .into_iter()
+                .map(|r| (r.id, r.started))
+                .collect();
         let rows = self
             .store
-            .sandboxes_with_status(&[SandboxStatus::Provisioning, SandboxStatus::Ready, SandboxStatus::Deleting])
+            .sandboxes_with_status(&[
+                SandboxStatus::Provisioning,
+                SandboxStatus::Ready,
+                SandboxStatus::Deleting,
+            ])
             .await?;
         let mut keep = Vec::new();
         for row in rows {
             let guard = self.sandbox_lock(&row.id);
             let _held = guard.lock().await;
             if row.status()? == SandboxStatus::Deleting {
-                self.destroy(&row.id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                self.destroy(&row.id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 continue;
             }
             match running.get(&row.id) {

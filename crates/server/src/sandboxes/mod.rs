@@ -151,12 +151,22 @@ impl Sandboxes {
     fn image_for(&self, image: &ImageRef) -> Result<&ImageRootfs, ApiError> {
         match image {
             ImageRef::Host => Ok(&self.host_image),
-            ImageRef::Snapshot(s) => Err(ApiError::NotFound { kind: "Snapshot", name: s.clone() }),
-            ImageRef::Template(t) => Err(ApiError::NotFound { kind: "Template", name: t.clone() }),
+            ImageRef::Snapshot(s) => Err(ApiError::NotFound {
+                kind: "Snapshot",
+                name: s.clone(),
+            }),
+            ImageRef::Template(t) => Err(ApiError::NotFound {
+                kind: "Template",
+                name: t.clone(),
+            }),
         }
     }
 
-    pub async fn create(self: &Arc<Self>, caller: &Caller, spec: CreateSpec) -> Result<SandboxRow, ApiError> {
+    pub async fn create(
+        self: &Arc<Self>,
+        caller: &Caller,
+        spec: CreateSpec,
+    ) -> Result<SandboxRow, ApiError> {
         let image = self.image_for(&spec.image_ref)?.name.clone();
         let name = spec.name.clone().unwrap_or_else(generated_name);
         let new = NewSandbox {
@@ -182,7 +192,9 @@ impl Sandboxes {
         let row = match self.store.insert_sandbox(&new).await {
             Ok(row) => row,
             Err(StoreError::Conflict) => {
-                return Err(ApiError::Conflict(format!("Sandbox name '{name}' already in use")))
+                return Err(ApiError::Conflict(format!(
+                    "Sandbox name '{name}' already in use"
+                )))
             }
             Err(e) => return Err(e.into()),
         };
@@ -192,7 +204,8 @@ impl Sandboxes {
         if !spec.wait_for_ready {
             return Ok(row);
         }
-        self.await_boot(boot, &row, Duration::from_secs(spec.wait_seconds as u64)).await
+        self.await_boot(boot, &row, Duration::from_secs(spec.wait_seconds as u64))
+            .await
     }
 
     /// Wait for a spawned boot; map its outcome to the create response.
@@ -218,11 +231,20 @@ impl Sandboxes {
         }
     }
 
-    pub async fn list(&self, caller: &Caller, filter: &ListFilter) -> Result<Vec<SandboxRow>, ApiError> {
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        filter: &ListFilter,
+    ) -> Result<Vec<SandboxRow>, ApiError> {
         Ok(self.store.list_sandboxes(&caller.tenant_id, filter).await?)
     }
 
-    pub async fn update(&self, caller: &Caller, name: &str, spec: UpdateSpec) -> Result<SandboxRow, ApiError> {
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        name: &str,
+        spec: UpdateSpec,
+    ) -> Result<SandboxRow, ApiError> {
         let found = self.find(caller, name).await?;
         let guard = self.sandbox_lock(&found.id);
         let _held = guard.lock().await;
@@ -230,7 +252,9 @@ impl Sandboxes {
         let status = row.status()?;
         let actions = [
             Some(SandboxAction::Update),
-            spec.proxy_config.as_ref().map(|_| SandboxAction::UpdateProxy),
+            spec.proxy_config
+                .as_ref()
+                .map(|_| SandboxAction::UpdateProxy),
         ];
         for action in actions.into_iter().flatten() {
             if let Decision::Reject(err) = decide(action, status, &row.name) {
@@ -241,11 +265,14 @@ impl Sandboxes {
         match self.store.update_sandbox_settings(&row).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
-                return Err(ApiError::Conflict(format!("Sandbox name '{}' already in use", row.name)))
+                return Err(ApiError::Conflict(format!(
+                    "Sandbox name '{}' already in use",
+                    row.name
+                )))
             }
             Err(e) => return Err(e.into()),
         }
-        Ok(self.find_by_id(caller, &row.id).await?)
+        self.find_by_id(caller, &row.id).await
     }
 
     pub async fn stop(&self, caller: &Caller, name: &str) -> Result<SandboxRow, ApiError> {
@@ -264,7 +291,12 @@ impl Sandboxes {
     }
 
     /// Start a stopped (or failed) sandbox and wait until it is ready.
-    pub async fn start(self: &Arc<Self>, caller: &Caller, name: &str, wait: Duration) -> Result<SandboxRow, ApiError> {
+    pub async fn start(
+        self: &Arc<Self>,
+        caller: &Caller,
+        name: &str,
+        wait: Duration,
+    ) -> Result<SandboxRow, ApiError> {
         let row = self.find(caller, name).await?;
         match decide(SandboxAction::Start, row.status()?, &row.name) {
             Decision::Reject(err) => return Err(err),
@@ -274,10 +306,9 @@ impl Sandboxes {
         let this = self.clone();
         let id = row.id.clone();
         let boot = tokio::spawn(async move { this.restart_locked(&id).await });
-        match tokio::time::timeout(wait, boot).await {
-            Ok(Err(join)) => return Err(ApiError::Internal(join.into())),
-            // A failed or slow boot is visible in the row's status.
-            Ok(Ok(_)) | Err(_) => {}
+        // A failed or slow boot is visible in the row's status.
+        if let Ok(Err(join)) = tokio::time::timeout(wait, boot).await {
+            return Err(ApiError::Internal(join.into()));
         }
         self.find_by_id(caller, &row.id).await
     }
@@ -295,7 +326,9 @@ impl Sandboxes {
 
     /// Stop the sandbox, remove its files and its row. Caller holds the lock.
     async fn destroy(&self, id: &str) -> Result<(), ApiError> {
-        self.store.set_status(id, SandboxStatus::Deleting, None).await?;
+        self.store
+            .set_status(id, SandboxStatus::Deleting, None)
+            .await?;
         self.halt(id, SandboxStatus::Deleting, None).await?;
         let dir = self.dirs.sandbox(id);
         tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
@@ -313,14 +346,21 @@ impl Sandboxes {
 
     /// The agent socket of a caller's sandbox for a data-plane request,
     /// starting a stopped sandbox first. Counts as activity.
-    pub async fn dataplane_socket(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<PathBuf, ApiError> {
+    pub async fn dataplane_socket(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<PathBuf, ApiError> {
         let row = self.find_by_id(caller, id).await?;
         match decide(SandboxAction::Dataplane, row.status()?, &row.name) {
             Decision::Reject(err) => return Err(err),
             Decision::StartFirst => {
                 let row = self.start(caller, id, AUTO_START_WAIT).await?;
                 if row.status()? != SandboxStatus::Ready {
-                    return Err(ApiError::NotReady(format!("Sandbox '{}' could not be started", row.name)));
+                    return Err(ApiError::NotReady(format!(
+                        "Sandbox '{}' could not be started",
+                        row.name
+                    )));
                 }
             }
             Decision::Proceed | Decision::AlreadyDone => {}
@@ -384,7 +424,11 @@ fn apply_update(row: &mut SandboxRow, spec: UpdateSpec) -> Result<(), ApiError> 
         row.ttl_seconds = Some(v).filter(|t| *t > 0);
     }
     if let Some(v) = spec.proxy_config {
-        row.proxy_config = if v.is_null() { None } else { Some(to_json(&v)?) };
+        row.proxy_config = if v.is_null() {
+            None
+        } else {
+            Some(to_json(&v)?)
+        };
     }
     if let Some(rc) = spec.run_config {
         let mut merged: sandpit_api::sandbox::RunConfig = match &row.run_config {
@@ -394,7 +438,10 @@ fn apply_update(row: &mut SandboxRow, spec: UpdateSpec) -> Result<(), ApiError> 
         merged.user = rc.user.or(merged.user);
         merged.work_dir = rc.work_dir.or(merged.work_dir);
         if let Some(env) = rc.env_vars {
-            merged.env_vars.get_or_insert_with(Default::default).extend(env);
+            merged
+                .env_vars
+                .get_or_insert_with(Default::default)
+                .extend(env);
         }
         row.run_config = Some(to_json(&merged)?);
     }

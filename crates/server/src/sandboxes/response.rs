@@ -19,7 +19,9 @@ pub fn sandbox_response(row: &SandboxRow, base_url: &str) -> StoreResult<Sandbox
     let expires_at = match row.ttl_seconds {
         Some(ttl) if ttl > 0 => {
             let created = parse_time(&row.created_at)?;
-            Some(crate::store::format_time(created + chrono::Duration::seconds(ttl)))
+            Some(crate::store::format_time(
+                created + chrono::Duration::seconds(ttl),
+            ))
         }
         _ => None,
     };
@@ -45,8 +47,16 @@ pub fn sandbox_response(row: &SandboxRow, base_url: &str) -> StoreResult<Sandbox
         template_name: row.template_name.clone(),
         image: row.image.clone(),
         persistent: row.persistent != 0,
-        proxy_config: row.proxy_config.as_deref().map(|t| json("proxy_config", t)).transpose()?,
-        run_config: row.run_config.as_deref().map(|t| json::<RunConfig>("run_config", t)).transpose()?,
+        proxy_config: row
+            .proxy_config
+            .as_deref()
+            .map(|t| json("proxy_config", t))
+            .transpose()?,
+        run_config: row
+            .run_config
+            .as_deref()
+            .map(|t| json::<RunConfig>("run_config", t))
+            .transpose()?,
         labels: json("labels", &row.labels)?,
         extra: json::<Map<String, Value>>("extra", &row.extra)?,
     })

@@ -19,11 +19,34 @@ pub const MAX_VCPUS: i64 = 64;
 
 /// Response fields that a stored `extra` field must never shadow.
 const RESERVED_FIELDS: &[&str] = &[
-    "id", "name", "status", "status_message", "dataplane_url", "created_at", "updated_at",
-    "created_by", "updated_by", "vcpus", "mem_bytes", "fs_capacity_bytes", "idle_ttl_seconds",
-    "delete_after_stop_seconds", "ttl_seconds", "expires_at", "stopped_at", "snapshot_id",
-    "template_name", "image", "persistent", "proxy_config", "run_config", "labels",
-    "wait_for_ready", "timeout", "snapshot", "snapshot_name",
+    "id",
+    "name",
+    "status",
+    "status_message",
+    "dataplane_url",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "updated_by",
+    "vcpus",
+    "mem_bytes",
+    "fs_capacity_bytes",
+    "idle_ttl_seconds",
+    "delete_after_stop_seconds",
+    "ttl_seconds",
+    "expires_at",
+    "stopped_at",
+    "snapshot_id",
+    "template_name",
+    "image",
+    "persistent",
+    "proxy_config",
+    "run_config",
+    "labels",
+    "wait_for_ready",
+    "timeout",
+    "snapshot",
+    "snapshot_name",
 ];
 
 /// A create request that passed validation.
@@ -76,7 +99,9 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
 /// TTL fields: `>= 0` and a multiple of 60 (0 disables).
 pub fn validate_ttl(field: &str, value: i64) -> Result<i64, ApiError> {
     if value < 0 {
-        return Err(ApiError::Validation(format!("{field} must be >= 0, got {value}")));
+        return Err(ApiError::Validation(format!(
+            "{field} must be >= 0, got {value}"
+        )));
     }
     if value % 60 != 0 {
         return Err(ApiError::Validation(format!(
@@ -92,7 +117,9 @@ fn validate_positive(field: &str, value: i64, min: i64, max: Option<i64>) -> Res
             Some(m) => format!("between {min} and {m}"),
             None => format!(">= {min}"),
         };
-        return Err(ApiError::Validation(format!("{field} must be {range}, got {value}")));
+        return Err(ApiError::Validation(format!(
+            "{field} must be {range}, got {value}"
+        )));
     }
     Ok(value)
 }
@@ -106,8 +133,13 @@ fn validate_run_config(rc: &RunConfig) -> Result<(), ApiError> {
         }
     }
     if let Some(env) = &rc.env_vars {
-        if let Some(bad) = env.keys().find(|k| k.is_empty() || k.contains('=') || k.contains('\0')) {
-            return Err(ApiError::Validation(format!("run_config.env_vars has an invalid name '{bad}'")));
+        if let Some(bad) = env
+            .keys()
+            .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+        {
+            return Err(ApiError::Validation(format!(
+                "run_config.env_vars has an invalid name '{bad}'"
+            )));
         }
     }
     Ok(())
@@ -116,15 +148,22 @@ fn validate_run_config(rc: &RunConfig) -> Result<(), ApiError> {
 fn image_ref(req: &CreateSandboxRequest) -> Result<ImageRef, ApiError> {
     let reference = match (&req.snapshot, &req.snapshot_name) {
         (Some(a), Some(b)) if a != b => {
-            return Err(ApiError::Validation("snapshot and snapshot_name must not disagree".into()))
+            return Err(ApiError::Validation(
+                "snapshot and snapshot_name must not disagree".into(),
+            ))
         }
         (Some(a), _) | (None, Some(a)) => Some(a.clone()),
         (None, None) => None,
     };
-    let chosen = [req.snapshot_id.is_some(), reference.is_some(), req.template_name.is_some()];
+    let chosen = [
+        req.snapshot_id.is_some(),
+        reference.is_some(),
+        req.template_name.is_some(),
+    ];
     if chosen.iter().filter(|c| **c).count() > 1 {
         return Err(ApiError::Validation(
-            "At most one of snapshot_id, snapshot (snapshot_name) or template_name may be set".into(),
+            "At most one of snapshot_id, snapshot (snapshot_name) or template_name may be set"
+                .into(),
         ));
     }
     Ok(match (&req.snapshot_id, reference, &req.template_name) {
@@ -143,7 +182,12 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
     if let Some(rc) = &req.run_config {
         validate_run_config(rc)?;
     }
-    let wait_seconds = validate_positive("timeout", req.timeout.unwrap_or(DEFAULT_WAIT_SECONDS), 0, Some(MAX_WAIT_SECONDS))?;
+    let wait_seconds = validate_positive(
+        "timeout",
+        req.timeout.unwrap_or(DEFAULT_WAIT_SECONDS),
+        0,
+        Some(MAX_WAIT_SECONDS),
+    )?;
     let mut extra = req.extra;
     extra.retain(|k, _| !RESERVED_FIELDS.contains(&k.as_str()));
     Ok(CreateSpec {
@@ -151,20 +195,38 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
         wait_for_ready: req.wait_for_ready.unwrap_or(true),
         wait_seconds,
         image_ref,
-        vcpus: validate_positive("vcpus", req.vcpus.unwrap_or(defaults.vcpus), 1, Some(MAX_VCPUS))?,
-        mem_bytes: validate_positive("mem_bytes", req.mem_bytes.unwrap_or(defaults.mem_bytes), MIN_MEM_BYTES, None)?,
+        vcpus: validate_positive(
+            "vcpus",
+            req.vcpus.unwrap_or(defaults.vcpus),
+            1,
+            Some(MAX_VCPUS),
+        )?,
+        mem_bytes: validate_positive(
+            "mem_bytes",
+            req.mem_bytes.unwrap_or(defaults.mem_bytes),
+            MIN_MEM_BYTES,
+            None,
+        )?,
         fs_capacity_bytes: validate_positive(
             "fs_capacity_bytes",
             req.fs_capacity_bytes.unwrap_or(defaults.fs_capacity_bytes),
             1 << 20,
             None,
         )?,
-        idle_ttl_seconds: validate_ttl("idle_ttl_seconds", req.idle_ttl_seconds.unwrap_or(defaults.idle_ttl_seconds))?,
+        idle_ttl_seconds: validate_ttl(
+            "idle_ttl_seconds",
+            req.idle_ttl_seconds.unwrap_or(defaults.idle_ttl_seconds),
+        )?,
         delete_after_stop_seconds: validate_ttl(
             "delete_after_stop_seconds",
-            req.delete_after_stop_seconds.unwrap_or(defaults.delete_after_stop_seconds),
+            req.delete_after_stop_seconds
+                .unwrap_or(defaults.delete_after_stop_seconds),
         )?,
-        ttl_seconds: req.ttl_seconds.map(|t| validate_ttl("ttl_seconds", t)).transpose()?.filter(|t| *t > 0),
+        ttl_seconds: req
+            .ttl_seconds
+            .map(|t| validate_ttl("ttl_seconds", t))
+            .transpose()?
+            .filter(|t| *t > 0),
         persistent: req.persistent.unwrap_or(true),
         proxy_config: req.proxy_config.filter(|v| !v.is_null()),
         run_config: req.run_config,
@@ -194,12 +256,18 @@ pub fn update_spec(req: UpdateSandboxRequest) -> Result<UpdateSpec, ApiError> {
     }
     Ok(UpdateSpec {
         name: req.name,
-        idle_ttl_seconds: req.idle_ttl_seconds.map(|v| validate_ttl("idle_ttl_seconds", v)).transpose()?,
+        idle_ttl_seconds: req
+            .idle_ttl_seconds
+            .map(|v| validate_ttl("idle_ttl_seconds", v))
+            .transpose()?,
         delete_after_stop_seconds: req
             .delete_after_stop_seconds
             .map(|v| validate_ttl("delete_after_stop_seconds", v))
             .transpose()?,
-        ttl_seconds: req.ttl_seconds.map(|v| validate_ttl("ttl_seconds", v)).transpose()?,
+        ttl_seconds: req
+            .ttl_seconds
+            .map(|v| validate_ttl("ttl_seconds", v))
+            .transpose()?,
         proxy_config: req.proxy_config,
         run_config: req.run_config,
         labels: req.labels,
@@ -209,11 +277,15 @@ pub fn update_spec(req: UpdateSandboxRequest) -> Result<UpdateSpec, ApiError> {
 pub fn list_filter(q: ListSandboxesQuery) -> Result<ListFilter, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}"
+        )));
     }
     let offset = q.offset.unwrap_or(0);
     if offset < 0 {
-        return Err(ApiError::BadRequest(format!("offset must be >= 0, got {offset}")));
+        return Err(ApiError::BadRequest(format!(
+            "offset must be >= 0, got {offset}"
+        )));
     }
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse::<SandboxStatus>().map_err(ApiError::BadRequest)?),
@@ -232,7 +304,11 @@ pub fn list_filter(q: ListSandboxesQuery) -> Result<ListFilter, ApiError> {
     let descending = match q.sort_direction.as_deref().unwrap_or("desc") {
         "desc" => true,
         "asc" => false,
-        other => return Err(ApiError::BadRequest(format!("sort_direction must be asc or desc; got '{other}'"))),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "sort_direction must be asc or desc; got '{other}'"
+            )))
+        }
     };
     Ok(ListFilter {
         name_contains: q.name_contains.filter(|s| !s.is_empty()),
@@ -253,7 +329,17 @@ mod tests {
         for good in ["a", "my-vm", "sandbox-abc123", &"a".repeat(63)] {
             assert!(validate_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "-a", "a-", "My", "a_b", "a b", "a/b", "ü", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "My",
+            "a_b",
+            "a b",
+            "a/b",
+            "ü",
+            &"a".repeat(64),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }
@@ -273,9 +359,15 @@ mod tests {
         assert_eq!(spec.image_ref, ImageRef::Host);
         assert_eq!(spec.idle_ttl_seconds, 600);
         assert!(spec.wait_for_ready);
-        let bad = CreateSandboxRequest { vcpus: Some(0), ..Default::default() };
+        let bad = CreateSandboxRequest {
+            vcpus: Some(0),
+            ..Default::default()
+        };
         assert!(create_spec(bad, &d).is_err());
-        let bad = CreateSandboxRequest { mem_bytes: Some(1024), ..Default::default() };
+        let bad = CreateSandboxRequest {
+            mem_bytes: Some(1024),
+            ..Default::default()
+        };
         assert!(create_spec(bad, &d).is_err());
         let both = CreateSandboxRequest {
             snapshot_id: Some("a".into()),
@@ -288,13 +380,31 @@ mod tests {
     #[test]
     fn list_query() {
         let f = list_filter(ListSandboxesQuery::default()).unwrap();
-        assert_eq!((f.limit, f.offset, f.sort_by, f.descending), (50, 0, SortColumn::CreatedAt, true));
+        assert_eq!(
+            (f.limit, f.offset, f.sort_by, f.descending),
+            (50, 0, SortColumn::CreatedAt, true)
+        );
         for bad in [
-            ListSandboxesQuery { limit: Some(0), ..Default::default() },
-            ListSandboxesQuery { offset: Some(-1), ..Default::default() },
-            ListSandboxesQuery { status: Some("running".into()), ..Default::default() },
-            ListSandboxesQuery { sort_by: Some("id".into()), ..Default::default() },
-            ListSandboxesQuery { sort_direction: Some("up".into()), ..Default::default() },
+            ListSandboxesQuery {
+                limit: Some(0),
+                ..Default::default()
+            },
+            ListSandboxesQuery {
+                offset: Some(-1),
+                ..Default::default()
+            },
+            ListSandboxesQuery {
+                status: Some("running".into()),
+                ..Default::default()
+            },
+            ListSandboxesQuery {
+                sort_by: Some("id".into()),
+                ..Default::default()
+            },
+            ListSandboxesQuery {
+                sort_direction: Some("up".into()),
+                ..Default::default()
+            },
         ] {
             assert!(list_filter(bad).is_err());
         }

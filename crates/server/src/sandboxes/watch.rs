@@ -52,7 +52,10 @@ mod tests {
 
     #[tokio::test]
     async fn resolves_when_the_process_exits() {
-        let mut child = std::process::Command::new("sleep").arg("0.2").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
         let pid = i32::try_from(child.id()).unwrap();
         assert!(start_time(pid).is_some());
         let waited = tokio::time::timeout(std::time::Duration::from_secs(5), exited(pid)).await;

@@ -35,29 +35,31 @@ impl Store {
             name: name.to_owned(),
             created_at: now(),
         };
-        let inserted = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(&row.id)
-            .bind(&row.name)
-            .bind(&row.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::from_write);
+        let inserted =
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(&row.id)
+                .bind(&row.name)
+                .bind(&row.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::from_write);
         match inserted {
             Ok(_) => Ok(row),
             // Lost a race with another creator: theirs is as good as ours.
-            Err(StoreError::Conflict) => self
-                .tenant_by_name(name)
-                .await?
-                .ok_or(StoreError::Conflict),
+            Err(StoreError::Conflict) => {
+                self.tenant_by_name(name).await?.ok_or(StoreError::Conflict)
+            }
             Err(e) => Err(e),
         }
     }
 
     pub async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<TenantRow>> {
-        Ok(sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Make `key_hash` the one live admin key named `name` of `tenant_id`:

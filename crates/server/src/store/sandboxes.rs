@@ -157,11 +157,18 @@ impl Store {
     /// A sandbox by id, whatever its tenant (internal use).
     pub async fn sandbox(&self, id: &str) -> StoreResult<Option<SandboxRow>> {
         let sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE id = $1");
-        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// A tenant's sandbox by name.
-    pub async fn sandbox_by_name(&self, tenant_id: &str, name: &str) -> StoreResult<Option<SandboxRow>> {
+    pub async fn sandbox_by_name(
+        &self,
+        tenant_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<SandboxRow>> {
         let sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE tenant_id = $1 AND name = $2");
         Ok(sqlx::query_as(&sql)
             .bind(tenant_id)
@@ -170,7 +177,11 @@ impl Store {
             .await?)
     }
 
-    pub async fn list_sandboxes(&self, tenant_id: &str, filter: &ListFilter) -> StoreResult<Vec<SandboxRow>> {
+    pub async fn list_sandboxes(
+        &self,
+        tenant_id: &str,
+        filter: &ListFilter,
+    ) -> StoreResult<Vec<SandboxRow>> {
         let mut sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE tenant_id = $1");
         let mut next = 2;
         if filter.name_contains.is_some() {
@@ -194,12 +205,19 @@ impl Store {
         if let Some(status) = filter.status {
             query = query.bind(status.as_str());
         }
-        Ok(query.bind(filter.limit).bind(filter.offset).fetch_all(&self.pool).await?)
+        Ok(query
+            .bind(filter.limit)
+            .bind(filter.offset)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Every sandbox in one of `statuses`, across tenants (for recovery and
     /// the reconciler).
-    pub async fn sandboxes_with_status(&self, statuses: &[SandboxStatus]) -> StoreResult<Vec<SandboxRow>> {
+    pub async fn sandboxes_with_status(
+        &self,
+        statuses: &[SandboxStatus],
+    ) -> StoreResult<Vec<SandboxRow>> {
         let mut all = Vec::new();
         for status in statuses {
             let sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE status = $1");
@@ -235,19 +253,32 @@ impl Store {
     }
 
     /// Set status and message, leaving everything else alone.
-    pub async fn set_status(&self, id: &str, status: SandboxStatus, message: Option<&str>) -> StoreResult<()> {
-        sqlx::query("UPDATE sandboxes SET status = $1, status_message = $2, updated_at = $3 WHERE id = $4")
-            .bind(status.as_str())
-            .bind(message)
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: SandboxStatus,
+        message: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sandboxes SET status = $1, status_message = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(message)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// The sandbox's init is running: record where, and mark it ready.
-    pub async fn mark_running(&self, id: &str, net_slot: i64, pid: i64, start_time: i64) -> StoreResult<()> {
+    pub async fn mark_running(
+        &self,
+        id: &str,
+        net_slot: i64,
+        pid: i64,
+        start_time: i64,
+    ) -> StoreResult<()> {
         let ts = now();
         sqlx::query(
             "UPDATE sandboxes SET status = $1, status_message = NULL, net_slot = $2, pid = $3, \
@@ -290,11 +321,13 @@ impl Store {
     }
 
     pub async fn touch_activity(&self, id: &str, at: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE sandboxes SET last_activity_at = $1 WHERE id = $2 AND last_activity_at < $1")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE sandboxes SET last_activity_at = $1 WHERE id = $2 AND last_activity_at < $1",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
