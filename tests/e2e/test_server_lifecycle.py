@@ -1,0 +1,137 @@
+"""The server process itself: start-up output, the generated admin key,
+graceful shutdown (SIGTERM and SIGINT), restart with the same data dir, and
+recovery after `kill -9` — with a leak check each time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import start_server, stop_server
+from langsmith.sandbox import SandboxClient
+
+import leaks
+
+
+@pytest.fixture
+def data_dir():
+    path = Path(tempfile.mkdtemp(prefix="sp-life-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def sdk(server) -> SandboxClient:
+    return SandboxClient(api_endpoint=server.api, api_key=server.api_key)
+
+
+def test_generated_key_is_stored_and_reprinted(data_dir):
+    first = start_server(data_dir, api_key=None)
+    try:
+        key = first.api_key
+        assert key.startswith("sp_") and len(key) > 20
+        assert (data_dir / "admin-api-key").read_text().strip() == key
+        assert oct((data_dir / "admin-api-key").stat().st_mode & 0o777) == "0o600"
+        assert f"export LANGSMITH_ENDPOINT={first.endpoint}/api" in first.log
+        assert httpx.get(f"{first.api}/boxes", headers={"X-Api-Key": key}).status_code == 200
+    finally:
+        assert stop_server(first) == 0
+    second = start_server(data_dir, api_key=None)
+    try:
+        assert second.api_key == key
+    finally:
+        assert stop_server(second) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_shutdown_stops_sandboxes_and_restart_resumes_them(data_dir, sig):
+    before = leaks.snapshot(str(data_dir))
+    server = start_server(data_dir, api_key="k-restart")
+    client = sdk(server)
+    sb = client.create_sandbox(name="survivor")
+    sb.write("/home/user/note.txt", "kept across restarts")
+    handle = sb.run("sleep 600", timeout=0, wait=False)
+    assert handle.command_id
+    server.proc.send_signal(sig)
+    assert server.proc.wait(60) == 0
+    assert leaks.leaked(before, leaks.snapshot(str(data_dir))) == {}
+
+    server = start_server(data_dir, api_key="k-restart")
+    try:
+        client = sdk(server)
+        again = client.get_sandbox("survivor")
+        assert again.status == "stopped"
+        assert again.stopped_at
+        assert "shut down" in (again.status_message or "")
+        # A data-plane call starts it again, with its files.
+        assert again.read("/home/user/note.txt") == b"kept across restarts"
+        assert client.get_sandbox("survivor").status == "ready"
+        assert "sleep 600" not in again.run("ps -e -o args=").stdout
+        client.delete_sandbox("survivor")
+    finally:
+        assert stop_server(server) == 0
+    assert leaks.leaked(before, leaks.snapshot(str(data_dir))) == {}
+
+
+def test_kill_9_then_restart_adopts_running_sandboxes(data_dir):
+    before = leaks.snapshot(str(data_dir))
+    server = start_server(data_dir, api_key="k-crash")
+    client = sdk(server)
+    sb = client.create_sandbox(name="orphan")
+    sb.run("echo before > /tmp/marker")
+    pid_inside = sb.run("sleep 600 > /dev/null 2>&1 & echo $!").stdout.strip()
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(30)
+
+    server = start_server(data_dir, api_key="k-crash")
+    try:
+        client = sdk(server)
+        again = client.get_sandbox("orphan")
+        assert again.status == "ready", again.status_message
+        # Same sandbox, same processes: it kept running while the server was down.
+        assert again.run("cat /tmp/marker").stdout == "before\n"
+        assert again.run(f"kill -0 {pid_inside} && echo alive").stdout == "alive\n"
+        assert [s.name for s in client.list_sandboxes()] == ["orphan"]
+        client.delete_sandbox("orphan")
+    finally:
+        assert stop_server(server) == 0
+    assert leaks.leaked(before, leaks.snapshot(str(data_dir))) == {}
+
+
+def test_a_dead_agent_marks_the_sandbox_failed(server, client):
+    sb = client.create_sandbox(name="doomed")
+    try:
+        # PID 1 cannot be killed from inside its namespace; kill it from the host.
+        pid = _init_pid(server, sb.id)
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            state = client.get_sandbox_status("doomed")
+            if state.status == "failed":
+                break
+            time.sleep(0.05)
+        assert state.status == "failed"
+        assert "exited unexpectedly" in (state.status_message or "")
+        # A failed sandbox can be started again, files intact.
+        client.start_sandbox("doomed")
+        assert sb.run("echo back").stdout == "back\n"
+    finally:
+        client.delete_sandbox("doomed")
+
+
+def _init_pid(server, sandbox_id: str) -> int:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        if sandbox_id in cgroup and b"agent" in cmdline and b"--listen-fd" in cmdline:
+            return int(pid)
+    raise AssertionError(f"no init found for {sandbox_id}")
