@@ -45,6 +45,10 @@ fn main() {
         .args(["--target", TARGET, "--target-dir"])
         .arg(&agent_target)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        // Sandboxes map the agent from disk; symbols and debug info are dead
+        // weight there (its panics still name the failing line of code).
+        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTC_WRAPPER")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,36 +42,58 @@ def _inside_fence(lines: list[str], index: int) -> bool:
     return sum(1 for l in lines[:index] if l.startswith("```")) % 2 == 1
 
 
-def expected_prints(code: str) -> list[tuple[str, Any]]:
-    """(expression, expected value or ...) for every print line, in order."""
-    out = []
-    for line in code.splitlines():
+def expected_prints(code: str) -> dict[int, Any]:
+    """{line number: expected value or ...} for every print statement."""
+    out: dict[int, Any] = {}
+    for number, line in enumerate(code.splitlines(), start=1):
         m = re.match(r"^\s*print\((.*)\)\s*(?:#\s*(.*))?$", line)
         if not m:
             continue
-        expr, comment = m.group(1), (m.group(2) or "").strip()
+        comment = (m.group(2) or "").strip()
         try:
-            value = ast.literal_eval(comment) if comment else ...
+            out[number] = ast.literal_eval(comment) if comment else ...
         except (ValueError, SyntaxError):
-            value = ...
-        out.append((expr, value))
+            out[number] = ...
     return out
 
 
-def run_section(title: str, namespace: dict[str, Any]) -> list[Any]:
-    """Execute every block of `title` in `namespace`; return printed values
-    after asserting the ones the README states."""
-    printed: list[Any] = []
+class Printed(list):
+    """Values printed by `print(...)` statements of an example, in order;
+    `.output` is everything printed (callbacks too), as print would write it."""
 
-    def fake_print(*args, **kwargs):
-        printed.append(args[0] if len(args) == 1 else args)
+    output: str = ""
 
-    expected: list[tuple[str, Any]] = []
-    for code in section_code(title):
-        expected.extend(expected_prints(code))
-        exec(compile(code, f"README:{title}", "exec"), {**namespace, "print": fake_print}, namespace)
-    assert len(printed) == len(expected), (printed, expected)
-    for (expr, want), got in zip(expected, printed):
-        if want is not ...:
-            assert got == want, f"print({expr}) printed {got!r}, README says {want!r}"
+
+def run_section(title: str, namespace: dict[str, Any]) -> Printed:
+    """Execute every block of `title` in `namespace`; return the values its
+    print statements printed, after asserting the ones the README states
+    (a `# <literal>` comment) and that every print statement ran."""
+    printed = Printed()
+    scope = dict(namespace)
+    try:
+        _run_blocks(title, scope, printed)
+    finally:
+        namespace.update({k: v for k, v in scope.items() if k != "print"})
     return printed
+
+
+def _run_blocks(title: str, scope: dict[str, Any], printed: Printed) -> None:
+    for index, code in enumerate(section_code(title)):
+        expected = expected_prints(code)
+        ran: set[int] = set()
+        filename = f"README:{title}:{index}"
+
+        def fake_print(*args, sep=" ", end="\n", file=None, flush=False, _name=filename, _expected=expected, _ran=ran):
+            printed.output += sep.join(str(a) for a in args) + end
+            caller = sys._getframe(1)
+            if caller.f_code.co_filename != _name or caller.f_lineno not in _expected:
+                return
+            value = args[0] if len(args) == 1 else args
+            want = _expected[caller.f_lineno]
+            assert want is ... or value == want, f"{_name} line {caller.f_lineno} printed {value!r}, README says {want!r}"
+            _ran.add(caller.f_lineno)
+            printed.append(value)
+
+        scope["print"] = fake_print
+        exec(compile(code, filename, "exec"), scope)
+        assert ran == set(expected), f"print statements that never ran: {set(expected) - ran}"

@@ -116,6 +116,7 @@ pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
         }
     };
     init_tracing();
+    make_undumpable();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,6 +160,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     sessions.kill_all();
     Ok(())
+}
+
+/// Commands run as the same uid as the agent; without `CAP_SYS_PTRACE` they
+/// may not ptrace or read the memory of a non-dumpable process, so relayed
+/// requests and other commands' output stay out of their reach. Commands get
+/// the default back: `execve` resets the flag.
+fn make_undumpable() {
+    // SAFETY: PR_SET_DUMPABLE takes plain integers and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot make the agent non-dumpable");
+    }
 }
 
 /// Logs to stderr, filtered by `SANDPIT_AGENT_LOG` (default `warn`).

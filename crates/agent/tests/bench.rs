@@ -90,11 +90,30 @@ async fn ws_cat_throughput() {
     assert_eq!(exit, Some(0));
     let mb = size as f64 / 1e6;
     println!(
-        "cat 1 GiB over WS: {:.0} MB/s ({} frame bytes in {:?})",
+        "cat 1 GiB over WS: {:.0} MB/s ({} frame bytes in {:?}); agent CPU {:.2} s",
         mb / elapsed.as_secs_f64(),
         frame_bytes,
-        elapsed
+        elapsed,
+        cpu_seconds(agent.pid())
     );
+}
+
+/// User plus system CPU time of a process so far.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf takes an integer name and touches no memory.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
 }
 
 /// The brief's memory check with the real `yes` (newline-heavy, so every

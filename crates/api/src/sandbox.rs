@@ -144,6 +144,8 @@ pub struct SandboxResponse {
     pub ttl_seconds: Option<i64>,
     pub expires_at: Option<String>,
     pub stopped_at: Option<String>,
+    /// Last exec, file or other data-plane call (drives the idle stop).
+    pub last_activity_at: String,
     pub snapshot_id: Option<String>,
     pub template_name: Option<String>,
     pub image: String,

@@ -97,6 +97,9 @@ pub async fn prepare(
 
 /// Run the server until SIGINT/SIGTERM, then stop every sandbox and exit.
 pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives during start-up must still mean
+    // "shut down cleanly", not the default "die".
+    let shutdown = shutdown_signal()?;
     let (dirs, store, key, agent) = prepare(&config).await?;
     let controller = SandboxesConfig {
         dirs,
@@ -131,7 +134,7 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     tracing::info!(%addr, "listening");
 
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("serving")?;
     tracing::info!("shutting down: stopping sandboxes");
@@ -140,12 +143,16 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT; the handlers are installed when this is
+/// called, not when the future is first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

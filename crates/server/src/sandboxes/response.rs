@@ -43,6 +43,7 @@ pub fn sandbox_response(row: &SandboxRow, base_url: &str) -> StoreResult<Sandbox
         ttl_seconds: row.ttl_seconds,
         expires_at,
         stopped_at: row.stopped_at.clone(),
+        last_activity_at: row.last_activity_at.clone(),
         snapshot_id: row.snapshot_id.clone(),
         template_name: row.template_name.clone(),
         image: row.image.clone(),

@@ -36,6 +36,7 @@ const RESERVED_FIELDS: &[&str] = &[
     "ttl_seconds",
     "expires_at",
     "stopped_at",
+    "last_activity_at",
     "snapshot_id",
     "template_name",
     "image",
