@@ -2,7 +2,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use sandpit_api::SandboxResponse;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -57,6 +57,29 @@ impl SandboxHandle {
         command: &str,
         options: &ExecOptions,
     ) -> Result<ExecResult, ClientError> {
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        let exit_code = self
+            .run_streaming(command, options, |stream, data| match stream {
+                Stream::Stdout => stdout.push_str(data),
+                Stream::Stderr => stderr.push_str(data),
+            })
+            .await?;
+        Ok(ExecResult {
+            stdout,
+            stderr,
+            exit_code,
+        })
+    }
+
+    /// Run `command`, handing each output chunk to `on_chunk` as it arrives;
+    /// returns the exit code.
+    pub async fn run_streaming(
+        &self,
+        command: &str,
+        options: &ExecOptions,
+        mut on_chunk: impl FnMut(Stream, &str),
+    ) -> Result<i64, ClientError> {
         let url = format!(
             "{}/execute/ws",
             self.dataplane_url.replacen("http://", "ws://", 1)
@@ -82,31 +105,24 @@ impl SandboxHandle {
         ws.send(Message::text(execute.to_string()))
             .await
             .map_err(ClientError::transport)?;
-        let mut result = ExecResult {
-            stdout: String::new(),
-            stderr: String::new(),
-            exit_code: -1,
-        };
         while let Some(message) = ws.next().await {
             let message = message.map_err(ClientError::transport)?;
             let Message::Text(text) = message else {
                 continue;
             };
-            let value: Value =
+            let frame: Frame<'_> =
                 serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let data = || value["data"].as_str().unwrap_or_default().to_owned();
-            match value["type"].as_str() {
-                Some("stdout") => result.stdout.push_str(&data()),
-                Some("stderr") => result.stderr.push_str(&data()),
-                Some("exit") => {
-                    result.exit_code = value["exit_code"].as_i64().unwrap_or(-1);
+            match frame.kind {
+                "stdout" => on_chunk(Stream::Stdout, &frame.data.unwrap_or_default()),
+                "stderr" => on_chunk(Stream::Stderr, &frame.data.unwrap_or_default()),
+                "exit" => {
                     let _ = ws.close(None).await;
-                    return Ok(result);
+                    return Ok(frame.exit_code.unwrap_or(-1));
                 }
-                Some("error") => {
+                "error" => {
                     return Err(ClientError::Command {
-                        error_type: value["error_type"].as_str().unwrap_or("Error").to_owned(),
-                        message: value["error"].as_str().unwrap_or_default().to_owned(),
+                        error_type: frame.error_type.unwrap_or("Error").to_owned(),
+                        message: frame.error.map(|e| e.into_owned()).unwrap_or_default(),
                     })
                 }
                 _ => {}
@@ -116,4 +132,24 @@ impl SandboxHandle {
             "the command stream ended without an exit message".into(),
         ))
     }
+}
+
+/// Which output stream a chunk belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One server message of the exec WebSocket.
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow, default)]
+    data: Option<std::borrow::Cow<'a, str>>,
+    exit_code: Option<i64>,
+    error_type: Option<&'a str>,
+    #[serde(borrow, default)]
+    error: Option<std::borrow::Cow<'a, str>>,
 }

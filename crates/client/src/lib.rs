@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use sandpit_api::{ErrorBody, SandboxListResponse, SandboxResponse};
 use serde::Serialize;
 
-pub use exec::{ExecOptions, ExecResult, SandboxHandle};
+pub use exec::{ExecOptions, ExecResult, SandboxHandle, Stream};
 
 /// Errors from the client.
 #[derive(Debug, thiserror::Error)]

@@ -4,14 +4,16 @@
 //! complete and (b) one `run("true")` round trip on a ready sandbox, with the
 //! Rust client (so the server, runtime and agent are what is measured), and
 //! optionally a reference command run the same number of times (e.g.
-//! `podman run --rm ... true`). Prints p50/p90/p99 in milliseconds.
+//! `podman run --rm ... true`). Prints p50/p90/p99 in milliseconds. Then
+//! (c) the throughput of `cat` of a large file streamed over the exec
+//! WebSocket, beside the host's own `cat` into a pipe as the floor.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use sandpit_client::{Client, CreateOptions};
+use sandpit_client::{Client, CreateOptions, ExecOptions};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -30,7 +32,15 @@ pub struct BenchArgs {
     /// A shell command to time the same number of times as a reference.
     #[arg(long)]
     reference: Option<String>,
+    /// Size of the file `cat` streams through the data plane (0 skips it).
+    #[arg(long, default_value_t = 1024)]
+    stream_mib: u64,
 }
+
+/// Text the streaming benchmark cats (JSON-escaping free, like most output).
+const STREAM_LINE: &str =
+    "sandpit streaming benchmark: the quick brown fox jumps over the lazy dog";
+const STREAM_REPEATS: usize = 3;
 
 /// Percentiles of a set of durations.
 struct Summary {
@@ -99,6 +109,93 @@ async fn exec_round_trip(client: &Client, runs: usize) -> anyhow::Result<Summary
     measured
 }
 
+/// MB/s of `cat` of a `mib` MiB file inside a sandbox, streamed to this
+/// client over the exec WebSocket; best and median of a few runs.
+async fn stream_throughput(client: &Client, mib: u64) -> anyhow::Result<(f64, f64)> {
+    let sandbox = client
+        .create_sandbox(&CreateOptions {
+            mem_bytes: Some(2 << 30),
+            ..CreateOptions::default()
+        })
+        .await?;
+    let handle = client.sandbox(&sandbox);
+    let measured = async {
+        let bytes = mib << 20;
+        let make = format!("yes '{STREAM_LINE}' | head -c {bytes} > /home/user/stream.txt");
+        anyhow::ensure!(
+            handle.run(&make).await?.exit_code == 0,
+            "creating the stream file failed"
+        );
+        let options = ExecOptions {
+            timeout_seconds: 600,
+            ..ExecOptions::default()
+        };
+        let mut rates = Vec::new();
+        for _ in 0..STREAM_REPEATS {
+            let mut received = 0u64;
+            let t0 = Instant::now();
+            let code = handle
+                .run_streaming("cat /home/user/stream.txt", &options, |_, data| {
+                    received += data.len() as u64
+                })
+                .await?;
+            let elapsed = t0.elapsed();
+            anyhow::ensure!(
+                code == 0 && received == bytes,
+                "cat streamed {received} of {bytes} bytes"
+            );
+            rates.push(bytes as f64 / elapsed.as_secs_f64() / 1e6);
+        }
+        Ok(best_and_median(rates))
+    }
+    .await;
+    client.delete_sandbox(&sandbox.name).await?;
+    measured
+}
+
+/// MB/s of the host's own `cat` of the same content into a pipe: the floor.
+fn host_cat_throughput(mib: u64) -> anyhow::Result<(f64, f64)> {
+    use std::io::Read;
+    let bytes = mib << 20;
+    let path = std::env::temp_dir().join(format!("sandpit-bench-{}.txt", std::process::id()));
+    let make = format!("yes '{STREAM_LINE}' | head -c {bytes} > {}", path.display());
+    let status = std::process::Command::new("sh")
+        .args(["-c", &make])
+        .status()?;
+    anyhow::ensure!(status.success(), "creating the host file failed");
+    let mut rates = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    for _ in 0..STREAM_REPEATS {
+        let t0 = Instant::now();
+        let mut child = std::process::Command::new("cat")
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut out = child.stdout.take().context("cat stdout")?;
+        let mut received = 0u64;
+        loop {
+            let n = out.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            received += n as u64;
+        }
+        child.wait()?;
+        anyhow::ensure!(
+            received == bytes,
+            "host cat read {received} of {bytes} bytes"
+        );
+        rates.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e6);
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(best_and_median(rates))
+}
+
+fn best_and_median(mut rates: Vec<f64>) -> (f64, f64) {
+    rates.sort_by(f64::total_cmp);
+    (rates[rates.len() - 1], rates[rates.len() / 2])
+}
+
 fn reference(command: &str, runs: usize) -> anyhow::Result<Summary> {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -123,6 +220,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let r = tokio::task::block_in_place(|| reference(command, args.runs))?;
         print_row("reference command", &r);
         println!("reference: {command}");
+    }
+    if args.stream_mib > 0 {
+        let (best, median) = stream_throughput(&client, args.stream_mib).await?;
+        println!("cat of {} MiB over the exec WebSocket        best={best:>7.0} MB/s  median={median:>7.0} MB/s", args.stream_mib);
+        let (best, median) = tokio::task::block_in_place(|| host_cat_throughput(args.stream_mib))?;
+        println!("host cat of the same file into a pipe (floor)  best={best:>7.0} MB/s  median={median:>7.0} MB/s");
     }
     Ok(())
 }

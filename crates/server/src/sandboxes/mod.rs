@@ -31,7 +31,7 @@ use crate::auth::Caller;
 use crate::config::Defaults;
 use crate::error::ApiError;
 use crate::paths::DataDirs;
-use crate::store::{ListFilter, NewSandbox, SandboxRow, Store, StoreError};
+use crate::store::{ListFilter, SandboxRow, Store, StoreError};
 
 /// How long a data-plane request waits for a stopped sandbox to start.
 const AUTO_START_WAIT: Duration = Duration::from_secs(60);
@@ -169,10 +169,13 @@ impl Sandboxes {
     ) -> Result<SandboxRow, ApiError> {
         let image = self.image_for(&spec.image_ref)?.name.clone();
         let name = spec.name.clone().unwrap_or_else(generated_name);
-        let new = NewSandbox {
+        let now = crate::store::now();
+        let row = SandboxRow {
             id: uuid::Uuid::new_v4().to_string(),
             tenant_id: caller.tenant_id.clone(),
             name: name.clone(),
+            status: SandboxStatus::Provisioning.as_str().to_owned(),
+            status_message: None,
             image,
             snapshot_id: None,
             template_name: None,
@@ -182,15 +185,22 @@ impl Sandboxes {
             idle_ttl_seconds: spec.idle_ttl_seconds,
             delete_after_stop_seconds: spec.delete_after_stop_seconds,
             ttl_seconds: spec.ttl_seconds,
-            persistent: spec.persistent,
+            persistent: i64::from(spec.persistent),
             proxy_config: spec.proxy_config.as_ref().map(to_json).transpose()?,
             run_config: spec.run_config.as_ref().map(to_json).transpose()?,
             labels: to_json(&spec.labels)?,
             extra: to_json(&spec.extra)?,
+            net_slot: None,
+            pid: None,
+            pid_start_time: None,
             created_by: None,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            stopped_at: None,
+            last_activity_at: now,
         };
-        let row = match self.store.insert_sandbox(&new).await {
-            Ok(row) => row,
+        match self.store.insert_sandbox(&row).await {
+            Ok(()) => {}
             Err(StoreError::Conflict) => {
                 return Err(ApiError::Conflict(format!(
                     "Sandbox name '{name}' already in use"

@@ -14,7 +14,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use keys::{ApiKeyRow, TenantRow};
-pub use sandboxes::{ListFilter, NewSandbox, SandboxRow, SortColumn};
+pub use sandboxes::{ListFilter, SandboxRow, SortColumn};
 
 /// Database errors.
 #[derive(Debug, thiserror::Error)]

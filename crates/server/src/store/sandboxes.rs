@@ -49,29 +49,6 @@ impl SandboxRow {
     }
 }
 
-/// What a create inserts; everything else starts empty.
-#[derive(Debug, Clone)]
-pub struct NewSandbox {
-    pub id: String,
-    pub tenant_id: String,
-    pub name: String,
-    pub image: String,
-    pub snapshot_id: Option<String>,
-    pub template_name: Option<String>,
-    pub vcpus: i64,
-    pub mem_bytes: i64,
-    pub fs_capacity_bytes: i64,
-    pub idle_ttl_seconds: i64,
-    pub delete_after_stop_seconds: i64,
-    pub ttl_seconds: Option<i64>,
-    pub persistent: bool,
-    pub proxy_config: Option<String>,
-    pub run_config: Option<String>,
-    pub labels: String,
-    pub extra: String,
-    pub created_by: Option<String>,
-}
-
 /// Column a list is sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortColumn {
@@ -116,42 +93,47 @@ fn like_pattern(substring: &str) -> String {
 }
 
 impl Store {
-    pub async fn insert_sandbox(&self, new: &NewSandbox) -> StoreResult<SandboxRow> {
-        let ts = now();
-        sqlx::query(
-            "INSERT INTO sandboxes (id, tenant_id, name, status, image, snapshot_id, template_name, \
-             vcpus, mem_bytes, fs_capacity_bytes, idle_ttl_seconds, delete_after_stop_seconds, \
-             ttl_seconds, persistent, proxy_config, run_config, labels, extra, created_by, \
-             created_at, updated_at, last_activity_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21, $22)",
-        )
-        .bind(&new.id)
-        .bind(&new.tenant_id)
-        .bind(&new.name)
-        .bind(SandboxStatus::Provisioning.as_str())
-        .bind(&new.image)
-        .bind(&new.snapshot_id)
-        .bind(&new.template_name)
-        .bind(new.vcpus)
-        .bind(new.mem_bytes)
-        .bind(new.fs_capacity_bytes)
-        .bind(new.idle_ttl_seconds)
-        .bind(new.delete_after_stop_seconds)
-        .bind(new.ttl_seconds)
-        .bind(i64::from(new.persistent))
-        .bind(&new.proxy_config)
-        .bind(&new.run_config)
-        .bind(&new.labels)
-        .bind(&new.extra)
-        .bind(&new.created_by)
-        .bind(&ts)
-        .bind(&ts)
-        .bind(&ts)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_write)?;
-        self.sandbox(&new.id).await?.ok_or(StoreError::Conflict)
+    /// Insert a new sandbox row as given (the caller fills every column).
+    pub async fn insert_sandbox(&self, row: &SandboxRow) -> StoreResult<()> {
+        let placeholders: Vec<String> = (1..=COLUMNS.split(',').count())
+            .map(|i| format!("${i}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO sandboxes ({COLUMNS}) VALUES ({})",
+            placeholders.join(", ")
+        );
+        sqlx::query(&sql)
+            .bind(&row.id)
+            .bind(&row.tenant_id)
+            .bind(&row.name)
+            .bind(&row.status)
+            .bind(&row.status_message)
+            .bind(&row.image)
+            .bind(&row.snapshot_id)
+            .bind(&row.template_name)
+            .bind(row.vcpus)
+            .bind(row.mem_bytes)
+            .bind(row.fs_capacity_bytes)
+            .bind(row.idle_ttl_seconds)
+            .bind(row.delete_after_stop_seconds)
+            .bind(row.ttl_seconds)
+            .bind(row.persistent)
+            .bind(&row.proxy_config)
+            .bind(&row.run_config)
+            .bind(&row.labels)
+            .bind(&row.extra)
+            .bind(row.net_slot)
+            .bind(row.pid)
+            .bind(row.pid_start_time)
+            .bind(&row.created_by)
+            .bind(&row.created_at)
+            .bind(&row.updated_at)
+            .bind(&row.stopped_at)
+            .bind(&row.last_activity_at)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from_write)?;
+        Ok(())
     }
 
     /// A sandbox by id, whatever its tenant (internal use).
