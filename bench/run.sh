@@ -17,6 +17,7 @@ while (($#)); do
   esac
 done
 
+./scripts/install-deps --bench
 cargo build --release --locked -q
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 sandpit="$target_dir/release/sandpit"
