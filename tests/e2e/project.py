@@ -12,6 +12,7 @@ build:
 \t@echo "compiling module 1"
 \t@sleep 0.3
 \t@echo "warning: unused variable" >&2
+\t@sleep 0.3
 \t@echo "compiling module 2"
 \t@sleep 0.3
 \t@echo "linking"
