@@ -43,8 +43,9 @@ use stdin::StdinOp;
 pub const RING_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most bytes of text carried by one output message. Kept well under the
-/// SDK's 1 MiB WebSocket frame limit even if every byte is JSON-escaped.
-pub const CHUNK_BYTES: usize = 64 * 1024;
+/// SDK's 1 MiB WebSocket frame limit even if every byte is JSON-escaped
+/// (6 bytes for `\u00XX`: 768 KiB).
+pub const CHUNK_BYTES: usize = 128 * 1024;
 
 /// One of a command's two output streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,6 +46,10 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Buffer per direction when splicing upgraded connections: large enough
+/// that streaming a command's output costs few syscalls per megabyte.
+const SPLICE_BUFFER: usize = 256 << 10;
+
 /// Headers that carry the caller's Sandpit credentials.
 const CREDENTIALS: [&str; 2] = ["x-api-key", "authorization"];
 
@@ -159,7 +163,7 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    if let Err(err) = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, SPLICE_BUFFER, SPLICE_BUFFER).await {
         tracing::debug!(error = %err, "upgraded connection ended with an error");
     }
 }

@@ -92,7 +92,7 @@ impl Sandboxes {
         if let Err(err) = recorded {
             return self.fail_boot(id, Some(slot), err.to_string()).await;
         }
-        self.register(id, slot, &started);
+        self.register(&row.tenant_id, id, slot, &started);
         Ok(())
     }
 
@@ -165,9 +165,10 @@ impl Sandboxes {
     }
 
     /// Remember a running sandbox and watch its init.
-    fn register(self: &Arc<Self>, id: &str, slot: u32, started: &Started) {
+    fn register(self: &Arc<Self>, tenant_id: &str, id: &str, slot: u32, started: &Started) {
         let stopping = Arc::new(AtomicBool::new(false));
         let live = Live {
+            tenant_id: tenant_id.to_owned(),
             socket: self.dirs.agent_socket(id),
             pid: started.pid,
             net_slot: slot,
@@ -290,7 +291,7 @@ impl Sandboxes {
             return false;
         }
         self.slots.reserve(slot);
-        self.register(&row.id, slot, started);
+        self.register(&row.tenant_id, &row.id, slot, started);
         let _ = self
             .store
             .set_status(&row.id, SandboxStatus::Ready, None)

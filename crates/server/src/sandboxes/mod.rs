@@ -51,6 +51,7 @@ pub struct ImageRootfs {
 /// A sandbox whose init is running.
 #[derive(Debug, Clone)]
 struct Live {
+    tenant_id: String,
     socket: PathBuf,
     pid: i32,
     net_slot: u32,
@@ -361,6 +362,11 @@ impl Sandboxes {
         caller: &Caller,
         id: &str,
     ) -> Result<PathBuf, ApiError> {
+        // Hot path: a running sandbox is answered from memory.
+        if let Some(socket) = self.live_socket(caller, id) {
+            self.touch(id);
+            return Ok(socket);
+        }
         let row = self.find_by_id(caller, id).await?;
         match decide(SandboxAction::Dataplane, row.status()?, &row.name) {
             Decision::Reject(err) => return Err(err),
@@ -376,10 +382,15 @@ impl Sandboxes {
             Decision::Proceed | Decision::AlreadyDone => {}
         }
         self.touch(id);
+        self.live_socket(caller, id)
+            .ok_or_else(|| ApiError::NotReady(format!("Sandbox '{}' is not running", row.name)))
+    }
+
+    fn live_socket(&self, caller: &Caller, id: &str) -> Option<PathBuf> {
         lock(&self.live)
             .get(id)
+            .filter(|live| live.tenant_id == caller.tenant_id)
             .map(|live| live.socket.clone())
-            .ok_or_else(|| ApiError::NotReady(format!("Sandbox '{}' is not running", row.name)))
     }
 
     /// Record activity now; flushed to the database at most once a second.
