@@ -48,7 +48,7 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Buffer per direction when splicing upgraded connections: large enough
 /// that streaming a command's output costs few syscalls per megabyte.
-const SPLICE_BUFFER: usize = 256 << 10;
+const SPLICE_BUFFER: usize = 64 << 10;
 
 /// Headers that carry the caller's Sandpit credentials.
 const CREDENTIALS: [&str; 2] = ["x-api-key", "authorization"];
