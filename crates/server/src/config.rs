@@ -50,3 +50,22 @@ pub struct ServerConfig {
     /// How often the reconciler runs.
     pub reconcile_interval: std::time::Duration,
 }
+
+impl Default for ServerConfig {
+    /// Test-friendly defaults: an ephemeral port, a relative data dir, no
+    /// agent bytes. `sandpit serve` always sets every field from its flags.
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: PathBuf::from(".sandpit"),
+            admin_api_key: None,
+            public_url: None,
+            agent_binary: b"",
+            helper_exe: PathBuf::from("sandpit"),
+            defaults: Defaults::default(),
+            max_upload_bytes: 1 << 30,
+            agent_log: false,
+            reconcile_interval: std::time::Duration::from_secs(5),
+        }
+    }
+}

@@ -123,16 +123,9 @@ async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
     let sandboxes = Arc::new(Sandboxes::new(store.clone(), runtime, config));
     AppState {
         config: Arc::new(ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.to_path_buf(),
-            admin_api_key: None,
-            public_url: None,
-            agent_binary: b"",
-            helper_exe: dir.join("sandpit"),
-            defaults: Defaults::default(),
             max_upload_bytes,
-            agent_log: false,
-            reconcile_interval: std::time::Duration::from_secs(5),
+            ..ServerConfig::default()
         }),
         store,
         keys: Arc::new(Keys::default()),
