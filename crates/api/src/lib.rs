@@ -5,6 +5,7 @@
 //! knows HTTP; this crate only knows JSON.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod error;
 pub mod sandbox;
 

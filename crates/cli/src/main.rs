@@ -33,6 +33,10 @@ enum Command {
     RuntimeHelper(commands::runtime_helper::RuntimeHelperArgs),
     /// Measure create and exec latency against a running server.
     Bench(commands::bench::BenchArgs),
+    /// Admin: create, list and change tenants and their quotas.
+    Tenants(commands::admin::TenantsArgs),
+    /// Admin: create, list and revoke API keys.
+    Keys(commands::admin::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,5 +46,7 @@ fn main() -> ExitCode {
         Command::RuntimeHelper(args) => commands::runtime_helper::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Tenants(args) => commands::admin::tenants(args),
+        Command::Keys(args) => commands::admin::keys(args),
     }
 }

@@ -22,10 +22,15 @@ mod http_client;
 
 use std::collections::BTreeMap;
 
+use sandpit_api::admin::{
+    CreateKeyRequest, CreateTenantRequest, CreatedKeyResponse, KeyListResponse, KeyResponse,
+    TenantListResponse, TenantResponse, UpdateTenantRequest,
+};
 use sandpit_api::{ErrorBody, SandboxListResponse, SandboxResponse};
 use serde::Serialize;
 
 pub use exec::{ExecOptions, ExecResult, SandboxHandle, Stream};
+pub use sandpit_api as api;
 
 /// Errors from the client.
 #[derive(Debug, thiserror::Error)]
@@ -98,11 +103,17 @@ pub struct CreateOptions {
     pub timeout: Option<i64>,
 }
 
+/// Marks a path of the admin API in `Client::send`.
+const ADMIN: &str = "admin:";
+
 /// A client for one Sandpit server.
 #[derive(Clone)]
 pub struct Client {
     http: http_client::HttpClient,
+    /// `{base}/api/v2/sandboxes`
     api: String,
+    /// `{base}/api/v1/admin`
+    admin: String,
     api_key: String,
 }
 
@@ -119,6 +130,7 @@ impl Client {
         Ok(Self {
             http: http_client::HttpClient::new(),
             api: format!("{base}/api/v2/sandboxes"),
+            admin: format!("{base}/api/v1/admin"),
             api_key: api_key.to_owned(),
         })
     }
@@ -173,6 +185,65 @@ impl Client {
             .await
     }
 
+    /// Admin: create a tenant (with optional quotas).
+    pub async fn create_tenant(
+        &self,
+        req: &CreateTenantRequest,
+    ) -> Result<TenantResponse, ClientError> {
+        self.request(http::Method::POST, &format!("{ADMIN}/tenants"), Some(req))
+            .await
+    }
+
+    /// Admin: every tenant with its quotas and usage.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantResponse>, ClientError> {
+        let list: TenantListResponse = self
+            .request::<(), _>(http::Method::GET, &format!("{ADMIN}/tenants"), None)
+            .await?;
+        Ok(list.tenants)
+    }
+
+    /// Admin: change a tenant's quotas (`null` = unlimited).
+    pub async fn update_tenant(
+        &self,
+        tenant: &str,
+        req: &UpdateTenantRequest,
+    ) -> Result<TenantResponse, ClientError> {
+        self.request(
+            http::Method::PATCH,
+            &format!("{ADMIN}/tenants/{tenant}"),
+            Some(req),
+        )
+        .await
+    }
+
+    /// Admin: create an API key; the response is the only time it is shown.
+    pub async fn create_key(
+        &self,
+        req: &CreateKeyRequest,
+    ) -> Result<CreatedKeyResponse, ClientError> {
+        self.request(http::Method::POST, &format!("{ADMIN}/keys"), Some(req))
+            .await
+    }
+
+    /// Admin: keys (without their secrets), optionally of one tenant.
+    pub async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyResponse>, ClientError> {
+        let path = match tenant {
+            Some(t) => format!("{ADMIN}/keys?tenant={t}"),
+            None => format!("{ADMIN}/keys"),
+        };
+        let list: KeyListResponse = self
+            .request::<(), _>(http::Method::GET, &path, None)
+            .await?;
+        Ok(list.keys)
+    }
+
+    /// Admin: revoke a key by id.
+    pub async fn revoke_key(&self, id: &str) -> Result<(), ClientError> {
+        self.send::<()>(http::Method::DELETE, &format!("{ADMIN}/keys/{id}"), None)
+            .await
+            .map(drop)
+    }
+
     /// A handle for data-plane operations on `sandbox`.
     pub fn sandbox(&self, sandbox: &SandboxResponse) -> SandboxHandle {
         SandboxHandle::new(self.clone(), sandbox)
@@ -184,7 +255,10 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<bytes::Bytes, ClientError> {
-        let url = format!("{}{path}", self.api);
+        let url = match path.strip_prefix(ADMIN) {
+            Some(rest) => format!("{}{rest}", self.admin),
+            None => format!("{}{path}", self.api),
+        };
         let body = body
             .map(serde_json::to_vec)
             .transpose()

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub agent_log: bool,
     /// How often the reconciler runs.
     pub reconcile_interval: std::time::Duration,
+    /// Divides every retention duration (idle stop, delete after stop,
+    /// lifetime). 1 in production; tests raise it to run the same logic fast.
+    pub time_scale: u32,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             max_upload_bytes: 1 << 30,
             agent_log: false,
             reconcile_interval: std::time::Duration::from_secs(5),
+            time_scale: 1,
         }
     }
 }

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 422: the sandbox could not be created (runtime failure).
     #[error("{0}")]
     CreationFailed(String),
+    /// 429: a tenant quota would be exceeded.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// 502: the sandbox's agent could not be reached.
     #[error("{0}")]
     Upstream(String),
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::CreationFailed(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "SandboxCreationFailed")
             }
+            ApiError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "QuotaExceeded"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "ConnectionError"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }

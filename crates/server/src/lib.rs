@@ -133,14 +133,32 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     println!("export LANGSMITH_API_KEY={key}");
     tracing::info!(%addr, "listening");
 
+    let reconciler = tokio::spawn(reconcile(
+        sandboxes.clone(),
+        state.config.reconcile_interval,
+        state.config.time_scale,
+    ));
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving")?;
+    reconciler.abort();
     tracing::info!("shutting down: stopping sandboxes");
     sandboxes.shutdown().await;
     store.close().await;
     Ok(())
+}
+
+/// The reconciler: enforces retention deadlines every `interval`.
+async fn reconcile(sandboxes: Arc<Sandboxes>, interval: std::time::Duration, time_scale: u32) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = sandboxes.enforce_retention(time_scale).await {
+            tracing::warn!(error = format!("{err:#}"), "reconciler pass failed");
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT; the handlers are installed when this is

@@ -47,6 +47,12 @@ pub struct ServeArgs {
     /// Debugging only: the file is unbounded and writable from inside.
     #[arg(long)]
     pub debug_agent_log: bool,
+    /// How often the reconciler enforces retention deadlines, in ms.
+    #[arg(long, default_value_t = 5000, hide = true)]
+    pub reconcile_interval_ms: u64,
+    /// Test only: divide every retention duration by this factor.
+    #[arg(long, default_value_t = 1, hide = true)]
+    pub test_time_scale: u32,
 }
 
 fn init_tracing() {
@@ -80,7 +86,8 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         defaults,
         max_upload_bytes: args.max_upload_bytes,
         agent_log: args.debug_agent_log,
-        reconcile_interval: Duration::from_secs(5),
+        reconcile_interval: Duration::from_millis(args.reconcile_interval_ms.max(10)),
+        time_scale: args.test_time_scale.max(1),
     })
 }
 

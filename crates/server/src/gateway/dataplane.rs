@@ -45,7 +45,8 @@ async fn forward(
         target.push_str(query);
     }
     let req = limit_body(req, state.config.max_upload_bytes);
-    relay::forward(req, &Upstream::Unix(socket), &target)
+    let connection = state.sandboxes.connection(&id);
+    relay::forward_holding(req, &Upstream::Unix(socket), &target, connection)
         .await
         .map_err(|err| match err {
             RelayError::BadTarget(_) => ApiError::BadRequest("Invalid request path".into()),

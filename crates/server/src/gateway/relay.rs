@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
@@ -95,9 +96,22 @@ async fn connect(upstream: &Upstream) -> Result<UnixStream, RelayError> {
 
 /// Forward `req` to `upstream` with its URI replaced by `path_and_query`.
 pub async fn forward(
+    req: Request<Body>,
+    upstream: &Upstream,
+    path_and_query: &str,
+) -> Result<Response<Body>, RelayError> {
+    forward_holding(req, upstream, path_and_query, ()).await
+}
+
+/// [`forward`], keeping `hold` alive until the exchange is over: until the
+/// response body has been sent, or until an upgraded connection closes. The
+/// data plane holds an activity guard this way, so a sandbox with a client
+/// attached is never idle.
+pub async fn forward_holding<H: Send + 'static>(
     mut req: Request<Body>,
     upstream: &Upstream,
     path_and_query: &str,
+    hold: H,
 ) -> Result<Response<Body>, RelayError> {
     let upgrade = upgrade_protocol(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -142,13 +156,20 @@ pub async fn forward(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(splice(client_upgrade, upstream_upgrade));
+            tokio::spawn(async move {
+                splice(client_upgrade, upstream_upgrade).await;
+                drop(hold);
+            });
         }
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, Body::empty()));
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    let body = body.map_frame(move |frame| {
+        let _ = &hold;
+        frame
+    });
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

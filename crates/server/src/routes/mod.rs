@@ -1,6 +1,7 @@
 //! The HTTP surface: control API routes (under both `/api/v2/sandboxes` and
 //! `/v2/sandboxes`), the data-plane gateway, and `/healthz`.
 
+mod admin;
 mod boxes;
 mod extract;
 
@@ -23,6 +24,20 @@ fn sandboxes_api() -> Router<AppState> {
         .route("/boxes/{name}/status", get(boxes::status))
         .route("/boxes/{name}/stop", post(boxes::stop))
         .route("/boxes/{name}/start", post(boxes::start))
+}
+
+fn admin_api() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/tenants",
+            post(admin::create_tenant).get(admin::list_tenants),
+        )
+        .route(
+            "/tenants/{tenant}",
+            get(admin::get_tenant).patch(admin::update_tenant),
+        )
+        .route("/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/keys/{id}", axum::routing::delete(admin::revoke_key))
 }
 
 async fn healthz() -> &'static str {
@@ -51,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .nest("/api/v2/sandboxes", sandboxes_api())
         .nest("/v2/sandboxes", sandboxes_api())
+        .nest("/api/v1/admin", admin_api())
         .route("/dataplane/{id}", any(dataplane::relay_root))
         .route("/dataplane/{id}/{*rest}", any(dataplane::relay))
         .fallback(not_found)

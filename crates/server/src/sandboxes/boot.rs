@@ -9,7 +9,7 @@ use std::time::Duration;
 use sandpit_api::SandboxStatus;
 use sandpit_runtime::{Limits, SandboxSpec, Started};
 
-use super::{decide, lock, mark_stopping, Decision, ImageRootfs, Live, SandboxAction, Sandboxes};
+use super::{lock, mark_stopping, ImageRootfs, Live, Sandboxes};
 use crate::error::ApiError;
 use crate::gateway::relay;
 use crate::store::SandboxRow;
@@ -28,25 +28,6 @@ impl Sandboxes {
         self.boot(id).await
     }
 
-    /// Start a stopped or failed sandbox, holding its lock.
-    pub(super) async fn restart_locked(self: Arc<Self>, id: &str) -> Result<(), String> {
-        let guard = self.sandbox_lock(id);
-        let _held = guard.lock().await;
-        let row = self.row(id).await?;
-        let status = row.status().map_err(|e| e.to_string())?;
-        match decide(SandboxAction::Start, status, &row.name) {
-            Decision::Reject(err) => Err(err.to_string()),
-            Decision::AlreadyDone => Ok(()),
-            Decision::Proceed | Decision::StartFirst => {
-                self.store
-                    .set_status(id, SandboxStatus::Provisioning, None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.boot(id).await
-            }
-        }
-    }
-
     async fn row(&self, id: &str) -> Result<SandboxRow, String> {
         self.store
             .sandbox(id)
@@ -57,7 +38,7 @@ impl Sandboxes {
 
     /// Start the runtime side of a sandbox whose row says `provisioning`,
     /// and mark it `ready`; on failure undo everything and mark it `failed`.
-    async fn boot(self: &Arc<Self>, id: &str) -> Result<(), String> {
+    pub(super) async fn boot(self: &Arc<Self>, id: &str) -> Result<(), String> {
         let row = self.row(id).await?;
         if row.status().map_err(|e| e.to_string())? != SandboxStatus::Provisioning {
             return Err(format!("sandbox {id} is {} and cannot boot", row.status));

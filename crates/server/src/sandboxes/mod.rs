@@ -6,8 +6,11 @@
 //! synchronous and run on the blocking pool.
 
 mod action;
+mod activity;
 mod boot;
+mod quota;
 mod response;
+mod retention;
 mod slots;
 pub mod validate;
 mod watch;
@@ -16,13 +19,16 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use sandpit_api::{SandboxResponse, SandboxStatus};
 use sandpit_runtime::{MountSpec, Runtime};
 
 pub use action::{decide, Decision, SandboxAction};
+use activity::Activity;
+pub use activity::ActivityGuard;
+use quota::Demand;
 pub use response::{dataplane_url, sandbox_response};
 use slots::Slots;
 use validate::{CreateSpec, ImageRef, UpdateSpec};
@@ -35,8 +41,6 @@ use crate::store::{ListFilter, SandboxRow, Store, StoreError};
 
 /// How long a data-plane request waits for a stopped sandbox to start.
 const AUTO_START_WAIT: Duration = Duration::from_secs(60);
-/// Activity is written to the database at most this often per sandbox.
-const ACTIVITY_FLUSH: Duration = Duration::from_secs(1);
 
 /// Root filesystem of an image, as the runtime consumes it.
 #[derive(Debug, Clone)]
@@ -80,8 +84,9 @@ pub struct Sandboxes {
     agent_log: bool,
     slots: Slots,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     live: Mutex<HashMap<String, Live>>,
-    activity: Mutex<HashMap<String, Instant>>,
+    activity: Activity,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -104,6 +109,7 @@ fn to_json(value: &impl serde::Serialize) -> Result<String, ApiError> {
 impl Sandboxes {
     pub fn new(store: Store, runtime: Arc<dyn Runtime>, config: SandboxesConfig) -> Self {
         Self {
+            activity: Activity::new(store.clone()),
             store,
             runtime,
             dirs: config.dirs,
@@ -113,8 +119,8 @@ impl Sandboxes {
             agent_log: config.agent_log,
             slots: Slots::default(),
             locks: Mutex::default(),
+            tenant_locks: Mutex::default(),
             live: Mutex::default(),
-            activity: Mutex::default(),
         }
     }
 
@@ -200,7 +206,17 @@ impl Sandboxes {
             stopped_at: None,
             last_activity_at: now,
         };
-        match self.store.insert_sandbox(&row).await {
+        let demand = Demand {
+            sandboxes: 1,
+            vcpus: row.vcpus,
+            mem_bytes: row.mem_bytes,
+        };
+        let tenant = self.tenant_lock(&row.tenant_id);
+        let admitting = tenant.lock().await;
+        self.check_quota(&row.tenant_id, &demand).await?;
+        let inserted = self.store.insert_sandbox(&row).await;
+        drop(admitting);
+        match inserted {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
                 return Err(ApiError::Conflict(format!(
@@ -308,20 +324,57 @@ impl Sandboxes {
         name: &str,
         wait: Duration,
     ) -> Result<SandboxRow, ApiError> {
-        let row = self.find(caller, name).await?;
+        let found = self.find(caller, name).await?;
+        let held = self.sandbox_lock(&found.id).lock_owned().await;
+        let row = self.find_by_id(caller, &found.id).await?;
         match decide(SandboxAction::Start, row.status()?, &row.name) {
             Decision::Reject(err) => return Err(err),
             Decision::AlreadyDone => return Ok(row),
             Decision::Proceed | Decision::StartFirst => {}
         }
+        let demand = Demand {
+            sandboxes: 0,
+            vcpus: row.vcpus,
+            mem_bytes: row.mem_bytes,
+        };
+        {
+            let tenant = self.tenant_lock(&row.tenant_id);
+            let _admitting = tenant.lock().await;
+            self.check_quota(&row.tenant_id, &demand).await?;
+            self.store
+                .set_status(&row.id, SandboxStatus::Provisioning, None)
+                .await?;
+        }
         let this = self.clone();
         let id = row.id.clone();
-        let boot = tokio::spawn(async move { this.restart_locked(&id).await });
+        let boot = tokio::spawn(async move {
+            let _held = held;
+            this.boot(&id).await
+        });
         // A failed or slow boot is visible in the row's status.
         if let Ok(Err(join)) = tokio::time::timeout(wait, boot).await {
             return Err(ApiError::Internal(join.into()));
         }
         self.find_by_id(caller, &row.id).await
+    }
+
+    /// Refuse `demand` if it would take the tenant past a quota. Callers
+    /// hold the tenant's lock until the usage it admits is recorded.
+    async fn check_quota(&self, tenant_id: &str, demand: &Demand) -> Result<(), ApiError> {
+        let tenant = self
+            .store
+            .tenant(tenant_id)
+            .await?
+            .ok_or_else(|| ApiError::Forbidden("Unknown tenant".into()))?;
+        let usage = self.store.usage(tenant_id).await?;
+        quota::check(&tenant, &usage, demand)
+    }
+
+    fn tenant_lock(&self, tenant_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.tenant_locks)
+            .entry(tenant_id.to_owned())
+            .or_default()
+            .clone()
     }
 
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
@@ -351,7 +404,7 @@ impl Sandboxes {
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("removing sandbox files")))?;
         self.store.delete_sandbox_row(id).await?;
         lock(&self.locks).remove(id);
-        lock(&self.activity).remove(id);
+        self.activity.forget(id);
         Ok(())
     }
 
@@ -395,21 +448,13 @@ impl Sandboxes {
 
     /// Record activity now; flushed to the database at most once a second.
     pub fn touch(&self, id: &str) {
-        let now = Instant::now();
-        {
-            let mut activity = lock(&self.activity);
-            match activity.get(id) {
-                Some(last) if now.duration_since(*last) < ACTIVITY_FLUSH => return,
-                _ => activity.insert(id.to_owned(), now),
-            };
-        }
-        let store = self.store.clone();
-        let id = id.to_owned();
-        tokio::spawn(async move {
-            if let Err(err) = store.touch_activity(&id, &crate::store::now()).await {
-                tracing::warn!(sandbox = %id, error = ?err, "recording activity failed");
-            }
-        });
+        self.activity.touch(id);
+    }
+
+    /// Mark a connection to `id` open until the guard drops (data-plane
+    /// streams, service and tunnel connections).
+    pub fn connection(&self, id: &str) -> ActivityGuard {
+        self.activity.open(id)
     }
 
     pub fn response(&self, row: &SandboxRow, base_url: &str) -> Result<SandboxResponse, ApiError> {

@@ -4,11 +4,26 @@ use sqlx::FromRow;
 
 use super::{now, Store, StoreError, StoreResult};
 
-#[derive(Debug, Clone, FromRow)]
+const TENANT_COLUMNS: &str = "id, name, created_at, max_sandboxes, max_vcpus, max_mem_bytes";
+const KEY_COLUMNS: &str = "id, tenant_id, key_hash, prefix, name, is_admin, created_at, revoked_at";
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct TenantRow {
     pub id: String,
     pub name: String,
     pub created_at: String,
+    /// Quotas; `None` means unlimited.
+    pub max_sandboxes: Option<i64>,
+    pub max_vcpus: Option<i64>,
+    pub max_mem_bytes: Option<i64>,
+}
+
+/// Quota values to set; `Some(None)` clears one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaUpdate {
+    pub max_sandboxes: Option<Option<i64>>,
+    pub max_vcpus: Option<Option<i64>>,
+    pub max_mem_bytes: Option<Option<i64>>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -24,27 +39,24 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<String>,
 }
 
+/// What the sandboxes of one tenant use, for quota checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Every sandbox that exists (any status).
+    pub sandboxes: i64,
+    /// vCPUs and memory of sandboxes that hold them (provisioning, ready).
+    pub vcpus: i64,
+    pub mem_bytes: i64,
+}
+
 impl Store {
     /// The tenant named `name`, created if missing.
     pub async fn ensure_tenant(&self, name: &str) -> StoreResult<TenantRow> {
         if let Some(t) = self.tenant_by_name(name).await? {
             return Ok(t);
         }
-        let row = TenantRow {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: name.to_owned(),
-            created_at: now(),
-        };
-        let inserted =
-            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-                .bind(&row.id)
-                .bind(&row.name)
-                .bind(&row.created_at)
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::from_write);
-        match inserted {
-            Ok(_) => Ok(row),
+        match self.create_tenant(name).await {
+            Ok(row) => Ok(row),
             // Lost a race with another creator: theirs is as good as ours.
             Err(StoreError::Conflict) => {
                 self.tenant_by_name(name).await?.ok_or(StoreError::Conflict)
@@ -53,16 +65,104 @@ impl Store {
         }
     }
 
-    pub async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<TenantRow>> {
-        Ok(
-            sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+    pub async fn create_tenant(&self, name: &str) -> StoreResult<TenantRow> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&id)
+            .bind(name)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from_write)?;
+        self.tenant(&id).await?.ok_or(StoreError::Conflict)
     }
 
-    /// Make `key_hash` the one live admin key named `name` of `tenant_id`:
+    pub async fn tenant(&self, id: &str) -> StoreResult<Option<TenantRow>> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<TenantRow>> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn tenants(&self) -> StoreResult<Vec<TenantRow>> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name");
+        Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn update_quotas(&self, tenant_id: &str, update: &QuotaUpdate) -> StoreResult<()> {
+        let fields = [
+            ("max_sandboxes", update.max_sandboxes),
+            ("max_vcpus", update.max_vcpus),
+            ("max_mem_bytes", update.max_mem_bytes),
+        ];
+        for (column, value) in fields {
+            if let Some(value) = value {
+                let sql = format!("UPDATE tenants SET {column} = $1 WHERE id = $2");
+                sqlx::query(&sql)
+                    .bind(value)
+                    .bind(tenant_id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What `tenant_id`'s sandboxes hold now.
+    pub async fn usage(&self, tenant_id: &str) -> StoreResult<Usage> {
+        let (sandboxes, vcpus, mem_bytes): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), \
+             SUM(CASE WHEN status IN ('provisioning', 'ready') THEN vcpus ELSE 0 END), \
+             SUM(CASE WHEN status IN ('provisioning', 'ready') THEN mem_bytes ELSE 0 END) \
+             FROM sandboxes WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Usage {
+            sandboxes,
+            vcpus: vcpus.unwrap_or(0),
+            mem_bytes: mem_bytes.unwrap_or(0),
+        })
+    }
+
+    /// Store a new key (by hash) for a tenant.
+    pub async fn insert_key(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        key_hash: &str,
+        prefix: &str,
+        is_admin: bool,
+    ) -> StoreResult<ApiKeyRow> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, name, is_admin, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(tenant_id)
+        .bind(key_hash)
+        .bind(prefix)
+        .bind(name)
+        .bind(i64::from(is_admin))
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from_write)?;
+        self.key(&id).await?.ok_or(StoreError::Conflict)
+    }
+
+    /// Make `key_hash` the one live key named `name` of `tenant_id`:
     /// earlier keys of that name are revoked.
     pub async fn set_named_key(
         &self,
@@ -101,14 +201,47 @@ impl Store {
         Ok(())
     }
 
+    pub async fn key(&self, id: &str) -> StoreResult<Option<ApiKeyRow>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Keys of one tenant, or of all tenants, newest first.
+    pub async fn keys(&self, tenant_id: Option<&str>) -> StoreResult<Vec<ApiKeyRow>> {
+        let mut sql = format!("SELECT {KEY_COLUMNS} FROM api_keys");
+        if tenant_id.is_some() {
+            sql.push_str(" WHERE tenant_id = $1");
+        }
+        sql.push_str(" ORDER BY created_at DESC, id");
+        let mut query = sqlx::query_as(&sql);
+        if let Some(t) = tenant_id {
+            query = query.bind(t);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// Revoke a key; false if it does not exist or was already revoked.
+    pub async fn revoke_key(&self, id: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// The live (not revoked) key with this hash.
     pub async fn live_key(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, tenant_id, key_hash, prefix, name, is_admin, created_at, revoked_at \
-             FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await?)
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 }

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use keys::{ApiKeyRow, TenantRow};
+pub use keys::{ApiKeyRow, QuotaUpdate, TenantRow, Usage};
 pub use sandboxes::{ListFilter, SandboxRow, SortColumn};
 
 /// Database errors.

@@ -1,0 +1,90 @@
+//! The admin API (`/api/v1/admin/...`): tenants, their quotas, and API keys.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A tenant (workspace) with its quotas (`None` = unlimited) and usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantResponse {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub max_sandboxes: Option<i64>,
+    pub max_vcpus: Option<i64>,
+    pub max_mem_bytes: Option<i64>,
+    /// Sandboxes that exist, and vCPUs/memory of the running ones.
+    pub sandboxes: i64,
+    pub vcpus_in_use: i64,
+    pub mem_bytes_in_use: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantListResponse {
+    pub tenants: Vec<TenantResponse>,
+}
+
+/// `POST /admin/tenants`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sandboxes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vcpus: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mem_bytes: Option<i64>,
+}
+
+/// `PATCH /admin/tenants/{name}`: a quota given as `null` becomes
+/// unlimited; an absent one is left alone. Kept as raw JSON values so the
+/// server can tell the two apart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenantRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sandboxes: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vcpus: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mem_bytes: Option<Value>,
+}
+
+/// `POST /admin/keys`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// Tenant name or id.
+    pub tenant: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// An API key as listed; the key itself is only in `CreatedKeyResponse`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyResponse {
+    pub id: String,
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    pub tenant_id: String,
+    pub tenant: String,
+    pub admin: bool,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// `POST /admin/keys` response: the only time the key is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedKeyResponse {
+    pub key: String,
+    #[serde(flatten)]
+    pub info: KeyResponse,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyListResponse {
+    pub keys: Vec<KeyResponse>,
+}
