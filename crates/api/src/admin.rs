@@ -42,12 +42,18 @@ pub struct CreateTenantRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenantRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub max_sandboxes: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub max_vcpus: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub max_mem_bytes: Option<Value>,
+}
+
+/// A field that is present deserializes to `Some`, even when it is `null`
+/// (plain `Option<Value>` would turn `null` into `None`, i.e. "absent").
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// `POST /admin/keys`.
@@ -87,4 +93,18 @@ pub struct CreatedKeyResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyListResponse {
     pub keys: Vec<KeyResponse>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_tells_null_from_absent() {
+        let req: UpdateTenantRequest =
+            serde_json::from_str(r#"{"max_sandboxes": null, "max_vcpus": 4}"#).unwrap();
+        assert_eq!(req.max_sandboxes, Some(Value::Null));
+        assert_eq!(req.max_vcpus, Some(Value::from(4)));
+        assert_eq!(req.max_mem_bytes, None);
+    }
 }
