@@ -19,6 +19,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct State {
     flushed: HashMap<String, Instant>,
+    /// When each sandbox last saw activity, which may be newer than the
+    /// database (writes are throttled and asynchronous).
+    seen: HashMap<String, Instant>,
     open: HashMap<String, usize>,
 }
 
@@ -52,6 +55,7 @@ impl Activity {
         let now = Instant::now();
         {
             let mut state = self.lock();
+            state.seen.insert(id.to_owned(), now);
             match state.flushed.get(id) {
                 Some(last) if now.duration_since(*last) < FLUSH_EVERY => return,
                 _ => state.flushed.insert(id.to_owned(), now),
@@ -76,14 +80,21 @@ impl Activity {
         }
     }
 
-    /// Whether a connection to `id` is open right now.
+    /// Whether a connection to `id` is open right now, or activity was seen
+    /// so recently that the database may not show it yet.
     pub fn busy(&self, id: &str) -> bool {
-        self.lock().open.get(id).is_some_and(|n| *n > 0)
+        let state = self.lock();
+        state.open.get(id).is_some_and(|n| *n > 0)
+            || state
+                .seen
+                .get(id)
+                .is_some_and(|at| at.elapsed() < 2 * FLUSH_EVERY)
     }
 
     pub fn forget(&self, id: &str) {
         let mut state = self.lock();
         state.flushed.remove(id);
+        state.seen.remove(id);
     }
 }
 

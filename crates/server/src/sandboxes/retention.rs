@@ -35,7 +35,7 @@ fn elapsed(since: &str, now: DateTime<Utc>, seconds: i64, scale: u32) -> bool {
 }
 
 /// What `row` is due for at `now`, if anything. `busy` means a connection
-/// to the sandbox is open.
+/// to the sandbox is open or activity was seen in the last moments.
 pub fn due(row: &SandboxRow, now: DateTime<Utc>, scale: u32, busy: bool) -> Option<Due> {
     let status = row.status().ok()?;
     if status == SandboxStatus::Deleting || status == SandboxStatus::Provisioning {
