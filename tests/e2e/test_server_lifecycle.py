@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -242,3 +243,19 @@ def test_full_data_disk_gives_errors_not_corruption(small_data_dir):
         assert stop_server(server) == 0
     assert code == 0
     assert leaks.leaked(before, leaks.snapshot(str(small_data_dir))) == {}
+
+
+def test_short_soak_returns_to_baseline():
+    """bench/soak.py at a CI-sized scale: 100 in a row and 20 at once, then
+    server fds, memory, mounts, cgroups, veths and processes are back to the
+    baseline (the full 1,000 + 100 run is in docs/benchmarks.md)."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--sequential", "100", "--concurrent", "20"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, RUST_LOG="warn"),
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "PASS" in out.stdout
