@@ -79,6 +79,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sequential", type=int, default=1000)
     ap.add_argument("--concurrent", type=int, default=100)
+    ap.add_argument("--bursts", type=int, default=1, help="repeat the concurrent phase")
     ap.add_argument("--max-rss-growth-mib", type=float, default=32)
     args = ap.parse_args()
 
@@ -101,9 +102,13 @@ def main() -> int:
         after_seq = measure(server, marker)
 
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.concurrent) as pool:
-            conc = list(pool.map(lambda i: cycle(client, f"conc-{i}"), range(args.concurrent)))
-        conc_wall = time.perf_counter() - t0
+        conc = []
+        for burst in range(args.bursts):
+            with ThreadPoolExecutor(max_workers=args.concurrent) as pool:
+                conc += pool.map(lambda i: cycle(client, f"conc-{i}"), range(args.concurrent))
+            if args.bursts > 1:
+                print(f"after burst {burst + 1}: rss {measure(server, marker)['rss_kib']} KiB")
+        conc_wall = (time.perf_counter() - t0) / args.bursts
         left = client.list_sandboxes()
         # Close the client's pooled keep-alive connections: they are the
         # client's, not a leak, and the server holds one fd for each.
@@ -112,9 +117,10 @@ def main() -> int:
         after = measure(server, marker)
 
         seq.sort()
-        print(f"sequential: {args.sequential} create+exec+delete in {seq_wall:.1f} s "
-              f"(p50 {seq[len(seq) // 2] * 1000:.0f} ms, max {seq[-1] * 1000:.0f} ms)")
-        print(f"concurrent: {args.concurrent} at once in {conc_wall:.1f} s (max {max(conc) * 1000:.0f} ms)")
+        if seq:
+            print(f"sequential: {args.sequential} create+exec+delete in {seq_wall:.1f} s "
+                  f"(p50 {seq[len(seq) // 2] * 1000:.0f} ms, max {seq[-1] * 1000:.0f} ms)")
+        print(f"concurrent: {args.concurrent} at once in {conc_wall:.1f} s per burst (max {max(conc) * 1000:.0f} ms)")
         print(f"{'':14}{'baseline':>12}{'after seq':>12}{'after conc':>12}")
         for key in ("rss_kib", "fds", "db_fds", "mounts", "cgroups", "veths", "processes"):
             print(f"{key:14}{base[key]:>12}{after_seq[key]:>12}{after[key]:>12}")
