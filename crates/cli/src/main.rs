@@ -33,6 +33,26 @@ enum Command {
     RuntimeHelper(commands::runtime_helper::RuntimeHelperArgs),
     /// Measure create and exec latency against a running server.
     Bench(commands::bench::BenchArgs),
+    /// Check an endpoint and API key and save them for the other verbs.
+    Login(commands::boxes::LoginArgs),
+    /// Create a sandbox.
+    Create(commands::boxes::CreateArgs),
+    /// List sandboxes.
+    Ls(commands::boxes::ListArgs),
+    /// Show one sandbox.
+    Get(commands::boxes::NameArgs),
+    /// Delete a sandbox and its files.
+    Rm(commands::boxes::NameArgs),
+    /// Stop a sandbox (files are kept).
+    Stop(commands::boxes::NameArgs),
+    /// Start a stopped sandbox.
+    Start(commands::boxes::NameArgs),
+    /// Run a command in a sandbox; its exit code becomes sandpit's.
+    Exec(commands::exec::ExecArgs),
+    /// An interactive shell in a sandbox.
+    Shell(commands::exec::ShellArgs),
+    /// Copy files or directories between the host and a sandbox.
+    Cp(commands::cp::CpArgs),
     /// Admin: create, list and change tenants and their quotas.
     Tenants(commands::admin::TenantsArgs),
     /// Admin: create, list and revoke API keys.
@@ -46,6 +66,16 @@ fn main() -> ExitCode {
         Command::RuntimeHelper(args) => commands::runtime_helper::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Login(args) => commands::run(commands::boxes::login(args)),
+        Command::Create(args) => commands::run(commands::boxes::create(args)),
+        Command::Ls(args) => commands::run(commands::boxes::list(args)),
+        Command::Get(args) => commands::run(commands::boxes::get(args)),
+        Command::Rm(args) => commands::run(commands::boxes::remove(args)),
+        Command::Stop(args) => commands::run(commands::boxes::stop(args)),
+        Command::Start(args) => commands::run(commands::boxes::start(args)),
+        Command::Exec(args) => commands::block_on(commands::exec::exec(args), |code| code),
+        Command::Shell(args) => commands::block_on(commands::exec::shell(args), |code| code),
+        Command::Cp(args) => commands::run(commands::cp::cp(args)),
         Command::Tenants(args) => commands::admin::tenants(args),
         Command::Keys(args) => commands::admin::keys(args),
     }

@@ -11,8 +11,16 @@ use crate::{Client, ClientError};
 /// Options of one command.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
+    /// Kill the command after this long (0 = never).
     pub timeout_seconds: u64,
     pub shell: String,
+    /// Keep stdin open for [`Input`] (otherwise it is closed at start).
+    pub stdin: bool,
+    /// Run under a pseudo-terminal of this size (columns, rows); output then
+    /// arrives as `Stdout` only.
+    pub pty: Option<(u16, u16)>,
+    /// Working directory (default: the sandbox's).
+    pub cwd: Option<String>,
 }
 
 impl Default for ExecOptions {
@@ -20,6 +28,33 @@ impl Default for ExecOptions {
         Self {
             timeout_seconds: 60,
             shell: "/bin/bash".into(),
+            stdin: false,
+            pty: None,
+            cwd: None,
+        }
+    }
+}
+
+/// What a client sends to a running command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes for its stdin (text: the protocol carries strings).
+    Data(String),
+    /// Close its stdin (EOF).
+    Close,
+    /// Resize its pseudo-terminal.
+    Resize { cols: u16, rows: u16 },
+    /// SIGKILL its process group.
+    Kill,
+}
+
+impl Input {
+    fn message(&self) -> serde_json::Value {
+        match self {
+            Input::Data(data) => json!({"type": "input", "data": data}),
+            Input::Close => json!({"type": "close_stdin"}),
+            Input::Resize { cols, rows } => json!({"type": "resize", "cols": cols, "rows": rows}),
+            Input::Kill => json!({"type": "kill"}),
         }
     }
 }
@@ -35,8 +70,8 @@ pub struct ExecResult {
 /// Data-plane handle for one sandbox.
 #[derive(Clone)]
 pub struct SandboxHandle {
-    client: Client,
-    dataplane_url: String,
+    pub(crate) client: Client,
+    pub(crate) dataplane_url: String,
 }
 
 impl SandboxHandle {
@@ -78,6 +113,21 @@ impl SandboxHandle {
         &self,
         command: &str,
         options: &ExecOptions,
+        on_chunk: impl FnMut(Stream, &str),
+    ) -> Result<i64, ClientError> {
+        let (_no_input, input) = tokio::sync::mpsc::unbounded_channel();
+        self.run_interactive(command, options, input, on_chunk)
+            .await
+    }
+
+    /// Run `command` with `input` feeding its stdin (and PTY size, and
+    /// kills) while output goes to `on_chunk`; returns the exit code. When
+    /// the sender side of `input` is dropped, no more input is sent.
+    pub async fn run_interactive(
+        &self,
+        command: &str,
+        options: &ExecOptions,
+        mut input: tokio::sync::mpsc::UnboundedReceiver<Input>,
         mut on_chunk: impl FnMut(Stream, &str),
     ) -> Result<i64, ClientError> {
         let url = format!(
@@ -94,18 +144,42 @@ impl SandboxHandle {
         let (mut ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(ClientError::transport)?;
-        let execute = json!({
+        let mut execute = json!({
             "type": "execute",
             "command": command,
             "command_id": uuid::Uuid::now_v7().simple().to_string(),
             "timeout_seconds": options.timeout_seconds,
             "shell": options.shell,
-            "close_stdin": true,
+            "close_stdin": !options.stdin,
+            "kill_on_disconnect": options.stdin,
         });
+        if let Some((cols, rows)) = options.pty {
+            execute["pty"] = json!(true);
+            execute["cols"] = json!(cols);
+            execute["rows"] = json!(rows);
+        }
+        if let Some(cwd) = &options.cwd {
+            execute["cwd"] = json!(cwd);
+        }
         ws.send(Message::text(execute.to_string()))
             .await
             .map_err(ClientError::transport)?;
-        while let Some(message) = ws.next().await {
+        let mut input_open = true;
+        loop {
+            let message = tokio::select! {
+                message = ws.next() => message,
+                next = input.recv(), if input_open => {
+                    match next {
+                        Some(item) => ws
+                            .send(Message::text(item.message().to_string()))
+                            .await
+                            .map_err(ClientError::transport)?,
+                        None => input_open = false,
+                    }
+                    continue;
+                }
+            };
+            let Some(message) = message else { break };
             let message = message.map_err(ClientError::transport)?;
             let Message::Text(text) = message else {
                 continue;

@@ -30,15 +30,29 @@ impl HttpClient {
         api_key: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes), ClientError> {
+        let content_type = body.as_ref().map(|_| "application/json");
+        self.send_raw(method, url, api_key, content_type, body.unwrap_or_default())
+            .await
+    }
+
+    /// Send `body` with the given content type; read the whole response.
+    pub async fn send_raw(
+        &self,
+        method: http::Method,
+        url: &str,
+        api_key: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, Bytes), ClientError> {
         let mut builder = http::Request::builder()
             .method(method)
             .uri(url)
             .header("x-api-key", api_key);
-        if body.is_some() {
-            builder = builder.header("content-type", "application/json");
+        if let Some(content_type) = content_type {
+            builder = builder.header("content-type", content_type);
         }
         let request = builder
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| ClientError::Endpoint(e.to_string()))?;
         let response = self
             .inner

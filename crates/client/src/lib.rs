@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod exec;
+mod files;
 mod http_client;
 
 use std::collections::BTreeMap;
@@ -29,7 +30,7 @@ use sandpit_api::admin::{
 use sandpit_api::{ErrorBody, SandboxListResponse, SandboxResponse};
 use serde::Serialize;
 
-pub use exec::{ExecOptions, ExecResult, SandboxHandle, Stream};
+pub use exec::{ExecOptions, ExecResult, Input, SandboxHandle, Stream};
 pub use sandpit_api as api;
 
 /// Errors from the client.

@@ -5,42 +5,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use sandpit_client::api::admin::{
     CreateKeyRequest, CreateTenantRequest, KeyResponse, TenantResponse, UpdateTenantRequest,
 };
-use sandpit_client::Client;
 use serde_json::Value;
 
-/// Where the server is and which admin key to use.
-#[derive(Args)]
-pub struct Connection {
-    /// Server base URL (`LANGSMITH_ENDPOINT` works too; a trailing /api is fine).
-    #[arg(
-        long,
-        env = "LANGSMITH_ENDPOINT",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    endpoint: String,
-    /// An admin API key.
-    #[arg(long, env = "LANGSMITH_API_KEY", hide_env_values = true, global = true)]
-    api_key: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
-}
-
-impl Connection {
-    fn client(&self) -> anyhow::Result<Client> {
-        let key = self
-            .api_key
-            .as_deref()
-            .context("no API key: pass --api-key or set LANGSMITH_API_KEY")?;
-        Ok(Client::new(&self.endpoint, key)?)
-    }
-}
+use super::connect::Connection;
+use super::run;
 
 #[derive(Args)]
 pub struct TenantsArgs {
@@ -152,26 +124,6 @@ pub fn tenants(args: TenantsArgs) -> ExitCode {
 
 pub fn keys(args: KeysArgs) -> ExitCode {
     run(keys_main(args))
-}
-
-fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sandpit: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(fut) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sandpit: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 async fn tenants_main(args: TenantsArgs) -> anyhow::Result<()> {
