@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -96,6 +97,11 @@ def test_other_sandboxes_are_invisible(client):
                 f"s.connect(('{_gateway(a)}', 9)); print(s.getsockname()[0])\""
             ).stdout.strip()
             assert a_ip and a_ip != _gateway(b)
+            # The server is up (inside a) before b tries: retry while it starts.
+            for _ in range(50):
+                if a.run(_connect_script("127.0.0.1", 8000)).stdout.startswith("connected"):
+                    break
+                time.sleep(0.1)
             assert a.run(_connect_script("127.0.0.1", 8000)).stdout.startswith("connected")
             out = b.run(_connect_script(a_ip, 8000), timeout=30).stdout
             assert out.startswith("refused"), out
@@ -134,9 +140,14 @@ def test_sandbox_cannot_reach_host_ports_or_the_server(sb, server):
         gateway = _gateway(sb)
         server_port = int(server.endpoint.rsplit(":", 1)[1])
         for host, p in [(gateway, port), (gateway, server_port), ("127.0.0.1", server_port),
-                        ("127.0.0.1", port), ("169.254.169.254", 80)]:
+                        ("127.0.0.1", port), ("169.254.169.254", 8080)]:
             out = sb.run(_connect_script(host, p), timeout=30).stdout
             assert out.startswith("refused"), (host, p, out)
+        # Port 80 goes to the egress proxy, which refuses reserved addresses
+        # (cloud metadata, the host itself) with a 403 that says so.
+        for host in ("169.254.169.254", gateway):
+            out = sb.run(f"curl -s -m 5 -w ' %{{http_code}}' http://{host}/latest/meta-data/", timeout=30).stdout
+            assert out.endswith(" 403") and "private or reserved" in out, (host, out)
         assert accepted == []
     finally:
         listener.close()

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod gateway;
 pub mod paths;
@@ -133,6 +134,23 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     println!("export LANGSMITH_API_KEY={key}");
     tracing::info!(%addr, "listening");
 
+    let _egress = match state.config.egress.clone() {
+        Some(egress) => {
+            let ports = egress.ports;
+            match sandpit_egress::start(egress, Arc::new(egress::EgressLookup(sandboxes.clone())))
+                .await
+            {
+                Ok(running) => Some(running),
+                Err(err) => {
+                    // Fail closed: the firewall still sends sandbox traffic
+                    // to these ports, and nothing there will let it out.
+                    tracing::error!(?ports, error = %err, "egress proxy not started; sandboxes have no network");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let reconciler = tokio::spawn(reconcile(
         sandboxes.clone(),
         state.config.reconcile_interval,

@@ -17,6 +17,9 @@ pub struct RuntimeHelperArgs {
     /// records); created with mode 0700.
     #[arg(long)]
     pub state_dir: PathBuf,
+    /// Redirect sandbox DNS, HTTP and HTTPS to these host ports (TLS,HTTP,DNS).
+    #[arg(long)]
+    pub egress_ports: Option<sandpit_runtime::network::firewall::EgressPorts>,
 }
 
 pub fn run(args: RuntimeHelperArgs) -> ExitCode {
@@ -29,7 +32,7 @@ pub fn run(args: RuntimeHelperArgs) -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
-    match sandpit_runtime::helper::serve(&args.state_dir) {
+    match sandpit_runtime::helper::serve(&args.state_dir, args.egress_ports) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %sandpit_runtime::error_chain(&err), "runtime helper failed");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use sandpit_runtime::network::firewall::EgressPorts;
 use sandpit_runtime::{host_image, HelperRuntime};
 use sandpit_server::{Backend, Defaults, ImageRootfs, ServerConfig};
 
@@ -50,6 +51,17 @@ pub struct ServeArgs {
     /// How often the reconciler enforces retention deadlines, in ms.
     #[arg(long, default_value_t = 5000, hide = true)]
     pub reconcile_interval_ms: u64,
+    /// Host ports of the egress proxy, TLS,HTTP,DNS: sandbox HTTPS, HTTP and
+    /// DNS are redirected there. One server per host.
+    #[arg(long, default_value = "15443,15080,15053")]
+    pub egress_ports: sandpit_runtime::network::firewall::EgressPorts,
+    /// Turn the egress proxy off: sandboxes get no network at all.
+    #[arg(long)]
+    pub no_egress: bool,
+    /// Where the egress proxy connects for HOST (repeatable), instead of
+    /// resolving it: for tests and split-horizon setups.
+    #[arg(long = "egress-resolve", value_name = "HOST=IP:PORT", value_parser = sandpit_egress::parse_resolve)]
+    pub egress_resolve: Vec<(String, SocketAddr)>,
     /// Test only: divide every retention duration by this factor.
     #[arg(long, default_value_t = 1, hide = true)]
     pub test_time_scale: u32,
@@ -88,14 +100,31 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         agent_log: args.debug_agent_log,
         reconcile_interval: Duration::from_millis(args.reconcile_interval_ms.max(10)),
         time_scale: args.test_time_scale.max(1),
+        egress: (!args.no_egress).then(|| sandpit_egress::EgressConfig {
+            ports: sandpit_egress::Ports {
+                tls: args.egress_ports.tls,
+                http: args.egress_ports.http,
+                dns: args.egress_ports.dns,
+            },
+            resolve: args.egress_resolve.into_iter().collect(),
+        }),
     })
 }
 
 fn backend(config: &ServerConfig) -> anyhow::Result<Backend> {
     let image = host_image::prepare(&config.data_dir.join("images").join("host"))
         .context("preparing the built-in host image")?;
-    let runtime = HelperRuntime::spawn(&config.helper_exe, config.data_dir.join("runtime"))
-        .context("starting the runtime helper")?;
+    let egress = config.egress.as_ref().map(|e| EgressPorts {
+        tls: e.ports.tls,
+        http: e.ports.http,
+        dns: e.ports.dns,
+    });
+    let runtime = HelperRuntime::spawn_with_egress(
+        &config.helper_exe,
+        config.data_dir.join("runtime"),
+        egress,
+    )
+    .context("starting the runtime helper")?;
     Ok(Backend {
         runtime: Arc::new(runtime),
         host_image: ImageRootfs {

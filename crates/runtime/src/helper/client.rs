@@ -44,12 +44,26 @@ impl HelperRuntime {
         program: impl Into<PathBuf>,
         state_dir: impl Into<PathBuf>,
     ) -> Result<Self, RuntimeError> {
+        Self::spawn_with_egress(program, state_dir, None)
+    }
+
+    /// [`HelperRuntime::spawn`], with the firewall redirecting sandbox DNS,
+    /// HTTP and HTTPS to the egress proxy's `ports`.
+    pub fn spawn_with_egress(
+        program: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+        egress: Option<crate::network::firewall::EgressPorts>,
+    ) -> Result<Self, RuntimeError> {
         let state_dir: PathBuf = state_dir.into();
-        let args = vec![
+        let mut args: Vec<std::ffi::OsString> = vec![
             "runtime-helper".into(),
             "--state-dir".into(),
             state_dir.into_os_string(),
         ];
+        if let Some(ports) = egress {
+            args.push("--egress-ports".into());
+            args.push(ports.to_string().into());
+        }
         let runtime = Self {
             program: program.into(),
             args,

@@ -14,7 +14,7 @@ use super::protocol::{encode, Reply, Request};
 use super::setup::{self, SetupError};
 use crate::error::{chain, RuntimeError};
 use crate::local::{LocalError, LocalRuntime};
-use crate::network::firewall::{self, FirewallError};
+use crate::network::firewall::{self, EgressPorts, FirewallError};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -30,9 +30,9 @@ pub enum ServeError {
 
 /// Runs the helper on this process's stdin and stdout. Returns when stdin
 /// closes (the server is gone or done); sandboxes keep running.
-pub fn serve(state_dir: &Path) -> Result<(), ServeError> {
+pub fn serve(state_dir: &Path, egress: Option<EgressPorts>) -> Result<(), ServeError> {
     let (requests, mut replies) = setup::take_stdio()?;
-    let mut runtime = match init(state_dir) {
+    let mut runtime = match init(state_dir, egress) {
         Ok(runtime) => runtime,
         Err(err) => {
             let reply = Reply::Error(RuntimeError::Helper(chain(&err)));
@@ -64,10 +64,10 @@ pub fn serve(state_dir: &Path) -> Result<(), ServeError> {
     }
 }
 
-fn init(state_dir: &Path) -> Result<LocalRuntime, ServeError> {
+fn init(state_dir: &Path, egress: Option<EgressPorts>) -> Result<LocalRuntime, ServeError> {
     setup::prepare()?;
     let runtime = LocalRuntime::new(state_dir)?;
-    firewall::apply()?;
+    firewall::apply(egress)?;
     Ok(runtime)
 }
 

@@ -70,6 +70,12 @@ impl NetPlan {
     }
 }
 
+/// The slot whose sandbox end has address `ip`, if it is one.
+pub fn slot_of_sandbox_ip(ip: Ipv4Addr) -> Option<u32> {
+    let offset = u32::from(ip).checked_sub(u32::from(NETWORK))?;
+    (offset >> (32 - NETWORK_PREFIX) == 0 && offset % 4 == 2).then_some(offset / 4)
+}
+
 /// The alias that marks a host-side veth end as sandbox `id`'s.
 pub fn alias(id: &str) -> String {
     format!("{ALIAS_PREFIX}{id}")
@@ -166,6 +172,17 @@ pub fn delete_link(index: u32) -> Result<(), NetworkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sandbox_addresses_map_back_to_their_slot() {
+        for slot in [0, 1, 77, max_slot()] {
+            let plan = NetPlan::for_slot(slot).unwrap();
+            assert_eq!(slot_of_sandbox_ip(plan.sandbox_ip), Some(slot));
+            assert_eq!(slot_of_sandbox_ip(plan.host_ip), None);
+        }
+        assert_eq!(slot_of_sandbox_ip(Ipv4Addr::new(10, 201, 0, 2)), None);
+        assert_eq!(slot_of_sandbox_ip(Ipv4Addr::new(127, 0, 0, 1)), None);
+    }
 
     #[test]
     fn slots_map_to_disjoint_slash30s() {

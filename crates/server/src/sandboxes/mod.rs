@@ -147,6 +147,20 @@ impl Sandboxes {
         Err(ApiError::sandbox_not_found(name))
     }
 
+    /// The stored `proxy_config` of the running sandbox on network `slot`
+    /// (`Some(None)`: it has none). `None` if no sandbox runs there.
+    pub async fn proxy_config_on_slot(&self, slot: u32) -> Option<Option<serde_json::Value>> {
+        let id = lock(&self.live)
+            .iter()
+            .find(|(_, live)| live.net_slot == slot)
+            .map(|(id, _)| id.clone())?;
+        let row = self.store.sandbox(&id).await.ok()??;
+        match row.proxy_config {
+            None => Some(None),
+            Some(text) => serde_json::from_str(&text).ok().map(Some),
+        }
+    }
+
     /// A caller's sandbox by id.
     pub async fn find_by_id(&self, caller: &Caller, id: &str) -> Result<SandboxRow, ApiError> {
         match self.store.sandbox(id).await? {

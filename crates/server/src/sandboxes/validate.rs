@@ -79,6 +79,21 @@ pub enum ImageRef {
     Template(String),
 }
 
+/// `proxy_config` must be an object whose `access_control` the egress
+/// proxy can enforce.
+fn validate_proxy_config(config: Option<Value>) -> Result<Option<Value>, ApiError> {
+    if let Some(value) = &config {
+        if !value.is_object() {
+            return Err(ApiError::Validation(
+                "proxy_config must be an object".into(),
+            ));
+        }
+        sandpit_egress::Policy::from_proxy_config(Some(value))
+            .map_err(|e| ApiError::Validation(e.to_string()))?;
+    }
+    Ok(config)
+}
+
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
     let bytes = name.as_bytes();
     let ok_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
@@ -229,7 +244,7 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
             .transpose()?
             .filter(|t| *t > 0),
         persistent: req.persistent.unwrap_or(true),
-        proxy_config: req.proxy_config.filter(|v| !v.is_null()),
+        proxy_config: validate_proxy_config(req.proxy_config.filter(|v| !v.is_null()))?,
         run_config: req.run_config,
         labels: req.labels.unwrap_or_default(),
         extra,
@@ -269,7 +284,7 @@ pub fn update_spec(req: UpdateSandboxRequest) -> Result<UpdateSpec, ApiError> {
             .ttl_seconds
             .map(|v| validate_ttl("ttl_seconds", v))
             .transpose()?,
-        proxy_config: req.proxy_config,
+        proxy_config: validate_proxy_config(req.proxy_config)?,
         run_config: req.run_config,
         labels: req.labels,
     })

@@ -1,0 +1,81 @@
+//! Resolving and connecting on a sandbox's behalf.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::policy::{Denial, Policy};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("{0}")]
+    Denied(Denial),
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Dialer {
+    resolve: HashMap<String, SocketAddr>,
+}
+
+impl Dialer {
+    pub fn new(resolve: HashMap<String, SocketAddr>) -> Self {
+        Self { resolve }
+    }
+
+    /// Connect to `host:port` (or `ip:port` when there is no host name) as
+    /// `policy` allows. Overridden names go where the override says.
+    pub async fn dial(
+        &self,
+        policy: &Policy,
+        host: Option<&str>,
+        ip: Option<IpAddr>,
+        port: u16,
+    ) -> Result<TcpStream, DialError> {
+        let addr = match (host, ip) {
+            (Some(host), _) => {
+                let key = host.trim_end_matches('.').to_ascii_lowercase();
+                if let Some(addr) = self.resolve.get(&key) {
+                    return connect(*addr).await;
+                }
+                match key.parse::<IpAddr>() {
+                    Ok(ip) => SocketAddr::new(ip, port),
+                    Err(_) => tokio::net::lookup_host((key.as_str(), port))
+                        .await
+                        .ok()
+                        .and_then(|mut addrs| addrs.next())
+                        .ok_or_else(|| DialError::Resolve(host.to_owned()))?,
+                }
+            }
+            (None, Some(ip)) => SocketAddr::new(ip, port),
+            (None, None) => return Err(DialError::Resolve("(no destination)".into())),
+        };
+        policy.dial_allowed(addr.ip()).map_err(DialError::Denied)?;
+        connect(addr).await
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<TcpStream, DialError> {
+    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr));
+    let stream = match connecting.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(DialError::Connect { addr, source }),
+        Err(_) => {
+            return Err(DialError::Connect {
+                addr,
+                source: std::io::ErrorKind::TimedOut.into(),
+            })
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}

@@ -1,0 +1,141 @@
+//! The sandbox's resolver: allowed names resolve to [`SENTINEL`], denied
+//! ones do not exist.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+use tokio::net::UdpSocket;
+
+use crate::{Lookup, SENTINEL};
+
+/// Seconds a sandbox may cache an answer (short: policies change).
+const TTL: u32 = 5;
+
+pub async fn serve<L: Lookup>(socket: UdpSocket, lookup: Arc<L>) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(err) => {
+                tracing::warn!(error = %err, "dns: receive failed");
+                continue;
+            }
+        };
+        let query = buf[..n].to_vec();
+        let socket = socket.clone();
+        let lookup = lookup.clone();
+        tokio::spawn(async move {
+            if let Some(reply) = answer(&query, peer, &*lookup).await {
+                let _ = socket.send_to(&reply, peer).await;
+            }
+        });
+    }
+}
+
+async fn answer<L: Lookup>(query: &[u8], peer: SocketAddr, lookup: &L) -> Option<Vec<u8>> {
+    let request = Message::from_vec(query).ok()?;
+    if request.metadata.message_type != MessageType::Query {
+        return None;
+    }
+    let id = request.metadata.id;
+    let op_code = request.metadata.op_code;
+    let Some(policy) = lookup.policy(peer.ip()).await else {
+        return Message::error_msg(id, op_code, ResponseCode::Refused)
+            .to_vec()
+            .ok();
+    };
+    let [question] = request.queries.as_slice() else {
+        return Message::error_msg(id, op_code, ResponseCode::FormErr)
+            .to_vec()
+            .ok();
+    };
+    if op_code != OpCode::Query {
+        return Message::error_msg(id, op_code, ResponseCode::NotImp)
+            .to_vec()
+            .ok();
+    }
+    let name = question.name().to_ascii();
+    let host = name.trim_end_matches('.');
+    let mut reply = Message::response(id, op_code);
+    reply.metadata.recursion_desired = request.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.add_query(question.clone());
+    if policy.check(Some(host), None).is_err() {
+        reply.metadata.response_code = ResponseCode::NXDomain;
+    } else if question.query_type() == RecordType::A {
+        reply.add_answer(Record::from_rdata(
+            question.name().clone(),
+            TTL,
+            RData::A(A(SENTINEL)),
+        ));
+    }
+    // Other types (AAAA included): the name exists, with no such records.
+    reply.to_vec().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Policy;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+    use std::net::IpAddr;
+    use std::str::FromStr;
+
+    struct Fixed(Option<Policy>);
+    impl Lookup for Fixed {
+        async fn policy(&self, _source: IpAddr) -> Option<Policy> {
+            self.0.clone()
+        }
+    }
+
+    fn ask(name: &str, kind: RecordType) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_str(name).unwrap(), kind));
+        m.to_vec().unwrap()
+    }
+
+    async fn run(policy: Option<Policy>, name: &str, kind: RecordType) -> Message {
+        let peer: SocketAddr = "10.200.0.2:5353".parse().unwrap();
+        let reply = answer(&ask(name, kind), peer, &Fixed(policy))
+            .await
+            .unwrap();
+        Message::from_vec(&reply).unwrap()
+    }
+
+    fn deny(pattern: &str) -> Policy {
+        Policy::from_proxy_config(Some(&serde_json::json!({
+            "access_control": {"deny_list": [pattern]}
+        })))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn allowed_names_resolve_to_the_sentinel() {
+        let reply = run(Some(Policy::default()), "api.example.test.", RecordType::A).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(reply.answers.len(), 1);
+        assert_eq!(reply.answers[0].data, RData::A(A(SENTINEL)));
+    }
+
+    #[tokio::test]
+    async fn denied_names_do_not_exist_and_ipv6_is_empty() {
+        let reply = run(Some(deny("*.evil.test")), "x.evil.test.", RecordType::A).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        assert!(reply.answers.is_empty());
+        let v6 = run(Some(Policy::default()), "ok.test.", RecordType::AAAA).await;
+        assert_eq!(v6.metadata.response_code, ResponseCode::NoError);
+        assert!(v6.answers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn strangers_are_refused() {
+        let reply = run(None, "ok.test.", RecordType::A).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    }
+}

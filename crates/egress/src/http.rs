@@ -1,0 +1,134 @@
+//! Plain HTTP: policy by `Host` per request, then forwarded; refused
+//! requests get a 403 that says why.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::dial::Dialer;
+use crate::{meaningful_ip, original_destination, Lookup, Policy};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+pub async fn serve<L: Lookup>(listener: TcpListener, lookup: Arc<L>, dialer: Arc<Dialer>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(got) => got,
+            Err(err) => {
+                tracing::warn!(error = %err, "egress http: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let lookup = lookup.clone();
+        let dialer = dialer.clone();
+        tokio::spawn(async move {
+            let Some(policy) = lookup.policy(peer.ip()).await else {
+                return;
+            };
+            let dst = original_destination(&stream);
+            let policy = Arc::new(policy);
+            let service = hyper::service::service_fn(move |req| {
+                let policy = policy.clone();
+                let dialer = dialer.clone();
+                async move { Ok::<_, Infallible>(forward(req, &policy, &dialer, dst).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn refuse(status: StatusCode, message: String) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(message + "\n"))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("static"),
+    );
+    response
+}
+
+/// The host and port a request is for: its absolute URI (proxy form) or
+/// its `Host` header.
+fn target(req: &Request<Incoming>, default_port: u16) -> Option<(String, u16)> {
+    if let Some(authority) = req.uri().authority() {
+        return Some((
+            authority.host().to_owned(),
+            authority.port_u16().unwrap_or(80),
+        ));
+    }
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    let authority: http::uri::Authority = host.parse().ok()?;
+    Some((
+        authority.host().to_owned(),
+        authority.port_u16().unwrap_or(default_port),
+    ))
+}
+
+async fn forward(
+    mut req: Request<Incoming>,
+    policy: &Policy,
+    dialer: &Dialer,
+    dst: Option<SocketAddr>,
+) -> Response<Body> {
+    let ip = meaningful_ip(dst);
+    let default_port = dst.map_or(80, |d| d.port());
+    let (host, port) = match target(&req, default_port) {
+        Some(t) => (Some(t.0), t.1),
+        None => (None, default_port),
+    };
+    let name = host
+        .clone()
+        .or(ip.map(|i| i.to_string()))
+        .unwrap_or_default();
+    if host.is_none() && ip.is_none() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Sandpit egress: request without a Host".into(),
+        );
+    }
+    if let Err(denial) = policy.check(host.as_deref(), ip) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("Sandpit egress policy denied {name}: {denial}"),
+        );
+    }
+    let upstream = match dialer.dial(policy, host.as_deref(), ip, port).await {
+        Ok(s) => s,
+        Err(crate::dial::DialError::Denied(denial)) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!("Sandpit egress policy denied {name}: {denial}"),
+            )
+        }
+        Err(err) => return refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),
+    };
+    // Origin form towards the server.
+    if let Some(pq) = req.uri().path_and_query().cloned() {
+        *req.uri_mut() = pq.as_str().parse().unwrap_or_default();
+    }
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+            Ok(pair) => pair,
+            Err(err) => return refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),
+        };
+    tokio::spawn(conn);
+    match sender.send_request(req).await {
+        Ok(response) => response.map(|b| b.boxed()),
+        Err(err) => refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),
+    }
+}

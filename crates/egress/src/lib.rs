@@ -1,0 +1,125 @@
+//! Sandpit's egress proxy: the only way out of a sandbox.
+//!
+//! The runtime's firewall redirects a sandbox's DNS (UDP 53), HTTP (TCP 80)
+//! and HTTPS (TCP 443) to three listeners of this crate and rejects every
+//! other packet a sandbox sends to the host or beyond. Then:
+//!
+//! - [`dns`] answers A queries for names the sandbox's policy allows with one
+//!   fixed address ([`SENTINEL`]) and refuses the rest (NXDOMAIN); AAAA gets
+//!   no answer (IPv6 is off). The sandbox never learns real addresses.
+//! - [`tls`] reads the ClientHello's SNI, checks the policy, and passes the
+//!   TLS stream through to the host named there, which the proxy resolves
+//!   and dials itself; refused connections get a TLS `access_denied` alert.
+//! - [`http`] checks each request's `Host` and forwards it, or answers 403.
+//!
+//! Which sandbox a connection comes from is told by its source address
+//! (each sandbox has its own veth /30); [`Lookup`] maps it to the sandbox's
+//! [`Policy`]. Resolution honours `--egress-resolve HOST=IP:PORT` overrides
+//! (operator configuration, trusted) and otherwise refuses private and
+//! reserved addresses unless the policy names them ([`policy`]).
+
+pub mod dial;
+pub mod dns;
+pub mod http;
+pub mod policy;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+pub use policy::{Denial, Policy, PolicyError};
+
+/// The address every allowed name resolves to inside a sandbox: connections
+/// to it on 80/443 reach the proxy, which dials the real host by name.
+pub const SENTINEL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+/// The policy of the sandbox at a source address.
+pub trait Lookup: Send + Sync + 'static {
+    fn policy(&self, source: IpAddr) -> impl Future<Output = Option<Policy>> + Send;
+}
+
+/// Ports the proxy listens on (the firewall redirects to them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub tls: u16,
+    pub http: u16,
+    pub dns: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct EgressConfig {
+    pub ports: Ports,
+    /// Where to connect for a host name instead of resolving it.
+    pub resolve: HashMap<String, SocketAddr>,
+}
+
+/// Parse `HOST=IP:PORT` (`--egress-resolve`).
+pub fn parse_resolve(spec: &str) -> Result<(String, SocketAddr), String> {
+    let (host, addr) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("'{spec}' is not HOST=IP:PORT"))?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("'{addr}' is not IP:PORT: {e}"))?;
+    Ok((host.trim_end_matches('.').to_ascii_lowercase(), addr))
+}
+
+/// The running proxy; dropping it stops the listeners.
+pub struct Egress {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Egress {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Bind the three listeners on all addresses (the firewall only lets
+/// sandbox veths reach them) and serve until the returned handle drops.
+pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> std::io::Result<Egress> {
+    let any = IpAddr::from([0, 0, 0, 0]);
+    let dialer = Arc::new(dial::Dialer::new(config.resolve));
+    let tls = tokio::net::TcpListener::bind((any, config.ports.tls)).await?;
+    let http = tokio::net::TcpListener::bind((any, config.ports.http)).await?;
+    let dns = tokio::net::UdpSocket::bind((any, config.ports.dns)).await?;
+    let tasks = vec![
+        tokio::spawn(tls::serve(tls, lookup.clone(), dialer.clone())),
+        tokio::spawn(http::serve(http, lookup.clone(), dialer)),
+        tokio::spawn(dns::serve(dns, lookup)),
+    ];
+    Ok(Egress { tasks })
+}
+
+/// The address a redirected connection was originally sent to.
+pub(crate) fn original_destination(stream: &tokio::net::TcpStream) -> Option<SocketAddr> {
+    use nix::sys::socket::{getsockopt, sockopt::OriginalDst};
+    let raw = getsockopt(stream, OriginalDst).ok()?;
+    let ip = Ipv4Addr::from(u32::from_be(raw.sin_addr.s_addr));
+    Some(SocketAddr::from((ip, u16::from_be(raw.sin_port))))
+}
+
+/// The destination IP worth checking: none when the sandbox dialed the
+/// sentinel (the name in SNI/Host is what counts then).
+pub(crate) fn meaningful_ip(dst: Option<SocketAddr>) -> Option<IpAddr> {
+    dst.map(|d| d.ip()).filter(|ip| *ip != IpAddr::V4(SENTINEL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_overrides_parse() {
+        assert_eq!(
+            parse_resolve("API.Example.test=127.0.0.1:8443"),
+            Ok(("api.example.test".into(), "127.0.0.1:8443".parse().unwrap()))
+        );
+        assert!(parse_resolve("nohost").is_err());
+        assert!(parse_resolve("h=1.2.3.4").is_err());
+    }
+}

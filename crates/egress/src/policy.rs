@@ -1,0 +1,330 @@
+//! Egress policy: `proxy_config.access_control` of a sandbox.
+//!
+//! Entries are exact domains (`api.example.com`), globs (`*.example.com`:
+//! `*` matches any run of characters, dots included, so it matches every
+//! subdomain but not the bare domain), IP addresses, CIDRs, and `~regex`
+//! (matched case-insensitively against the host name). A destination is
+//! denied when a `deny_list` entry matches its host name or address; when an
+//! `allow_list` is given, it must also match one of its entries.
+//!
+//! Private, loopback, link-local (cloud metadata included), CGNAT and other
+//! special-purpose addresses are refused after resolution unless an IP or
+//! CIDR entry of the allow list names them explicitly (see [`Policy::dial_allowed`]).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use regex::Regex;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("access_control.{list} must be a list of strings")]
+    NotAList { list: &'static str },
+    #[error("invalid access_control entry '{entry}': {reason}")]
+    BadEntry { entry: String, reason: String },
+    #[error("proxy_config.access_control must be an object")]
+    NotAnObject,
+}
+
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    Exact(String),
+    Glob(Regex),
+    Ip(IpAddr),
+    Cidr(IpNet),
+    Regex(Regex),
+}
+
+fn normalize_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Pattern {
+    pub fn parse(entry: &str) -> Result<Self, PolicyError> {
+        let bad = |reason: String| PolicyError::BadEntry {
+            entry: entry.to_owned(),
+            reason,
+        };
+        let entry_trimmed = entry.trim();
+        if entry_trimmed.is_empty() {
+            return Err(bad("empty".into()));
+        }
+        if let Some(re) = entry_trimmed.strip_prefix('~') {
+            return Regex::new(&format!("(?i){re}"))
+                .map(Pattern::Regex)
+                .map_err(|e| bad(e.to_string()));
+        }
+        if let Ok(ip) = entry_trimmed.parse::<IpAddr>() {
+            return Ok(Pattern::Ip(ip));
+        }
+        if entry_trimmed.contains('/') {
+            return entry_trimmed
+                .parse::<IpNet>()
+                .map(|n| Pattern::Cidr(n.trunc()))
+                .map_err(|e| bad(e.to_string()));
+        }
+        let host = normalize_host(entry_trimmed);
+        let valid = host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*' | '?'));
+        if !valid {
+            return Err(bad("not a host name, glob, IP, CIDR or ~regex".into()));
+        }
+        if host.contains(['*', '?']) {
+            let mut re = String::from("^");
+            for c in host.chars() {
+                match c {
+                    '*' => re.push_str(".*"),
+                    '?' => re.push('.'),
+                    c => re.push_str(&regex::escape(&c.to_string())),
+                }
+            }
+            re.push('$');
+            return Regex::new(&re)
+                .map(Pattern::Glob)
+                .map_err(|e| bad(e.to_string()));
+        }
+        Ok(Pattern::Exact(host))
+    }
+
+    fn matches(&self, host: Option<&str>, ip: Option<IpAddr>) -> bool {
+        match (self, host, ip) {
+            (Pattern::Exact(h), Some(host), _) => *h == normalize_host(host),
+            (Pattern::Glob(re), Some(host), _) => re.is_match(&normalize_host(host)),
+            (Pattern::Regex(re), Some(host), _) => re.is_match(&normalize_host(host)),
+            (Pattern::Ip(p), _, Some(ip)) => *p == ip,
+            (Pattern::Cidr(net), _, Some(ip)) => net.contains(&ip),
+            // A host name that is an address literal matches IP entries too.
+            (Pattern::Ip(_) | Pattern::Cidr(_), Some(host), None) => host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| self.matches(None, Some(ip))),
+            _ => false,
+        }
+    }
+}
+
+/// Why a destination was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    DenyList(String),
+    NotAllowed,
+    PrivateAddress(IpAddr),
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Denial::DenyList(what) => write!(f, "{what} is on the deny list"),
+            Denial::NotAllowed => f.write_str("destination is not on the allow list"),
+            Denial::PrivateAddress(ip) => write!(f, "{ip} is a private or reserved address"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    allow: Vec<Pattern>,
+    deny: Vec<Pattern>,
+}
+
+fn patterns(
+    access: &serde_json::Map<String, Value>,
+    list: &'static str,
+) -> Result<Vec<Pattern>, PolicyError> {
+    match access.get(list) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => Pattern::parse(s),
+                _ => Err(PolicyError::NotAList { list }),
+            })
+            .collect(),
+        Some(_) => Err(PolicyError::NotAList { list }),
+    }
+}
+
+impl Policy {
+    /// The policy of a sandbox's stored `proxy_config` (none: allow all
+    /// public destinations).
+    pub fn from_proxy_config(config: Option<&Value>) -> Result<Self, PolicyError> {
+        let access = match config.and_then(|c| c.get("access_control")) {
+            None | Some(Value::Null) => return Ok(Policy::default()),
+            Some(Value::Object(access)) => access,
+            Some(_) => return Err(PolicyError::NotAnObject),
+        };
+        Ok(Policy {
+            allow: patterns(access, "allow_list")?,
+            deny: patterns(access, "deny_list")?,
+        })
+    }
+
+    /// May the sandbox reach `host` (a name, if known) at `ip` (if known)?
+    pub fn check(&self, host: Option<&str>, ip: Option<IpAddr>) -> Result<(), Denial> {
+        if self.deny.iter().any(|p| p.matches(host, ip)) {
+            let what = host.map(str::to_owned).or(ip.map(|i| i.to_string()));
+            return Err(Denial::DenyList(what.unwrap_or_default()));
+        }
+        if !self.allow.is_empty() && !self.allow.iter().any(|p| p.matches(host, ip)) {
+            return Err(Denial::NotAllowed);
+        }
+        Ok(())
+    }
+
+    /// May the proxy connect to `ip` (the resolved address)? Reserved
+    /// ranges only when an IP/CIDR allow entry names them, and the deny list
+    /// applies to addresses too.
+    pub fn dial_allowed(&self, ip: IpAddr) -> Result<(), Denial> {
+        if self.deny.iter().any(|p| p.matches(None, Some(ip))) {
+            return Err(Denial::DenyList(ip.to_string()));
+        }
+        if is_reserved(ip) {
+            let named = self.allow.iter().any(|p| {
+                matches!(p, Pattern::Ip(_) | Pattern::Cidr(_)) && p.matches(None, Some(ip))
+            });
+            if !named {
+                return Err(Denial::PrivateAddress(ip));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Addresses a sandbox must not reach by default.
+pub fn is_reserved(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // CGNAT
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_reserved(IpAddr::V4(v4)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(allow: &[&str], deny: &[&str]) -> Policy {
+        Policy::from_proxy_config(Some(&json!({
+            "access_control": {"allow_list": allow, "deny_list": deny}
+        })))
+        .unwrap()
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn no_access_control_allows_public_destinations() {
+        let p = Policy::from_proxy_config(Some(&json!({"rules": []}))).unwrap();
+        assert!(p.check(Some("example.com"), None).is_ok());
+        assert!(Policy::from_proxy_config(None)
+            .unwrap()
+            .check(None, ip("1.1.1.1"))
+            .is_ok());
+    }
+
+    #[test]
+    fn each_entry_kind_matches_what_it_says() {
+        let p = policy(
+            &[
+                "api.example.com",
+                "*.svc.test",
+                "203.0.113.7",
+                "198.51.100.0/24",
+                "~^v[0-9]+\\.models\\.test$",
+            ],
+            &[],
+        );
+        assert!(p.check(Some("API.example.com."), None).is_ok());
+        assert!(p.check(Some("other.example.com"), None).is_err());
+        assert!(p.check(Some("a.svc.test"), None).is_ok());
+        assert!(p.check(Some("a.b.svc.test"), None).is_ok());
+        assert!(p.check(Some("svc.test"), None).is_err());
+        assert!(p.check(None, ip("203.0.113.7")).is_ok());
+        assert!(p.check(Some("203.0.113.7"), None).is_ok());
+        assert!(p.check(None, ip("203.0.113.8")).is_err());
+        assert!(p.check(None, ip("198.51.100.200")).is_ok());
+        assert!(p.check(Some("v2.models.test"), None).is_ok());
+        assert!(p.check(Some("vx.models.test"), None).is_err());
+    }
+
+    #[test]
+    fn deny_wins_over_allow() {
+        let p = policy(&["*.example.com"], &["secret.example.com", "10.0.0.0/8"]);
+        assert_eq!(
+            p.check(Some("secret.example.com"), None),
+            Err(Denial::DenyList("secret.example.com".into()))
+        );
+        assert!(p.check(Some("ok.example.com"), None).is_ok());
+        assert!(p.dial_allowed("10.1.2.3".parse().unwrap()).is_err());
+        let only_deny = policy(&[], &["*.bad.test"]);
+        assert!(only_deny.check(Some("x.bad.test"), None).is_err());
+        assert!(only_deny.check(Some("good.test"), None).is_ok());
+    }
+
+    #[test]
+    fn reserved_addresses_need_an_explicit_ip_entry() {
+        let p = policy(&[], &[]);
+        for addr in [
+            "127.0.0.1",
+            "10.200.0.1",
+            "169.254.169.254",
+            "192.168.1.1",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(p.dial_allowed(addr.parse().unwrap()).is_err(), "{addr}");
+        }
+        assert!(p.dial_allowed("93.184.216.34".parse().unwrap()).is_ok());
+        let lan = policy(&["192.168.1.0/24"], &[]);
+        assert!(lan.dial_allowed("192.168.1.9".parse().unwrap()).is_ok());
+        let by_name = policy(&["metadata.internal"], &[]);
+        assert!(by_name
+            .dial_allowed("169.254.169.254".parse().unwrap())
+            .is_err());
+    }
+
+    #[test]
+    fn bad_entries_are_rejected_with_the_entry() {
+        for entry in ["", "~(unclosed", "10.0.0.0/33", "bad host!", "a b"] {
+            let err = Policy::from_proxy_config(Some(
+                &json!({"access_control": {"allow_list": [entry]}}),
+            ))
+            .unwrap_err();
+            assert!(
+                matches!(err, PolicyError::BadEntry { .. }),
+                "{entry}: {err:?}"
+            );
+        }
+        assert_eq!(
+            Policy::from_proxy_config(Some(&json!({"access_control": {"deny_list": "x"}})))
+                .unwrap_err(),
+            PolicyError::NotAList { list: "deny_list" }
+        );
+    }
+}
