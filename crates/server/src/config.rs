@@ -52,6 +52,8 @@ pub struct ServerConfig {
     /// Divides every retention duration (idle stop, delete after stop,
     /// lifetime). 1 in production; tests raise it to run the same logic fast.
     pub time_scale: u32,
+    /// Registries reached over plain HTTP, and registry credentials.
+    pub registries: sandpit_images::PullerConfig,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +72,7 @@ impl Default for ServerConfig {
             agent_log: false,
             reconcile_interval: std::time::Duration::from_secs(5),
             time_scale: 1,
+            registries: sandpit_images::PullerConfig::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use sandpit_images::PullerConfig;
 use sandpit_runtime::{host_image, HelperRuntime};
 use sandpit_server::{Backend, Defaults, ImageRootfs, ServerConfig};
 
@@ -50,6 +51,19 @@ pub struct ServeArgs {
     /// How often the reconciler enforces retention deadlines, in ms.
     #[arg(long, default_value_t = 5000, hide = true)]
     pub reconcile_interval_ms: u64,
+    /// Registry (HOST:PORT) to pull from over plain HTTP, e.g. a loopback
+    /// registry. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Credentials for a registry, as HOST=USER:PASSWORD. Repeatable.
+    #[arg(
+        long = "registry-auth",
+        env = "SANDPIT_REGISTRY_AUTH",
+        value_name = "HOST=USER:PASSWORD",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub registry_auth: Vec<String>,
     /// Test only: divide every retention duration by this factor.
     #[arg(long, default_value_t = 1, hide = true)]
     pub test_time_scale: u32,
@@ -88,6 +102,24 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         agent_log: args.debug_agent_log,
         reconcile_interval: Duration::from_millis(args.reconcile_interval_ms.max(10)),
         time_scale: args.test_time_scale.max(1),
+        registries: registries(&args.insecure_registries, &args.registry_auth)?,
+    })
+}
+
+fn registries(insecure: &[String], auth: &[String]) -> anyhow::Result<PullerConfig> {
+    let mut credentials = std::collections::HashMap::new();
+    for entry in auth {
+        let (host, login) = entry
+            .split_once('=')
+            .context("--registry-auth takes HOST=USER:PASSWORD")?;
+        let (user, password) = login
+            .split_once(':')
+            .context("--registry-auth takes HOST=USER:PASSWORD")?;
+        credentials.insert(host.to_owned(), (user.to_owned(), password.to_owned()));
+    }
+    Ok(PullerConfig {
+        insecure_registries: insecure.to_vec(),
+        credentials,
     })
 }
 
