@@ -282,3 +282,22 @@ def test_capture_errors(client):
     with client.sandbox() as sb:  # the built-in host image
         with pytest.raises(SandboxClientError, match="host image"):
             sb.capture_snapshot("from-host")
+
+
+def test_other_tenants_see_nothing(srv, client, bb_snapshot):
+    admin = httpx.Client(base_url=f"{srv.endpoint}/api/v1/admin", headers=srv.headers())
+    assert admin.post("/tenants", json={"name": "img-other"}).status_code in (200, 201)
+    key = admin.post("/keys", json={"tenant": "img-other"}).json()["key"]
+    other = SandboxClient(api_endpoint=f"{srv.endpoint}/api/v2/sandboxes", api_key=key)
+    with pytest.raises(ResourceNotFoundError):
+        other.get_snapshot(bb_snapshot.id)
+    with pytest.raises(ResourceNotFoundError):
+        other.get_snapshot("bb:1")
+    with pytest.raises(ResourceNotFoundError):
+        other.delete_snapshot(bb_snapshot.id)
+    with pytest.raises(ResourceNotFoundError):
+        other.list_snapshot_tags("bb")
+    with pytest.raises(ResourceNotFoundError):
+        other.create_sandbox(snapshot_id=bb_snapshot.id)
+    assert other.list_snapshots() == []
+    assert client.get_snapshot(bb_snapshot.id).status == "ready"
