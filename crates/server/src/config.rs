@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub time_scale: u32,
     /// The egress proxy (`None`: sandboxes have no way out at all).
     pub egress: Option<sandpit_egress::EgressConfig>,
+    /// Registries reached over plain HTTP, and registry credentials.
+    pub registries: sandpit_images::PullerConfig,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +75,7 @@ impl Default for ServerConfig {
             reconcile_interval: std::time::Duration::from_secs(5),
             time_scale: 1,
             egress: None,
+            registries: sandpit_images::PullerConfig::default(),
         }
     }
 }

@@ -14,8 +14,10 @@ pub mod gateway;
 pub mod paths;
 pub mod routes;
 pub mod sandboxes;
+pub mod snapshots;
 pub mod state;
 pub mod store;
+pub mod templates;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
@@ -102,6 +104,14 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     // "shut down cleanly", not the default "die".
     let shutdown = shutdown_signal()?;
     let (dirs, store, key, agent) = prepare(&config).await?;
+    let layers = sandpit_images::LayerStore::open(&dirs.root().join("oci"))
+        .context("opening the layer store")?;
+    let puller = Arc::new(sandpit_images::Puller::new(
+        Arc::new(layers),
+        config.registries.clone(),
+    ));
+    let snapshots = Arc::new(snapshots::Snapshots::new(store.clone(), puller));
+    snapshots.recover().await.context("recovering snapshots")?;
     let controller = SandboxesConfig {
         dirs,
         host_image: backend.host_image,
@@ -110,6 +120,7 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         agent_log: config.agent_log,
     };
     let sandboxes = Arc::new(Sandboxes::new(store.clone(), backend.runtime, controller));
+    sandboxes.attach_snapshots(snapshots);
     sandboxes.recover().await.context("recovering sandboxes")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

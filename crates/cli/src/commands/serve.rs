@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use sandpit_images::PullerConfig;
 use sandpit_runtime::network::firewall::EgressPorts;
 use sandpit_runtime::{host_image, HelperRuntime};
 use sandpit_server::{Backend, Defaults, ImageRootfs, ServerConfig};
@@ -62,6 +63,19 @@ pub struct ServeArgs {
     /// resolving it: for tests and split-horizon setups.
     #[arg(long = "egress-resolve", value_name = "HOST=IP:PORT", value_parser = sandpit_egress::parse_resolve)]
     pub egress_resolve: Vec<(String, SocketAddr)>,
+    /// Registry (HOST:PORT) to pull from over plain HTTP, e.g. a loopback
+    /// registry. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Credentials for a registry, as HOST=USER:PASSWORD. Repeatable.
+    #[arg(
+        long = "registry-auth",
+        env = "SANDPIT_REGISTRY_AUTH",
+        value_name = "HOST=USER:PASSWORD",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub registry_auth: Vec<String>,
     /// Test only: divide every retention duration by this factor.
     #[arg(long, default_value_t = 1, hide = true)]
     pub test_time_scale: u32,
@@ -108,6 +122,24 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             },
             resolve: args.egress_resolve.into_iter().collect(),
         }),
+        registries: registries(&args.insecure_registries, &args.registry_auth)?,
+    })
+}
+
+fn registries(insecure: &[String], auth: &[String]) -> anyhow::Result<PullerConfig> {
+    let mut credentials = std::collections::HashMap::new();
+    for entry in auth {
+        let (host, login) = entry
+            .split_once('=')
+            .context("--registry-auth takes HOST=USER:PASSWORD")?;
+        let (user, password) = login
+            .split_once(':')
+            .context("--registry-auth takes HOST=USER:PASSWORD")?;
+        credentials.insert(host.to_owned(), (user.to_owned(), password.to_owned()));
+    }
+    Ok(PullerConfig {
+        insecure_registries: insecure.to_vec(),
+        credentials,
     })
 }
 

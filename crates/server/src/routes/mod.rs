@@ -4,6 +4,9 @@
 mod admin;
 mod boxes;
 mod extract;
+mod snapshots;
+mod templates;
+mod volumes;
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -24,6 +27,27 @@ fn sandboxes_api() -> Router<AppState> {
         .route("/boxes/{name}/status", get(boxes::status))
         .route("/boxes/{name}/stop", post(boxes::stop))
         .route("/boxes/{name}/start", post(boxes::start))
+        .route("/boxes/{name}/snapshot", post(snapshots::capture))
+        .route("/snapshots", post(snapshots::create).get(snapshots::list))
+        .route(
+            "/snapshots/{reference}",
+            get(snapshots::get).delete(snapshots::delete),
+        )
+        .route("/snapshots-by-name/{name}", get(snapshots::tags_by_name))
+        .route("/templates", post(templates::create).get(templates::list))
+        .route(
+            "/templates/{name}",
+            get(templates::get)
+                .patch(templates::update)
+                .delete(templates::delete),
+        )
+        .route("/volumes", post(volumes::create).get(volumes::list))
+        .route(
+            "/volumes/{name}",
+            get(volumes::get)
+                .patch(volumes::update)
+                .delete(volumes::delete),
+        )
 }
 
 fn admin_api() -> Router<AppState> {

@@ -48,7 +48,14 @@ impl Sandboxes {
                 .fail_boot(id, None, "no free network slot for another sandbox".into())
                 .await;
         };
-        let spec = self.spec(&row, &self.host_image, slot);
+        let image = match self.rootfs_of(&row).await {
+            Ok(image) => image,
+            Err(message) => return self.fail_boot(id, Some(slot), message).await,
+        };
+        let mut spec = self.spec(&row, &image, slot);
+        if let Err(message) = self.apply_template(&row, &mut spec).await {
+            return self.fail_boot(id, Some(slot), message).await;
+        }
         let runtime = self.runtime.clone();
         let started = tokio::task::spawn_blocking(move || runtime.start(&spec))
             .await

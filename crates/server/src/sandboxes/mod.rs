@@ -8,6 +8,7 @@
 mod action;
 mod activity;
 mod boot;
+mod images;
 mod quota;
 mod response;
 mod retention;
@@ -18,7 +19,7 @@ mod watch;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rand::Rng;
@@ -31,7 +32,7 @@ pub use activity::ActivityGuard;
 use quota::Demand;
 pub use response::{dataplane_url, sandbox_response};
 use slots::Slots;
-use validate::{CreateSpec, ImageRef, UpdateSpec};
+use validate::{CreateSpec, UpdateSpec};
 
 use crate::auth::Caller;
 use crate::config::Defaults;
@@ -87,6 +88,7 @@ pub struct Sandboxes {
     tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     live: Mutex<HashMap<String, Live>>,
     activity: Activity,
+    snapshots: OnceLock<Arc<crate::snapshots::Snapshots>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,6 +123,7 @@ impl Sandboxes {
             locks: Mutex::default(),
             tenant_locks: Mutex::default(),
             live: Mutex::default(),
+            snapshots: OnceLock::new(),
         }
     }
 
@@ -169,26 +172,12 @@ impl Sandboxes {
         }
     }
 
-    fn image_for(&self, image: &ImageRef) -> Result<&ImageRootfs, ApiError> {
-        match image {
-            ImageRef::Host => Ok(&self.host_image),
-            ImageRef::Snapshot(s) => Err(ApiError::NotFound {
-                kind: "Snapshot",
-                name: s.clone(),
-            }),
-            ImageRef::Template(t) => Err(ApiError::NotFound {
-                kind: "Template",
-                name: t.clone(),
-            }),
-        }
-    }
-
     pub async fn create(
         self: &Arc<Self>,
         caller: &Caller,
-        spec: CreateSpec,
+        mut spec: CreateSpec,
     ) -> Result<SandboxRow, ApiError> {
-        let image = self.image_for(&spec.image_ref)?.name.clone();
+        let choice = self.image_of(caller, &mut spec).await?;
         let name = spec.name.clone().unwrap_or_else(generated_name);
         let now = crate::store::now();
         let row = SandboxRow {
@@ -197,9 +186,9 @@ impl Sandboxes {
             name: name.clone(),
             status: SandboxStatus::Provisioning.as_str().to_owned(),
             status_message: None,
-            image,
-            snapshot_id: None,
-            template_name: None,
+            image: choice.image,
+            snapshot_id: choice.snapshot_id,
+            template_name: choice.template_name,
             vcpus: spec.vcpus,
             mem_bytes: spec.mem_bytes,
             fs_capacity_bytes: spec.fs_capacity_bytes,

@@ -6,6 +6,8 @@
 
 mod keys;
 mod sandboxes;
+mod snapshots;
+mod templates;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,7 +16,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use keys::{ApiKeyRow, QuotaUpdate, TenantRow, Usage};
+use sandboxes::like_pattern;
 pub use sandboxes::{ListFilter, SandboxRow, SortColumn};
+pub use snapshots::SnapshotRow;
+pub use templates::{TemplateRow, VolumeRow};
 
 /// Database errors.
 #[derive(Debug, thiserror::Error)]

@@ -79,7 +79,7 @@ pub struct ListFilter {
 }
 
 /// Escape `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
-fn like_pattern(substring: &str) -> String {
+pub(super) fn like_pattern(substring: &str) -> String {
     let mut out = String::with_capacity(substring.len() + 2);
     out.push('%');
     for c in substring.to_lowercase().chars() {

@@ -1,0 +1,17 @@
+//! OCI images for Sandpit: pulling from registries ([`Puller`]), unpacking
+//! layers safely ([`unpack`]) and the content-addressed [`LayerStore`] whose
+//! directories every sandbox of an image shares as overlay lower layers.
+//!
+//! Architecture invariant: nothing here follows a symlink found in a layer,
+//! and no layer entry is written outside its layer directory.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod pull;
+pub mod store;
+pub mod unpack;
+
+pub use config::ImageConfig;
+pub use pull::{PullError, Puller, PullerConfig};
+pub use store::{ImageRecord, LayerStore, StoreError};

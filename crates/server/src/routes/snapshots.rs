@@ -1,0 +1,117 @@
+//! `/snapshots` handlers: parse, call the snapshot controller, render.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::extract::{Body, Query};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::snapshots::validate::{
+    self, CaptureSnapshotRequest, CreateSnapshotRequest, ListSnapshotsQuery,
+};
+use crate::snapshots::{snapshot_response, Capture, SnapshotResponse, Snapshots};
+use crate::state::AppState;
+use crate::store::SnapshotRow;
+
+async fn render(snapshots: &Snapshots, row: &SnapshotRow) -> Result<SnapshotResponse, ApiError> {
+    let tags = snapshots.tags_of(&row.id).await?;
+    Ok(snapshot_response(row, tags))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<CreateSnapshotRequest>,
+) -> Result<Response, ApiError> {
+    let snapshots = state.sandboxes.snapshots()?;
+    let spec = validate::create_snapshot(req, state.sandboxes.defaults().fs_capacity_bytes)?;
+    let row = snapshots.create(&caller, spec).await?;
+    let body = render(snapshots, &row).await?;
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListSnapshotsQuery>,
+) -> Result<Response, ApiError> {
+    let snapshots = state.sandboxes.snapshots()?;
+    let (limit, offset) = validate::list_window(&query)?;
+    let rows = snapshots
+        .list(&caller, query.name_contains.as_deref(), limit, offset)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push(render(snapshots, row).await?);
+    }
+    Ok(Json(json!({ "snapshots": out, "offset": offset })).into_response())
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> Result<Json<SnapshotResponse>, ApiError> {
+    let snapshots = state.sandboxes.snapshots()?;
+    let row = snapshots.get(&caller, &reference).await?;
+    Ok(Json(render(snapshots, &row).await?))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.sandboxes.snapshots()?.delete(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn tags_by_name(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    if name.contains(':') {
+        return Err(ApiError::Validation(format!(
+            "'{name}' carries a tag; pass the snapshot name only"
+        )));
+    }
+    let tags = state
+        .sandboxes
+        .snapshots()?
+        .tags_by_name(&caller, &name)
+        .await?;
+    let tags: Vec<_> = tags
+        .into_iter()
+        .map(|(tag, snapshot_id)| json!({ "tag": tag, "snapshot_id": snapshot_id }))
+        .collect();
+    Ok(Json(json!({ "name": name, "tags": tags })).into_response())
+}
+
+pub async fn capture(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sandbox): Path<String>,
+    Body(req): Body<CaptureSnapshotRequest>,
+) -> Result<Response, ApiError> {
+    let snapshots = state.sandboxes.snapshots()?;
+    let (name, tag) = validate::capture_names(&req)?;
+    let (row, base_digest, base_run_config, upper) =
+        state.sandboxes.capture_source(&caller, &sandbox).await?;
+    let capture = Capture {
+        name,
+        tag,
+        fs_capacity_bytes: req.fs_capacity_bytes.unwrap_or(row.fs_capacity_bytes),
+        run_config: req.run_config,
+        source_sandbox_id: row.id,
+        base_digest,
+        base_run_config,
+        upper,
+    };
+    let snapshot = snapshots.capture(&caller, capture).await?;
+    let body = render(snapshots, &snapshot).await?;
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}

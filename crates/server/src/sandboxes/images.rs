@@ -1,0 +1,179 @@
+//! Which root filesystem a sandbox boots — the built-in `host` image, a
+//! snapshot's OCI image, or a template's — and what a template adds at boot
+//! (its CPU quantity and volume mounts).
+
+use std::sync::Arc;
+
+use sandpit_runtime::{MountSpec, SandboxSpec};
+
+use super::validate::{CreateSpec, ImageRef};
+use super::{ImageRootfs, Sandboxes};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::snapshots::Snapshots;
+use crate::store::{SandboxRow, TemplateRow};
+use crate::templates::{self, HOST_IMAGE};
+
+/// `sandboxes.image` of a sandbox booting an OCI image: `oci:<digest>`.
+const OCI_PREFIX: &str = "oci:";
+
+/// Image columns of a new sandbox.
+pub(super) struct ImageChoice {
+    pub image: String,
+    pub snapshot_id: Option<String>,
+    pub template_name: Option<String>,
+}
+
+impl Sandboxes {
+    /// Enable snapshots (and so OCI images) on this controller.
+    pub fn attach_snapshots(&self, snapshots: Arc<Snapshots>) {
+        let _ = self.snapshots.set(snapshots);
+    }
+
+    pub fn snapshots(&self) -> Result<&Arc<Snapshots>, ApiError> {
+        self.snapshots
+            .get()
+            .ok_or_else(|| ApiError::BadRequest("Images are not enabled on this server".into()))
+    }
+
+    /// Resolve the image of a new sandbox; a template also sets its
+    /// resources.
+    pub(super) async fn image_of(
+        &self,
+        caller: &Caller,
+        spec: &mut CreateSpec,
+    ) -> Result<ImageChoice, ApiError> {
+        match &spec.image_ref {
+            ImageRef::Host => Ok(ImageChoice {
+                image: self.host_image.name.clone(),
+                snapshot_id: None,
+                template_name: None,
+            }),
+            ImageRef::Snapshot(reference) => {
+                let snapshot = self.snapshots()?.for_boot(caller, reference).await?;
+                let digest = snapshot.image_digest.clone().unwrap_or_default();
+                Ok(ImageChoice {
+                    image: format!("{OCI_PREFIX}{digest}"),
+                    snapshot_id: Some(snapshot.id),
+                    template_name: None,
+                })
+            }
+            ImageRef::Template(name) => {
+                let template = templates::get_template(&self.store, caller, name).await?;
+                let resources = templates::resources(&template)?;
+                spec.vcpus = resources.cpu_millis().div_ceil(1000) as i64;
+                spec.mem_bytes = resources.memory_bytes() as i64;
+                if let Some(storage) = resources.storage_bytes() {
+                    spec.fs_capacity_bytes = storage as i64;
+                }
+                Ok(ImageChoice {
+                    image: self.template_image(&template).await?,
+                    snapshot_id: None,
+                    template_name: Some(template.name),
+                })
+            }
+        }
+    }
+
+    /// `host`, or `oci:<digest>` of the template's image, pulled on first use.
+    async fn template_image(&self, template: &TemplateRow) -> Result<String, ApiError> {
+        if template.image == HOST_IMAGE {
+            return Ok(self.host_image.name.clone());
+        }
+        let puller = self.snapshots()?.puller();
+        if let Some(digest) = &template.image_digest {
+            if matches!(puller.store().image(digest), Ok(Some(_))) {
+                return Ok(format!("{OCI_PREFIX}{digest}"));
+            }
+        }
+        let record = puller
+            .pull(&template.image)
+            .await
+            .map_err(|e| ApiError::CreationFailed(e.to_string()))?;
+        self.store
+            .set_template_digest(&template.id, &record.digest)
+            .await?;
+        Ok(format!("{OCI_PREFIX}{}", record.digest))
+    }
+
+    /// The root filesystem `row` boots.
+    pub(super) async fn rootfs_of(&self, row: &SandboxRow) -> Result<ImageRootfs, String> {
+        let Some(digest) = row.image.strip_prefix(OCI_PREFIX) else {
+            return Ok(self.host_image.clone());
+        };
+        let snapshots = self.snapshots().map_err(|e| e.to_string())?;
+        let mut run_config = None;
+        if let Some(id) = &row.snapshot_id {
+            if let Ok(Some(snapshot)) = self.store.snapshot(&row.tenant_id, id).await {
+                run_config = snapshot.run_config;
+            }
+        }
+        snapshots.rootfs(digest, run_config.as_deref())
+    }
+
+    /// What a capture of sandbox `name` copies: the sandbox, its image digest,
+    /// the `run_config` of the snapshot it came from, and its upper dir.
+    pub async fn capture_source(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(SandboxRow, String, Option<String>, std::path::PathBuf), ApiError> {
+        let row = self.find(caller, name).await?;
+        let status = row.status()?;
+        if !matches!(
+            status,
+            sandpit_api::SandboxStatus::Ready | sandpit_api::SandboxStatus::Stopped
+        ) {
+            return Err(ApiError::NotReady(format!(
+                "Sandbox '{name}' is {status} and cannot be captured"
+            )));
+        }
+        let Some(digest) = row.image.strip_prefix(OCI_PREFIX).map(str::to_owned) else {
+            return Err(ApiError::Validation(format!(
+                "Sandbox '{name}' runs the built-in host image; only sandboxes booted from a \
+                 snapshot or an image template can be captured"
+            )));
+        };
+        let mut base_rc = None;
+        if let Some(id) = &row.snapshot_id {
+            if let Some(snapshot) = self.store.snapshot(&row.tenant_id, id).await? {
+                base_rc = snapshot.run_config;
+            }
+        }
+        let upper = self.dirs.sandbox(&row.id).join("upper");
+        Ok((row, digest, base_rc, upper))
+    }
+
+    /// A template's exact CPU quantity and its volumes.
+    pub(super) async fn apply_template(
+        &self,
+        row: &SandboxRow,
+        spec: &mut SandboxSpec,
+    ) -> Result<(), String> {
+        let Some(name) = &row.template_name else {
+            return Ok(());
+        };
+        let template = self
+            .store
+            .template(&row.tenant_id, name)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("template '{name}' no longer exists"))?;
+        let resources = templates::resources(&template).map_err(|e| e.to_string())?;
+        spec.limits.cpu_millis = resources.cpu_millis();
+        for mount in templates::volume_mounts(&template).map_err(|e| e.to_string())? {
+            let volume = self
+                .store
+                .volume(&row.tenant_id, &mount.volume_name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("volume '{}' no longer exists", mount.volume_name))?;
+            spec.mounts.push(MountSpec::Bind {
+                source: templates::volume_dir(self.dirs.root(), &volume.id),
+                destination: mount.mount_path,
+                readonly: false,
+            });
+        }
+        Ok(())
+    }
+}

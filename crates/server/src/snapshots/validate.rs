@@ -1,0 +1,175 @@
+//! Snapshot request bodies → validated values.
+
+use sandpit_api::sandbox::RunConfig;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+const MAX_NAME_LEN: usize = 128;
+const MAX_LIMIT: i64 = 500;
+const DEFAULT_LIMIT: i64 = 50;
+
+/// `POST /snapshots` body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateSnapshotRequest {
+    pub name: String,
+    pub docker_image: String,
+    pub fs_capacity_bytes: Option<i64>,
+    pub tag: Option<String>,
+    pub registry_id: Option<String>,
+    pub run_config: Option<RunConfig>,
+}
+
+/// `POST /boxes/{name}/snapshot` body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CaptureSnapshotRequest {
+    pub name: String,
+    pub tag: Option<String>,
+    pub docker_image: Option<String>,
+    pub fs_capacity_bytes: Option<i64>,
+    pub run_config: Option<RunConfig>,
+}
+
+/// Name and tag (default `latest`) of a capture.
+pub fn capture_names(req: &CaptureSnapshotRequest) -> Result<(String, String), ApiError> {
+    check_name("name", &req.name, &[])?;
+    let tag = req.tag.clone().unwrap_or_else(|| "latest".into());
+    check_name("tag", &tag, &[])?;
+    if req.docker_image.is_some() {
+        return Err(ApiError::Validation(
+            "docker_image exports are not supported; omit it to capture the sandbox's files".into(),
+        ));
+    }
+    if let Some(fs) = req.fs_capacity_bytes {
+        if fs < 1 << 20 {
+            return Err(ApiError::Validation(format!(
+                "fs_capacity_bytes must be >= {}, got {fs}",
+                1 << 20
+            )));
+        }
+    }
+    Ok((req.name.clone(), tag))
+}
+
+/// `GET /snapshots` query.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListSnapshotsQuery {
+    pub name_contains: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateSnapshot {
+    pub name: String,
+    pub docker_image: String,
+    pub fs_capacity_bytes: i64,
+    pub tag: String,
+    pub registry_id: Option<String>,
+    pub run_config: Option<RunConfig>,
+}
+
+fn check_name(field: &str, value: &str, extra: &[u8]) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_NAME_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b) || extra.contains(&b))
+        && value.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(format!(
+            "Invalid {field} '{value}': use 1-{MAX_NAME_LEN} letters, digits, '-', '_' and '.', \
+             starting with a letter or digit"
+        )))
+    }
+}
+
+/// The tag part of a Docker reference, if it has one (`repo:tag`, not
+/// `host:port/repo` or a digest).
+fn image_tag(image: &str) -> Option<&str> {
+    let image = image.split('@').next().unwrap_or(image);
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split_once(':').map(|(_, tag)| tag)
+}
+
+pub fn create_snapshot(
+    req: CreateSnapshotRequest,
+    default_fs: i64,
+) -> Result<CreateSnapshot, ApiError> {
+    check_name("name", &req.name, &[])?;
+    let image = req.docker_image.trim();
+    if image.is_empty() || image.chars().any(char::is_whitespace) {
+        return Err(ApiError::Validation(format!(
+            "Invalid docker_image '{}'",
+            req.docker_image
+        )));
+    }
+    let tag = match &req.tag {
+        Some(tag) => tag.clone(),
+        None => image_tag(image)
+            .filter(|t| check_name("tag", t, &[]).is_ok())
+            .unwrap_or("latest")
+            .to_owned(),
+    };
+    check_name("tag", &tag, &[])?;
+    let fs = req.fs_capacity_bytes.unwrap_or(default_fs);
+    if fs < 1 << 20 {
+        return Err(ApiError::Validation(format!(
+            "fs_capacity_bytes must be >= {}, got {fs}",
+            1 << 20
+        )));
+    }
+    Ok(CreateSnapshot {
+        name: req.name,
+        docker_image: image.to_owned(),
+        fs_capacity_bytes: fs,
+        tag,
+        registry_id: req.registry_id,
+        run_config: req.run_config,
+    })
+}
+
+/// `limit` 1–500 (default 50), `offset` >= 0.
+pub fn list_window(query: &ListSnapshotsQuery) -> Result<(i64, i64), ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Validation(format!(
+            "limit must be between 1 and {MAX_LIMIT}, got {limit}"
+        )));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::Validation(format!(
+            "offset must be >= 0, got {offset}"
+        )));
+    }
+    Ok((limit, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_default_to_the_image_tag() {
+        assert_eq!(image_tag("python:3.12-slim"), Some("3.12-slim"));
+        assert_eq!(image_tag("127.0.0.1:5000/busybox"), None);
+        assert_eq!(image_tag("127.0.0.1:5000/busybox:1"), Some("1"));
+        assert_eq!(image_tag("busybox@sha256:abc"), None);
+    }
+
+    #[test]
+    fn list_window_bounds() {
+        let q = |limit, offset| ListSnapshotsQuery {
+            name_contains: None,
+            limit,
+            offset,
+        };
+        assert_eq!(list_window(&q(None, None)).unwrap(), (50, 0));
+        assert!(list_window(&q(Some(0), None)).is_err());
+        assert!(list_window(&q(Some(501), None)).is_err());
+        assert!(list_window(&q(Some(500), Some(-1))).is_err());
+    }
+}

@@ -1,0 +1,303 @@
+"""OCI images and snapshots (langsmith==0.15.0): sandboxes boot from images
+pulled from a registry on loopback, snapshots are addressed by id and
+`name:tag`, and pull failures are reported clearly.
+
+The module runs its own `sandpit serve` with `--insecure-registry` for the
+fixture registry it starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import secrets
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from langsmith.sandbox import SandboxClient
+from langsmith.sandbox._exceptions import (
+    ResourceCreationError,
+    ResourceNotFoundError,
+    SandboxClientError,
+)
+
+import leaks
+from conftest import start_server, stop_server
+from registry import build_image, corrupt_layers, start_registry
+
+GiB = 1 << 30
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    path = Path(tempfile.mkdtemp(prefix="sp-img-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def registry(workdir):
+    reg = start_registry(workdir)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def busybox(registry, workdir):
+    return build_image(
+        registry,
+        workdir,
+        "busybox:1",
+        files={"/etc/marker": "from-the-image\n", "/srv/app/hello.txt": "hi\n"},
+        env={"GREETING": "hello-from-config", "PATH": "/bin"},
+        working_dir="/srv/app",
+    )
+
+
+@pytest.fixture(scope="module")
+def srv(registry, workdir):
+    data_dir = workdir / "data"
+    before = leaks.snapshot(str(data_dir))
+    server = start_server(
+        data_dir,
+        api_key="sp_img_" + secrets.token_urlsafe(12),
+        extra_args=["--insecure-registry", registry.host],
+    )
+    yield server
+    code = stop_server(server)
+    time.sleep(0.2)
+    left = leaks.leaked(before, leaks.snapshot(str(data_dir)))
+    assert code == 0, "\n".join(server.log[-60:])
+    assert not left, f"leaked kernel objects: {left}"
+
+
+@pytest.fixture
+def client(srv):
+    with SandboxClient(api_endpoint=f"{srv.endpoint}/api/v2/sandboxes", api_key=srv.api_key) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def bb_snapshot(srv, busybox):
+    with SandboxClient(api_endpoint=f"{srv.endpoint}/api/v2/sandboxes", api_key=srv.api_key) as c:
+        return c.create_snapshot("bb", docker_image=busybox, fs_capacity_bytes=GiB)
+
+
+def test_snapshot_from_a_registry_image(bb_snapshot, busybox):
+    snap = bb_snapshot
+    assert snap.status == "ready"
+    assert snap.docker_image == busybox
+    assert snap.image_digest.startswith("sha256:")
+    assert snap.tags == ["1"]
+    assert snap.fs_capacity_bytes == GiB
+    assert snap.fs_used_bytes > 500_000  # busybox itself
+    assert snap.run_config.work_dir == "/srv/app"
+    assert snap.run_config.env_vars["GREETING"] == "hello-from-config"
+
+
+def test_sandbox_boots_the_image_with_its_config(client, bb_snapshot):
+    with client.sandbox(snapshot_id=bb_snapshot.id) as sb:
+        assert sb.run("cat /etc/marker").stdout == "from-the-image\n"
+        assert sb.run("pwd").stdout == "/srv/app\n"
+        assert sb.run("echo $GREETING").stdout == "hello-from-config\n"
+        assert sb.run("cat hello.txt").stdout == "hi\n"
+        # The host's files are not there: only the image's.
+        assert sb.run("test -e /usr/bin/python3").exit_code != 0
+        sb.write("/srv/app/new.txt", "written")
+        assert sb.read("/srv/app/new.txt") == b"written"
+    # Writes stay in that sandbox's upper layer; the image is untouched.
+    with client.sandbox(snapshot="bb:1", run_config={"env_vars": {"GREETING": "override"}}) as sb:
+        assert sb.run("test -e /srv/app/new.txt").exit_code != 0
+        assert sb.run("echo $GREETING").stdout == "override\n"
+
+
+def test_readme_start_stop_keeps_files(client, bb_snapshot):
+    sb = client.create_sandbox(snapshot_id=bb_snapshot.id, name="my-vm")
+    try:
+        sb.run("echo 'hello' > /tmp/state.txt")
+        sb.run("echo kept > /srv/app/kept.txt")
+        sb.run("sleep 1000 &")
+        sb.stop()
+        stopped = client.get_sandbox("my-vm")
+        assert stopped.status == "stopped" and stopped.stopped_at
+        sb.start()
+        result = sb.run("cat /tmp/state.txt")
+        assert result.stdout.strip() == "hello"
+        assert sb.run("cat /srv/app/kept.txt").stdout == "kept\n"
+        # Stop ended every process.
+        assert "sleep 1000" not in sb.run("ps").stdout
+        client.stop_sandbox("my-vm")
+        sandbox = client.start_sandbox("my-vm")
+        assert sandbox.status == "ready"
+        assert client.get_sandbox("my-vm").stopped_at is None
+    finally:
+        client.delete_sandbox("my-vm")
+
+
+def test_names_tags_and_listing(client, registry, workdir, bb_snapshot):
+    image = build_image(registry, workdir, "tagged:latest", files={"/v": "1\n"})
+    first = client.create_snapshot("my-env", docker_image=image, fs_capacity_bytes=GiB)
+    assert first.tags == ["latest"]
+    second = client.create_snapshot("my-env", docker_image=image, fs_capacity_bytes=GiB, tag="v2")
+    assert second.tags == ["v2"]
+    assert client.get_snapshot("my-env").id == first.id
+    assert client.get_snapshot("my-env:v2").id == second.id
+    assert client.get_snapshot(second.id).name == "my-env"
+    tags = {t.tag: t.snapshot_id for t in client.list_snapshot_tags("my-env")}
+    assert tags == {"latest": first.id, "v2": second.id}
+    # Re-publishing a tag moves it; the old snapshot stays addressable by id.
+    third = client.create_snapshot("my-env", docker_image=image, fs_capacity_bytes=GiB, tag="v2")
+    assert client.get_snapshot("my-env:v2").id == third.id
+    assert client.get_snapshot(second.id).tags == []
+    with client.sandbox(snapshot="my-env:v2") as box:
+        assert box.run("cat /v").stdout == "1\n"
+
+    names = [s.name for s in client.list_snapshots(name_contains="MY-E")]
+    assert names == ["my-env"] * 3
+    page = client.list_snapshots(name_contains="my-env", limit=1, offset=1)
+    assert [s.id for s in page] == [second.id]
+    assert len(client.list_snapshots(limit=500)) >= 4
+    for bad in (0, 501):
+        with pytest.raises(SandboxClientError):
+            client.list_snapshots(limit=bad)
+    with pytest.raises(SandboxClientError):
+        client.list_snapshots(offset=-1)
+
+    client.delete_snapshot(third.id)
+    with pytest.raises(ResourceNotFoundError):
+        client.get_snapshot(third.id)
+    with pytest.raises(ResourceNotFoundError):
+        client.delete_snapshot(third.id)
+    with pytest.raises(ResourceNotFoundError):
+        client.list_snapshot_tags("never-published")
+    with pytest.raises(ResourceNotFoundError):
+        client.create_sandbox(snapshot="no-such-snapshot")
+
+
+def test_missing_image(client, registry):
+    with pytest.raises(ResourceCreationError, match="not found"):
+        client.create_snapshot("missing", docker_image=f"{registry.host}/nope:1", fs_capacity_bytes=GiB)
+    failed = client.list_snapshots(name_contains="missing")[0]
+    assert failed.status == "failed"
+    with pytest.raises(SandboxClientError, match="failed to build"):
+        client.create_sandbox(snapshot_id=failed.id)
+
+
+def test_unreachable_registry(client):
+    with pytest.raises(ResourceCreationError, match="unreachable"):
+        client.create_snapshot("nowhere", docker_image="127.0.0.1:1/busybox:1", fs_capacity_bytes=GiB)
+
+
+def test_bad_digest(client, registry, workdir):
+    image = build_image(registry, workdir, "corrupt:1", files={"/c": "corrupt-me\n"})
+    corrupt_layers(registry, "corrupt", "1")
+    with pytest.raises(ResourceCreationError, match="digest"):
+        client.create_snapshot("corrupt", docker_image=image, fs_capacity_bytes=GiB)
+
+
+def test_zstd_layers(client, registry, workdir):
+    image = build_image(registry, workdir, "zstd:1", files={"/z": "zstd\n"}, compress="zstd")
+    layers = registry.manifest("zstd", "1")["layers"]
+    assert all(layer["mediaType"].endswith("+zstd") for layer in layers)
+    snap = client.create_snapshot("zst", docker_image=image, fs_capacity_bytes=GiB)
+    with client.sandbox(snapshot_id=snap.id) as sb:
+        assert sb.run("cat /z").stdout == "zstd\n"
+
+
+def test_concurrent_pulls_of_one_image_happen_once(client, srv, registry, workdir):
+    image = build_image(registry, workdir, "shared:1", files={"/s": "shared\n"})
+    results, errors = [], []
+
+    def build(i):
+        try:
+            results.append(client.create_snapshot(f"shared-{i}", docker_image=image, fs_capacity_bytes=GiB))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 4
+    assert len({s.image_digest for s in results}) == 1
+    pulls = [line for line in srv.log if "pulling image" in line and "shared:1" in line]
+    assert len(pulls) == 1, pulls
+
+
+def test_layers_are_shared_between_sandboxes(client, srv, bb_snapshot):
+    layers = srv.data_dir / "oci" / "layers"
+    before = sorted(p.name for p in layers.iterdir())
+    with client.sandbox(snapshot_id=bb_snapshot.id) as a, client.sandbox(snapshot_id=bb_snapshot.id) as b:
+        a.run("echo a > /mine")
+        assert b.run("test -e /mine").exit_code != 0
+    assert sorted(p.name for p in layers.iterdir()) == before
+
+
+def test_snapshot_validation(srv):
+    api = f"{srv.endpoint}/api/v2/sandboxes/snapshots"
+    headers = {"X-Api-Key": srv.api_key}
+    for body in (
+        {"docker_image": "x"},
+        {"name": "bad name", "docker_image": "x", "fs_capacity_bytes": GiB},
+        {"name": "ok", "docker_image": "x", "fs_capacity_bytes": 10},
+        {"name": "ok", "docker_image": "", "fs_capacity_bytes": GiB},
+    ):
+        resp = httpx.post(api, json=body, headers=headers)
+        assert resp.status_code == 422, (body, resp.text)
+        assert "detail" in resp.json()
+    assert httpx.get(api, headers={"X-Api-Key": "nope"}).status_code == 401
+
+
+def test_readme_capture_a_running_sandbox(client, bb_snapshot):
+    sb = client.create_sandbox(snapshot_id=bb_snapshot.id, name="setup-box")
+    sb.run("mkdir -p /opt && echo installed > /opt/pkg")
+    sb.write("/opt/config.yaml", "model: gpt-5\n")
+    sb.run("echo scratch > /tmp/scratch && rm /etc/marker")
+
+    # Either form works; the instance method just forwards to the client.
+    snapshot = sb.capture_snapshot("ml-ready", timeout=300)
+    assert snapshot.source_sandbox_id == sb.id
+    assert snapshot.tags == ["latest"]
+    v2 = client.capture_snapshot(sb.name, "ml-ready", tag="v2")
+    assert "v2" in v2.tags
+    sb.delete()
+
+    with client.sandbox(snapshot_id=snapshot.id) as box:
+        assert box.read("/opt/config.yaml") == b"model: gpt-5\n"
+        assert box.run("cat /opt/pkg").stdout == "installed\n"
+        assert box.run("test -e /tmp/scratch").exit_code != 0  # /tmp is not carried
+        assert box.run("test -e /etc/marker").exit_code != 0  # deletions are
+        assert box.run("pwd").stdout == "/srv/app\n"  # and so is the image config
+    with client.sandbox(snapshot="ml-ready:v2") as box:
+        assert box.run("cat /opt/pkg").stdout == "installed\n"
+
+
+def test_capture_errors(client):
+    with pytest.raises(ResourceNotFoundError):
+        client.capture_snapshot("no-such-sandbox", "x")
+    with client.sandbox() as sb:  # the built-in host image
+        with pytest.raises(SandboxClientError, match="host image"):
+            sb.capture_snapshot("from-host")
+
+
+def test_other_tenants_see_nothing(srv, client, bb_snapshot):
+    admin = httpx.Client(base_url=f"{srv.endpoint}/api/v1/admin", headers=srv.headers())
+    assert admin.post("/tenants", json={"name": "img-other"}).status_code in (200, 201)
+    key = admin.post("/keys", json={"tenant": "img-other"}).json()["key"]
+    other = SandboxClient(api_endpoint=f"{srv.endpoint}/api/v2/sandboxes", api_key=key)
+    with pytest.raises(ResourceNotFoundError):
+        other.get_snapshot(bb_snapshot.id)
+    with pytest.raises(ResourceNotFoundError):
+        other.get_snapshot("bb:1")
+    with pytest.raises(ResourceNotFoundError):
+        other.delete_snapshot(bb_snapshot.id)
+    with pytest.raises(ResourceNotFoundError):
+        other.list_snapshot_tags("bb")
+    with pytest.raises(ResourceNotFoundError):
+        other.create_sandbox(snapshot_id=bb_snapshot.id)
+    assert other.list_snapshots() == []
+    assert client.get_snapshot(bb_snapshot.id).status == "ready"
