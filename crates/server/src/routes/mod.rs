@@ -4,6 +4,7 @@
 mod admin;
 mod boxes;
 mod extract;
+mod pools;
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -24,6 +25,11 @@ fn sandboxes_api() -> Router<AppState> {
         .route("/boxes/{name}/status", get(boxes::status))
         .route("/boxes/{name}/stop", post(boxes::stop))
         .route("/boxes/{name}/start", post(boxes::start))
+        .route("/pools", post(pools::create).get(pools::list))
+        .route(
+            "/pools/{name}",
+            get(pools::get).patch(pools::update).delete(pools::delete),
+        )
 }
 
 fn admin_api() -> Router<AppState> {

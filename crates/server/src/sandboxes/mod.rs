@@ -8,6 +8,7 @@
 mod action;
 mod activity;
 mod boot;
+mod pools;
 mod quota;
 mod response;
 mod retention;
@@ -87,6 +88,9 @@ pub struct Sandboxes {
     tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     live: Mutex<HashMap<String, Live>>,
     activity: Activity,
+    /// Serialises pool refills; woken by claims and pool changes.
+    pool_lock: tokio::sync::Mutex<()>,
+    pool_wake: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,6 +125,8 @@ impl Sandboxes {
             locks: Mutex::default(),
             tenant_locks: Mutex::default(),
             live: Mutex::default(),
+            pool_lock: tokio::sync::Mutex::default(),
+            pool_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -134,6 +140,9 @@ impl Sandboxes {
 
     /// A caller's sandbox by name (or by id, which never changes).
     pub async fn find(&self, caller: &Caller, name: &str) -> Result<SandboxRow, ApiError> {
+        if crate::store::is_warm_name(name) {
+            return Err(ApiError::sandbox_not_found(name));
+        }
         if let Some(row) = self.store.sandbox_by_name(&caller.tenant_id, name).await? {
             return Ok(row);
         }
@@ -206,6 +215,13 @@ impl Sandboxes {
             stopped_at: None,
             last_activity_at: now,
         };
+        if let Some(template) = row.template_name.as_deref() {
+            if !crate::store::is_warm_name(&row.name) {
+                if let Some(claimed) = self.claim_warm(template, &row).await? {
+                    return Ok(claimed);
+                }
+            }
+        }
         let demand = Demand {
             sandboxes: 1,
             vcpus: row.vcpus,

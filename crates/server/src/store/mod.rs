@@ -5,6 +5,7 @@
 //! database by default and on PostgreSQL when one machine is not enough.
 
 mod keys;
+mod pools;
 mod sandboxes;
 
 use std::path::Path;
@@ -14,6 +15,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use keys::{ApiKeyRow, QuotaUpdate, TenantRow, Usage};
+pub use pools::{is_warm_name, warm_prefix, PoolRow};
 pub use sandboxes::{ListFilter, SandboxRow, SortColumn};
 
 /// Database errors.
