@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod pools;
 pub mod sandbox;
 
 pub use error::{ErrorBody, ErrorDetail};

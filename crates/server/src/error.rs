@@ -44,6 +44,16 @@ pub enum ApiError {
     /// 422: the sandbox could not be created (runtime failure).
     #[error("{0}")]
     CreationFailed(String),
+    /// 400 TemplateNotFound: a pool names a template that does not exist.
+    #[error("{0}")]
+    TemplateNotFound(String),
+    /// 400 ValidationError: a template that cannot be used this way (a pool
+    /// of a template with volumes).
+    #[error("{0}")]
+    InvalidTemplate(String),
+    /// 504: a pool's replicas were not ready in time.
+    #[error("{0}")]
+    PoolTimeout(String),
     /// 429: a tenant quota would be exceeded.
     #[error("{0}")]
     QuotaExceeded(String),
@@ -77,6 +87,9 @@ impl ApiError {
             ApiError::CreationFailed(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "SandboxCreationFailed")
             }
+            ApiError::TemplateNotFound(_) => (StatusCode::BAD_REQUEST, "TemplateNotFound"),
+            ApiError::InvalidTemplate(_) => (StatusCode::BAD_REQUEST, "ValidationError"),
+            ApiError::PoolTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "QuotaExceeded"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "ConnectionError"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),

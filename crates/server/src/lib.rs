@@ -162,6 +162,10 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         }
         None => None,
     };
+    let pools = tokio::spawn(refill_pools(
+        sandboxes.clone(),
+        state.config.reconcile_interval,
+    ));
     let reconciler = tokio::spawn(reconcile(
         sandboxes.clone(),
         state.config.reconcile_interval,
@@ -172,6 +176,7 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         .await
         .context("serving")?;
     reconciler.abort();
+    pools.abort();
     tracing::info!("shutting down: stopping sandboxes");
     sandboxes.shutdown().await;
     store.close().await;
@@ -187,6 +192,15 @@ async fn reconcile(sandboxes: Arc<Sandboxes>, interval: std::time::Duration, tim
         if let Err(err) = sandboxes.enforce_retention(time_scale).await {
             tracing::warn!(error = format!("{err:#}"), "reconciler pass failed");
         }
+    }
+}
+
+/// The pool refill task: runs when woken (a claim, a pool change) or every
+/// `interval`.
+async fn refill_pools(sandboxes: Arc<Sandboxes>, interval: std::time::Duration) {
+    loop {
+        sandboxes.reconcile_pools().await;
+        sandboxes.pools_idle(interval).await;
     }
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod boxes;
 mod extract;
+mod pools;
 mod snapshots;
 mod templates;
 mod volumes;
@@ -47,6 +48,11 @@ fn sandboxes_api() -> Router<AppState> {
             get(volumes::get)
                 .patch(volumes::update)
                 .delete(volumes::delete),
+        )
+        .route("/pools", post(pools::create).get(pools::list))
+        .route(
+            "/pools/{name}",
+            get(pools::get).patch(pools::update).delete(pools::delete),
         )
 }
 

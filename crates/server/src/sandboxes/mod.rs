@@ -9,6 +9,7 @@ mod action;
 mod activity;
 mod boot;
 mod images;
+mod pools;
 mod quota;
 mod response;
 mod retention;
@@ -89,6 +90,9 @@ pub struct Sandboxes {
     live: Mutex<HashMap<String, Live>>,
     activity: Activity,
     snapshots: OnceLock<Arc<crate::snapshots::Snapshots>>,
+    /// Serialises pool refills; woken by claims and pool changes.
+    pool_lock: tokio::sync::Mutex<()>,
+    pool_wake: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,6 +128,8 @@ impl Sandboxes {
             tenant_locks: Mutex::default(),
             live: Mutex::default(),
             snapshots: OnceLock::new(),
+            pool_lock: tokio::sync::Mutex::default(),
+            pool_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -137,6 +143,9 @@ impl Sandboxes {
 
     /// A caller's sandbox by name (or by id, which never changes).
     pub async fn find(&self, caller: &Caller, name: &str) -> Result<SandboxRow, ApiError> {
+        if crate::store::is_warm_name(name) {
+            return Err(ApiError::sandbox_not_found(name));
+        }
         if let Some(row) = self.store.sandbox_by_name(&caller.tenant_id, name).await? {
             return Ok(row);
         }
@@ -209,6 +218,13 @@ impl Sandboxes {
             stopped_at: None,
             last_activity_at: now,
         };
+        if let Some(template) = row.template_name.as_deref() {
+            if !crate::store::is_warm_name(&row.name) {
+                if let Some(claimed) = self.claim_warm(template, &row).await? {
+                    return Ok(claimed);
+                }
+            }
+        }
         let demand = Demand {
             sandboxes: 1,
             vcpus: row.vcpus,

@@ -5,6 +5,7 @@
 //! database by default and on PostgreSQL when one machine is not enough.
 
 mod keys;
+mod pools;
 mod sandboxes;
 mod snapshots;
 mod templates;
@@ -16,6 +17,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use keys::{ApiKeyRow, QuotaUpdate, TenantRow, Usage};
+pub use pools::{is_warm_name, warm_prefix, PoolRow};
 use sandboxes::like_pattern;
 pub use sandboxes::{ListFilter, SandboxRow, SortColumn};
 pub use snapshots::SnapshotRow;

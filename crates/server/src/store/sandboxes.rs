@@ -5,7 +5,7 @@ use sqlx::FromRow;
 
 use super::{now, Store, StoreError, StoreResult};
 
-const COLUMNS: &str = "id, tenant_id, name, status, status_message, image, snapshot_id, \
+pub(super) const COLUMNS: &str = "id, tenant_id, name, status, status_message, image, snapshot_id, \
     template_name, vcpus, mem_bytes, fs_capacity_bytes, idle_ttl_seconds, \
     delete_after_stop_seconds, ttl_seconds, persistent, proxy_config, run_config, labels, extra, \
     net_slot, pid, pid_start_time, created_by, created_at, updated_at, stopped_at, last_activity_at";
@@ -164,7 +164,10 @@ impl Store {
         tenant_id: &str,
         filter: &ListFilter,
     ) -> StoreResult<Vec<SandboxRow>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE tenant_id = $1");
+        // Warm pool members (`_warm-...`) are not the tenant's to see.
+        let mut sql = format!(
+            "SELECT {COLUMNS} FROM sandboxes WHERE tenant_id = $1 AND substr(name, 1, 1) <> '_'"
+        );
         let mut next = 2;
         if filter.name_contains.is_some() {
             sql.push_str(&format!(" AND LOWER(name) LIKE ${next} ESCAPE '\\'"));

@@ -102,6 +102,14 @@ impl Store {
         .bind(old)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE pools SET template_name = $1 WHERE tenant_id = $2 AND template_name = $3",
+        )
+        .bind(new)
+        .bind(tenant_id)
+        .bind(old)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }

@@ -119,6 +119,14 @@ pub async fn rename_template(
 
 pub async fn delete_template(store: &Store, caller: &Caller, name: &str) -> Result<(), ApiError> {
     get_template(store, caller, name).await?;
+    let pools = store.pools_for_template(&caller.tenant_id, name).await?;
+    if !pools.is_empty() {
+        let names: Vec<_> = pools.iter().map(|p| p.name.as_str()).collect();
+        return Err(ApiError::Conflict(format!(
+            "Template '{name}' is in use by pool(s): {}; delete them first",
+            names.join(", ")
+        )));
+    }
     let users = store.sandboxes_of_template(&caller.tenant_id, name).await?;
     if !users.is_empty() {
         return Err(ApiError::Conflict(format!(
