@@ -57,7 +57,7 @@ def payload(target_mb: int) -> dict[str, bytes]:
 
 
 def du(path: Path) -> int:
-    out = subprocess.run(["du", "-sxb", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(["du", "-sx", "-B1", str(path)], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[0])
 
 

@@ -52,12 +52,27 @@ def sandbox_processes() -> set[str]:
     return found
 
 
+def loop_devices(marker: str) -> set[str]:
+    """Loop devices backed by a file under `marker` (the data dir), e.g. a
+    sandbox's capacity-limited disk image."""
+    found = set()
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            target = backing.read_text().strip()
+        except OSError:
+            continue
+        if marker in target:
+            found.add(f"{backing.parent.parent.name}:{target}")
+    return found
+
+
 def snapshot(marker: str) -> dict[str, set[str]]:
     return {
         "cgroups": cgroups(),
         "veths": veths(),
         "mounts": mounts(marker),
         "processes": sandbox_processes(),
+        "loop_devices": loop_devices(marker),
     }
 
 

@@ -301,3 +301,26 @@ def test_other_tenants_see_nothing(srv, client, bb_snapshot):
         other.create_sandbox(snapshot_id=bb_snapshot.id)
     assert other.list_snapshots() == []
     assert client.get_snapshot(bb_snapshot.id).status == "ready"
+
+
+def test_fs_capacity_is_enforced(client, srv, bb_snapshot):
+    sb = client.create_sandbox(snapshot_id=bb_snapshot.id, fs_capacity_bytes=32 << 20, name="small-disk")
+    try:
+        result = sb.run("dd if=/dev/zero of=/big bs=1M count=64")
+        assert result.exit_code != 0
+        assert "No space left on device" in result.stderr
+        image = srv.data_dir / "sandboxes" / sb.id / "disk.img"
+        assert image.stat().st_size == 32 << 20  # the host holds at most this
+        assert image.stat().st_blocks * 512 <= 33 << 20
+        sb.run("rm /big")
+        assert sb.run("echo ok > /after").exit_code == 0
+        sb.stop()
+        sb.start()
+        assert sb.run("cat /after").stdout == "ok\n"
+        snap = sb.capture_snapshot("small-disk-capture")
+        with client.sandbox(snapshot_id=snap.id) as box:
+            assert box.run("cat /after").stdout == "ok\n"
+    finally:
+        client.delete_sandbox("small-disk")
+    with pytest.raises(SandboxClientError):
+        client.create_sandbox(snapshot_id=bb_snapshot.id, fs_capacity_bytes=1000)

@@ -161,6 +161,17 @@ def test_half_a_cpu(client, busybox):
         client.delete_template("half")
 
 
+def test_template_storage_is_enforced(client, busybox):
+    client.create_template(name="tiny-disk", image=busybox, storage="32Mi")
+    try:
+        with client.sandbox(template_name="tiny-disk") as sb:
+            result = sb.run("dd if=/dev/zero of=/big bs=1M count=64")
+            assert result.exit_code != 0 and "No space left on device" in result.stderr
+            assert sb.run("rm /big && echo ok").stdout == "ok\n"
+    finally:
+        client.delete_template("tiny-disk")
+
+
 def test_template_in_use_cannot_be_deleted(client, busybox):
     client.create_template(name="busy", image=busybox)
     sb = client.create_sandbox(template_name="busy")

@@ -46,4 +46,11 @@ pub trait Runtime: Send + Sync {
     /// state). Sandboxes in `keep_ids` are left alone. Returns the ids
     /// something was removed for.
     fn cleanup(&self, keep_ids: &[String]) -> Result<Vec<String>, RuntimeError>;
+    /// Where the caller sees `path`, a path inside a running sandbox's state
+    /// dir that the backend may have mounted over (the capacity-limited
+    /// writable layer). The local backend mounts in the runtime helper's
+    /// mount namespace, so this goes through `/proc/<helper>/root`.
+    fn host_view(&self, path: &std::path::Path) -> std::path::PathBuf {
+        path.to_path_buf()
+    }
 }

@@ -282,6 +282,7 @@ mod tests {
                 memory_bytes: 64 << 20,
                 pids: 32,
             },
+            fs_capacity_bytes: 0,
             net_slot: 3,
         }
     }

@@ -41,6 +41,13 @@ pub struct SandboxSpec {
     pub workdir: String,
     pub hostname: String,
     pub limits: Limits,
+    /// Bytes the writable layer may hold; 0 means no limit. When set, the
+    /// writable layer lives in `state_dir/disk.img`, a sparse ext4 image of
+    /// this size created on first start and loop-mounted at `state_dir/disk`
+    /// while the sandbox runs (in the helper's mount namespace), so writing
+    /// past it fails with ENOSPC inside and never fills the host disk.
+    #[serde(default)]
+    pub fs_capacity_bytes: u64,
     /// Index of the sandbox's network slot, unique among running sandboxes;
     /// picks the veth names and the /30 the pair is addressed from.
     pub net_slot: u32,

@@ -199,6 +199,16 @@ impl Drop for HelperRuntime {
 }
 
 impl Runtime for HelperRuntime {
+    fn host_view(&self, path: &std::path::Path) -> std::path::PathBuf {
+        match self.helper_pid() {
+            Some(pid) => std::path::Path::new("/proc")
+                .join(pid.to_string())
+                .join("root")
+                .join(path.strip_prefix("/").unwrap_or(path)),
+            None => path.to_path_buf(),
+        }
+    }
+
     fn start(&self, spec: &SandboxSpec) -> Result<Started, RuntimeError> {
         match self.call(&Request::Start {
             spec: Box::new(spec.clone()),

@@ -49,6 +49,10 @@ pub struct SandboxPaths {
     pub mnt: PathBuf,
     pub etc: PathBuf,
     pub agent_log: PathBuf,
+    /// The capacity-limited filesystem image of the writable layer, and
+    /// where it is mounted (see `SandboxSpec::fs_capacity_bytes`).
+    pub disk_image: PathBuf,
+    pub disk: PathBuf,
 }
 
 impl SandboxPaths {
@@ -60,6 +64,8 @@ impl SandboxPaths {
             mnt: state_dir.join("mnt"),
             etc: state_dir.join("etc"),
             agent_log: state_dir.join("agent.log"),
+            disk_image: state_dir.join("disk.img"),
+            disk: state_dir.join("disk"),
         }
     }
 

@@ -9,6 +9,7 @@
 //! on disk first, so a failed start, a `stop` and a sweep after a crash all
 //! undo it the same way.
 
+mod disk;
 mod error;
 mod host;
 mod layout;

@@ -9,6 +9,7 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 
+use super::disk;
 use super::error::LocalError;
 use super::layout::SandboxPaths;
 use super::record::{Init, Record};
@@ -182,7 +183,9 @@ fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
         MountSpec::ReadOnlyOverlay { layers, .. } if layers.len() > 1 => Some(paths.overlay(n)),
         _ => None,
     });
-    std::iter::once(paths.rootfs.clone())
+    let disk = disk::used(spec, paths).then(|| paths.disk.clone());
+    disk.into_iter()
+        .chain(std::iter::once(paths.rootfs.clone()))
         .chain(overlays)
         .collect()
 }
@@ -190,12 +193,18 @@ fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
 /// Mounts the overlay root and the read-only overlays; returns the extra
 /// mounts as binds for the container.
 fn mount_root(spec: &SandboxSpec, paths: &SandboxPaths) -> Result<Vec<BindMount>, LocalError> {
-    for dir in [&paths.upper, &paths.work, &paths.rootfs] {
+    let (upper_dir, work_dir) = if disk::used(spec, paths) {
+        disk::mount(spec.fs_capacity_bytes, paths).map_err(LocalError::State)?;
+        (paths.disk.join("upper"), paths.disk.join("work"))
+    } else {
+        (paths.upper.clone(), paths.work.clone())
+    };
+    for dir in [&upper_dir, &work_dir, &paths.rootfs] {
         fs::create_dir_all(dir).map_err(LocalError::State)?;
     }
     let upper = Upper {
-        upper: &paths.upper,
-        work: &paths.work,
+        upper: &upper_dir,
+        work: &work_dir,
     };
     overlay::mount_at(&paths.rootfs, &spec.layers, Some(upper))?;
     rootfs::prepare(&paths.rootfs, &spec.workdir)?;

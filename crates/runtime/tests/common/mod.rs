@@ -89,6 +89,7 @@ impl Harness {
             workdir: self.image.workdir.clone(),
             hostname: name.into(),
             limits,
+            fs_capacity_bytes: 0,
             net_slot: NEXT_SLOT.fetch_add(1, Ordering::SeqCst),
             id,
         }

@@ -148,6 +148,7 @@ impl Sandboxes {
                 memory_bytes: row.mem_bytes.max(0) as u64,
                 pids: self.defaults.pids_limit,
             },
+            fs_capacity_bytes: row.fs_capacity_bytes.max(0) as u64,
             net_slot: slot,
         }
     }

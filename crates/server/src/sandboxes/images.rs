@@ -140,7 +140,17 @@ impl Sandboxes {
                 base_rc = snapshot.run_config;
             }
         }
-        let upper = self.dirs.sandbox(&row.id).join("upper");
+        let state = self.dirs.sandbox(&row.id);
+        let upper = if state.join("disk.img").exists() {
+            if status != sandpit_api::SandboxStatus::Ready {
+                return Err(ApiError::NotReady(format!(
+                    "Sandbox '{name}' is stopped; start it before capturing it"
+                )));
+            }
+            self.runtime.host_view(&state.join("disk").join("upper"))
+        } else {
+            state.join("upper")
+        };
         Ok((row, digest, base_rc, upper))
     }
 
