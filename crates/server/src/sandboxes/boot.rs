@@ -142,7 +142,13 @@ impl Sandboxes {
             agent_socket: self.dirs.agent_socket(&row.id),
             env,
             workdir,
-            hostname: row.name.clone(),
+            // A warm pool member's name is internal (and not a valid host
+            // name); it keeps this one when it is handed out.
+            hostname: if crate::store::is_warm_name(&row.name) {
+                format!("sandbox-{}", &row.id[..8.min(row.id.len())])
+            } else {
+                row.name.clone()
+            },
             limits: Limits {
                 cpu_millis: (row.vcpus.max(1) as u64) * 1000,
                 memory_bytes: row.mem_bytes.max(0) as u64,

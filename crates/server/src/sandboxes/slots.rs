@@ -13,10 +13,11 @@ pub struct Slots {
 pub const MAX_SLOTS: u32 = 16_384;
 
 impl Slots {
-    /// Take the smallest free slot.
+    /// Take the smallest free slot whose veth does not exist on the host
+    /// (another process, e.g. a second server in tests, may hold it).
     pub fn allocate(&self) -> Option<u32> {
         let mut used = self.lock();
-        let free = (0..MAX_SLOTS).find(|slot| !used.contains(slot))?;
+        let free = (0..MAX_SLOTS).find(|slot| !used.contains(slot) && !veth_exists(*slot))?;
         used.insert(free);
         Some(free)
     }
@@ -33,6 +34,11 @@ impl Slots {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u32>> {
         self.used.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn veth_exists(slot: u32) -> bool {
+    let name = format!("{}{slot}", sandpit_runtime::network::HOST_PREFIX);
+    std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
 #[cfg(test)]
