@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match sandpit_runtime::helper::serve(&state_dir) {
+    match sandpit_runtime::helper::serve(&state_dir, None) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("runtime helper: {}", sandpit_runtime::error_chain(&err));
