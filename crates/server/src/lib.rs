@@ -101,6 +101,10 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     // "shut down cleanly", not the default "die".
     let shutdown = shutdown_signal()?;
     let (dirs, store, key, agent) = prepare(&config).await?;
+    let service_keys = Arc::new(
+        gateway::tokens::ServiceKeys::open(&dirs.service_keys())
+            .context("loading the service-token keys")?,
+    );
     let controller = SandboxesConfig {
         dirs,
         host_image: backend.host_image,
@@ -119,6 +123,7 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         store: store.clone(),
         keys: Arc::new(Keys::default()),
         sandboxes: sandboxes.clone(),
+        service_keys,
     };
     let endpoint = state
         .config

@@ -2,7 +2,13 @@
 //!
 //! One relay core ([`relay`]) forwards HTTP/1.1 requests — streamed bodies,
 //! SSE and WebSocket upgrades included — to an upstream connection; small
-//! route modules decide only who may go where ([`dataplane`]).
+//! route modules decide only who may go where ([`dataplane`], [`service`]
+//! for service URLs and OpenSandbox endpoints). [`tokens`] signs and checks
+//! the tokens service routes accept; [`netns`] opens connections inside a
+//! sandbox's network namespace.
 
 pub mod dataplane;
+pub mod netns;
 pub mod relay;
+pub mod service;
+pub mod tokens;

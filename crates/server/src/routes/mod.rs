@@ -1,9 +1,13 @@
 //! The HTTP surface: control API routes (under both `/api/v2/sandboxes` and
-//! `/v2/sandboxes`), the data-plane gateway, and `/healthz`.
+//! `/v2/sandboxes`), the data-plane gateway, service URLs and OpenSandbox
+//! endpoints (`gateway::service`, in front of every route), the JWKS, and
+//! `/healthz`.
 
 mod admin;
 mod boxes;
 mod extract;
+mod opensandbox;
+mod service_url;
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -11,7 +15,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::error_response;
-use crate::gateway::dataplane;
+use crate::gateway::{dataplane, service};
 use crate::state::AppState;
 
 fn sandboxes_api() -> Router<AppState> {
@@ -24,6 +28,7 @@ fn sandboxes_api() -> Router<AppState> {
         .route("/boxes/{name}/status", get(boxes::status))
         .route("/boxes/{name}/stop", post(boxes::stop))
         .route("/boxes/{name}/start", post(boxes::start))
+        .route("/boxes/{name}/service-url", post(service_url::create))
 }
 
 fn admin_api() -> Router<AppState> {
@@ -38,6 +43,7 @@ fn admin_api() -> Router<AppState> {
         )
         .route("/keys", post(admin::create_key).get(admin::list_keys))
         .route("/keys/{id}", axum::routing::delete(admin::revoke_key))
+        .route("/service-keys/rotate", post(service_url::rotate))
 }
 
 async fn healthz() -> &'static str {
@@ -69,7 +75,17 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1/admin", admin_api())
         .route("/dataplane/{id}", any(dataplane::relay_root))
         .route("/dataplane/{id}/{*rest}", any(dataplane::relay))
+        .route("/.well-known/jwks.json", get(service_url::jwks))
+        .route(
+            "/v1/sandboxes/{id}/endpoints/{port}",
+            get(opensandbox::endpoint),
+        )
         .fallback(not_found)
         .layer(axum::middleware::map_response(error_bodies))
+        // Outermost: service hosts and paths never reach the API routes.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            service::route,
+        ))
         .with_state(state)
 }
