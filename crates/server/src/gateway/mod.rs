@@ -5,10 +5,12 @@
 //! route modules decide only who may go where ([`dataplane`], [`service`]
 //! for service URLs and OpenSandbox endpoints). [`tokens`] signs and checks
 //! the tokens service routes accept; [`netns`] opens connections inside a
-//! sandbox's network namespace.
+//! sandbox's network namespace; [`tunnel`] carries the SDK's TCP tunnels
+//! (yamux over a WebSocket) into it.
 
 pub mod dataplane;
 pub mod netns;
 pub mod relay;
 pub mod service;
 pub mod tokens;
+pub mod tunnel;

@@ -15,7 +15,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::error_response;
-use crate::gateway::{dataplane, service};
+use crate::gateway::{dataplane, service, tunnel};
 use crate::state::AppState;
 
 fn sandboxes_api() -> Router<AppState> {
@@ -74,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/v2/sandboxes", sandboxes_api())
         .nest("/api/v1/admin", admin_api())
         .route("/dataplane/{id}", any(dataplane::relay_root))
+        .route("/dataplane/{id}/tunnel", get(tunnel::upgrade))
         .route("/dataplane/{id}/{*rest}", any(dataplane::relay))
         .route("/.well-known/jwks.json", get(service_url::jwks))
         .route(
