@@ -203,3 +203,36 @@ def test_tunnels_need_the_sandboxes_tenant(tsb, server):
     with pytest.raises(InvalidStatus) as err:
         _raw_session(tsb, "sp_wrong")
     assert err.value.response.status_code == 401
+
+
+def test_sandpit_tunnel_cli_verb(tsb, server):
+    import subprocess
+
+    from conftest import sandpit_binary
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sandpit_binary(), "tunnel", tsb.name, "9000", "--local-port", str(port),
+         "--endpoint", server.endpoint, "--api-key", server.api_key],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"Forwarding 127.0.0.1:{port} -> {tsb.name}:9000"), line
+        payload = os.urandom(4 << 20)
+        assert _echo_once(port, payload) == payload
+        results: list[bool] = []
+        threads = [
+            threading.Thread(target=lambda i=i: results.append(_echo_once(port, b"x%d" % i) == b"x%d" % i))
+            for i in range(32)
+        ]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        assert results == [True] * 32
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -37,6 +37,8 @@ enum Command {
     Tenants(commands::admin::TenantsArgs),
     /// Admin: create, list and revoke API keys.
     Keys(commands::admin::KeysArgs),
+    /// Forward a local TCP port to a port inside a sandbox.
+    Tunnel(commands::tunnel::TunnelArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +50,6 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Tenants(args) => commands::admin::tenants(args),
         Command::Keys(args) => commands::admin::keys(args),
+        Command::Tunnel(args) => commands::tunnel::run(args),
     }
 }
