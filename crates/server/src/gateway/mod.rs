@@ -10,6 +10,7 @@
 
 pub mod dataplane;
 pub mod netns;
+pub mod pool;
 pub mod relay;
 pub mod service;
 pub mod tokens;

@@ -34,6 +34,8 @@ pub enum RelayError {
     Connect(#[source] std::io::Error),
     #[error("upstream connection failed")]
     Upstream(#[source] hyper::Error),
+    #[error("pooled upstream request failed")]
+    Pooled(#[source] hyper_util::client::legacy::Error),
     #[error("upstream timed out")]
     Timeout,
     #[error("bad request target")]
@@ -141,6 +143,14 @@ pub async fn forward_holding<H: Send + 'static>(
             .headers
             .insert(header::HOST, HeaderValue::from_static("sandbox"));
     }
+    if let (Upstream::Netns { pid, port }, None) = (upstream, &upgrade) {
+        parts.uri = super::pool::uri(*pid, *port, path_and_query).map_err(RelayError::BadTarget)?;
+        let response = super::pool::client()
+            .request(Request::from_parts(parts, body))
+            .await
+            .map_err(RelayError::Pooled)?;
+        return Ok(respond(response, hold));
+    }
     let upstream_req = Request::from_parts(parts, body);
     match upstream {
         Upstream::Unix(path) => {
@@ -196,13 +206,22 @@ where
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, Body::empty()));
     }
+    Ok(respond(response, hold))
+}
+
+/// The upstream's response for the client, keeping `hold` alive until its
+/// body has been sent.
+fn respond<H: Send + 'static>(
+    response: Response<hyper::body::Incoming>,
+    hold: H,
+) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let body = body.map_frame(move |frame| {
         let _ = &hold;
         frame
     });
-    Ok(Response::from_parts(parts, Body::new(body)))
+    Response::from_parts(parts, Body::new(body))
 }
 
 /// Copy bytes both ways between two upgraded connections until both close.

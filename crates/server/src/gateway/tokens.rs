@@ -67,6 +67,7 @@ struct Key {
     created_at: i64,
     seq: u64,
     signing: SigningKey,
+    verifying: VerifyingKey,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -76,10 +77,15 @@ struct Header {
     kid: String,
 }
 
+/// Tokens already verified, so a service's every request does not pay for
+/// an Ed25519 verification. Bounded: cleared when full.
+const VERIFIED_CACHE: usize = 4096;
+
 /// The key set, newest last.
 pub struct ServiceKeys {
     dir: PathBuf,
     keys: RwLock<Vec<Key>>,
+    verified: std::sync::Mutex<std::collections::HashMap<String, Claims>>,
 }
 
 fn now() -> i64 {
@@ -102,6 +108,7 @@ impl ServiceKeys {
         let this = Self {
             dir: dir.to_path_buf(),
             keys: RwLock::new(keys),
+            verified: std::sync::Mutex::default(),
         };
         this.rotate_if_due(now())?;
         Ok(this)
@@ -128,6 +135,12 @@ impl ServiceKeys {
             .collect();
         keys.retain(|k| !retired.contains(&k.kid));
         drop(keys);
+        if !retired.is_empty() {
+            self.verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
         for kid in retired {
             let _ = std::fs::remove_file(self.dir.join(format!("{kid}.json")));
         }
@@ -174,6 +187,35 @@ impl ServiceKeys {
     }
 
     fn verify_at(&self, token: &str, aud: &str, at: i64) -> Result<Claims, TokenError> {
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        let claims = match cached {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signature(token)?;
+                let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+                if verified.len() >= VERIFIED_CACHE {
+                    verified.clear();
+                }
+                verified.insert(token.to_owned(), claims.clone());
+                claims
+            }
+        };
+        if claims.aud != aud {
+            return Err(TokenError::BadSignature);
+        }
+        if claims.exp <= at {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// The claims of `token` if a key of ours signed it (expiry unchecked).
+    fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(c), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -193,14 +235,7 @@ impl ServiceKeys {
         verifying
             .verify(input.as_bytes(), &signature)
             .map_err(|_| TokenError::BadSignature)?;
-        let claims: Claims = decode_json(c)?;
-        if claims.aud != aud {
-            return Err(TokenError::BadSignature);
-        }
-        if claims.exp <= at {
-            return Err(TokenError::Expired);
-        }
-        Ok(claims)
+        decode_json(c)
     }
 
     fn verifying_key(&self, kid: &str) -> Option<VerifyingKey> {
@@ -209,7 +244,7 @@ impl ServiceKeys {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|k| k.kid == kid)
-            .map(|k| k.signing.verifying_key())
+            .map(|k| k.verifying)
     }
 
     /// The public keys as a JWKS document (RFC 7517, RFC 8037 `OKP` keys).
@@ -226,7 +261,7 @@ impl ServiceKeys {
                     "alg": "EdDSA",
                     "use": "sig",
                     "kid": k.kid,
-                    "x": B64.encode(k.signing.verifying_key().to_bytes()),
+                    "x": B64.encode(k.verifying.to_bytes()),
                 })
             })
             .collect();
@@ -244,11 +279,13 @@ fn generate(at: i64, seq: u64) -> Key {
     rand::thread_rng().fill_bytes(&mut seed);
     let mut id = [0u8; 9];
     rand::thread_rng().fill_bytes(&mut id);
+    let signing = SigningKey::from_bytes(&seed);
     Key {
         kid: B64.encode(id),
         created_at: at,
         seq,
-        signing: SigningKey::from_bytes(&seed),
+        verifying: signing.verifying_key(),
+        signing,
     }
 }
 
@@ -279,11 +316,13 @@ fn load(path: &Path) -> anyhow::Result<Key> {
         .decode(&stored.seed)?
         .try_into()
         .map_err(|_| anyhow::anyhow!("bad key seed in {}", path.display()))?;
+    let signing = SigningKey::from_bytes(&seed);
     Ok(Key {
         kid: stored.kid,
         created_at: stored.created_at,
         seq: stored.seq,
-        signing: SigningKey::from_bytes(&seed),
+        verifying: signing.verifying_key(),
+        signing,
     })
 }
 
