@@ -365,3 +365,19 @@ def test_opensandbox_endpoint(server, app_sb):
     assert wrong_port.status_code == 403
     svc_token = app_sb.service(port=8000).token
     assert httpx.get(f"http://{body['endpoint']}/items", headers={"X-Sandbox-Token": svc_token}).status_code == 401
+
+
+def test_opensandbox_sdk_gets_a_working_endpoint(server, app_sb):
+    import asyncio
+
+    from opensandbox.adapters.sandboxes_adapter import SandboxesAdapter
+    from opensandbox.config.connection import ConnectionConfig
+
+    async def fetch():
+        config = ConnectionConfig(domain=server.endpoint, api_key=server.api_key)
+        return await SandboxesAdapter(config).get_sandbox_endpoint(app_sb.id, 8000, use_server_proxy=True)
+
+    endpoint = asyncio.run(fetch())
+    assert endpoint.endpoint.endswith(f"/sandboxes/{app_sb.id}/port/8000")
+    resp = httpx.get(f"http://{endpoint.endpoint}/items", headers=endpoint.headers)
+    assert resp.status_code == 200, resp.text
