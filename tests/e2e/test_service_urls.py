@@ -42,6 +42,19 @@ class H(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/items":
             return self._send(200, items)
+        if self.path == "/stream":
+            import time
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(3):
+                data = f"data: {i}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                time.sleep(0.4)
+            self.wfile.write(b"0\r\n\r\n")
+            return
         if self.path.startswith("/headers"):
             seen = {k.lower(): v for k, v in self.headers.items()}
             return self._send(200, {"headers": seen, "path": self.path})
@@ -381,3 +394,29 @@ def test_opensandbox_sdk_gets_a_working_endpoint(server, app_sb):
     assert endpoint.endpoint.endswith(f"/sandboxes/{app_sb.id}/port/8000")
     resp = httpx.get(f"http://{endpoint.endpoint}/items", headers=endpoint.headers)
     assert resp.status_code == 200, resp.text
+
+
+def test_streamed_responses_arrive_as_they_are_sent(app_sb):
+    svc = app_sb.service(port=8000)
+    arrivals = []
+    with httpx.stream("GET", svc.service_url + "stream", headers={TOKEN_HEADER: svc.token}) as resp:
+        assert resp.status_code == 200
+        for chunk in resp.iter_raw():
+            arrivals.append((time.monotonic(), chunk))
+    body = b"".join(c for _, c in arrivals)
+    assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    # The first event came long before the last was written (0.8 s later).
+    assert arrivals[-1][0] - arrivals[0][0] > 0.5
+
+
+def test_service_traffic_counts_as_activity(server, app_sb):
+    def last_activity() -> str:
+        resp = httpx.get(f"{server.api}/boxes/{app_sb.name}", headers=server.headers())
+        return resp.json()["last_activity_at"]
+
+    svc = app_sb.service(port=8000)
+    before = last_activity()
+    time.sleep(1.2)
+    assert svc.get("/items").status_code == 200
+    time.sleep(0.2)
+    assert last_activity() > before
