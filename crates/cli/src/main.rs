@@ -57,6 +57,8 @@ enum Command {
     Tenants(commands::admin::TenantsArgs),
     /// Admin: create, list and revoke API keys.
     Keys(commands::admin::KeysArgs),
+    /// Forward a local TCP port to a port inside a sandbox.
+    Tunnel(commands::tunnel::TunnelArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,5 +80,6 @@ fn main() -> ExitCode {
         Command::Cp(args) => commands::run(commands::cp::cp(args)),
         Command::Tenants(args) => commands::admin::tenants(args),
         Command::Keys(args) => commands::admin::keys(args),
+        Command::Tunnel(args) => commands::tunnel::run(args),
     }
 }

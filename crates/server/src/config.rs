@@ -38,6 +38,10 @@ pub struct ServerConfig {
     /// Base URL clients use to reach this server (for `dataplane_url`);
     /// `None` means "derive from the request's Host header".
     pub public_url: Option<String>,
+    /// Domain under which each service gets a host `{id}--{port}.{domain}`
+    /// (wildcard DNS, may carry `:port`); `None` is the zero-config local
+    /// mode (path-prefixed `service_url`, `*.localhost` `browser_url`).
+    pub service_domain: Option<String>,
     /// Bytes of the static agent binary to install into the data dir.
     pub agent_binary: &'static [u8],
     /// Executable to run as `runtime-helper` (normally `current_exe()`).
@@ -67,6 +71,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from(".sandpit"),
             admin_api_key: None,
             public_url: None,
+            service_domain: None,
             agent_binary: b"",
             helper_exe: PathBuf::from("sandpit"),
             defaults: Defaults::default(),

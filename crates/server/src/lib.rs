@@ -112,6 +112,10 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     ));
     let snapshots = Arc::new(snapshots::Snapshots::new(store.clone(), puller));
     snapshots.recover().await.context("recovering snapshots")?;
+    let service_keys = Arc::new(
+        gateway::tokens::ServiceKeys::open(&dirs.service_keys())
+            .context("loading the service-token keys")?,
+    );
     let controller = SandboxesConfig {
         dirs,
         host_image: backend.host_image,
@@ -131,6 +135,7 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         store: store.clone(),
         keys: Arc::new(Keys::default()),
         sandboxes: sandboxes.clone(),
+        service_keys,
     };
     let endpoint = state
         .config

@@ -8,6 +8,7 @@
 //! DATA/runtime/                runtime helper state (libcontainer)
 //! DATA/run/<id>.sock           each running sandbox's agent socket
 //! DATA/sandboxes/<id>/         each sandbox's files (writable layer)
+//! DATA/service-keys/<kid>.json service-token signing keys (0600)
 //! ```
 
 use std::io::Write;
@@ -51,6 +52,9 @@ impl DataDirs {
     }
     pub fn admin_key_file(&self) -> PathBuf {
         self.root.join("admin-api-key")
+    }
+    pub fn service_keys(&self) -> PathBuf {
+        self.root.join("service-keys")
     }
     pub fn bin(&self) -> PathBuf {
         self.root.join("bin")

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::Keys;
 use crate::config::ServerConfig;
+use crate::gateway::tokens::ServiceKeys;
 use crate::sandboxes::Sandboxes;
 use crate::store::Store;
 
@@ -13,6 +14,8 @@ pub struct AppState {
     pub store: Store,
     pub keys: Arc<Keys>,
     pub sandboxes: Arc<Sandboxes>,
+    /// Keys that sign service and endpoint tokens.
+    pub service_keys: Arc<ServiceKeys>,
 }
 
 impl AppState {

@@ -130,6 +130,9 @@ async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
         store,
         keys: Arc::new(Keys::default()),
         sandboxes,
+        service_keys: Arc::new(
+            sandpit_server::gateway::tokens::ServiceKeys::open(&dirs.service_keys()).unwrap(),
+        ),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cp;
 pub mod exec;
 pub mod runtime_helper;
 pub mod serve;
+pub mod tunnel;
 
 use std::process::ExitCode;
 

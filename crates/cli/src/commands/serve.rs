@@ -26,6 +26,11 @@ pub struct ServeArgs {
     /// (default: the Host header of each request).
     #[arg(long, env = "SANDPIT_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Serve each sandbox port at `{sandbox-id}--{port}.DOMAIN` (wildcard
+    /// DNS pointing here; may include `:port`). Without it, `service_url`
+    /// is path-prefixed on this server's address.
+    #[arg(long, env = "SANDPIT_SERVICE_DOMAIN")]
+    pub service_domain: Option<String>,
     /// Largest request body (file upload) relayed to a sandbox, in bytes.
     #[arg(long, default_value_t = 1 << 30)]
     pub max_upload_bytes: u64,
@@ -107,6 +112,9 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             .ok()
             .filter(|k| !k.is_empty()),
         public_url: args.public_url,
+        service_domain: args
+            .service_domain
+            .map(|d| d.trim_matches('.').to_ascii_lowercase()),
         agent_binary: crate::agent_binary::STATIC_AGENT,
         helper_exe: std::env::current_exe().context("locating the sandpit binary")?,
         defaults,

@@ -14,6 +14,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 
 /// Where a request goes.
@@ -21,6 +22,9 @@ use tokio::net::UnixStream;
 pub enum Upstream {
     /// An agent's unix socket on the host.
     Unix(PathBuf),
+    /// `127.0.0.1:port` inside the network namespace of process `pid`
+    /// (a sandbox's init): services a sandbox runs, loopback-only included.
+    Netns { pid: i32, port: u16 },
 }
 
 /// Why a request could not be relayed. Carries which side failed.
@@ -30,6 +34,8 @@ pub enum RelayError {
     Connect(#[source] std::io::Error),
     #[error("upstream connection failed")]
     Upstream(#[source] hyper::Error),
+    #[error("pooled upstream request failed")]
+    Pooled(#[source] hyper_util::client::legacy::Error),
     #[error("upstream timed out")]
     Timeout,
     #[error("bad request target")]
@@ -88,9 +94,10 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-async fn connect(upstream: &Upstream) -> Result<UnixStream, RelayError> {
-    match upstream {
-        Upstream::Unix(path) => UnixStream::connect(path).await.map_err(RelayError::Connect),
+impl RelayError {
+    /// Nothing accepted the connection (refused, or the sandbox is gone).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, RelayError::Connect(_))
     }
 }
 
@@ -136,9 +143,44 @@ pub async fn forward_holding<H: Send + 'static>(
             .headers
             .insert(header::HOST, HeaderValue::from_static("sandbox"));
     }
+    if let (Upstream::Netns { pid, port }, None) = (upstream, &upgrade) {
+        parts.uri = super::pool::uri(*pid, *port, path_and_query).map_err(RelayError::BadTarget)?;
+        let response = super::pool::client()
+            .request(Request::from_parts(parts, body))
+            .await
+            .map_err(RelayError::Pooled)?;
+        return Ok(respond(response, hold));
+    }
     let upstream_req = Request::from_parts(parts, body);
+    match upstream {
+        Upstream::Unix(path) => {
+            let io = UnixStream::connect(path)
+                .await
+                .map_err(RelayError::Connect)?;
+            exchange(io, upstream_req, client_upgrade, hold).await
+        }
+        Upstream::Netns { pid, port } => {
+            let io = super::netns::connect(*pid, *port)
+                .await
+                .map_err(RelayError::Connect)?;
+            exchange(io, upstream_req, client_upgrade, hold).await
+        }
+    }
+}
 
-    let io = TokioIo::new(connect(upstream).await?);
+/// Send `upstream_req` over `io` and relay the response (or the upgraded
+/// connection) back.
+async fn exchange<I, H>(
+    io: I,
+    upstream_req: Request<Body>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    hold: H,
+) -> Result<Response<Body>, RelayError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Send + 'static,
+{
+    let io = TokioIo::new(io);
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(io)
         .await
@@ -164,13 +206,22 @@ pub async fn forward_holding<H: Send + 'static>(
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, Body::empty()));
     }
+    Ok(respond(response, hold))
+}
+
+/// The upstream's response for the client, keeping `hold` alive until its
+/// body has been sent.
+fn respond<H: Send + 'static>(
+    response: Response<hyper::body::Incoming>,
+    hold: H,
+) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let body = body.map_frame(move |frame| {
         let _ = &hold;
         frame
     });
-    Ok(Response::from_parts(parts, Body::new(body)))
+    Response::from_parts(parts, Body::new(body))
 }
 
 /// Copy bytes both ways between two upgraded connections until both close.

@@ -1,10 +1,14 @@
 //! The HTTP surface: control API routes (under both `/api/v2/sandboxes` and
-//! `/v2/sandboxes`), the data-plane gateway, and `/healthz`.
+//! `/v2/sandboxes`), the data-plane gateway, service URLs and OpenSandbox
+//! endpoints (`gateway::service`, in front of every route), the JWKS, and
+//! `/healthz`.
 
 mod admin;
 mod boxes;
 mod extract;
+mod opensandbox;
 mod pools;
+mod service_url;
 mod snapshots;
 mod templates;
 mod volumes;
@@ -15,7 +19,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::error::error_response;
-use crate::gateway::dataplane;
+use crate::gateway::{dataplane, service, tunnel};
 use crate::state::AppState;
 
 fn sandboxes_api() -> Router<AppState> {
@@ -54,6 +58,7 @@ fn sandboxes_api() -> Router<AppState> {
             "/pools/{name}",
             get(pools::get).patch(pools::update).delete(pools::delete),
         )
+        .route("/boxes/{name}/service-url", post(service_url::create))
 }
 
 fn admin_api() -> Router<AppState> {
@@ -68,6 +73,7 @@ fn admin_api() -> Router<AppState> {
         )
         .route("/keys", post(admin::create_key).get(admin::list_keys))
         .route("/keys/{id}", axum::routing::delete(admin::revoke_key))
+        .route("/service-keys/rotate", post(service_url::rotate))
 }
 
 async fn healthz() -> &'static str {
@@ -98,8 +104,19 @@ pub fn app(state: AppState) -> Router {
         .nest("/v2/sandboxes", sandboxes_api())
         .nest("/api/v1/admin", admin_api())
         .route("/dataplane/{id}", any(dataplane::relay_root))
+        .route("/dataplane/{id}/tunnel", get(tunnel::upgrade))
         .route("/dataplane/{id}/{*rest}", any(dataplane::relay))
+        .route("/.well-known/jwks.json", get(service_url::jwks))
+        .route(
+            "/v1/sandboxes/{id}/endpoints/{port}",
+            get(opensandbox::endpoint),
+        )
         .fallback(not_found)
         .layer(axum::middleware::map_response(error_bodies))
+        // Outermost: service hosts and paths never reach the API routes.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            service::route,
+        ))
         .with_state(state)
 }

@@ -36,6 +36,7 @@ pub struct Activity {
 pub struct ActivityGuard {
     activity: Activity,
     id: String,
+    opened: Instant,
 }
 
 impl Activity {
@@ -77,6 +78,7 @@ impl Activity {
         ActivityGuard {
             activity: self.clone(),
             id: id.to_owned(),
+            opened: Instant::now(),
         }
     }
 
@@ -108,8 +110,13 @@ impl Drop for ActivityGuard {
                     state.open.remove(&self.id);
                 }
             }
-            // The end of a connection is activity too, whatever the last flush.
-            state.flushed.remove(&self.id);
+            // The end of a long connection is activity too, whatever the last
+            // flush. A short one (a service-URL request) was recorded when it
+            // opened, within FLUSH_EVERY; forcing a write per request would
+            // put a database write on every proxied request.
+            if self.opened.elapsed() >= FLUSH_EVERY {
+                state.flushed.remove(&self.id);
+            }
         }
         self.activity.touch(&self.id);
     }

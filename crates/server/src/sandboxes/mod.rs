@@ -465,6 +465,15 @@ impl Sandboxes {
             .map(|live| live.socket.clone())
     }
 
+    /// The init pid of tenant `tenant_id`'s running sandbox `id`, whose
+    /// network namespace service and tunnel connections are opened in.
+    pub fn live_pid(&self, tenant_id: &str, id: &str) -> Option<i32> {
+        lock(&self.live)
+            .get(id)
+            .filter(|live| live.tenant_id == tenant_id)
+            .map(|live| live.pid)
+    }
+
     /// Record activity now; flushed to the database at most once a second.
     pub fn touch(&self, id: &str) {
         self.activity.touch(id);

@@ -1,0 +1,381 @@
+//! Service routes: HTTP into a port of a sandbox, authorised by a signed
+//! token instead of an API key.
+//!
+//! Three front doors lead to the same relay:
+//!
+//! - host `{sandbox-id}--{port}.{service domain}` (and `.localhost`, which
+//!   browsers resolve to loopback): the whole host is the service;
+//! - path `/svc/{sandbox-id}--{port}/...` on the server's own address (the
+//!   zero-config local `service_url`, for code);
+//! - path `/sandboxes/{sandbox-id}/port/{port}/...` (OpenSandbox endpoints).
+//!
+//! LangSmith services take the token from `X-Langsmith-Sandbox-Service-Token`
+//! or from the cookie `/_svc/auth?token=...` sets; OpenSandbox endpoints from
+//! `X-Sandbox-Token`. The token header and cookie never reach the service.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::StatusCode;
+
+use super::relay::{self, Upstream};
+use super::tokens::{Claims, TokenError, AUD_ENDPOINT, AUD_SERVICE};
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Header carrying a service-URL token (as the `langsmith` SDK sends it).
+pub const SERVICE_TOKEN_HEADER: &str = "x-langsmith-sandbox-service-token";
+/// Header carrying an OpenSandbox endpoint token.
+pub const ENDPOINT_TOKEN_HEADER: &str = "x-sandbox-token";
+/// Cookie set by `/_svc/auth`.
+pub const COOKIE: &str = "sandpit_svc_token";
+/// Path prefix of local-mode service URLs.
+pub const PATH_PREFIX: &str = "/svc/";
+/// Path prefix of OpenSandbox endpoints.
+pub const ENDPOINT_PREFIX: &str = "/sandboxes/";
+/// Path, inside a service, that exchanges `?token=` for the cookie.
+const AUTH_PATH: &str = "/_svc/auth";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Door {
+    /// LangSmith service URL: header or cookie.
+    Service,
+    /// OpenSandbox endpoint: `X-Sandbox-Token`.
+    Endpoint,
+}
+
+/// Which service a request is for.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    door: Door,
+    id: String,
+    port: u16,
+    /// Path prefix the service is mounted at ("" for a service host).
+    base: String,
+    /// Path inside the service, starting with `/`.
+    path: String,
+}
+
+/// `{id}--{port}` → (id, port).
+fn parse_label(label: &str) -> Option<(String, u16)> {
+    let (id, port) = label.rsplit_once("--")?;
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let valid = !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    valid.then(|| (id.to_ascii_lowercase(), port))
+}
+
+/// The service label of `host` if it is `{label}.{domain}` or
+/// `{label}.localhost` (with any port).
+fn host_label<'a>(host: &'a str, domain: Option<&str>) -> Option<&'a str> {
+    let (label, rest) = host.split_once('.')?;
+    let bare = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    let matches = |d: &str| rest.eq_ignore_ascii_case(d) || bare.eq_ignore_ascii_case(d);
+    (domain.is_some_and(matches) || matches("localhost")).then_some(label)
+}
+
+fn request_host(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+fn target(config: &ServerConfig, req: &Request) -> Option<Target> {
+    let path = req.uri().path();
+    if let Some(label) =
+        request_host(req).and_then(|h| host_label(h, config.service_domain.as_deref()))
+    {
+        let (id, port) = parse_label(label)?;
+        return Some(Target {
+            door: Door::Service,
+            id,
+            port,
+            base: String::new(),
+            path: path.to_owned(),
+        });
+    }
+    if let Some(rest) = path.strip_prefix(PATH_PREFIX) {
+        let (label, inner) = rest.split_once('/').map_or((rest, ""), |(l, p)| (l, p));
+        let (id, port) = parse_label(label)?;
+        return Some(Target {
+            door: Door::Service,
+            id,
+            port,
+            base: format!("{PATH_PREFIX}{label}"),
+            path: format!("/{inner}"),
+        });
+    }
+    let rest = path.strip_prefix(ENDPOINT_PREFIX)?;
+    let mut parts = rest.splitn(4, '/');
+    let (Some(id), Some("port"), Some(port)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let (id, port) = parse_label(&format!("{id}--{port}"))?;
+    Some(Target {
+        base: format!("{ENDPOINT_PREFIX}{id}/port/{port}"),
+        path: format!("/{}", parts.next().unwrap_or("")),
+        door: Door::Endpoint,
+        id,
+        port,
+    })
+}
+
+/// Middleware in front of every route: requests for a service go to it,
+/// everything else to the API.
+pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match target(&state.config, &req) {
+        Some(target) => serve(state, target, req)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        None => next.run(req).await,
+    }
+}
+
+async fn serve(state: AppState, target: Target, mut req: Request) -> Result<Response, ApiError> {
+    if target.door == Door::Service && target.path == AUTH_PATH {
+        return exchange_token(&state, &target, &req);
+    }
+    let claims = authorise(&state, &target, req.headers())?;
+    strip_credentials(req.headers_mut());
+    let pid = state
+        .sandboxes
+        .live_pid(&claims.tid, &target.id)
+        .ok_or_else(unreachable)?;
+    let mut path = target.path;
+    if let Some(query) = req.uri().query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let connection = state.sandboxes.connection(&target.id);
+    let upstream = Upstream::Netns {
+        pid,
+        port: target.port,
+    };
+    relay::forward_holding(req, &upstream, &path, connection)
+        .await
+        .map_err(|err| {
+            tracing::debug!(sandbox = %target.id, port = target.port, error = ?err, "service relay failed");
+            unreachable()
+        })
+}
+
+fn unreachable() -> ApiError {
+    ApiError::Upstream("Service is not reachable".into())
+}
+
+/// The token the request carries for `door`.
+fn presented(door: Door, headers: &HeaderMap) -> Option<String> {
+    let from_header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned())
+    };
+    match door {
+        Door::Endpoint => from_header(ENDPOINT_TOKEN_HEADER),
+        Door::Service => from_header(SERVICE_TOKEN_HEADER).or_else(|| cookie(headers, COOKIE)),
+    }
+    .filter(|t| !t.is_empty())
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Check the token for `target`: signed by us, unexpired, for this sandbox
+/// and port.
+fn authorise(state: &AppState, target: &Target, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let token = presented(target.door, headers)
+        .ok_or_else(|| ApiError::Unauthorized("Authentication required".into()))?;
+    check(state, target, &token)
+}
+
+fn check(state: &AppState, target: &Target, token: &str) -> Result<Claims, ApiError> {
+    let aud = match target.door {
+        Door::Service => AUD_SERVICE,
+        Door::Endpoint => AUD_ENDPOINT,
+    };
+    let claims = state
+        .service_keys
+        .verify(token, aud)
+        .map_err(|err| match err {
+            TokenError::Expired => ApiError::Unauthorized("Service link has expired".into()),
+            _ => ApiError::Unauthorized("Invalid service token".into()),
+        })?;
+    if claims.sub != target.id || claims.port != target.port {
+        return Err(ApiError::Forbidden(
+            "This token is not valid for this service".into(),
+        ));
+    }
+    Ok(claims)
+}
+
+/// Remove the token header and cookie, keeping the app's own cookies.
+fn strip_credentials(headers: &mut HeaderMap) {
+    headers.remove(SERVICE_TOKEN_HEADER);
+    headers.remove(ENDPOINT_TOKEN_HEADER);
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(COOKIE))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
+/// `/_svc/auth?token=...`: check the token, set it as an HttpOnly cookie
+/// scoped to this host (and mount path), and redirect to the service root.
+fn exchange_token(state: &AppState, target: &Target, req: &Request) -> Result<Response, ApiError> {
+    let token = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("Authentication required".into()))?;
+    let claims = check(state, target, token)?;
+    let max_age = (claims.exp - chrono::Utc::now().timestamp()).max(0);
+    let root = format!("{}/", target.base);
+    let cookie =
+        format!("{COOKIE}={token}; Path={root}; Max-Age={max_age}; HttpOnly; SameSite=Lax");
+    let response = Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, &root)
+        .header(header::SET_COOKIE, cookie)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::empty())
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(response)
+}
+
+/// `browser_url` and `service_url` of `port` of sandbox `id`.
+pub fn urls(
+    config: &ServerConfig,
+    base_url: &str,
+    id: &str,
+    port: u16,
+    token: &str,
+) -> (String, String) {
+    let label = format!("{id}--{port}");
+    let (scheme, authority) = base_url.split_once("://").unwrap_or(("http", base_url));
+    let authority = authority.split('/').next().unwrap_or(authority);
+    let auth = format!("{AUTH_PATH}?token={token}");
+    if let Some(domain) = &config.service_domain {
+        let root = format!("{scheme}://{label}.{domain}");
+        return (format!("{root}{auth}"), format!("{root}/"));
+    }
+    let service_url = format!("{base_url}{PATH_PREFIX}{label}/");
+    let (host, port_part) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, format!(":{p}")),
+        _ => (authority, String::new()),
+    };
+    let loopback = host == "localhost"
+        || host == "[::1]"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback());
+    let browser_url = if loopback {
+        format!("{scheme}://{label}.localhost{port_part}{auth}")
+    } else {
+        format!("{base_url}{PATH_PREFIX}{label}{auth}")
+    };
+    (browser_url, service_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0b7e4c1a-2f55-4d2e-9d2f-5a3c8e1f0a11";
+
+    fn target_of(config: &ServerConfig, host: &str, uri: &str) -> Option<Target> {
+        let req = Request::get(uri)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        target(config, &req)
+    }
+
+    #[test]
+    fn hosts_and_paths_name_services() {
+        let mut config = ServerConfig::default();
+        config.service_domain = Some("sandpit.test".into());
+        let t = target_of(&config, &format!("{ID}--8000.sandpit.test"), "/a?b=1").unwrap();
+        assert_eq!((t.id.as_str(), t.port, t.path.as_str()), (ID, 8000, "/a"));
+        let t = target_of(&config, &format!("{ID}--3000.localhost:8080"), "/").unwrap();
+        assert_eq!((t.port, t.base.as_str()), (3000, ""));
+        let t = target_of(&config, "127.0.0.1:8080", &format!("/svc/{ID}--8000/x/y")).unwrap();
+        assert_eq!(
+            (t.path.as_str(), t.base),
+            ("/x/y", format!("/svc/{ID}--8000"))
+        );
+        let t = target_of(&config, "127.0.0.1:8080", &format!("/svc/{ID}--8000")).unwrap();
+        assert_eq!(t.path, "/");
+        let t = target_of(&config, "h", &format!("/sandboxes/{ID}/port/80/p")).unwrap();
+        assert_eq!(
+            (t.door, t.port, t.path.as_str()),
+            (Door::Endpoint, 80, "/p")
+        );
+        assert!(target_of(&config, "127.0.0.1:8080", "/api/v2/sandboxes/boxes").is_none());
+        assert!(target_of(&config, "other.example", "/").is_none());
+        assert!(target_of(&config, "127.0.0.1", &format!("/svc/{ID}--0/")).is_none());
+        assert!(target_of(&config, "127.0.0.1", &format!("/svc/{ID}--70000/")).is_none());
+    }
+
+    #[test]
+    fn credentials_are_stripped_and_other_cookies_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(SERVICE_TOKEN_HEADER, HeaderValue::from_static("t"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; sandpit_svc_token=t; b=2"),
+        );
+        assert_eq!(cookie(&h, COOKIE).as_deref(), Some("t"));
+        strip_credentials(&mut h);
+        assert!(h.get(SERVICE_TOKEN_HEADER).is_none());
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("sandpit_svc_token=t"),
+        );
+        strip_credentials(&mut h);
+        assert!(h.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn local_and_domain_urls() {
+        let mut config = ServerConfig::default();
+        let (browser, service) = urls(&config, "http://127.0.0.1:8080", "i", 80, "T");
+        assert_eq!(browser, "http://i--80.localhost:8080/_svc/auth?token=T");
+        assert_eq!(service, "http://127.0.0.1:8080/svc/i--80/");
+        let (browser, _) = urls(&config, "https://sandpit.example", "i", 80, "T");
+        assert_eq!(
+            browser,
+            "https://sandpit.example/svc/i--80/_svc/auth?token=T"
+        );
+        config.service_domain = Some("svc.example:8443".into());
+        let (browser, service) = urls(&config, "https://sandpit.example", "i", 80, "T");
+        assert_eq!(browser, "https://i--80.svc.example:8443/_svc/auth?token=T");
+        assert_eq!(service, "https://i--80.svc.example:8443/");
+    }
+}

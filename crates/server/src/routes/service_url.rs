@@ -1,0 +1,138 @@
+//! `POST /boxes/{name}/service-url`, the JWKS that verifies its tokens, and
+//! key rotation.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::extract::Body;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::gateway::service;
+use crate::gateway::tokens::{Claims, AUD_SERVICE, MAX_TTL};
+use crate::state::AppState;
+
+/// Default token lifetime (10 minutes), as the SDK documents.
+const DEFAULT_TTL: i64 = 600;
+
+fn default_ttl() -> i64 {
+    DEFAULT_TTL
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUrlRequest {
+    /// Port inside the sandbox, 1..=65535.
+    port: i64,
+    /// Token lifetime, 1 s ..= 24 h.
+    #[serde(default = "default_ttl")]
+    expires_in_seconds: i64,
+    /// Login-gated URLs (LangSmith accounts) do not exist here.
+    #[serde(default)]
+    access: Option<String>,
+    /// Accepted for compatibility; Sandpit does not issue embed URLs.
+    #[serde(default)]
+    #[allow(dead_code)]
+    embed_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceUrlResponse {
+    browser_url: String,
+    service_url: String,
+    token: String,
+    expires_at: String,
+}
+
+/// A port number from a request, or 422.
+pub fn port(value: i64) -> Result<u16, ApiError> {
+    u16::try_from(value)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            ApiError::Validation(format!("port must be between 1 and 65535, got {value}"))
+        })
+}
+
+/// Sign a token for `port` of sandbox `id` of `tenant_id`, valid `ttl` seconds.
+pub fn sign(
+    state: &AppState,
+    aud: &str,
+    tenant_id: &str,
+    id: &str,
+    port: u16,
+    ttl: i64,
+) -> Result<(String, chrono::DateTime<chrono::Utc>), ApiError> {
+    let now = chrono::Utc::now();
+    let expires_at = now + chrono::Duration::seconds(ttl);
+    let claims = Claims {
+        sub: id.to_owned(),
+        port,
+        tid: tenant_id.to_owned(),
+        aud: aud.to_owned(),
+        iat: now.timestamp(),
+        exp: expires_at.timestamp(),
+    };
+    let token = state
+        .service_keys
+        .sign(&claims)
+        .map_err(ApiError::Internal)?;
+    Ok((token, expires_at))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Body(req): Body<ServiceUrlRequest>,
+) -> Result<Json<ServiceUrlResponse>, ApiError> {
+    let port = port(req.port)?;
+    if !(1..=MAX_TTL).contains(&req.expires_in_seconds) {
+        return Err(ApiError::Validation(format!(
+            "expires_in_seconds must be between 1 and {MAX_TTL}, got {}",
+            req.expires_in_seconds
+        )));
+    }
+    if req.access.is_some() {
+        return Err(ApiError::Validation(
+            "access is not supported: Sandpit service URLs use tokens".into(),
+        ));
+    }
+    let row = state.sandboxes.find(&caller, &name).await?;
+    let (token, expires_at) = sign(
+        &state,
+        AUD_SERVICE,
+        &caller.tenant_id,
+        &row.id,
+        port,
+        req.expires_in_seconds,
+    )?;
+    let base = state.base_url(&headers);
+    let (browser_url, service_url) = service::urls(&state.config, &base, &row.id, port, &token);
+    Ok(Json(ServiceUrlResponse {
+        browser_url,
+        service_url,
+        token,
+        expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }))
+}
+
+/// `GET /.well-known/jwks.json`: the keys that verify service tokens.
+pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.service_keys.jwks())
+}
+
+/// `POST /api/v1/admin/service-keys/rotate`: sign with a new key from now
+/// on; tokens signed before stay valid until they expire.
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !caller.is_admin {
+        return Err(ApiError::Forbidden("This needs an admin API key".into()));
+    }
+    let kid = state.service_keys.rotate().map_err(ApiError::Internal)?;
+    Ok(Json(serde_json::json!({ "kid": kid })))
+}

@@ -1,0 +1,422 @@
+"""Service URLs (LangSmith) and OpenSandbox endpoints, through the real SDK
+and raw HTTP: the seed's two examples unchanged, the REST shape, signed
+tokens and their JWKS, key rotation, cookie login, subdomain routing and the
+documented errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from conftest import start_server, stop_server
+
+TOKEN_HEADER = "X-Langsmith-Sandbox-Service-Token"
+
+# A standard-library stand-in for the seed's FastAPI app, plus `/headers`,
+# which echoes what the app received.
+APP = r'''
+import json, sys
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+items = []
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def _send(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def _body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(n) or b"null")
+    def do_GET(self):
+        if self.path == "/items":
+            return self._send(200, items)
+        if self.path == "/stream":
+            import time
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(3):
+                data = f"data: {i}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                time.sleep(0.4)
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path.startswith("/headers"):
+            seen = {k.lower(): v for k, v in self.headers.items()}
+            return self._send(200, {"headers": seen, "path": self.path})
+        self._send(404, {"detail": "not found"})
+    def do_POST(self):
+        item = self._body()
+        items.append(item)
+        self._send(200, item)
+    def _echo(self):
+        self._send(200, {"method": self.command, "path": self.path, "body": self._body()})
+    do_PUT = do_PATCH = do_DELETE = _echo
+    def log_message(self, *args):
+        pass
+host = sys.argv[2] if len(sys.argv) > 2 else "0.0.0.0"
+ThreadingHTTPServer((host, int(sys.argv[1])), H).serve_forever()
+'''
+
+
+def _b64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _claims(token: str) -> dict:
+    return json.loads(_b64(token.split(".")[1]))
+
+
+def wait_listening(sb, port: int, timeout: float = 15) -> None:
+    deadline = time.time() + timeout
+    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 1)\""
+    while time.time() < deadline:
+        if sb.run(probe, timeout=10).exit_code == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+# A second server sweeps runtime state it does not own, so it runs while the
+# session server has no sandbox alive: first in this module, before `app_sb`.
+@pytest.fixture(scope="module")
+def domain_server():
+    data_dir = Path(tempfile.mkdtemp(prefix="sp-svc-", dir="/tmp"))
+    srv = start_server(
+        data_dir,
+        api_key="sp_e2e_" + secrets.token_urlsafe(16),
+        extra_args=["--service-domain", "sandpit.test"],
+    )
+    yield srv
+    code = stop_server(srv)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    assert code == 0
+
+
+def test_subdomain_routing_with_a_service_domain(domain_server):
+    from langsmith.sandbox import SandboxClient
+
+    with SandboxClient(api_endpoint=f"{domain_server.endpoint}/api/v2/sandboxes", api_key=domain_server.api_key) as c:
+        with c.sandbox() as sb:
+            sb.write("/app/app.py", APP)
+            handle = sb.run("python3 /app/app.py 9000 127.0.0.1", timeout=0, wait=False)
+            wait_listening(sb, 9000)
+            svc = sb.service(port=9000)
+            host = f"{sb.id}--9000.sandpit.test"
+            assert svc.service_url == f"http://{host}/"
+            assert svc.browser_url == f"http://{host}/_svc/auth?token={svc.token}"
+            # No wildcard DNS here: send the Host header the DNS would lead to.
+            with httpx.Client(base_url=domain_server.endpoint, headers={"Host": host}) as http:
+                assert http.get("/items", headers={TOKEN_HEADER: svc.token}).json() == []
+                login = http.get(f"/_svc/auth?token={svc.token}")
+                assert login.status_code == 302
+                cookie = login.headers["set-cookie"].split(";")[0]
+                page = http.get("/headers", headers={"Cookie": cookie})
+                assert page.json()["headers"]["host"] == host
+                # The API is not reachable on a service host.
+                assert http.get("/healthz", headers={"Cookie": cookie}).status_code == 404
+            handle.kill()
+
+
+@pytest.fixture(scope="module")
+def app_sb(server):
+    """One sandbox running the items app on 8000 (all interfaces) and on
+    8001 (its 127.0.0.1 only)."""
+    from langsmith.sandbox import SandboxClient
+
+    with SandboxClient() as client, client.sandbox() as sb:
+        sb.write("/app/app.py", APP)
+        handles = [
+            sb.run("python3 /app/app.py 8000", timeout=0, wait=False),
+            sb.run("python3 /app/app.py 8001 127.0.0.1", timeout=0, wait=False),
+        ]
+        wait_listening(sb, 8000)
+        wait_listening(sb, 8001)
+        yield sb
+        for handle in handles:
+            handle.kill()
+
+
+def test_quick_start_runs_unchanged(client):
+    # The seed's Quick start, with the default image instead of a template.
+    with client.sandbox() as sb:
+        handle = sb.run("python -m http.server 8000", timeout=0, wait=False)
+        wait_listening(sb, 8000)
+
+        svc = sb.service(port=8000)
+
+        # Open in a browser
+        print(svc.browser_url)
+
+        # Or make requests programmatically
+        resp = svc.get("/")
+        print(resp.status_code)
+        assert resp.status_code == 200
+        assert "Directory listing" in resp.text
+
+        handle.kill()
+
+
+def test_items_api_example(client):
+    # The seed's FastAPI example, served by the standard library.
+    with client.sandbox() as sb:
+        sb.write("/app/main.py", APP)
+        handle = sb.run("python3 /app/main.py 8000", timeout=0, wait=False, env={"PYTHONPATH": "/app"})
+        wait_listening(sb, 8000)
+
+        svc = sb.service(port=8000)
+
+        svc.post("/items", json={"name": "widget", "price": 9.99})
+        svc.post("/items", json={"name": "gadget", "price": 24.99})
+
+        resp = svc.get("/items")
+        print(resp.json())
+        assert resp.json() == [{"name": "widget", "price": 9.99}, {"name": "gadget", "price": 24.99}]
+        print(svc.browser_url)
+        handle.kill()
+
+
+def test_http_helpers_reach_the_app(app_sb):
+    svc = app_sb.service(port=8000)
+    assert svc.put("/items/1", json={"name": "updated"}).json() == {
+        "method": "PUT",
+        "path": "/items/1",
+        "body": {"name": "updated"},
+    }
+    assert svc.patch("/items/1", json={"status": "active"}).json()["method"] == "PATCH"
+    assert svc.delete("/items/1").json()["method"] == "DELETE"
+    # The raw-URL form from the seed's "Use your own HTTP client".
+    resp = httpx.get(svc.service_url + "headers?x=1", headers={TOKEN_HEADER: svc.token})
+    assert resp.status_code == 200
+    assert resp.json()["path"] == "/headers?x=1"
+    assert TOKEN_HEADER.lower() not in resp.json()["headers"]
+    assert "x-api-key" not in resp.json()["headers"]
+
+
+def test_client_service_by_name_and_auto_refresh(client, app_sb):
+    svc = client.service(app_sb.name, port=8000, expires_in_seconds=31)
+    first = svc._token
+    time.sleep(1.1)
+    # Within the SDK's 30 s refresh margin: every access fetches a new token.
+    assert svc.get("/items").status_code == 200
+    assert svc._token != first
+
+
+def test_rest_shape_and_validation(server, app_sb):
+    url = f"{server.api}/boxes/{app_sb.name}/service-url"
+    resp = httpx.post(url, headers=server.headers(), json={"port": 8000})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert set(body) == {"browser_url", "service_url", "token", "expires_at"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["expires_at"])
+    claims = _claims(body["token"])
+    assert claims["sub"] == app_sb.id and claims["port"] == 8000 and claims["tid"]
+    assert 595 <= claims["exp"] - time.time() <= 601
+    assert body["browser_url"].endswith("/_svc/auth?token=" + body["token"])
+    assert urlsplit(body["browser_url"]).hostname == f"{app_sb.id}--8000.localhost"
+    assert body["service_url"] == f"{server.endpoint}/svc/{app_sb.id}--8000/"
+    for bad in ({"port": 0}, {"port": 65536}, {"port": 8000, "expires_in_seconds": 0},
+                {"port": 8000, "expires_in_seconds": 86401}, {"port": "x"}):
+        assert httpx.post(url, headers=server.headers(), json=bad).status_code == 422, bad
+    long = httpx.post(url, headers=server.headers(), json={"port": 8000, "expires_in_seconds": 86400})
+    assert long.status_code == 200
+    missing = httpx.post(f"{server.api}/boxes/nope/service-url", headers=server.headers(), json={"port": 1})
+    assert missing.status_code == 404
+    assert httpx.post(url, json={"port": 8000}).status_code == 401
+
+
+def test_tokens_verify_against_the_jwks(server, app_sb):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    token = app_sb.service(port=8000).token
+    header = json.loads(_b64(token.split(".")[0]))
+    assert header["alg"] == "EdDSA"
+    jwks = httpx.get(f"{server.endpoint}/.well-known/jwks.json").json()
+    key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+    assert (key["kty"], key["crv"]) == ("OKP", "Ed25519")
+    signing_input, signature = token.rsplit(".", 1)
+    Ed25519PublicKey.from_public_bytes(_b64(key["x"])).verify(_b64(signature), signing_input.encode())
+
+
+def test_rotation_keeps_unexpired_tokens_valid(server, app_sb):
+    old = app_sb.service(port=8000)
+    rotated = httpx.post(f"{server.endpoint}/api/v1/admin/service-keys/rotate", headers=server.headers())
+    assert rotated.status_code == 200, rotated.text
+    new = app_sb.service(port=8000)
+    kid = lambda t: json.loads(_b64(t.split(".")[0]))["kid"]  # noqa: E731
+    assert kid(new.token) == rotated.json()["kid"] != kid(old.token)
+    kids = {k["kid"] for k in httpx.get(f"{server.endpoint}/.well-known/jwks.json").json()["keys"]}
+    assert {kid(old.token), kid(new.token)} <= kids
+    assert old.get("/items").status_code == 200
+    assert new.get("/items").status_code == 200
+
+
+def _detail(resp: httpx.Response) -> str:
+    return resp.json()["detail"]["message"]
+
+
+def test_documented_errors(client, app_sb):
+    svc = app_sb.service(port=8000)
+    base = svc.service_url
+    none = httpx.get(base + "items")
+    assert (none.status_code, _detail(none)) == (401, "Authentication required")
+
+    short = app_sb.service(port=8000, expires_in_seconds=1)
+    token = short._token
+    time.sleep(2.1)
+    expired = httpx.get(base + "items", headers={TOKEN_HEADER: token})
+    assert (expired.status_code, _detail(expired)) == (401, "Service link has expired")
+
+    forged = svc.token[:-4] + ("AAAA" if not svc.token.endswith("AAAA") else "BBBB")
+    assert httpx.get(base + "items", headers={TOKEN_HEADER: forged}).status_code == 401
+
+    other_port = app_sb.service(port=8001).token
+    refused = httpx.get(base + "items", headers={TOKEN_HEADER: other_port})
+    assert refused.status_code == 403
+    with client.sandbox() as other:
+        elsewhere = other.service(port=8000).token
+        assert httpx.get(base + "items", headers={TOKEN_HEADER: elsewhere}).status_code == 403
+        silent = other.service(port=8000)
+        dead = silent.get("/")
+        assert (dead.status_code, _detail(dead)) == (502, "Service is not reachable")
+
+
+def test_service_on_sandbox_loopback_is_reachable(app_sb):
+    svc = app_sb.service(port=8001)
+    assert svc.post("/items", json={"n": 1}).json() == {"n": 1}
+    assert svc.get("/items").json() == [{"n": 1}]
+
+
+def test_browser_login_sets_a_host_cookie(server, app_sb):
+    svc = app_sb.service(port=8000)
+    browser = urlsplit(svc.browser_url)
+    host = browser.netloc  # {id}--8000.localhost:PORT (resolved by browsers)
+    with httpx.Client(base_url=server.endpoint, headers={"Host": host}) as http:
+        login = http.get(f"{browser.path}?{browser.query}")
+        assert login.status_code == 302
+        assert login.headers["location"] == "/"
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "Path=/;" in cookie and "domain" not in cookie.lower()
+        name, value = cookie.split(";")[0].split("=", 1)
+        assert value == svc.token
+        page = http.get("/headers", headers={"Cookie": f"theme=dark; {name}={value}"})
+        assert page.status_code == 200
+        seen = page.json()["headers"]
+        assert seen.get("cookie") == "theme=dark"
+        assert seen["host"] == host
+        http.cookies.clear()  # httpx kept the cookie, as a browser would
+        assert http.get("/headers").status_code == 401
+        bad = http.get("/_svc/auth?token=nope")
+        assert bad.status_code == 401
+    # The same login on the path-prefixed form scopes the cookie to the prefix.
+    prefix = urlsplit(svc.service_url).path
+    login = httpx.get(f"{server.endpoint}{prefix}_svc/auth?token={svc.token}")
+    assert login.status_code == 302 and login.headers["location"] == prefix
+    assert f"Path={prefix};" in login.headers["set-cookie"]
+
+
+def _new_tenant_key(server) -> str:
+    name = "svc-" + secrets.token_hex(4)
+    admin = f"{server.endpoint}/api/v1/admin"
+    assert httpx.post(f"{admin}/tenants", headers=server.headers(), json={"name": name}).status_code in (200, 201)
+    resp = httpx.post(f"{admin}/keys", headers=server.headers(), json={"tenant": name})
+    assert resp.status_code in (200, 201), resp.text
+    return resp.json()["key"]
+
+
+def test_other_tenants_get_404(server, app_sb):
+    key = _new_tenant_key(server)
+    resp = httpx.post(
+        f"{server.api}/boxes/{app_sb.name}/service-url", headers={"X-Api-Key": key}, json={"port": 8000}
+    )
+    assert resp.status_code == 404
+    resp = httpx.get(
+        f"{server.endpoint}/v1/sandboxes/{app_sb.id}/endpoints/8000", headers={"OPEN-SANDBOX-API-KEY": key}
+    )
+    assert resp.status_code == 404
+
+
+def test_opensandbox_endpoint(server, app_sb):
+    url = f"{server.endpoint}/v1/sandboxes/{app_sb.id}/endpoints/8000"
+    key = {"OPEN-SANDBOX-API-KEY": server.api_key}
+    for query in ("", "?use_server_proxy=true"):
+        resp = httpx.get(url + query, headers=key)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert set(body) == {"endpoint", "headers"}
+        assert resp.headers["x-request-id"]
+        host = urlsplit(server.endpoint).netloc
+        assert body["endpoint"] == f"{host}/sandboxes/{app_sb.id}/port/8000"
+        through = httpx.get(f"http://{body['endpoint']}/headers", headers=body["headers"])
+        assert through.status_code == 200
+        assert "x-sandbox-token" not in through.json()["headers"]
+    assert httpx.get(f"http://{body['endpoint']}/items").status_code == 401
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"OPEN-SANDBOX-API-KEY": "sp_wrong"}).status_code == 401
+    foreign = _new_tenant_key(server)
+    assert httpx.get(url, headers={"OPEN-SANDBOX-API-KEY": foreign, "X-Tenant-Id": "default"}).status_code == 403
+    assert httpx.get(
+        f"{server.endpoint}/v1/sandboxes/nope/endpoints/8000", headers=key
+    ).status_code == 404
+    # A token for another port is refused; LangSmith tokens are not endpoint tokens.
+    other = httpx.get(f"{server.endpoint}/v1/sandboxes/{app_sb.id}/endpoints/8001", headers=key).json()
+    wrong_port = httpx.get(f"http://{body['endpoint']}/items", headers=other["headers"])
+    assert wrong_port.status_code == 403
+    svc_token = app_sb.service(port=8000).token
+    assert httpx.get(f"http://{body['endpoint']}/items", headers={"X-Sandbox-Token": svc_token}).status_code == 401
+
+
+def test_opensandbox_sdk_gets_a_working_endpoint(server, app_sb):
+    import asyncio
+
+    from opensandbox.adapters.sandboxes_adapter import SandboxesAdapter
+    from opensandbox.config.connection import ConnectionConfig
+
+    async def fetch():
+        config = ConnectionConfig(domain=server.endpoint, api_key=server.api_key)
+        return await SandboxesAdapter(config).get_sandbox_endpoint(app_sb.id, 8000, use_server_proxy=True)
+
+    endpoint = asyncio.run(fetch())
+    assert endpoint.endpoint.endswith(f"/sandboxes/{app_sb.id}/port/8000")
+    resp = httpx.get(f"http://{endpoint.endpoint}/items", headers=endpoint.headers)
+    assert resp.status_code == 200, resp.text
+
+
+def test_streamed_responses_arrive_as_they_are_sent(app_sb):
+    svc = app_sb.service(port=8000)
+    arrivals = []
+    with httpx.stream("GET", svc.service_url + "stream", headers={TOKEN_HEADER: svc.token}) as resp:
+        assert resp.status_code == 200
+        for chunk in resp.iter_raw():
+            arrivals.append((time.monotonic(), chunk))
+    body = b"".join(c for _, c in arrivals)
+    assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    # The first event came long before the last was written (0.8 s later).
+    assert arrivals[-1][0] - arrivals[0][0] > 0.5
+
+
+def test_service_traffic_counts_as_activity(server, app_sb):
+    def last_activity() -> str:
+        resp = httpx.get(f"{server.api}/boxes/{app_sb.name}", headers=server.headers())
+        return resp.json()["last_activity_at"]
+
+    svc = app_sb.service(port=8000)
+    before = last_activity()
+    time.sleep(1.2)
+    assert svc.get("/items").status_code == 200
+    time.sleep(0.2)
+    assert last_activity() > before
