@@ -318,8 +318,10 @@ mod tests {
 
     #[test]
     fn hosts_and_paths_name_services() {
-        let mut config = ServerConfig::default();
-        config.service_domain = Some("sandpit.test".into());
+        let config = ServerConfig {
+            service_domain: Some("sandpit.test".into()),
+            ..ServerConfig::default()
+        };
         let t = target_of(&config, &format!("{ID}--8000.sandpit.test"), "/a?b=1").unwrap();
         assert_eq!((t.id.as_str(), t.port, t.path.as_str()), (ID, 8000, "/a"));
         let t = target_of(&config, &format!("{ID}--3000.localhost:8080"), "/").unwrap();
