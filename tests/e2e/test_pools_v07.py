@@ -148,6 +148,10 @@ def test_pool_refusals(srv, client):
         assert httpx.get(f"{srv.api}/pools/p1", headers=other).status_code == 404
         assert httpx.get(f"{srv.api}/pools", headers=other).json() == {"pools": []}
         assert httpx.delete(f"{srv.api}/pools/p1", headers=other).status_code == 404
+        for path in ("templates/tpl", "volumes/vol"):
+            assert httpx.get(f"{srv.api}/{path}", headers=other).status_code == 404, path
+            assert httpx.delete(f"{srv.api}/{path}", headers=other).status_code == 404, path
+        assert httpx.get(f"{srv.api}/templates", headers=other).json().get("templates", []) == []
     finally:
         for pool in client.list_pools():
             client.delete_pool(pool.name)

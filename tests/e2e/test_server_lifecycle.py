@@ -212,20 +212,25 @@ def test_full_data_disk_gives_errors_not_corruption(small_data_dir):
     try:
         sb = client.create_sandbox(name="filler")
         sb.write("/home/user/before.txt", "written before the disk filled")
-        # Fill the disk from inside: the writable layer lives in the data dir.
-        out = sb.run("dd if=/dev/zero of=/home/user/big bs=1M count=200 2>&1; echo rc=$?", timeout=60)
-        assert "No space left on device" in out.stdout and "rc=0" not in out.stdout
+        # Something on the host fills the data dir's file system.
+        filler = small_data_dir / "filler.bin"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"], capture_output=True)
+        free = os.statvfs(small_data_dir)
+        assert free.f_bavail * free.f_frsize < (1 << 20)
         # API calls that need the disk fail with a clear error in the API's
         # shape (or succeed); the server does not crash.
         r = httpx.post(f"{server.api}/boxes", headers={"X-Api-Key": server.api_key}, json={"name": "late"}, timeout=60)
         assert r.status_code in (201, 422, 500, 503), r.text
-        assert "detail" in r.json() or r.status_code == 201
-        with pytest.raises(Exception):
-            sb.write("/home/user/more.bin", b"x" * (8 << 20))
+        assert r.status_code == 201 or "detail" in r.json()
         assert server.proc.poll() is None
-        # Free the space: everything works again and nothing was lost.
-        sb.run("rm -f /home/user/big /home/user/more.bin")
         assert sb.read("/home/user/before.txt") == b"written before the disk filled"
+        # Free the space: everything works again and nothing was lost.
+        filler.unlink()
+        if r.status_code == 201:
+            client.delete_sandbox("late")
+        assert sb.read("/home/user/before.txt") == b"written before the disk filled"
+        sb.write("/home/user/after.txt", "written after")
+        assert sb.run("cat /home/user/after.txt").stdout == "written after"
         client.create_sandbox(name="after")
         names = sorted(s.name for s in client.list_sandboxes())
         assert "filler" in names and "after" in names
