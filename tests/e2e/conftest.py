@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,24 +105,32 @@ def stop_server(server: Server, timeout: float = 60) -> int:
         raise
 
 
-@pytest.fixture(scope="session")
-def server():
-    data_dir = Path(tempfile.mkdtemp(prefix="sp-e2e-", dir="/tmp"))
+@contextmanager
+def checked_server(data_dir: Path, api_key: str | None, extra_args: list[str] | None = None):
+    """A running `sandpit serve` on `data_dir`; on exit it is stopped, must
+    exit 0, and must leave no cgroups, veths, mounts or processes behind."""
     before = leaks.snapshot(str(data_dir))
-    srv = start_server(
-        data_dir,
-        api_key="sp_e2e_" + secrets.token_urlsafe(16),
-        extra_args=["--max-upload-bytes", str(32 << 20)],
-    )
-    os.environ["LANGSMITH_ENDPOINT"] = f"{srv.endpoint}/api"
-    os.environ["LANGSMITH_API_KEY"] = srv.api_key
+    srv = start_server(data_dir, api_key, extra_args)
     yield srv
     code = stop_server(srv)
     time.sleep(0.2)
     left = leaks.leaked(before, leaks.snapshot(str(data_dir)))
-    shutil.rmtree(data_dir, ignore_errors=True)
     assert code == 0, "sandpit serve exited with %s:\n%s" % (code, "\n".join(srv.log[-80:]))
     assert not left, f"leaked kernel objects after shutdown: {left}"
+
+
+@pytest.fixture(scope="session")
+def server():
+    data_dir = Path(tempfile.mkdtemp(prefix="sp-e2e-", dir="/tmp"))
+    with checked_server(
+        data_dir,
+        api_key="sp_e2e_" + secrets.token_urlsafe(16),
+        extra_args=["--max-upload-bytes", str(32 << 20)],
+    ) as srv:
+        os.environ["LANGSMITH_ENDPOINT"] = f"{srv.endpoint}/api"
+        os.environ["LANGSMITH_API_KEY"] = srv.api_key
+        yield srv
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -101,7 +101,7 @@ def test_exec_streams_and_passes_the_exit_code_through(cli_env, box):
     assert (out.returncode, out.stdout, out.stderr) == (7, "out\n", "err\n")
     quoted = text(cli_env, "exec", box, "--", "printf", "[%s]\\n", "a b", "it's", "$HOME")
     assert quoted.returncode == 0 and quoted.stdout == "[a b]\n[it's]\n[$HOME]\n"
-    piped = sp(cli_env, "exec", box, "--", "sha256sum", input=os.urandom(0) + b"x" * 300_000)
+    piped = sp(cli_env, "exec", box, "--", "sha256sum", input=b"x" * 300_000)
     assert piped.returncode == 0
     assert piped.stdout.decode().split()[0] == hashlib.sha256(b"x" * 300_000).hexdigest()
     cwd = text(cli_env, "exec", box, "--cwd", "/tmp", "--", "pwd")

@@ -19,10 +19,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import start_server, stop_server
+from conftest import checked_server
 from langsmith.sandbox import SandboxClient
 
-import leaks
 
 HOSTS = ["api.example.test", "other.example.test", "x.blocked.test", "plain.example.test"]
 EGRESS_PORTS = "25443,25080,25053"
@@ -74,15 +73,12 @@ def upstreams():
 @pytest.fixture(scope="module")
 def egress_server(upstreams):
     data_dir = Path(tempfile.mkdtemp(prefix="sp-egress-srv-", dir="/tmp"))
-    before = leaks.snapshot(str(data_dir))
     resolve = []
     for host in HOSTS:
         port = upstreams["http"] if host.startswith("plain.") else upstreams["https"]
         resolve += ["--egress-resolve", f"{host}=127.0.0.1:{port}"]
-    srv = start_server(data_dir, api_key="k-egress", extra_args=["--egress-ports", EGRESS_PORTS, *resolve])
-    yield srv
-    assert stop_server(srv) == 0
-    assert leaks.leaked(before, leaks.snapshot(str(data_dir))) == {}
+    with checked_server(data_dir, api_key="k-egress", extra_args=["--egress-ports", EGRESS_PORTS, *resolve]) as srv:
+        yield srv
     shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -12,7 +12,6 @@ import shutil
 import secrets
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -24,8 +23,7 @@ from langsmith.sandbox._exceptions import (
     SandboxClientError,
 )
 
-import leaks
-from conftest import start_server, stop_server
+from conftest import checked_server
 from registry import build_image, corrupt_layers, start_registry
 
 GiB = 1 << 30
@@ -59,19 +57,12 @@ def busybox(registry, workdir):
 
 @pytest.fixture(scope="module")
 def srv(registry, workdir):
-    data_dir = workdir / "data"
-    before = leaks.snapshot(str(data_dir))
-    server = start_server(
-        data_dir,
+    with checked_server(
+        workdir / "data",
         api_key="sp_img_" + secrets.token_urlsafe(12),
         extra_args=["--insecure-registry", registry.host],
-    )
-    yield server
-    code = stop_server(server)
-    time.sleep(0.2)
-    left = leaks.leaked(before, leaks.snapshot(str(data_dir)))
-    assert code == 0, "\n".join(server.log[-60:])
-    assert not left, f"leaked kernel objects: {left}"
+    ) as server:
+        yield server
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Runs only under langsmith 0.7.x (scripts/test runs it with that venv).
 
 from __future__ import annotations
 
-import re
 import secrets
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 import leaks  # noqa: E402
-from conftest import start_server, stop_server  # noqa: E402
+from conftest import checked_server  # noqa: E402
 
 if langsmith.__version__.startswith("0.7."):
     from langsmith.sandbox import SandboxClient, VolumeMountSpec
@@ -40,19 +39,13 @@ if langsmith.__version__.startswith("0.7."):
 @pytest.fixture(scope="module")
 def srv():
     data_dir = Path(tempfile.mkdtemp(prefix="sp-pool-", dir="/tmp"))
-    before = leaks.snapshot(str(data_dir))
-    server = start_server(
+    with checked_server(
         data_dir,
         api_key="sp_pool_" + secrets.token_urlsafe(12),
         extra_args=["--reconcile-interval-ms", "300"],
-    )
-    yield server
-    code = stop_server(server)
-    time.sleep(0.2)
-    left = leaks.leaked(before, leaks.snapshot(str(data_dir)))
+    ) as server:
+        yield server
     shutil.rmtree(data_dir, ignore_errors=True)
-    assert code == 0, "\n".join(server.log[-60:])
-    assert not left, f"leaked kernel objects: {left}"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import start_server, stop_server
+from conftest import checked_server, start_server, stop_server
 from langsmith.sandbox import ResourceNotFoundError, SandboxClient
 
 import leaks
@@ -38,11 +38,8 @@ def data_dir():
 
 @pytest.fixture
 def fast(data_dir):
-    before = leaks.snapshot(str(data_dir))
-    srv = start_server(data_dir, api_key="k-retention", extra_args=FAST)
-    yield srv
-    assert stop_server(srv) == 0
-    assert leaks.leaked(before, leaks.snapshot(str(data_dir))) == {}
+    with checked_server(data_dir, api_key="k-retention", extra_args=FAST) as srv:
+        yield srv
 
 
 def sdk(server) -> SandboxClient:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -23,8 +22,7 @@ pytestmark = pytest.mark.skipif(
     not langsmith.__version__.startswith("0.7."), reason="template-era SDK (langsmith 0.7.x) only"
 )
 
-import leaks  # noqa: E402
-from conftest import start_server, stop_server  # noqa: E402
+from conftest import checked_server  # noqa: E402
 from registry import build_image, start_registry  # noqa: E402
 
 if langsmith.__version__.startswith("0.7."):
@@ -74,19 +72,12 @@ def busybox(registry, workdir):
 
 @pytest.fixture(scope="module")
 def srv(registry, workdir):
-    data_dir = workdir / "data"
-    before = leaks.snapshot(str(data_dir))
-    server = start_server(
-        data_dir,
+    with checked_server(
+        workdir / "data",
         api_key="sp_tpl_" + secrets.token_urlsafe(12),
         extra_args=["--insecure-registry", registry.host],
-    )
-    yield server
-    code = stop_server(server)
-    time.sleep(0.2)
-    left = leaks.leaked(before, leaks.snapshot(str(data_dir)))
-    assert code == 0, "\n".join(server.log[-60:])
-    assert not left, f"leaked kernel objects: {left}"
+    ) as server:
+        yield server
 
 
 @pytest.fixture
