@@ -18,14 +18,17 @@ pub struct PoolRow {
     pub updated_at: String,
 }
 
+/// Names of warm pool members start with this.
+pub const WARM: &str = "_warm-";
+
 /// Name prefix of a pool's warm sandboxes. Requests cannot use names that
 /// start with `_`, so these never collide with a user's sandbox.
 pub fn warm_prefix(pool_id: &str) -> String {
-    format!("_warm-{pool_id}-")
+    format!("{WARM}{pool_id}-")
 }
 
 pub fn is_warm_name(name: &str) -> bool {
-    name.starts_with("_warm-")
+    name.starts_with(WARM)
 }
 
 impl Store {

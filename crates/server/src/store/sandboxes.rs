@@ -3,6 +3,7 @@
 use sandpit_api::SandboxStatus;
 use sqlx::FromRow;
 
+use super::pools::WARM;
 use super::{now, Store, StoreError, StoreResult};
 
 pub(super) const COLUMNS: &str = "id, tenant_id, name, status, status_message, image, snapshot_id, \
@@ -164,9 +165,10 @@ impl Store {
         tenant_id: &str,
         filter: &ListFilter,
     ) -> StoreResult<Vec<SandboxRow>> {
-        // Warm pool members (`_warm-...`) are not the tenant's to see.
+        // Warm pool members are not the tenant's to see.
         let mut sql = format!(
-            "SELECT {COLUMNS} FROM sandboxes WHERE tenant_id = $1 AND substr(name, 1, 1) <> '_'"
+            "SELECT {COLUMNS} FROM sandboxes WHERE tenant_id = $1 AND substr(name, 1, {len}) <> '{WARM}'",
+            len = WARM.len()
         );
         let mut next = 2;
         if filter.name_contains.is_some() {
