@@ -10,6 +10,7 @@ import json
 import re
 import secrets
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -420,3 +421,29 @@ def test_service_traffic_counts_as_activity(server, app_sb):
     assert svc.get("/items").status_code == 200
     time.sleep(0.2)
     assert last_activity() > before
+
+
+def test_http2_clients_reach_an_http1_app(app_sb):
+    """A client speaking HTTP/2 (cleartext, prior knowledge) gets HTTP/2
+    from Sandpit while the app in the sandbox sees HTTP/1.1 with a Host
+    header and no token."""
+    svc = app_sb.service(port=8000)
+
+    def curl(*args: str) -> tuple[str, str]:
+        out = subprocess.run(
+            ["curl", "-sS", "--http2-prior-knowledge", "-H", f"{TOKEN_HEADER}: {svc.token}",
+             "-w", "\n%{http_version} %{http_code}", *args],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+        body, _, status = out.rpartition("\n")
+        return body, status
+
+    body, status = curl(svc.service_url + "headers?h2=1")
+    assert status == "2 200"
+    seen = json.loads(body)
+    assert seen["path"] == "/headers?h2=1"
+    assert seen["headers"]["host"].startswith("127.0.0.1:")
+    assert TOKEN_HEADER.lower() not in seen["headers"]
+    body, status = curl("-X", "PUT", "--json", '{"n": 2}', svc.service_url + "items/9")
+    assert status == "2 200"
+    assert json.loads(body) == {"method": "PUT", "path": "/items/9", "body": {"n": 2}}

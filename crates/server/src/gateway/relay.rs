@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -124,6 +124,10 @@ pub async fn forward_holding<H: Send + 'static>(
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
+    // An HTTP/2 client names the host in the URI, not in `Host`.
+    let authority = parts.uri.authority().cloned();
+    // Upstreams speak HTTP/1.1 whatever the client spoke.
+    parts.version = Version::HTTP_11;
     parts.uri = Uri::builder()
         .path_and_query(path_and_query)
         .build()
@@ -139,9 +143,10 @@ pub async fn forward_holding<H: Send + 'static>(
         parts.headers.insert(header::UPGRADE, protocol.clone());
     }
     if !parts.headers.contains_key(header::HOST) {
-        parts
-            .headers
-            .insert(header::HOST, HeaderValue::from_static("sandbox"));
+        let host = authority
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .unwrap_or_else(|| HeaderValue::from_static("sandbox"));
+        parts.headers.insert(header::HOST, host);
     }
     if let (Upstream::Netns { pid, port }, None) = (upstream, &upgrade) {
         parts.uri = super::pool::uri(*pid, *port, path_and_query).map_err(RelayError::BadTarget)?;
