@@ -22,6 +22,7 @@ pub mod dial;
 pub mod dns;
 pub mod http;
 pub mod policy;
+pub mod sigv4;
 pub mod tls;
 
 use std::collections::HashMap;
