@@ -176,6 +176,13 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         state.config.reconcile_interval,
         state.config.time_scale,
     ));
+    // Without TCP_NODELAY a response written in pieces (chunked bodies,
+    // headers then body) waits for the client's delayed ACK: ~40 ms stalls.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
