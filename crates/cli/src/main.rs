@@ -64,6 +64,12 @@ enum Command {
     Keys(commands::admin::KeysArgs),
     /// Forward a local TCP port to a port inside a sandbox.
     Tunnel(commands::tunnel::TunnelArgs),
+    /// A signed link to an HTTP port inside a sandbox.
+    Url(commands::url::UrlArgs),
+    /// Build, capture, list and delete snapshots.
+    Snapshot(commands::snapshot::SnapshotArgs),
+    /// Create, list and delete templates.
+    Template(commands::template::TemplateArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,5 +92,8 @@ fn main() -> ExitCode {
         Command::Tenants(args) => commands::admin::tenants(args),
         Command::Keys(args) => commands::admin::keys(args),
         Command::Tunnel(args) => commands::tunnel::run(args),
+        Command::Url(args) => commands::run(commands::url::url(args)),
+        Command::Snapshot(args) => commands::run(commands::snapshot::run(args)),
+        Command::Template(args) => commands::run(commands::template::run(args)),
     }
 }

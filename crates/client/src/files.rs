@@ -59,16 +59,27 @@ impl SandboxHandle {
 
     /// Read the file at `path` in the sandbox.
     pub async fn download(&self, path: &str) -> Result<Bytes, ClientError> {
+        self.download_with(path, |_| {}).await
+    }
+
+    /// `download`, reporting the size of each chunk as it arrives (for a
+    /// progress display).
+    pub async fn download_with(
+        &self,
+        path: &str,
+        on_chunk: impl FnMut(usize),
+    ) -> Result<Bytes, ClientError> {
         let url = format!("{}/download?path={}", self.dataplane_url, encode_path(path));
         let (status, bytes) = self
             .client
             .http
-            .send_raw(
+            .send_raw_with(
                 http::Method::GET,
                 &url,
                 self.client.api_key(),
                 None,
                 Vec::new(),
+                on_chunk,
             )
             .await?;
         if status >= 400 {

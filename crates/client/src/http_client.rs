@@ -1,6 +1,6 @@
 //! A pooled HTTP/1.1 client (hyper) for the control API.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -44,6 +44,20 @@ impl HttpClient {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(u16, Bytes), ClientError> {
+        self.send_raw_with(method, url, api_key, content_type, body, |_| {})
+            .await
+    }
+
+    /// `send_raw`, reporting the size of each body chunk as it arrives.
+    pub async fn send_raw_with(
+        &self,
+        method: http::Method,
+        url: &str,
+        api_key: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        mut on_chunk: impl FnMut(usize),
+    ) -> Result<(u16, Bytes), ClientError> {
         let mut builder = http::Request::builder()
             .method(method)
             .uri(url)
@@ -60,12 +74,14 @@ impl HttpClient {
             .await
             .map_err(ClientError::transport)?;
         let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(ClientError::transport)?
-            .to_bytes();
-        Ok((status, bytes))
+        let mut body = response.into_body();
+        let mut collected = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map_err(ClientError::transport)?.into_data() {
+                on_chunk(data.len());
+                collected.extend_from_slice(&data);
+            }
+        }
+        Ok((status, collected.freeze()))
     }
 }

@@ -1,25 +1,66 @@
-//! Rust client for Sandpit's LangSmith-compatible API.
+//! Rust client for Sandpit's LangSmith-compatible API, usable on its own.
+//!
+//! One [`Client`] talks to one server with one API key. It covers the
+//! control plane (sandboxes, [snapshots](Client::create_snapshot),
+//! [templates](Client::create_template), [service URLs](Client::service_url),
+//! and the admin API) and, through a [`SandboxHandle`], the data plane:
+//! commands ([`SandboxHandle::run`], streaming and interactive variants) and
+//! files ([`SandboxHandle::upload`], [`SandboxHandle::download`]).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), sandpit_client::ClientError> {
-//! use sandpit_client::{Client, CreateOptions};
+//! use std::time::Duration;
+//! use sandpit_client::{Client, CreateOptions, CreateSnapshot};
 //!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::new("http://127.0.0.1:8080", "sp_...")?;
+//!
+//! // A sandbox from the built-in image: run a command, move a file.
 //! let sandbox = client.create_sandbox(&CreateOptions::default()).await?;
-//! let result = client.sandbox(&sandbox).run("echo hello").await?;
-//! assert_eq!(result.stdout, "hello\n");
+//! let handle = client.sandbox(&sandbox);
+//! let result = handle.run("echo hello").await?;
+//! assert_eq!((result.stdout.as_str(), result.exit_code), ("hello\n", 0));
+//! handle.upload("/tmp/in.txt", b"data").await?;
+//! assert_eq!(&handle.download("/tmp/in.txt").await?[..], b"data");
+//!
+//! // A link to a web server listening on port 8000 inside it.
+//! let url = client.service_url(&sandbox.name, 8000, 600).await?;
+//! println!("open {}", url.browser_url);
 //! client.delete_sandbox(&sandbox.name).await?;
+//!
+//! // A snapshot from a registry image; builds run in the background.
+//! let started = client
+//!     .create_snapshot(&CreateSnapshot {
+//!         name: "py".into(),
+//!         docker_image: "python:3.12-slim".into(),
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//! let ready = client
+//!     .wait_for_snapshot(&started.id, Duration::from_secs(1), Duration::from_secs(300), |_| {})
+//!     .await?;
+//! let options = CreateOptions { snapshot: Some(ready.id), ..Default::default() };
+//! let from_image = client.create_sandbox(&options).await?;
+//! client.delete_sandbox(&from_image.name).await?;
 //! # Ok(()) }
 //! ```
 //!
+//! `examples/hello.rs` is the same as a program:
+//! `cargo run -p sandpit-client --example hello -- http://127.0.0.1:8080 KEY`.
+//!
 //! Control-plane calls go over HTTP/1.1 (`/api/v2/sandboxes/...`); commands
 //! run over the data plane's WebSocket (`{dataplane_url}/execute/ws`), the
-//! same protocol the Python SDK speaks.
+//! same protocol the Python SDK speaks. Errors the server answers carry its
+//! status and message ([`ClientError::Api`]). Only `http://` endpoints are
+//! supported.
 #![forbid(unsafe_code)]
 
+mod escape;
 mod exec;
 mod files;
 mod http_client;
+mod service_url;
+mod snapshots;
+mod templates;
 
 use std::collections::BTreeMap;
 
@@ -32,6 +73,9 @@ use serde::Serialize;
 
 pub use exec::{ExecOptions, ExecResult, Input, SandboxHandle, Stream};
 pub use sandpit_api as api;
+pub use service_url::ServiceUrl;
+pub use snapshots::{CaptureSnapshot, CreateSnapshot, Snapshot, WaitError};
+pub use templates::{CreateTemplate, Resources, Template, VolumeMount};
 
 /// Errors from the client.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +133,9 @@ pub struct CreateOptions {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// A template's name (the `langsmith==0.7.30` way to pick an image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vcpus: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,8 +206,12 @@ impl Client {
     }
 
     pub async fn get_sandbox(&self, name: &str) -> Result<SandboxResponse, ClientError> {
-        self.request::<(), _>(http::Method::GET, &format!("/boxes/{name}"), None)
-            .await
+        self.request::<(), _>(
+            http::Method::GET,
+            &format!("/boxes/{}", escape::segment(name)),
+            None,
+        )
+        .await
     }
 
     pub async fn list_sandboxes(&self) -> Result<Vec<SandboxResponse>, ClientError> {
@@ -171,19 +222,31 @@ impl Client {
     }
 
     pub async fn delete_sandbox(&self, name: &str) -> Result<(), ClientError> {
-        self.send::<()>(http::Method::DELETE, &format!("/boxes/{name}"), None)
-            .await
-            .map(drop)
+        self.send::<()>(
+            http::Method::DELETE,
+            &format!("/boxes/{}", escape::segment(name)),
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn stop_sandbox(&self, name: &str) -> Result<SandboxResponse, ClientError> {
-        self.request::<(), _>(http::Method::POST, &format!("/boxes/{name}/stop"), None)
-            .await
+        self.request::<(), _>(
+            http::Method::POST,
+            &format!("/boxes/{}/stop", escape::segment(name)),
+            None,
+        )
+        .await
     }
 
     pub async fn start_sandbox(&self, name: &str) -> Result<SandboxResponse, ClientError> {
-        self.request::<(), _>(http::Method::POST, &format!("/boxes/{name}/start"), None)
-            .await
+        self.request::<(), _>(
+            http::Method::POST,
+            &format!("/boxes/{}/start", escape::segment(name)),
+            None,
+        )
+        .await
     }
 
     /// Admin: create a tenant (with optional quotas).

@@ -53,8 +53,11 @@ pub struct CreateArgs {
     /// Name (default: generated).
     name: Option<String>,
     /// Snapshot (name, name:tag or id) to boot from.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "template")]
     snapshot: Option<String>,
+    /// Template (by name) to boot from.
+    #[arg(long)]
+    template: Option<String>,
     #[arg(long)]
     vcpus: Option<i64>,
     /// Memory, bytes.
@@ -82,6 +85,7 @@ pub async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let options = CreateOptions {
         name: args.name,
         snapshot: args.snapshot,
+        template_name: args.template,
         vcpus: args.vcpus,
         mem_bytes: args.mem_bytes,
         idle_ttl_seconds: args.idle_ttl_seconds,
@@ -124,7 +128,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn human_bytes(n: i64) -> String {
+pub fn human_bytes(n: i64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = n as f64;
     let mut unit = 0;

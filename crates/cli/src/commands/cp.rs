@@ -5,14 +5,19 @@
 //! downloads a file or a whole tree (listed with `find` inside the sandbox).
 //! A target ending in `/` receives the source under its own base name.
 //! Files go through the data plane's `/upload` and `/download`, byte for byte.
+//! On a terminal, stderr shows the bytes moved (a bar with the total for
+//! uploads, a counter updated per received chunk for downloads).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use futures_util::{StreamExt, TryStreamExt};
+use indicatif::ProgressBar;
 use sandpit_client::{ExecOptions, SandboxHandle};
 
 use super::connect::Connection;
+use super::progress;
 
 #[derive(Args)]
 pub struct CpArgs {
@@ -79,7 +84,20 @@ struct Tally {
     bytes: usize,
 }
 
-async fn upload(sandbox: &SandboxHandle, local: &Path, remote: &str) -> anyhow::Result<Tally> {
+/// Total size of the regular files `rels` under `root`.
+fn local_size(root: &Path, rels: &[PathBuf]) -> u64 {
+    rels.iter()
+        .filter_map(|rel| std::fs::metadata(root.join(rel)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+async fn upload(
+    sandbox: &SandboxHandle,
+    local: &Path,
+    remote: &str,
+    bar: &ProgressBar,
+) -> anyhow::Result<Tally> {
     let mut tally = Tally { files: 0, bytes: 0 };
     let meta = std::fs::metadata(local).with_context(|| format!("{}", local.display()))?;
     let remote = if remote.ends_with('/') {
@@ -88,20 +106,26 @@ async fn upload(sandbox: &SandboxHandle, local: &Path, remote: &str) -> anyhow::
         remote.to_owned()
     };
     if meta.is_file() {
+        bar.set_length(meta.len());
         let data = std::fs::read(local)?;
         sandbox.upload(&remote, &data).await?;
+        bar.inc(meta.len());
         return Ok(Tally {
             files: 1,
             bytes: data.len(),
         });
     }
-    for rel in local_files(local)? {
+    let files = local_files(local)?;
+    bar.set_length(local_size(local, &files));
+    for rel in files {
+        bar.set_message(rel.to_string_lossy().into_owned());
         let data = std::fs::read(local.join(&rel))?;
         let target = format!("{}/{}", remote.trim_end_matches('/'), rel.to_string_lossy());
         sandbox
             .upload(&target, &data)
             .await
             .with_context(|| format!("uploading {target}"))?;
+        bar.inc(data.len() as u64);
         tally.files += 1;
         tally.bytes += data.len();
     }
@@ -136,14 +160,19 @@ async fn remote_files(sandbox: &SandboxHandle, path: &str) -> anyhow::Result<Opt
     Ok(Some(files))
 }
 
-async fn download(sandbox: &SandboxHandle, remote: &str, local: &Path) -> anyhow::Result<Tally> {
+async fn download(
+    sandbox: &SandboxHandle,
+    remote: &str,
+    local: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<Tally> {
     let local = if local.to_string_lossy().ends_with('/') || local.is_dir() {
         local.join(base_name(remote))
     } else {
         local.to_owned()
     };
     let Some(files) = remote_files(sandbox, remote).await? else {
-        let data = sandbox.download(remote).await?;
+        let data = sandbox.download_with(remote, |n| bar.inc(n as u64)).await?;
         write_local(&local, &data)?;
         return Ok(Tally {
             files: 1,
@@ -151,21 +180,40 @@ async fn download(sandbox: &SandboxHandle, remote: &str, local: &Path) -> anyhow
         });
     };
     std::fs::create_dir_all(&local)?;
-    let mut tally = Tally { files: 0, bytes: 0 };
-    for rel in files {
-        if rel.split('/').any(|part| part == "..") {
-            bail!("refusing a path that leaves the target: {rel}");
-        }
-        let source = format!("{}/{rel}", remote.trim_end_matches('/'));
-        let data = sandbox
-            .download(&source)
-            .await
-            .with_context(|| format!("downloading {source}"))?;
-        write_local(&local.join(&rel), &data)?;
-        tally.files += 1;
-        tally.bytes += data.len();
+    if let Some(bad) = files.iter().find(|rel| rel.split('/').any(|p| p == "..")) {
+        bail!("refusing a path that leaves the target: {bad}");
     }
-    Ok(tally)
+    // A few downloads at a time: one after another, each waits a round
+    // trip (and small responses on a kept-alive connection are slow).
+    let sizes: Vec<usize> = futures_util::stream::iter(files)
+        .map(|rel| download_one(sandbox, remote, &local, rel, bar))
+        .buffer_unordered(PARALLEL_DOWNLOADS)
+        .try_collect()
+        .await?;
+    Ok(Tally {
+        files: sizes.len(),
+        bytes: sizes.iter().sum(),
+    })
+}
+
+const PARALLEL_DOWNLOADS: usize = 8;
+
+/// Download `remote/rel` to `local/rel`; returns its size.
+async fn download_one(
+    sandbox: &SandboxHandle,
+    remote: &str,
+    local: &Path,
+    rel: String,
+    bar: &ProgressBar,
+) -> anyhow::Result<usize> {
+    let source = format!("{}/{rel}", remote.trim_end_matches('/'));
+    bar.set_message(rel.clone());
+    let data = sandbox
+        .download_with(&source, |n| bar.inc(n as u64))
+        .await
+        .with_context(|| format!("downloading {source}"))?;
+    write_local(&local.join(&rel), &data)?;
+    Ok(data.len())
 }
 
 fn write_local(path: &Path, data: &[u8]) -> anyhow::Result<()> {
@@ -180,11 +228,17 @@ pub async fn cp(args: CpArgs) -> anyhow::Result<()> {
     let tally = match (parse_place(&args.source), parse_place(&args.target)) {
         (Place::Local(local), Place::Remote { sandbox, path }) => {
             let sb = client.sandbox(&client.get_sandbox(&sandbox).await?);
-            upload(&sb, &local, &path).await?
+            let bar = progress::bytes(Some(0), args.conn.json);
+            let tally = upload(&sb, &local, &path, &bar).await;
+            bar.finish_and_clear();
+            tally?
         }
         (Place::Remote { sandbox, path }, Place::Local(local)) => {
             let sb = client.sandbox(&client.get_sandbox(&sandbox).await?);
-            download(&sb, &path, &local).await?
+            let bar = progress::bytes(None, args.conn.json);
+            let tally = download(&sb, &path, &local, &bar).await;
+            bar.finish_and_clear();
+            tally?
         }
         _ => bail!("one side must be SANDBOX:/path and the other a local path"),
     };

@@ -6,9 +6,14 @@ pub mod boxes;
 pub mod connect;
 pub mod cp;
 pub mod exec;
+pub mod parse;
+pub mod progress;
 pub mod runtime_helper;
 pub mod serve;
+pub mod snapshot;
+pub mod template;
 pub mod tunnel;
+pub mod url;
 
 use std::process::ExitCode;
 
