@@ -59,6 +59,8 @@ enum Command {
     Keys(commands::admin::KeysArgs),
     /// Forward a local TCP port to a port inside a sandbox.
     Tunnel(commands::tunnel::TunnelArgs),
+    /// Workspace secrets for egress header injection: set, list, delete.
+    Secrets(commands::secrets::SecretsArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,5 +83,6 @@ fn main() -> ExitCode {
         Command::Tenants(args) => commands::admin::tenants(args),
         Command::Keys(args) => commands::admin::keys(args),
         Command::Tunnel(args) => commands::tunnel::run(args),
+        Command::Secrets(args) => commands::secrets::run(args),
     }
 }

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod cp;
 pub mod exec;
 pub mod runtime_helper;
+pub mod secrets;
 pub mod serve;
 pub mod tunnel;
 
