@@ -234,6 +234,12 @@ def test_explicit_proxy_variables_work(client, workspace):
         rc, body = curl(sb, "http://plain.example.test/v1/abs")
         assert rc == 0 and "ok /v1/abs" in body
         assert seen("/v1/abs")["x-glob"] == "glob"
+        # Through the proxy variables, reserved addresses are refused too:
+        # plain HTTP with a 403 that says why, HTTPS with a TLS alert.
+        rc, body = curl(sb, "http://169.254.169.254/latest/meta-data/", "-w ' %{http_code}'")
+        assert body.endswith(" 403") and "private or reserved" in body, body
+        rc, body = curl(sb, "https://169.254.169.254/")
+        assert rc == 35 and "access denied" in body, body
     finally:
         client.delete_sandbox("explicit")
 
