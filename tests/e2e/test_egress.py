@@ -98,7 +98,9 @@ def boxed(client, name, upstreams, access_control=None):
 
 
 def curl(sb, url: str, extra: str = "") -> tuple[int, str]:
-    out = sb.run(f"curl -sS --max-time 8 --cacert /tmp/ca.pem {extra} {url} 2>&1; echo rc=$?", timeout=30)
+    # --noproxy: these tests exercise the transparent (redirected) path; the
+    # HTTP(S)_PROXY path is tested in test_egress_inject.py.
+    out = sb.run(f"curl -sS --max-time 8 --noproxy '*' --cacert /tmp/ca.pem {extra} {url} 2>&1; echo rc=$?", timeout=30)
     text, _, rc = out.stdout.rpartition("rc=")
     return int(rc.strip()), text
 

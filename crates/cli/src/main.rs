@@ -70,6 +70,8 @@ enum Command {
     Snapshot(commands::snapshot::SnapshotArgs),
     /// Create, list and delete templates.
     Template(commands::template::TemplateArgs),
+    /// Workspace secrets for egress header injection: set, list, delete.
+    Secrets(commands::secrets::SecretsArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,5 +97,6 @@ fn main() -> ExitCode {
         Command::Url(args) => commands::run(commands::url::url(args)),
         Command::Snapshot(args) => commands::run(commands::snapshot::run(args)),
         Command::Template(args) => commands::run(commands::template::run(args)),
+        Command::Secrets(args) => commands::secrets::run(args),
     }
 }

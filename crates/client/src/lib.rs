@@ -153,6 +153,8 @@ pub struct CreateOptions {
 
 /// Marks a path of the admin API in `Client::send`.
 const ADMIN: &str = "admin:";
+/// Marks a path of the workspace API (`/api/v1/workspaces/current`).
+const WORKSPACE: &str = "workspace:";
 
 /// A client for one Sandpit server.
 #[derive(Clone)]
@@ -308,6 +310,35 @@ impl Client {
             .map(drop)
     }
 
+    /// Set a workspace secret of the caller's tenant.
+    pub async fn set_secret(&self, name: &str, value: &str) -> Result<(), ClientError> {
+        let body = serde_json::json!({ "value": value });
+        let path = format!("{WORKSPACE}/secrets/{name}");
+        self.send(http::Method::PUT, &path, Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// The names of the caller's tenant's workspace secrets (never values).
+    pub async fn list_secrets(&self) -> Result<Vec<String>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Secret {
+            key: String,
+        }
+        let list: Vec<Secret> = self
+            .request::<(), _>(http::Method::GET, &format!("{WORKSPACE}/secrets"), None)
+            .await?;
+        Ok(list.into_iter().map(|s| s.key).collect())
+    }
+
+    /// Delete a workspace secret (a missing one is not an error).
+    pub async fn delete_secret(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("{WORKSPACE}/secrets/{name}");
+        self.send::<()>(http::Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
     /// A handle for data-plane operations on `sandbox`.
     pub fn sandbox(&self, sandbox: &SandboxResponse) -> SandboxHandle {
         SandboxHandle::new(self.clone(), sandbox)
@@ -319,9 +350,13 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<bytes::Bytes, ClientError> {
-        let url = match path.strip_prefix(ADMIN) {
-            Some(rest) => format!("{}{rest}", self.admin),
-            None => format!("{}{path}", self.api),
+        let url = match (path.strip_prefix(ADMIN), path.strip_prefix(WORKSPACE)) {
+            (Some(rest), _) => format!("{}{rest}", self.admin),
+            (_, Some(rest)) => format!(
+                "{}/workspaces/current{rest}",
+                self.admin.trim_end_matches("/admin")
+            ),
+            _ => format!("{}{path}", self.api),
         };
         let body = body
             .map(serde_json::to_vec)

@@ -91,6 +91,9 @@ mod tests {
         async fn policy(&self, _source: IpAddr) -> Option<Policy> {
             self.0.clone()
         }
+        async fn secret(&self, _tenant: &str, _name: &str) -> Option<String> {
+            None
+        }
     }
 
     fn ask(name: &str, kind: RecordType) -> Vec<u8> {

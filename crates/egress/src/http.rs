@@ -2,23 +2,23 @@
 //! requests get a 403 that says why.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::dial::Dialer;
-use crate::{meaningful_ip, original_destination, Lookup, Policy};
+use crate::tls::{handle_stream, Target};
+use crate::{intercept, meaningful_ip, original_destination, Context, Lookup, Policy};
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
-pub async fn serve<L: Lookup>(listener: TcpListener, lookup: Arc<L>, dialer: Arc<Dialer>) {
+pub async fn serve<L: Lookup>(listener: TcpListener, ctx: Arc<Context<L>>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(got) => got,
@@ -28,27 +28,26 @@ pub async fn serve<L: Lookup>(listener: TcpListener, lookup: Arc<L>, dialer: Arc
                 continue;
             }
         };
-        let lookup = lookup.clone();
-        let dialer = dialer.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            let Some(policy) = lookup.policy(peer.ip()).await else {
+            let Some(policy) = ctx.lookup.policy(peer.ip()).await else {
                 return;
             };
             let dst = original_destination(&stream);
             let policy = Arc::new(policy);
             let service = hyper::service::service_fn(move |req| {
-                let policy = policy.clone();
-                let dialer = dialer.clone();
-                async move { Ok::<_, Infallible>(forward(req, &policy, &dialer, dst).await) }
+                let (policy, ctx) = (policy.clone(), ctx.clone());
+                async move { Ok::<_, Infallible>(route(req, policy, ctx, dst).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }
 }
 
-fn refuse(status: StatusCode, message: String) -> Response<Body> {
+pub(crate) fn refuse(status: StatusCode, message: String) -> Response<Body> {
     let mut response = Response::new(
         Full::new(Bytes::from(message + "\n"))
             .map_err(|never| match never {})
@@ -79,10 +78,71 @@ fn target(req: &Request<Incoming>, default_port: u16) -> Option<(String, u16)> {
     ))
 }
 
-async fn forward(
+async fn route<L: Lookup>(
+    req: Request<Incoming>,
+    policy: Arc<Policy>,
+    ctx: Arc<Context<L>>,
+    dst: Option<SocketAddr>,
+) -> Response<Body> {
+    match req.method() == Method::CONNECT {
+        true => connect(req, policy, ctx),
+        false => forward(req, &policy, &ctx, dst).await,
+    }
+}
+
+/// `CONNECT host:443` (explicit proxy clients): checked like a redirected
+/// HTTPS connection, then handled as one once the tunnel is up.
+fn connect<L: Lookup>(
+    req: Request<Incoming>,
+    policy: Arc<Policy>,
+    ctx: Arc<Context<L>>,
+) -> Response<Body> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Sandpit egress: CONNECT needs host:port".into(),
+        );
+    };
+    let host = authority.host().trim_matches(['[', ']']).to_owned();
+    let port = authority.port_u16().unwrap_or(443);
+    if port != 443 {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("Sandpit egress: CONNECT is only allowed to port 443, not {port}"),
+        );
+    }
+    let ip = host.parse::<IpAddr>().ok();
+    if let Err(denial) = policy.check(Some(&host), ip) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("Sandpit egress policy denied {host}: {denial}"),
+        );
+    }
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(err) => return tracing::debug!(error = %err, "egress: CONNECT upgrade failed"),
+        };
+        let target = Target {
+            ip,
+            port,
+            name: Some(host),
+        };
+        if let Err(reason) = handle_stream(TokioIo::new(upgraded), policy, target, ctx).await {
+            tracing::debug!(%reason, "egress: CONNECT tunnel refused");
+        }
+    });
+    Response::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    )
+}
+
+async fn forward<L: Lookup>(
     mut req: Request<Incoming>,
     policy: &Policy,
-    dialer: &Dialer,
+    ctx: &Context<L>,
     dst: Option<SocketAddr>,
 ) -> Response<Body> {
     let ip = meaningful_ip(dst);
@@ -107,7 +167,12 @@ async fn forward(
             format!("Sandpit egress policy denied {name}: {denial}"),
         );
     }
-    let upstream = match dialer.dial(policy, host.as_deref(), ip, port).await {
+    if let Some(host) = &host {
+        if let Err(refused) = intercept::inject(&mut req, policy, &*ctx.lookup, host).await {
+            return refused;
+        }
+    }
+    let upstream = match ctx.dialer.dial(policy, host.as_deref(), ip, port).await {
         Ok(s) => s,
         Err(crate::dial::DialError::Denied(denial)) => {
             return refuse(

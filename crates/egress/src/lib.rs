@@ -10,7 +10,15 @@
 //! - [`tls`] reads the ClientHello's SNI, checks the policy, and passes the
 //!   TLS stream through to the host named there, which the proxy resolves
 //!   and dials itself; refused connections get a TLS `access_denied` alert.
-//! - [`http`] checks each request's `Host` and forwards it, or answers 403.
+//!   When a `proxy_config.rules` entry names the host ([`inject`]),
+//!   [`intercept`] terminates TLS instead with a leaf certificate from
+//!   Sandpit's CA ([`ca`]), sets the rule's headers on each request and
+//!   forwards it over verified TLS ([`upstream`]).
+//! - [`http`] checks each request's `Host` (or absolute URI), sets the
+//!   rules' headers, and forwards it, or answers 403; it also serves
+//!   `CONNECT host:443` for clients that use `HTTPS_PROXY`.
+//!
+//! **Invariant:** header values and secrets are never logged.
 //!
 //! Which sandbox a connection comes from is told by its source address
 //! (each sandbox has its own veth /30); [`Lookup`] maps it to the sandbox's
@@ -18,27 +26,45 @@
 //! (operator configuration, trusted) and otherwise refuses private and
 //! reserved addresses unless the policy names them ([`policy`]).
 
+pub mod ca;
 pub mod dial;
 pub mod dns;
 pub mod http;
+pub mod inject;
+pub mod intercept;
 pub mod policy;
 pub mod sigv4;
+mod prefixed;
 pub mod tls;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use ca::Authority;
 pub use policy::{Denial, Policy, PolicyError};
 
 /// The address every allowed name resolves to inside a sandbox: connections
 /// to it on 80/443 reach the proxy, which dials the real host by name.
 pub const SENTINEL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
-/// The policy of the sandbox at a source address.
+/// What the proxy needs to know about sandboxes.
 pub trait Lookup: Send + Sync + 'static {
+    /// The policy of the sandbox at a source address (with its tenant).
     fn policy(&self, source: IpAddr) -> impl Future<Output = Option<Policy>> + Send;
+    /// The value of a tenant's workspace secret, read when a request needs it.
+    fn secret(&self, tenant: &str, name: &str) -> impl Future<Output = Option<String>> + Send;
+}
+
+/// What every listener shares.
+pub struct Context<L> {
+    pub lookup: Arc<L>,
+    pub dialer: dial::Dialer,
+    pub ca: Arc<Authority>,
+    pub upstream_tls: Arc<rustls::ClientConfig>,
 }
 
 /// Ports the proxy listens on (the firewall redirects to them).
@@ -54,6 +80,18 @@ pub struct EgressConfig {
     pub ports: Ports,
     /// Where to connect for a host name instead of resolving it.
     pub resolve: HashMap<String, SocketAddr>,
+    /// Signs the certificates of intercepted hosts.
+    pub ca: Arc<Authority>,
+    /// PEM files of extra roots trusted upstream (`--egress-upstream-ca`).
+    pub upstream_ca: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind the egress listeners")]
+    Bind(#[from] std::io::Error),
+    #[error(transparent)]
+    Upstream(#[from] upstream::UpstreamError),
 }
 
 /// Parse `HOST=IP:PORT` (`--egress-resolve`).
@@ -82,15 +120,20 @@ impl Drop for Egress {
 
 /// Bind the three listeners on all addresses (the firewall only lets
 /// sandbox veths reach them) and serve until the returned handle drops.
-pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> std::io::Result<Egress> {
+pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> Result<Egress, StartError> {
     let any = IpAddr::from([0, 0, 0, 0]);
-    let dialer = Arc::new(dial::Dialer::new(config.resolve));
+    let ctx = Arc::new(Context {
+        lookup: lookup.clone(),
+        dialer: dial::Dialer::new(config.resolve),
+        ca: config.ca,
+        upstream_tls: upstream::client_config(&config.upstream_ca)?,
+    });
     let tls = tokio::net::TcpListener::bind((any, config.ports.tls)).await?;
     let http = tokio::net::TcpListener::bind((any, config.ports.http)).await?;
     let dns = tokio::net::UdpSocket::bind((any, config.ports.dns)).await?;
     let tasks = vec![
-        tokio::spawn(tls::serve(tls, lookup.clone(), dialer.clone())),
-        tokio::spawn(http::serve(http, lookup.clone(), dialer)),
+        tokio::spawn(tls::serve(tls, ctx.clone())),
+        tokio::spawn(http::serve(http, ctx)),
         tokio::spawn(dns::serve(dns, lookup)),
     ];
     Ok(Egress { tasks })

@@ -25,6 +25,8 @@ pub enum PolicyError {
     BadEntry { entry: String, reason: String },
     #[error("proxy_config.access_control must be an object")]
     NotAnObject,
+    #[error(transparent)]
+    Rules(#[from] crate::inject::RulesError),
 }
 
 #[derive(Debug, Clone)]
@@ -88,7 +90,7 @@ impl Pattern {
         Ok(Pattern::Exact(host))
     }
 
-    fn matches(&self, host: Option<&str>, ip: Option<IpAddr>) -> bool {
+    pub(crate) fn matches(&self, host: Option<&str>, ip: Option<IpAddr>) -> bool {
         match (self, host, ip) {
             (Pattern::Exact(h), Some(host), _) => *h == normalize_host(host),
             (Pattern::Glob(re), Some(host), _) => re.is_match(&normalize_host(host)),
@@ -126,6 +128,10 @@ impl std::fmt::Display for Denial {
 pub struct Policy {
     allow: Vec<Pattern>,
     deny: Vec<Pattern>,
+    /// Header injection (`rules`, `no_proxy`).
+    pub rules: std::sync::Arc<crate::inject::Rules>,
+    /// The tenant whose workspace secrets the rules may use.
+    pub tenant: Option<String>,
 }
 
 fn patterns(
@@ -149,15 +155,29 @@ impl Policy {
     /// The policy of a sandbox's stored `proxy_config` (none: allow all
     /// public destinations).
     pub fn from_proxy_config(config: Option<&Value>) -> Result<Self, PolicyError> {
+        let rules = std::sync::Arc::new(crate::inject::Rules::from_proxy_config(config)?);
         let access = match config.and_then(|c| c.get("access_control")) {
-            None | Some(Value::Null) => return Ok(Policy::default()),
+            None | Some(Value::Null) => {
+                return Ok(Policy {
+                    rules,
+                    ..Policy::default()
+                })
+            }
             Some(Value::Object(access)) => access,
             Some(_) => return Err(PolicyError::NotAnObject),
         };
         Ok(Policy {
             allow: patterns(access, "allow_list")?,
             deny: patterns(access, "deny_list")?,
+            rules,
+            tenant: None,
         })
+    }
+
+    /// The same policy, using `tenant`'s workspace secrets.
+    pub fn for_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = Some(tenant.to_owned());
+        self
     }
 
     /// May the sandbox reach `host` (a name, if known) at `ip` (if known)?

@@ -1,14 +1,15 @@
-//! HTTPS: policy by SNI, then the TLS stream passes through untouched.
+//! HTTPS: policy by SNI, then interception when a rule names the host
+//! ([`crate::intercept`]), else the TLS stream passes through untouched.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::dial::Dialer;
-use crate::{meaningful_ip, original_destination, Lookup};
+use crate::prefixed::Prefixed;
+use crate::{intercept, meaningful_ip, original_destination, Context, Lookup, Policy};
 
 /// The most ClientHello bytes read before giving up on finding the SNI.
 const MAX_HELLO: usize = 64 * 1024;
@@ -17,7 +18,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A fatal TLS alert record: `access_denied` (49).
 const ACCESS_DENIED: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49];
 
-pub async fn serve<L: Lookup>(listener: TcpListener, lookup: Arc<L>, dialer: Arc<Dialer>) {
+pub async fn serve<L: Lookup>(listener: TcpListener, ctx: Arc<Context<L>>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(got) => got,
@@ -27,10 +28,9 @@ pub async fn serve<L: Lookup>(listener: TcpListener, lookup: Arc<L>, dialer: Arc
                 continue;
             }
         };
-        let lookup = lookup.clone();
-        let dialer = dialer.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(reason) = handle(stream, peer, &*lookup, &dialer).await {
+            if let Err(reason) = handle(stream, peer, ctx).await {
                 tracing::debug!(%peer, %reason, "egress tls: refused");
             }
         });
@@ -38,7 +38,9 @@ pub async fn serve<L: Lookup>(listener: TcpListener, lookup: Arc<L>, dialer: Arc
 }
 
 /// Read the ClientHello; return the bytes read and its SNI, if any.
-async fn read_hello(stream: &mut TcpStream) -> Result<(Vec<u8>, Option<String>), String> {
+async fn read_hello<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(Vec<u8>, Option<String>), String> {
     let mut acceptor = rustls::server::Acceptor::default();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
@@ -64,27 +66,62 @@ async fn read_hello(stream: &mut TcpStream) -> Result<(Vec<u8>, Option<String>),
 }
 
 async fn handle<L: Lookup>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
-    lookup: &L,
-    dialer: &Dialer,
+    ctx: Arc<Context<L>>,
 ) -> Result<(), String> {
-    let Some(policy) = lookup.policy(peer.ip()).await else {
+    let Some(policy) = ctx.lookup.policy(peer.ip()).await else {
         return Err("unknown source".into());
     };
     let dst = original_destination(&stream);
-    let ip: Option<IpAddr> = meaningful_ip(dst);
-    let port = dst.map_or(443, |d| d.port());
+    let target = Target {
+        ip: meaningful_ip(dst),
+        port: dst.map_or(443, |d| d.port()),
+        name: None,
+    };
+    handle_stream(stream, Arc::new(policy), target, ctx).await
+}
+
+/// Where a TLS stream was headed before the ClientHello says more.
+pub(crate) struct Target {
+    /// The address the sandbox dialed, unless it was the sentinel.
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+    /// The host of a `CONNECT`, used when the ClientHello has no SNI.
+    pub name: Option<String>,
+}
+
+/// Policy by SNI, then interception (a rule names the host) or a
+/// pass-through of the untouched TLS stream.
+pub(crate) async fn handle_stream<S, L>(
+    mut stream: S,
+    policy: Arc<Policy>,
+    target: Target,
+    ctx: Arc<Context<L>>,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    L: Lookup,
+{
     let (hello, sni) = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream))
         .await
         .map_err(|_| "no ClientHello in time".to_owned())??;
-    let verdict = match (&sni, ip) {
+    let host = sni.or(target.name);
+    let ip = target.ip;
+    let verdict = match (&host, ip) {
         (None, None) => Err("no SNI and no address".to_owned()),
-        _ => policy.check(sni.as_deref(), ip).map_err(|d| d.to_string()),
+        _ => policy.check(host.as_deref(), ip).map_err(|d| d.to_string()),
     };
+    if let (Ok(()), Some(name)) = (&verdict, &host) {
+        if policy.rules.intercepts(name) {
+            let stream = Prefixed::new(hello, stream);
+            return intercept::serve(stream, name.clone(), target.port, policy, ctx).await;
+        }
+    }
     let upstream = match verdict {
-        Ok(()) => dialer
-            .dial(&policy, sni.as_deref(), ip, port)
+        Ok(()) => ctx
+            .dialer
+            .dial(&policy, host.as_deref(), ip, target.port)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(e),
@@ -94,7 +131,7 @@ async fn handle<L: Lookup>(
         Err(reason) => {
             let _ = stream.write_all(&ACCESS_DENIED).await;
             let _ = stream.shutdown().await;
-            return Err(format!("{}: {reason}", sni.as_deref().unwrap_or("?")));
+            return Err(format!("{}: {reason}", host.as_deref().unwrap_or("?")));
         }
     };
     upstream

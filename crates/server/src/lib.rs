@@ -12,8 +12,10 @@ pub mod egress;
 pub mod error;
 pub mod gateway;
 pub mod paths;
+pub mod proxy_config;
 pub mod routes;
 pub mod sandboxes;
+pub mod secrets;
 pub mod snapshots;
 pub mod state;
 pub mod store;
@@ -116,7 +118,16 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         gateway::tokens::ServiceKeys::open(&dirs.service_keys())
             .context("loading the service-token keys")?,
     );
+    let secrets = Arc::new(secrets::Secrets::new(
+        store.clone(),
+        secrets::Vault::open(&dirs.secrets_key()).context("opening the secrets key")?,
+    ));
+    let ca_bundle = match &config.egress {
+        Some(egress) => Some(write_ca_bundle(&dirs, egress.ca.cert_pem())?),
+        None => None,
+    };
     let controller = SandboxesConfig {
+        ca_bundle,
         dirs,
         host_image: backend.host_image,
         agent_binary: agent,
@@ -136,6 +147,7 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         keys: Arc::new(Keys::default()),
         sandboxes: sandboxes.clone(),
         service_keys,
+        secrets: secrets.clone(),
     };
     let endpoint = state
         .config
@@ -153,8 +165,11 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     let _egress = match state.config.egress.clone() {
         Some(egress) => {
             let ports = egress.ports;
-            match sandpit_egress::start(egress, Arc::new(egress::EgressLookup(sandboxes.clone())))
-                .await
+            match sandpit_egress::start(
+                egress,
+                Arc::new(egress::EgressLookup(sandboxes.clone(), secrets)),
+            )
+            .await
             {
                 Ok(running) => Some(running),
                 Err(err) => {
@@ -193,6 +208,22 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     sandboxes.shutdown().await;
     store.close().await;
     Ok(())
+}
+
+/// Write the trust bundle sandboxes get: the host's roots (if any) and
+/// Sandpit's egress CA, so intercepted TLS verifies inside.
+fn write_ca_bundle(dirs: &DataDirs, ca_pem: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = dirs.sandbox_ca_bundle();
+    let mut bundle =
+        std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    if !bundle.is_empty() && !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str(ca_pem);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bundle).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// The reconciler: enforces retention deadlines every `interval`.

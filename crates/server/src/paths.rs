@@ -53,6 +53,15 @@ impl DataDirs {
     pub fn admin_key_file(&self) -> PathBuf {
         self.root.join("admin-api-key")
     }
+    /// The key that seals workspace secrets (0600).
+    pub fn secrets_key(&self) -> PathBuf {
+        self.root.join("secrets.key")
+    }
+    /// The trust bundle mounted into sandboxes: the host's roots and
+    /// Sandpit's egress CA.
+    pub fn sandbox_ca_bundle(&self) -> PathBuf {
+        self.root.join("egress").join("sandbox-ca-bundle.crt")
+    }
     pub fn service_keys(&self) -> PathBuf {
         self.root.join("service-keys")
     }

@@ -16,6 +16,8 @@ pub struct AppState {
     pub sandboxes: Arc<Sandboxes>,
     /// Keys that sign service and endpoint tokens.
     pub service_keys: Arc<ServiceKeys>,
+    /// Workspace secrets (sealed at rest).
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 impl AppState {

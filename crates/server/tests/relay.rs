@@ -119,8 +119,13 @@ async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
         agent_binary: dir.join("agent"),
         defaults: Defaults::default(),
         agent_log: false,
+        ca_bundle: None,
     };
     let sandboxes = Arc::new(Sandboxes::new(store.clone(), runtime, config));
+    let secrets = Arc::new(sandpit_server::secrets::Secrets::new(
+        store.clone(),
+        sandpit_server::secrets::Vault::open(&dirs.secrets_key()).unwrap(),
+    ));
     AppState {
         config: Arc::new(ServerConfig {
             data_dir: dir.to_path_buf(),
@@ -133,6 +138,7 @@ async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
         service_keys: Arc::new(
             sandpit_server::gateway::tokens::ServiceKeys::open(&dirs.service_keys()).unwrap(),
         ),
+        secrets,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod parse;
 pub mod progress;
 pub mod runtime_helper;
+pub mod secrets;
 pub mod serve;
 pub mod snapshot;
 pub mod template;

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// resolving it: for tests and split-horizon setups.
     #[arg(long = "egress-resolve", value_name = "HOST=IP:PORT", value_parser = sandpit_egress::parse_resolve)]
     pub egress_resolve: Vec<(String, SocketAddr)>,
+    /// A PEM file of extra root certificates the egress proxy trusts when it
+    /// connects to hosts for intercepted requests (repeatable).
+    #[arg(long = "egress-upstream-ca", value_name = "FILE")]
+    pub egress_upstream_ca: Vec<PathBuf>,
     /// Registry (HOST:PORT) to pull from over plain HTTP, e.g. a loopback
     /// registry. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
@@ -105,6 +109,22 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         pids_limit: args.pids_limit,
         ..Defaults::default()
     };
+    let egress = match args.no_egress {
+        true => None,
+        false => Some(sandpit_egress::EgressConfig {
+            ports: sandpit_egress::Ports {
+                tls: args.egress_ports.tls,
+                http: args.egress_ports.http,
+                dns: args.egress_ports.dns,
+            },
+            resolve: args.egress_resolve.into_iter().collect(),
+            ca: Arc::new(
+                sandpit_egress::Authority::load_or_create(&data_dir.join("egress"))
+                    .context("loading the egress CA")?,
+            ),
+            upstream_ca: args.egress_upstream_ca,
+        }),
+    };
     Ok(ServerConfig {
         listen: args.listen,
         data_dir,
@@ -122,14 +142,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         agent_log: args.debug_agent_log,
         reconcile_interval: Duration::from_millis(args.reconcile_interval_ms.max(10)),
         time_scale: args.test_time_scale.max(1),
-        egress: (!args.no_egress).then(|| sandpit_egress::EgressConfig {
-            ports: sandpit_egress::Ports {
-                tls: args.egress_ports.tls,
-                http: args.egress_ports.http,
-                dns: args.egress_ports.dns,
-            },
-            resolve: args.egress_resolve.into_iter().collect(),
-        }),
+        egress,
         registries: registries(&args.insecure_registries, &args.registry_auth)?,
     })
 }

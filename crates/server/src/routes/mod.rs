@@ -8,6 +8,7 @@ mod boxes;
 mod extract;
 mod opensandbox;
 mod pools;
+mod secrets;
 mod service_url;
 mod snapshots;
 mod templates;
@@ -103,6 +104,11 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v2/sandboxes", sandboxes_api())
         .nest("/v2/sandboxes", sandboxes_api())
         .nest("/api/v1/admin", admin_api())
+        .route("/api/v1/workspaces/current/secrets", get(secrets::list))
+        .route(
+            "/api/v1/workspaces/current/secrets/{key}",
+            axum::routing::put(secrets::upsert).delete(secrets::delete),
+        )
         .route("/dataplane/{id}", any(dataplane::relay_root))
         .route("/dataplane/{id}/tunnel", get(tunnel::upgrade))
         .route("/dataplane/{id}/{*rest}", any(dataplane::relay))

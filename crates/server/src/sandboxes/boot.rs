@@ -125,6 +125,14 @@ impl Sandboxes {
             .unwrap_or_else(|| image.workdir.clone());
         let mut env = image.env.clone();
         env.push(("HOSTNAME".into(), row.name.clone()));
+        let mut mounts = image.mounts.clone();
+        if let Some(bundle) = &self.ca_bundle {
+            mounts.push(super::egress_env::trust_store_mount(bundle));
+            for (k, v) in super::egress_env::variables() {
+                env.retain(|(name, _)| name != k);
+                env.push((k.to_owned(), v.to_owned()));
+            }
+        }
         for (k, v) in run_config.env_vars.unwrap_or_default() {
             env.retain(|(name, _)| *name != k);
             env.push((k, v));
@@ -134,7 +142,7 @@ impl Sandboxes {
             state_dir: self.dirs.sandbox(&row.id),
             agent_log: self.agent_log,
             layers: image.layers.clone(),
-            mounts: image.mounts.clone(),
+            mounts,
             agent_binary: self.agent_binary.clone(),
             agent_args: ["agent", "--listen-fd", "3", "--workdir", &workdir]
                 .map(String::from)

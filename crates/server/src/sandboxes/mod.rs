@@ -8,6 +8,7 @@
 mod action;
 mod activity;
 mod boot;
+mod egress_env;
 mod images;
 mod pools;
 mod quota;
@@ -74,6 +75,9 @@ pub struct SandboxesConfig {
     pub defaults: Defaults,
     /// Keep each agent's stdout/stderr in its state dir (debugging only).
     pub agent_log: bool,
+    /// The trust bundle with Sandpit's egress CA, mounted into every
+    /// sandbox (`None` without egress).
+    pub ca_bundle: Option<PathBuf>,
 }
 
 pub struct Sandboxes {
@@ -84,6 +88,7 @@ pub struct Sandboxes {
     agent_binary: PathBuf,
     defaults: Defaults,
     agent_log: bool,
+    ca_bundle: Option<PathBuf>,
     slots: Slots,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -123,6 +128,7 @@ impl Sandboxes {
             agent_binary: config.agent_binary,
             defaults: config.defaults,
             agent_log: config.agent_log,
+            ca_bundle: config.ca_bundle,
             slots: Slots::default(),
             locks: Mutex::default(),
             tenant_locks: Mutex::default(),
@@ -159,17 +165,23 @@ impl Sandboxes {
         Err(ApiError::sandbox_not_found(name))
     }
 
-    /// The stored `proxy_config` of the running sandbox on network `slot`
-    /// (`Some(None)`: it has none). `None` if no sandbox runs there.
-    pub async fn proxy_config_on_slot(&self, slot: u32) -> Option<Option<serde_json::Value>> {
+    /// The tenant and stored `proxy_config` of the running sandbox on
+    /// network `slot` (`(tenant, None)`: it has none). `None` if no sandbox
+    /// runs there.
+    pub async fn proxy_config_on_slot(
+        &self,
+        slot: u32,
+    ) -> Option<(String, Option<serde_json::Value>)> {
         let id = lock(&self.live)
             .iter()
             .find(|(_, live)| live.net_slot == slot)
             .map(|(id, _)| id.clone())?;
         let row = self.store.sandbox(&id).await.ok()??;
         match row.proxy_config {
-            None => Some(None),
-            Some(text) => serde_json::from_str(&text).ok().map(Some),
+            None => Some((row.tenant_id, None)),
+            Some(text) => serde_json::from_str(&text)
+                .ok()
+                .map(|v| (row.tenant_id, Some(v))),
         }
     }
 
@@ -306,6 +318,15 @@ impl Sandboxes {
             if let Decision::Reject(err) = decide(action, status, &row.name) {
                 return Err(err);
             }
+        }
+        let mut spec = spec;
+        if let Some(new) = spec.proxy_config.as_mut().filter(|v| !v.is_null()) {
+            let old = row
+                .proxy_config
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok());
+            crate::proxy_config::carry_over(new, old.as_ref());
+            crate::proxy_config::validate(Some(new.clone()))?;
         }
         apply_update(&mut row, spec)?;
         match self.store.update_sandbox_settings(&row).await {

@@ -51,7 +51,7 @@ pub fn sandbox_response(row: &SandboxRow, base_url: &str) -> StoreResult<Sandbox
         proxy_config: row
             .proxy_config
             .as_deref()
-            .map(|t| json("proxy_config", t))
+            .map(|t| json("proxy_config", t).map(crate::proxy_config::redact))
             .transpose()?,
         run_config: row
             .run_config

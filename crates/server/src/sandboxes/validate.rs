@@ -79,20 +79,7 @@ pub enum ImageRef {
     Template(String),
 }
 
-/// `proxy_config` must be an object whose `access_control` the egress
-/// proxy can enforce.
-fn validate_proxy_config(config: Option<Value>) -> Result<Option<Value>, ApiError> {
-    if let Some(value) = &config {
-        if !value.is_object() {
-            return Err(ApiError::Validation(
-                "proxy_config must be an object".into(),
-            ));
-        }
-        sandpit_egress::Policy::from_proxy_config(Some(value))
-            .map_err(|e| ApiError::Validation(e.to_string()))?;
-    }
-    Ok(config)
-}
+use crate::proxy_config::validate as validate_proxy_config;
 
 pub fn validate_name(name: &str) -> Result<(), ApiError> {
     let bytes = name.as_bytes();
@@ -284,7 +271,8 @@ pub fn update_spec(req: UpdateSandboxRequest) -> Result<UpdateSpec, ApiError> {
             .ttl_seconds
             .map(|v| validate_ttl("ttl_seconds", v))
             .transpose()?,
-        proxy_config: validate_proxy_config(req.proxy_config)?,
+        // Validated by the controller once opaque values are carried over.
+        proxy_config: req.proxy_config,
         run_config: req.run_config,
         labels: req.labels,
     })

@@ -7,6 +7,7 @@
 mod keys;
 mod pools;
 mod sandboxes;
+mod secrets;
 mod snapshots;
 mod templates;
 

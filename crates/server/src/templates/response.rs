@@ -9,7 +9,8 @@ pub fn template_response(row: &TemplateRow) -> StoreResult<Value> {
     let proxy: Option<Value> = row
         .proxy_config
         .as_deref()
-        .and_then(|t| serde_json::from_str(t).ok());
+        .and_then(|t| serde_json::from_str(t).ok())
+        .map(crate::proxy_config::redact);
     Ok(json!({
         "id": row.id,
         "name": row.name,

@@ -157,7 +157,7 @@ pub fn create_template(req: CreateTemplateRequest) -> Result<CreateTemplate, Api
         image: image.to_owned(),
         resources,
         volume_mounts,
-        proxy_config: req.proxy_config.filter(|v| !v.is_null()),
+        proxy_config: crate::proxy_config::validate(req.proxy_config.filter(|v| !v.is_null()))?,
     })
 }
 

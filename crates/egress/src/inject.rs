@@ -1,0 +1,444 @@
+//! Header injection: `proxy_config.rules` and `no_proxy`.
+//!
+//! A rule names hosts (`match_hosts`: the same entry kinds as the access
+//! lists — exact names, globs, `~regex`), optionally paths (`match_paths`:
+//! globs where `*` matches any run of characters, `/` included; none means
+//! every path), and headers to set on matching requests. A header is
+//! `plaintext` (its value may hold `${NAME}` references to workspace
+//! secrets), `opaque` (a write-only literal) or `workspace_secret` (its value
+//! names one secret: `NAME`, `{NAME}` or `${NAME}`). The template-era
+//! `inject_headers` map is plaintext headers. `attribution` rules (no
+//! `match_hosts`) add their headers to every intercepted request but never
+//! cause interception themselves.
+//!
+//! HTTPS to a host some rule matches (and `no_proxy` does not) is
+//! intercepted ([`crate::intercept`]); everything else passes through.
+//! Header values are resolved when a request is sent, so a secret changed
+//! through the API applies to the next request. Values are never logged.
+
+use http::header::{HeaderName, HeaderValue};
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::policy::Pattern;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RulesError {
+    #[error("proxy_config.{0} must be a list")]
+    NotAList(&'static str),
+    #[error("proxy_config.rules[{index}]: {reason}")]
+    BadRule { index: usize, reason: String },
+    #[error("invalid no_proxy entry: {0}")]
+    NoProxy(String),
+    #[error("proxy_config.callbacks are not supported by this server yet")]
+    Callbacks,
+}
+
+/// Where a header's value comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Literal text and `${NAME}` secret references, in order.
+    Template(Vec<Part>),
+    /// One workspace secret, whole.
+    Secret(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    Secret(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub name: HeaderName,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    /// Empty for attribution rules: every intercepted host.
+    hosts: Vec<Pattern>,
+    paths: Vec<Regex>,
+    headers: Vec<Header>,
+}
+
+/// The parsed `rules` and `no_proxy` of one sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    rules: Vec<Rule>,
+    no_proxy: Vec<Pattern>,
+}
+
+impl Rules {
+    pub fn from_proxy_config(config: Option<&Value>) -> Result<Self, RulesError> {
+        let Some(Value::Object(config)) = config else {
+            return Ok(Rules::default());
+        };
+        if list(config, "callbacks")?.is_some_and(|c| !c.is_empty()) {
+            return Err(RulesError::Callbacks);
+        }
+        let rules = list(config, "rules")?
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(index, rule)| {
+                parse_rule(rule)
+                    .map_err(|reason| RulesError::BadRule { index, reason })
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        let no_proxy = list(config, "no_proxy")?
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| {
+                let text = entry.as_str().ok_or(RulesError::NotAList("no_proxy"))?;
+                Pattern::parse(text).map_err(|e| RulesError::NoProxy(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Rules { rules, no_proxy })
+    }
+
+    /// Whether HTTPS to `host` is intercepted: some rule names it and
+    /// `no_proxy` does not.
+    pub fn intercepts(&self, host: &str) -> bool {
+        let named = self
+            .rules
+            .iter()
+            .any(|r| r.hosts.iter().any(|p| p.matches(Some(host), None)));
+        named && !self.bypassed(host)
+    }
+
+    fn bypassed(&self, host: &str) -> bool {
+        self.no_proxy.iter().any(|p| p.matches(Some(host), None))
+    }
+
+    /// The headers to set on a request for `host` and `path`, in rule
+    /// order (a later rule's header replaces an earlier one's).
+    pub fn headers_for(&self, host: &str, path: &str) -> Vec<&Header> {
+        if !self.intercepts(host) {
+            return Vec::new();
+        }
+        self.rules
+            .iter()
+            .filter(|r| r.hosts.is_empty() || r.hosts.iter().any(|p| p.matches(Some(host), None)))
+            .filter(|r| r.paths.is_empty() || r.paths.iter().any(|re| re.is_match(path)))
+            .flat_map(|r| r.headers.iter())
+            .collect()
+    }
+}
+
+fn list<'a>(
+    config: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a [Value]>, RulesError> {
+    match config.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => Ok(Some(items.as_slice())),
+        Some(_) => Err(RulesError::NotAList(field)),
+    }
+}
+
+/// One rule; `None` when it is disabled.
+fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
+    let Value::Object(rule) = rule else {
+        return Err("a rule must be an object".into());
+    };
+    match rule.get("name") {
+        Some(Value::String(name)) if !name.trim().is_empty() => {}
+        _ => return Err("name must be a non-empty string".into()),
+    }
+    let kind = rule.get("type").and_then(Value::as_str);
+    if let Some(kind @ ("aws" | "gcp")) = kind {
+        return Err(format!(
+            "rule type '{kind}' is not supported by this server yet"
+        ));
+    }
+    if rule.get("enabled") == Some(&Value::Bool(false)) {
+        return Ok(None);
+    }
+    let attribution = kind == Some("attribution");
+    let hosts = strings(rule, "match_hosts")?;
+    if hosts.is_empty() && !attribution {
+        return Err("match_hosts must be a non-empty list of host patterns".into());
+    }
+    let hosts = hosts
+        .iter()
+        .map(|h| Pattern::parse(h).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let paths = strings(rule, "match_paths")?
+        .iter()
+        .map(|p| path_glob(p))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Rule {
+        hosts,
+        paths,
+        headers: headers(rule)?,
+    }))
+}
+
+fn strings(rule: &Map<String, Value>, field: &str) -> Result<Vec<String>, String> {
+    match rule.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{field} must be a list of strings"))
+            })
+            .collect(),
+        Some(_) => Err(format!("{field} must be a list of strings")),
+    }
+}
+
+fn path_glob(glob: &str) -> Result<Regex, String> {
+    if !glob.starts_with('/') && !glob.starts_with('*') {
+        return Err(format!("match_paths entry '{glob}' must start with '/'"));
+    }
+    let mut re = String::from("^");
+    for c in glob.chars() {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    Regex::new(&re).map_err(|e| e.to_string())
+}
+
+fn headers(rule: &Map<String, Value>) -> Result<Vec<Header>, String> {
+    let mut out = Vec::new();
+    match rule.get("headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                out.push(typed_header(item)?);
+            }
+        }
+        Some(_) => return Err("headers must be a list".into()),
+    }
+    match rule.get("inject_headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, value) in map {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| format!("inject_headers.{name} must be a string"))?;
+                out.push(Header {
+                    name: header_name(name)?,
+                    source: Source::Template(template(value)?),
+                });
+            }
+        }
+        Some(_) => return Err("inject_headers must be an object".into()),
+    }
+    Ok(out)
+}
+
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("'{name}' is not a header name"))
+}
+
+fn typed_header(item: &Value) -> Result<Header, String> {
+    let name = item
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or("a header needs a name")?;
+    let name = header_name(name)?;
+    let value = item.get("value").and_then(Value::as_str);
+    let kind = item
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("plaintext");
+    let missing = || format!("header {name} ({kind}) needs a value");
+    let source = match kind {
+        "plaintext" => Source::Template(template(value.ok_or_else(missing)?)?),
+        "opaque" => Source::Template(vec![Part::Text(checked(value.ok_or_else(missing)?)?)]),
+        "workspace_secret" => Source::Secret(secret_name(value.ok_or_else(missing)?)?),
+        other => {
+            return Err(format!(
+                "header type '{other}' is not one of plaintext, opaque, workspace_secret"
+            ))
+        }
+    };
+    Ok(Header { name, source })
+}
+
+/// A literal header value: no control characters.
+fn checked(text: &str) -> Result<String, String> {
+    match HeaderValue::from_str(text) {
+        Ok(_) => Ok(text.to_owned()),
+        Err(_) => Err("a header value must not contain control characters".into()),
+    }
+}
+
+/// `NAME`, `{NAME}` or `${NAME}`.
+fn secret_name(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    let inner = v
+        .strip_prefix("${")
+        .or_else(|| v.strip_prefix('{'))
+        .map(|rest| rest.strip_suffix('}').ok_or(()))
+        .unwrap_or(Ok(v))
+        .map_err(|_| format!("'{value}' is not a secret name"))?;
+    valid_secret_name(inner)
+}
+
+/// Secret names: letters, digits and `_`, not starting with a digit.
+pub fn valid_secret_name(name: &str) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    match ok {
+        true => Ok(name.to_owned()),
+        false => Err(format!(
+            "'{name}' is not a secret name (letters, digits and '_', not starting with a digit)"
+        )),
+    }
+}
+
+/// Split `Bearer ${KEY}` into text and secret references.
+fn template(text: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed '${{' in '{text}'"))?;
+        if start > 0 {
+            parts.push(Part::Text(checked(&rest[..start])?));
+        }
+        parts.push(Part::Secret(valid_secret_name(
+            &rest[start + 2..start + end],
+        )?));
+        rest = &rest[start + end + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(checked(rest)?));
+    }
+    Ok(parts)
+}
+
+impl Header {
+    /// The names of the secrets this header needs.
+    pub fn secrets(&self) -> Vec<&str> {
+        match &self.source {
+            Source::Secret(name) => vec![name],
+            Source::Template(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Secret(n) => Some(n.as_str()),
+                    Part::Text(_) => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The value, given a way to read secrets; `Err(name)` names a secret
+    /// that is not set (or whose value cannot be a header value).
+    pub fn value(&self, secret: impl Fn(&str) -> Option<String>) -> Result<HeaderValue, String> {
+        let text = match &self.source {
+            Source::Secret(name) => secret(name).ok_or_else(|| name.clone())?,
+            Source::Template(parts) => {
+                let mut out = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text(t) => out.push_str(t),
+                        Part::Secret(n) => out.push_str(&secret(n).ok_or_else(|| n.clone())?),
+                    }
+                }
+                out
+            }
+        };
+        let first = self
+            .secrets()
+            .first()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        HeaderValue::from_str(&text).map_err(|_| first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules(config: Value) -> Rules {
+        Rules::from_proxy_config(Some(&config)).unwrap()
+    }
+
+    fn names(rules: &Rules, host: &str, path: &str) -> Vec<String> {
+        rules
+            .headers_for(host, path)
+            .iter()
+            .map(|h| h.name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn hosts_and_paths_select_headers() {
+        let r = rules(json!({
+            "rules": [
+                {"name": "a", "match_hosts": ["api.example.test"], "match_paths": ["/v1/*"],
+                 "headers": [{"name": "X-A", "type": "plaintext", "value": "a"}]},
+                {"name": "b", "match_hosts": ["*.example.test"],
+                 "inject_headers": {"X-B": "Bearer ${KEY}"}},
+                {"name": "off", "enabled": false, "match_hosts": ["off.test"],
+                 "headers": [{"name": "X-Off", "type": "plaintext", "value": "x"}]}
+            ],
+            "no_proxy": ["skip.example.test"]
+        }));
+        assert_eq!(names(&r, "api.example.test", "/v1/chat"), ["x-a", "x-b"]);
+        assert_eq!(names(&r, "api.example.test", "/v2/chat"), ["x-b"]);
+        assert_eq!(names(&r, "other.example.test", "/v1/x"), ["x-b"]);
+        assert!(names(&r, "example.test", "/v1/x").is_empty());
+        assert!(!r.intercepts("skip.example.test"));
+        assert!(!r.intercepts("off.test"));
+        assert!(r.intercepts("API.example.test"));
+    }
+
+    #[test]
+    fn values_resolve_secrets_at_request_time() {
+        let r = rules(
+            json!({"rules": [{"name": "a", "match_hosts": ["h.test"], "headers": [
+                {"name": "X-P", "type": "plaintext", "value": "Bearer ${KEY}!"},
+                {"name": "X-O", "type": "opaque", "value": "op"},
+                {"name": "X-W", "type": "workspace_secret", "value": "{KEY}"}
+            ]}]}),
+        );
+        let secret = |n: &str| (n == "KEY").then(|| "s3cr3t".to_owned());
+        let values: Vec<_> = r
+            .headers_for("h.test", "/")
+            .iter()
+            .map(|h| h.value(secret).unwrap())
+            .collect();
+        assert_eq!(values, ["Bearer s3cr3t!", "op", "s3cr3t"]);
+        let none = |_: &str| None;
+        assert_eq!(
+            r.headers_for("h.test", "/")[0].value(none),
+            Err("KEY".into())
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        for config in [
+            json!({"rules": [{"name": "a"}]}),
+            json!({"rules": [{"name": "", "match_hosts": ["a"]}]}),
+            json!({"rules": [{"name": "a", "match_hosts": ["a"], "match_paths": ["v1"]}]}),
+            json!({"rules": [{"name": "a", "match_hosts": ["a"], "headers": [{"name": "bad name", "value": "x"}]}]}),
+            json!({"rules": [{"name": "a", "match_hosts": ["a"], "headers": [{"name": "X", "type": "opaque"}]}]}),
+            json!({"rules": [{"name": "a", "match_hosts": ["a"], "headers": [{"name": "X", "type": "nope", "value": "v"}]}]}),
+            json!({"rules": [{"name": "a", "match_hosts": ["a"], "inject_headers": {"X": "${unclosed"}}]}),
+            json!({"rules": [{"name": "a", "match_hosts": ["a"], "headers": [{"name": "X", "value": "a\nb"}]}]}),
+            json!({"rules": [{"name": "a", "type": "aws", "aws": {}}]}),
+            json!({"rules": [], "callbacks": [{"url": "https://x", "match_hosts": ["a"], "ttl_seconds": 60}]}),
+        ] {
+            assert!(Rules::from_proxy_config(Some(&config)).is_err(), "{config}");
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! TLS interception for hosts a rule matches: the proxy terminates the
+//! sandbox's TLS with a leaf certificate from Sandpit's CA, reads HTTP/1.1
+//! requests (keep-alive), sets the headers the rules say, and forwards each
+//! request over verified TLS to the host it dials itself, keeping that
+//! upstream connection open for the next request.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::http::{refuse, Body};
+use crate::{Context, Lookup, Policy};
+
+/// Headers to set on a request for `host` and `path`, secrets resolved;
+/// `Err` names a secret that is not set.
+pub(crate) async fn headers<L: Lookup>(
+    policy: &Policy,
+    lookup: &L,
+    host: &str,
+    path: &str,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let wanted = policy.rules.headers_for(host, path);
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut secrets = HashMap::new();
+    for name in wanted.iter().flat_map(|h| h.secrets()) {
+        if secrets.contains_key(name) {
+            continue;
+        }
+        let value = match &policy.tenant {
+            Some(tenant) => lookup.secret(tenant, name).await,
+            None => None,
+        };
+        secrets.insert(name.to_owned(), value);
+    }
+    let read = |name: &str| secrets.get(name).cloned().flatten();
+    wanted
+        .iter()
+        .map(|h| Ok((h.name.clone(), h.value(read)?)))
+        .collect()
+}
+
+/// Set the rules' headers on `req`, or say which secret is missing.
+pub(crate) async fn inject<L: Lookup>(
+    req: &mut Request<Incoming>,
+    policy: &Policy,
+    lookup: &L,
+    host: &str,
+) -> Result<(), Response<Body>> {
+    let path = req.uri().path().to_owned();
+    match headers(policy, lookup, host, &path).await {
+        Ok(set) => {
+            for (name, value) in set {
+                req.headers_mut().insert(name, value);
+            }
+            Ok(())
+        }
+        Err(name) => Err(refuse(
+            StatusCode::BAD_GATEWAY,
+            format!("Sandpit egress: workspace secret {name} is not set"),
+        )),
+    }
+}
+
+/// The one upstream connection of an intercepted connection.
+struct Upstream {
+    host: String,
+    port: u16,
+    sender: Mutex<Option<SendRequest<Incoming>>>,
+}
+
+impl Upstream {
+    /// A ready sender: the kept one, or a new connection.
+    async fn sender<L: Lookup>(
+        &self,
+        policy: &Policy,
+        ctx: &Context<L>,
+    ) -> Result<SendRequest<Incoming>, String> {
+        let kept = self.sender.lock().expect("upstream sender").take();
+        if let Some(mut sender) = kept {
+            if sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+        let tcp = ctx
+            .dialer
+            .dial(policy, Some(&self.host), None, self.port)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(self.host.clone()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(ctx.upstream_tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS to {} failed: {e}", self.host))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    fn keep(&self, sender: SendRequest<Incoming>) {
+        *self.sender.lock().expect("upstream sender") = Some(sender);
+    }
+}
+
+/// Serve an intercepted TLS connection for `host` (its ClientHello still
+/// unread in `stream`) until the sandbox closes it.
+pub(crate) async fn serve<S, L>(
+    stream: S,
+    host: String,
+    port: u16,
+    policy: Arc<Policy>,
+    ctx: Arc<Context<L>>,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    L: Lookup,
+{
+    let config = ctx.ca.server_config(&host).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsAcceptor::from(config)
+        .accept(stream)
+        .await
+        .map_err(|e| format!("TLS from the sandbox failed: {e}"))?;
+    let upstream = Arc::new(Upstream {
+        host,
+        port,
+        sender: Mutex::new(None),
+    });
+    let service = hyper::service::service_fn(move |req| {
+        let (upstream, policy, ctx) = (upstream.clone(), policy.clone(), ctx.clone());
+        async move { Ok::<_, Infallible>(forward(req, &upstream, &policy, &ctx).await) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn forward<L: Lookup>(
+    mut req: Request<Incoming>,
+    upstream: &Upstream,
+    policy: &Policy,
+    ctx: &Context<L>,
+) -> Response<Body> {
+    if let Err(refused) = inject(&mut req, policy, &*ctx.lookup, &upstream.host).await {
+        return refused;
+    }
+    let mut sender = match upstream.sender(policy, ctx).await {
+        Ok(s) => s,
+        Err(err) => return refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),
+    };
+    let response = sender.send_request(req).await;
+    upstream.keep(sender);
+    match response {
+        Ok(response) => response.map(|b| b.boxed()),
+        Err(err) => refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),
+    }
+}
