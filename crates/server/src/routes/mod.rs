@@ -5,7 +5,7 @@
 
 mod admin;
 mod boxes;
-mod extract;
+pub(crate) mod extract;
 mod opensandbox;
 mod pools;
 mod service_url;
@@ -111,6 +111,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/sandboxes/{id}/endpoints/{port}",
             get(opensandbox::endpoint),
         )
+        .merge(crate::console::router())
         .fallback(not_found)
         .layer(axum::middleware::map_response(error_bodies))
         // Outermost: service hosts and paths never reach the API routes.
