@@ -34,10 +34,10 @@ function step(text) {
   console.log(`-- ${text}`);
 }
 
-async function shot(page, name) {
+async function shot(page, name, fullPage = false) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
 }
 
 /** Rows of the sandboxes table, by name. */
@@ -176,9 +176,7 @@ async function terminal(page) {
   assert.notEqual(after[2], before[2], `columns stayed ${before[2]}`);
   await page.setViewportSize({ width: 1280, height: 900 });
   await typeAndWait(page, 'clear; echo "hello from $(hostname)"; ls /', /hello from/);
-  await page.locator('#term-title').scrollIntoViewIfNeeded();
-  await shot(page, 'sandbox-detail');
-  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot(page, 'sandbox-detail', true);
 }
 
 async function stopStart(page) {
@@ -244,9 +242,9 @@ async function phone(browser) {
   await page.locator(`tr[data-name="${SANDBOX}"]`).waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `page is ${overflow}px wider than the phone`);
+  await shot(page, 'phone');
   await page.getByRole('link', { name: 'Pools' }).click();
   await page.getByRole('heading', { name: 'Pools' }).waitFor();
-  await shot(page, 'phone');
   await context.close();
 }
 

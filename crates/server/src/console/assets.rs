@@ -50,7 +50,10 @@ static ASSETS: &[Asset] = &[
     asset!("vendor/xterm/addon-fit.mjs", JS),
     asset!("vendor/xterm/xterm.css", CSS),
     asset!("vendor/xterm/LICENSE", "text/plain; charset=utf-8"),
-    asset!("vendor/xterm/LICENSE.addon-fit", "text/plain; charset=utf-8"),
+    asset!(
+        "vendor/xterm/LICENSE.addon-fit",
+        "text/plain; charset=utf-8"
+    ),
 ];
 
 /// Scripts and styles come from this origin only; the API and the terminal
@@ -106,10 +109,19 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let h = response.headers_mut();
     h.insert(header::ETAG, HeaderValue::from_static(tag));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     response
 }
 

@@ -164,7 +164,10 @@ mod tests {
         assert!(tickets.redeem(&secret, "a").is_err(), "second use");
         let other = issue(&tickets, "a");
         assert!(tickets.redeem(&other, "b").is_err(), "other sandbox");
-        assert!(tickets.redeem(&other, "a").is_err(), "spent by the failed try");
+        assert!(
+            tickets.redeem(&other, "a").is_err(),
+            "spent by the failed try"
+        );
         assert!(tickets.redeem("nope", "a").is_err());
     }
 

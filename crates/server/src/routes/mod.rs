@@ -1,7 +1,7 @@
 //! The HTTP surface: control API routes (under both `/api/v2/sandboxes` and
 //! `/v2/sandboxes`), the data-plane gateway, service URLs and OpenSandbox
-//! endpoints (`gateway::service`, in front of every route), the JWKS, and
-//! `/healthz`.
+//! endpoints (`gateway::service`, in front of every route), the JWKS, the
+//! web console (`crate::console`, at `/`) and `/healthz`.
 
 mod admin;
 mod boxes;
