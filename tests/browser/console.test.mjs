@@ -139,7 +139,10 @@ async function openService(context, page) {
   step('Open service shows API errors as returned');
   await page.getByLabel('Port').fill('0');
   await page.getByRole('button', { name: 'Share Link', exact: true }).click();
-  await page.getByRole('alert').filter({ hasText: 'between 1 and 65535' }).waitFor();
+  await page.getByRole('alert').filter({ hasText: '422 ValidationError: port must be between 1 and 65535, got 0' }).waitFor();
+  await page.getByLabel('Port').fill(PORT);
+  await page.getByRole('button', { name: 'Share Link', exact: true }).click();
+  await page.getByRole('alert').waitFor({ state: 'hidden' });
 }
 
 /** Text of the terminal's screen. */

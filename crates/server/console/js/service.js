@@ -43,10 +43,11 @@ export function serviceWidget(name) {
     h('div', { class: 'actions' }, open, share),
     error, done, linkWrap);
 
+  /** The typed port; range errors are left to the API, which names them. */
   function chosenPort() {
     const value = Number(port.input.value);
-    if (!Number.isInteger(value) || value < 1 || value > 65535) {
-      showError(error, new Error('Enter a port between 1 and 65535.'));
+    if (port.input.value.trim() === '' || !Number.isInteger(value)) {
+      showError(error, new Error('Enter a port number.'));
       port.input.focus();
       return null;
     }
