@@ -77,6 +77,8 @@ def test_terminal_tickets_are_authenticated_single_use_and_bound(server, client)
         assert first.status_code != 401, first.text
         second = httpx.get(url)
         assert second.status_code == 401
+        no_ticket = httpx.get(f"{server.endpoint}/console-terminal/{sb.id}")
+        assert no_ticket.status_code == 400 and "ticket" in no_ticket.json()["detail"]["message"]
         assert second.json()["detail"]["message"] == "Invalid or expired terminal ticket"
 
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::gateway::dataplane;
-use crate::routes::extract::Body;
+use crate::routes::extract::{Body, Query};
 use crate::state::AppState;
 
 /// How long a ticket may wait before it is redeemed.
@@ -126,7 +126,7 @@ pub async fn connect(
     state: State<AppState>,
     Extension(tickets): Extension<Arc<Tickets>>,
     Path(id): Path<String>,
-    axum::extract::Query(query): axum::extract::Query<ConnectQuery>,
+    Query(query): Query<ConnectQuery>,
     mut req: Request,
 ) -> Result<Response, ApiError> {
     let caller = tickets.redeem(&query.ticket, &id)?;
