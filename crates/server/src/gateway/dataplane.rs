@@ -30,7 +30,7 @@ pub async fn relay(
     forward(state, caller, id, rest, req).await
 }
 
-async fn forward(
+pub(crate) async fn forward(
     State(state): State<AppState>,
     caller: Caller,
     id: String,

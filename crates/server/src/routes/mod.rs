@@ -1,11 +1,11 @@
 //! The HTTP surface: control API routes (under both `/api/v2/sandboxes` and
 //! `/v2/sandboxes`), the data-plane gateway, service URLs and OpenSandbox
-//! endpoints (`gateway::service`, in front of every route), the JWKS, and
-//! `/healthz`.
+//! endpoints (`gateway::service`, in front of every route), the JWKS, the
+//! web console (`crate::console`, at `/`) and `/healthz`.
 
 mod admin;
 mod boxes;
-mod extract;
+pub(crate) mod extract;
 mod opensandbox;
 mod pools;
 mod secrets;
@@ -117,6 +117,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/sandboxes/{id}/endpoints/{port}",
             get(opensandbox::endpoint),
         )
+        .merge(crate::console::router())
         .fallback(not_found)
         .layer(axum::middleware::map_response(error_bodies))
         // Outermost: service hosts and paths never reach the API routes.

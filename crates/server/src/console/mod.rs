@@ -1,0 +1,31 @@
+//! The web console: a static single-page app served at `/` (assets under
+//! `/console/`), and the terminal tickets that let its browser WebSocket
+//! reach a sandbox's exec stream without an API key in a URL.
+//!
+//! The app itself is plain HTML, CSS and ES modules in `crates/server/console/`
+//! (xterm.js vendored), embedded into the binary by [`assets`]; it talks to
+//! the same public JSON API as the SDK, with the key from `sessionStorage`
+//! in the `X-Api-Key` header. Nothing here shadows the API: hash routing
+//! keeps every page at `/`, and service hosts and paths are routed before
+//! any of these routes (see `gateway::service`).
+
+mod assets;
+mod terminal;
+
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+
+use crate::state::AppState;
+
+/// Path of the terminal-ticket endpoint (an ordinary authenticated POST).
+pub const TICKETS_PATH: &str = "/api/v1/console/terminal-tickets";
+
+/// The console's routes, merged into the application router.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/console/{*path}", get(assets::asset))
+        .route(TICKETS_PATH, post(terminal::issue))
+        .route("/console-terminal/{id}", get(terminal::connect))
+        .layer(Extension(terminal::Tickets::shared()))
+}

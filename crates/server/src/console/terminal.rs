@@ -1,0 +1,190 @@
+//! Terminal tickets. A browser WebSocket cannot send `X-Api-Key`, and the
+//! key must never appear in a URL (it would end up in logs and history), so
+//! the console first asks for a ticket with an ordinary authenticated POST:
+//! a random single-use secret, bound to the caller and one sandbox, valid
+//! for [`TICKET_TTL`]. It then opens
+//! `GET /console-terminal/{sandbox id}?ticket=...`, which redeems the ticket
+//! and relays the upgrade to the sandbox's `/execute/ws` exactly like the
+//! data-plane route (the query string is dropped, so the agent never sees
+//! the ticket). A ticket that leaks through a log is already spent or
+//! about to expire.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Request, State};
+use axum::http::Uri;
+use axum::response::Response;
+use axum::{Extension, Json};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::gateway::dataplane;
+use crate::routes::extract::{Body, Query};
+use crate::state::AppState;
+
+/// How long a ticket may wait before it is redeemed.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+/// Outstanding tickets kept at most (expired ones are pruned first).
+const MAX_TICKETS: usize = 10_000;
+
+#[derive(Debug, Clone)]
+struct Ticket {
+    caller: Caller,
+    sandbox_id: String,
+    issued: Instant,
+}
+
+/// Outstanding tickets, keyed by the ticket string.
+#[derive(Default)]
+pub struct Tickets {
+    map: Mutex<HashMap<String, Ticket>>,
+}
+
+impl Tickets {
+    pub fn shared() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ticket>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, ticket: Ticket) -> Result<String, ApiError> {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let secret = hex::encode(bytes);
+        let mut map = self.lock();
+        map.retain(|_, t| t.issued.elapsed() < TICKET_TTL);
+        if map.len() >= MAX_TICKETS {
+            return Err(ApiError::QuotaExceeded(
+                "Too many outstanding terminal tickets; try again shortly".into(),
+            ));
+        }
+        map.insert(secret.clone(), ticket);
+        Ok(secret)
+    }
+
+    /// Spend `secret` for sandbox `id`: the caller it was issued to.
+    fn redeem(&self, secret: &str, id: &str) -> Result<Caller, ApiError> {
+        let ticket = self.lock().remove(secret);
+        match ticket {
+            Some(t) if t.issued.elapsed() < TICKET_TTL && t.sandbox_id == id => Ok(t.caller),
+            _ => Err(ApiError::Unauthorized(
+                "Invalid or expired terminal ticket".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    /// Sandbox name (or id, as every `/boxes/{name}` route accepts).
+    sandbox: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TicketResponse {
+    ticket: String,
+    /// The sandbox's id: the terminal URL is `/console-terminal/{id}`.
+    sandbox_id: String,
+    expires_in_seconds: u64,
+}
+
+/// `POST /api/v1/console/terminal-tickets` {sandbox}.
+pub async fn issue(
+    State(state): State<AppState>,
+    Extension(tickets): Extension<Arc<Tickets>>,
+    caller: Caller,
+    Body(req): Body<TicketRequest>,
+) -> Result<Json<TicketResponse>, ApiError> {
+    let row = state.sandboxes.find(&caller, &req.sandbox).await?;
+    let ticket = tickets.insert(Ticket {
+        caller,
+        sandbox_id: row.id.clone(),
+        issued: Instant::now(),
+    })?;
+    Ok(Json(TicketResponse {
+        ticket,
+        sandbox_id: row.id,
+        expires_in_seconds: TICKET_TTL.as_secs(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConnectQuery {
+    ticket: String,
+}
+
+/// `GET /console-terminal/{id}?ticket=...`: the exec WebSocket of sandbox
+/// `id` for the ticket's caller.
+pub async fn connect(
+    state: State<AppState>,
+    Extension(tickets): Extension<Arc<Tickets>>,
+    Path(id): Path<String>,
+    Query(query): Query<ConnectQuery>,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let caller = tickets.redeem(&query.ticket, &id)?;
+    *req.uri_mut() = Uri::from_static("/execute/ws");
+    dataplane::forward(state, caller, id, "execute/ws".into(), req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller {
+            tenant_id: "t".into(),
+            is_admin: false,
+            key_id: "k".into(),
+        }
+    }
+
+    fn issue(tickets: &Tickets, id: &str) -> String {
+        tickets
+            .insert(Ticket {
+                caller: caller(),
+                sandbox_id: id.into(),
+                issued: Instant::now(),
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_ticket_is_spent_once_and_only_for_its_sandbox() {
+        let tickets = Tickets::default();
+        let secret = issue(&tickets, "a");
+        assert_eq!(tickets.redeem(&secret, "a").unwrap(), caller());
+        assert!(tickets.redeem(&secret, "a").is_err(), "second use");
+        let other = issue(&tickets, "a");
+        assert!(tickets.redeem(&other, "b").is_err(), "other sandbox");
+        assert!(
+            tickets.redeem(&other, "a").is_err(),
+            "spent by the failed try"
+        );
+        assert!(tickets.redeem("nope", "a").is_err());
+    }
+
+    #[test]
+    fn an_expired_ticket_is_refused() {
+        let tickets = Tickets::default();
+        let Some(issued) = Instant::now().checked_sub(TICKET_TTL) else {
+            return; // the clock is too young to go back that far
+        };
+        tickets.lock().insert(
+            "old".into(),
+            Ticket {
+                caller: caller(),
+                sandbox_id: "a".into(),
+                issued,
+            },
+        );
+        assert!(tickets.redeem("old", "a").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+"""The web console served at `/`: its pages and headers, the terminal
+tickets, and a real browser (Debian's headless `chromium` driven by
+`playwright-core`, tests/browser/console.test.mjs) that signs in, lists and
+filters sandboxes, opens one, uses Open service and Share Link, runs a
+command in the terminal and stops and starts a sandbox."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BROWSER_TESTS = REPO / "tests" / "browser"
+CHROMIUM = shutil.which("chromium")
+NODE = shutil.which("node")
+PLAYWRIGHT = BROWSER_TESTS / "node_modules" / "playwright-core"
+
+PAGE_SERVER = r'''
+import sys
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+BODY = ("<!doctype html><title>in the sandbox</title><h1>%s</h1>" % sys.argv[2]).encode()
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+'''
+
+
+def test_console_page_and_assets(server):
+    page = httpx.get(server.endpoint + "/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/console/js/app.js">' in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    script = httpx.get(server.endpoint + "/console/vendor/xterm/xterm.mjs")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    again = httpx.get(server.endpoint + "/console/vendor/xterm/xterm.mjs",
+                      headers={"If-None-Match": script.headers["etag"]})
+    assert again.status_code == 304
+    missing = httpx.get(server.endpoint + "/console/../Cargo.toml")
+    assert missing.status_code == 404
+    assert httpx.get(server.endpoint + "/console/nope.js").json()["detail"]["error"] == "NotFound"
+    # The API is untouched next to it.
+    assert httpx.get(server.api + "/boxes").status_code == 401
+
+
+def test_terminal_tickets_are_authenticated_single_use_and_bound(server, client):
+    tickets = server.endpoint + "/api/v1/console/terminal-tickets"
+    assert httpx.post(tickets, json={"sandbox": "x"}).status_code == 401
+    missing = httpx.post(tickets, json={"sandbox": "no-such-box"}, headers=server.headers())
+    assert missing.status_code == 404
+    with client.sandbox() as sb, client.sandbox() as other:
+        issued = httpx.post(tickets, json={"sandbox": sb.name}, headers=server.headers()).json()
+        assert issued["sandbox_id"] == sb.id and issued["expires_in_seconds"] == 30
+        url = f"{server.endpoint}/console-terminal/{{}}?ticket={issued['ticket']}"
+        # Bound to its sandbox: refused for another, and spent by the try.
+        assert httpx.get(url.format(other.id)).status_code == 401
+        assert httpx.get(url.format(sb.id)).status_code == 401
+        fresh = httpx.post(tickets, json={"sandbox": sb.name}, headers=server.headers()).json()
+        url = f"{server.endpoint}/console-terminal/{sb.id}?ticket={fresh['ticket']}"
+        first = httpx.get(url)  # redeemed (not a WebSocket upgrade, so the agent refuses it)
+        assert first.status_code != 401, first.text
+        second = httpx.get(url)
+        assert second.status_code == 401
+        no_ticket = httpx.get(f"{server.endpoint}/console-terminal/{sb.id}")
+        assert no_ticket.status_code == 400 and "ticket" in no_ticket.json()["detail"]["message"]
+        assert second.json()["detail"]["message"] == "Invalid or expired terminal ticket"
+
+
+def _wait_for_port(sb, port: int) -> None:
+    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 1)\""
+    for _ in range(100):
+        if sb.run(probe, timeout=10).exit_code == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+@pytest.mark.skipif(CHROMIUM is None or NODE is None, reason="needs chromium and node (scripts/install-deps)")
+def test_console_in_a_real_browser(server, client):
+    if not PLAYWRIGHT.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_TESTS, check=True)
+    suffix = uuid.uuid4().hex[:6]
+    marker = f"served-from-the-sandbox-{suffix}"
+    port = 8000
+    with client.sandbox(name=f"console-web-{suffix}") as sb, \
+            client.sandbox(name=f"console-zz-{suffix}") as other:
+        sb.write("/app/page.py", PAGE_SERVER)
+        sb.run(f"python3 /app/page.py {port} {marker}", timeout=0, wait=False)
+        _wait_for_port(sb, port)
+        stopped = httpx.post(f"{server.api}/boxes/{other.name}/stop", headers=server.headers())
+        assert stopped.status_code == 200 and stopped.json()["status"] == "stopped", stopped.text
+        env = dict(os.environ,
+                   SANDPIT_URL=server.endpoint, SANDPIT_KEY=server.api_key,
+                   SANDBOX=sb.name, OTHER_SANDBOX=other.name,
+                   MARKER=marker, SERVICE_PORT=str(port))
+        if os.environ.get("SANDPIT_SCREENSHOTS"):
+            env["SCREENSHOTS"] = os.environ["SANDPIT_SCREENSHOTS"]
+        out = subprocess.run([NODE, str(BROWSER_TESTS / "console.test.mjs")], env=env,
+                             capture_output=True, text=True, timeout=300)
+        print(out.stdout)
+        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+        assert out.stdout.rstrip().endswith("ok")
