@@ -91,6 +91,8 @@ def build_image(
     files: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
     working_dir: str | None = None,
+    user: str | None = None,
+    entrypoint: list[str] | None = None,
     compress: str = "gzip",
 ) -> str:
     """Build a busybox image with extra `files`, push it as `ref`
@@ -110,8 +112,10 @@ def build_image(
         link = rootfs / "bin" / applet
         if not link.exists():
             os.symlink("busybox", link)
-    (rootfs / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
-    (rootfs / "etc/group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (rootfs / "etc/passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n"
+    )
+    (rootfs / "etc/group").write_text("root:x:0:\nnogroup:x:65534:\napp:x:1001:\nstaff:x:1002:app\n")
     for path, text in (files or {}).items():
         target = rootfs / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +126,10 @@ def build_image(
         config.append(f"--config.env={k}={v}")
     if working_dir:
         config.append(f"--config.workingdir={working_dir}")
+    if user:
+        config.append(f"--config.user={user}")
+    for arg in entrypoint or []:
+        config.append(f"--config.entrypoint={arg}")
     _run(*config)
     full = f"{registry.host}/{ref}"
     recompress = ["--dest-compress-format=zstd"] if compress == "zstd" else []

@@ -105,6 +105,49 @@ def test_sandbox_boots_the_image_with_its_config(client, bb_snapshot):
         assert sb.run("echo $GREETING").stdout == "override\n"
 
 
+@pytest.fixture(scope="module")
+def app_image(registry, workdir):
+    """An image whose config sets every field Sandpit reads: Env,
+    WorkingDir, User (by name) and Entrypoint/Cmd."""
+    return build_image(
+        registry,
+        workdir,
+        "app:1",
+        files={"/home/app/.keep": ""},
+        env={"APP_MODE": "config-env", "PATH": "/bin"},
+        working_dir="/home/app",
+        user="app",
+        entrypoint=["/bin/sh", "-c", "touch /entrypoint-ran; sleep 1000"],
+    )
+
+
+def test_image_config_env_workdir_user_and_entrypoint(client, app_image):
+    snap = client.create_snapshot("app", docker_image=app_image, fs_capacity_bytes=GiB)
+    assert snap.run_config.user == "app"
+    try:
+        with client.sandbox(snapshot="app") as sb:
+            # Env and WorkingDir apply to every command.
+            assert sb.run("echo $APP_MODE").stdout == "config-env\n"
+            assert sb.run("pwd").stdout == "/home/app\n"
+            # User: resolved through the image's /etc/passwd and /etc/group
+            # (primary group 1001, supplementary group staff 1002), with
+            # the account's HOME and USER.
+            assert sb.run("id -u; id -g").stdout == "1000\n1001\n"
+            assert "1002" in sb.run("id -G").stdout.split()
+            assert sb.run("echo $HOME $USER").stdout == "/home/app app\n"
+            assert sb.run("touch /etc/nope").exit_code != 0  # not root
+            # Entrypoint and Cmd are not run: PID 1 is Sandpit's agent.
+            assert "sandpit" in sb.run("cat /proc/1/cmdline | tr '\\0' ' '").stdout
+            assert sb.run("test -e /entrypoint-ran").exit_code != 0
+        # A sandbox's run_config.user overrides the image's, numeric works.
+        with client.sandbox(snapshot="app", run_config={"user": "4321:4322"}) as sb:
+            assert sb.run("id -u; id -g").stdout == "4321\n4322\n"
+        with client.sandbox(snapshot="app", run_config={"user": "root"}) as sb:
+            assert sb.run("id -u").stdout == "0\n"
+    finally:
+        client.delete_snapshot(snap.id)
+
+
 def test_readme_start_stop_keeps_files(client, bb_snapshot):
     sb = client.create_sandbox(snapshot_id=bb_snapshot.id, name="my-vm")
     try:
