@@ -358,3 +358,27 @@ def test_fs_capacity_is_enforced(client, srv, bb_snapshot):
         client.delete_sandbox("small-disk")
     with pytest.raises(SandboxClientError):
         client.create_sandbox(snapshot_id=bb_snapshot.id, fs_capacity_bytes=1000)
+
+
+def test_registry_credentials(workdir):
+    """A registry that demands credentials (htpasswd): a pull without them
+    fails with a clear message; with --registry-auth it works."""
+    creds = ("puller", "s3cret-" + secrets.token_hex(4))
+    reg = start_registry(workdir, credentials=creds)
+    try:
+        image = build_image(reg, workdir, "private:1", credentials=creds)
+        common = ["--insecure-registry", reg.host]
+        with checked_server(workdir / "data-noauth", api_key="sp_na_" + secrets.token_urlsafe(8), extra_args=common) as s:
+            with SandboxClient(api_endpoint=f"{s.endpoint}/api/v2/sandboxes", api_key=s.api_key) as c:
+                with pytest.raises(ResourceCreationError, match="registry refused access"):
+                    c.create_snapshot("private", docker_image=image, fs_capacity_bytes=GiB)
+        auth = common + ["--registry-auth", f"{reg.host}={creds[0]}:{creds[1]}"]
+        with checked_server(workdir / "data-auth", api_key="sp_a_" + secrets.token_urlsafe(8), extra_args=auth) as s:
+            with SandboxClient(api_endpoint=f"{s.endpoint}/api/v2/sandboxes", api_key=s.api_key) as c:
+                snap = c.create_snapshot("private", docker_image=image, fs_capacity_bytes=GiB)
+                assert snap.status == "ready"
+                with c.sandbox(snapshot_id=snap.id) as sb:
+                    assert sb.run("busybox true && echo ok").stdout == "ok\n"
+                c.delete_snapshot(snap.id)
+    finally:
+        reg.stop()
