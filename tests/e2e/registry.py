@@ -51,16 +51,24 @@ class Registry:
         return resp.json()
 
 
-def start_registry(workdir: Path) -> Registry:
+def start_registry(workdir: Path, *, credentials: tuple[str, str] | None = None) -> Registry:
+    """A docker-registry on loopback; with `credentials` (user, password) it
+    demands them (htpasswd auth, bcrypt file made by `htpasswd`)."""
     port = free_port()
-    root = workdir / "registry"
+    name = "registry-auth" if credentials else "registry"
+    root = workdir / name
     root.mkdir(parents=True)
-    config = workdir / "registry.yml"
+    config = workdir / f"{name}.yml"
+    auth = ""
+    if credentials:
+        htpasswd = workdir / f"{name}.htpasswd"
+        _run("htpasswd", "-Bbc", str(htpasswd), *credentials)
+        auth = f"auth:\n  htpasswd:\n    realm: sandpit-test\n    path: {htpasswd}\n"
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: error\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
     )
     proc = subprocess.Popen(
         ["docker-registry", "serve", str(config)],
@@ -70,7 +78,7 @@ def start_registry(workdir: Path) -> Registry:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/").status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/").status_code in (200, 401):
                 return Registry(host=f"127.0.0.1:{port}", root=root, proc=proc)
         except httpx.TransportError:
             pass
@@ -91,7 +99,10 @@ def build_image(
     files: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
     working_dir: str | None = None,
+    user: str | None = None,
+    entrypoint: list[str] | None = None,
     compress: str = "gzip",
+    credentials: tuple[str, str] | None = None,
 ) -> str:
     """Build a busybox image with extra `files`, push it as `ref`
     (`repo:tag`) and return the full reference `HOST/repo:tag`."""
@@ -110,8 +121,10 @@ def build_image(
         link = rootfs / "bin" / applet
         if not link.exists():
             os.symlink("busybox", link)
-    (rootfs / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
-    (rootfs / "etc/group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (rootfs / "etc/passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n"
+    )
+    (rootfs / "etc/group").write_text("root:x:0:\nnogroup:x:65534:\napp:x:1001:\nstaff:x:1002:app\n")
     for path, text in (files or {}).items():
         target = rootfs / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,9 +135,15 @@ def build_image(
         config.append(f"--config.env={k}={v}")
     if working_dir:
         config.append(f"--config.workingdir={working_dir}")
+    if user:
+        config.append(f"--config.user={user}")
+    for arg in entrypoint or []:
+        config.append(f"--config.entrypoint={arg}")
     _run(*config)
     full = f"{registry.host}/{ref}"
     recompress = ["--dest-compress-format=zstd"] if compress == "zstd" else []
+    if credentials:
+        recompress.append("--dest-creds=" + ":".join(credentials))
     _run(
         "skopeo", "copy", "--quiet", "--format=oci", "--dest-tls-verify=false", *recompress,
         f"oci:{layout}:t", f"docker://{full}",

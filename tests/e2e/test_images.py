@@ -105,6 +105,49 @@ def test_sandbox_boots_the_image_with_its_config(client, bb_snapshot):
         assert sb.run("echo $GREETING").stdout == "override\n"
 
 
+@pytest.fixture(scope="module")
+def app_image(registry, workdir):
+    """An image whose config sets every field Sandpit reads: Env,
+    WorkingDir, User (by name) and Entrypoint/Cmd."""
+    return build_image(
+        registry,
+        workdir,
+        "app:1",
+        files={"/home/app/.keep": ""},
+        env={"APP_MODE": "config-env", "PATH": "/bin"},
+        working_dir="/home/app",
+        user="app",
+        entrypoint=["/bin/sh", "-c", "touch /entrypoint-ran; sleep 1000"],
+    )
+
+
+def test_image_config_env_workdir_user_and_entrypoint(client, app_image):
+    snap = client.create_snapshot("app", docker_image=app_image, fs_capacity_bytes=GiB)
+    assert snap.run_config.user == "app"
+    try:
+        with client.sandbox(snapshot="app") as sb:
+            # Env and WorkingDir apply to every command.
+            assert sb.run("echo $APP_MODE").stdout == "config-env\n"
+            assert sb.run("pwd").stdout == "/home/app\n"
+            # User: resolved through the image's /etc/passwd and /etc/group
+            # (primary group 1001, supplementary group staff 1002), with
+            # the account's HOME and USER.
+            assert sb.run("id -u; id -g").stdout == "1000\n1001\n"
+            assert "1002" in sb.run("id -G").stdout.split()
+            assert sb.run("echo $HOME $USER").stdout == "/home/app app\n"
+            assert sb.run("touch /etc/nope").exit_code != 0  # not root
+            # Entrypoint and Cmd are not run: PID 1 is Sandpit's agent.
+            assert "sandpit" in sb.run("cat /proc/1/cmdline | tr '\\0' ' '").stdout
+            assert sb.run("test -e /entrypoint-ran").exit_code != 0
+        # A sandbox's run_config.user overrides the image's, numeric works.
+        with client.sandbox(snapshot="app", run_config={"user": "4321:4322"}) as sb:
+            assert sb.run("id -u; id -g").stdout == "4321\n4322\n"
+        with client.sandbox(snapshot="app", run_config={"user": "root"}) as sb:
+            assert sb.run("id -u").stdout == "0\n"
+    finally:
+        client.delete_snapshot(snap.id)
+
+
 def test_readme_start_stop_keeps_files(client, bb_snapshot):
     sb = client.create_sandbox(snapshot_id=bb_snapshot.id, name="my-vm")
     try:
@@ -315,3 +358,27 @@ def test_fs_capacity_is_enforced(client, srv, bb_snapshot):
         client.delete_sandbox("small-disk")
     with pytest.raises(SandboxClientError):
         client.create_sandbox(snapshot_id=bb_snapshot.id, fs_capacity_bytes=1000)
+
+
+def test_registry_credentials(workdir):
+    """A registry that demands credentials (htpasswd): a pull without them
+    fails with a clear message; with --registry-auth it works."""
+    creds = ("puller", "s3cret-" + secrets.token_hex(4))
+    reg = start_registry(workdir, credentials=creds)
+    try:
+        image = build_image(reg, workdir, "private:1", credentials=creds)
+        common = ["--insecure-registry", reg.host]
+        with checked_server(workdir / "data-noauth", api_key="sp_na_" + secrets.token_urlsafe(8), extra_args=common) as s:
+            with SandboxClient(api_endpoint=f"{s.endpoint}/api/v2/sandboxes", api_key=s.api_key) as c:
+                with pytest.raises(ResourceCreationError, match="registry refused access"):
+                    c.create_snapshot("private", docker_image=image, fs_capacity_bytes=GiB)
+        auth = common + ["--registry-auth", f"{reg.host}={creds[0]}:{creds[1]}"]
+        with checked_server(workdir / "data-auth", api_key="sp_a_" + secrets.token_urlsafe(8), extra_args=auth) as s:
+            with SandboxClient(api_endpoint=f"{s.endpoint}/api/v2/sandboxes", api_key=s.api_key) as c:
+                snap = c.create_snapshot("private", docker_image=image, fs_capacity_bytes=GiB)
+                assert snap.status == "ready"
+                with c.sandbox(snapshot_id=snap.id) as sb:
+                    assert sb.run("busybox true && echo ok").stdout == "ok\n"
+                c.delete_snapshot(snap.id)
+    finally:
+        reg.stop()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from conftest import start_server, stop_server
 from langsmith.sandbox import SandboxClient
+from langsmith.sandbox._exceptions import SandboxClientError
 
 import leaks
 
@@ -207,7 +208,10 @@ def small_data_dir():
 
 def test_full_data_disk_gives_errors_not_corruption(small_data_dir):
     before = leaks.snapshot(str(small_data_dir))
-    server = start_server(small_data_dir, api_key="k-full")
+    # Sandboxes are refused (507) below 16 MiB free: the default floor of
+    # 1 GiB would not fit this small disk.
+    guard = ["--min-free-disk-bytes", str(16 << 20)]
+    server = start_server(small_data_dir, api_key="k-full", extra_args=guard)
     client = sdk(server)
     try:
         sb = client.create_sandbox(name="filler")
@@ -217,17 +221,18 @@ def test_full_data_disk_gives_errors_not_corruption(small_data_dir):
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"], capture_output=True)
         free = os.statvfs(small_data_dir)
         assert free.f_bavail * free.f_frsize < (1 << 20)
-        # API calls that need the disk fail with a clear error in the API's
-        # shape (or succeed); the server does not crash.
+        # A new sandbox is refused by the free-space guard, in the API's
+        # error shape; the SDK raises it; the server does not crash.
         r = httpx.post(f"{server.api}/boxes", headers={"X-Api-Key": server.api_key}, json={"name": "late"}, timeout=60)
-        assert r.status_code in (201, 422, 500, 503), r.text
-        assert r.status_code == 201 or "detail" in r.json()
+        assert r.status_code == 507, r.text
+        assert r.json()["detail"]["error"] == "InsufficientStorage"
+        assert "free disk space" in r.json()["detail"]["message"]
+        with pytest.raises(SandboxClientError, match="free disk space"):
+            client.create_sandbox(name="late")
         assert server.proc.poll() is None
         assert sb.read("/home/user/before.txt") == b"written before the disk filled"
         # Free the space: everything works again and nothing was lost.
         filler.unlink()
-        if r.status_code == 201:
-            client.delete_sandbox("late")
         assert sb.read("/home/user/before.txt") == b"written before the disk filled"
         sb.write("/home/user/after.txt", "written after")
         assert sb.run("cat /home/user/after.txt").stdout == "written after"
@@ -237,7 +242,7 @@ def test_full_data_disk_gives_errors_not_corruption(small_data_dir):
     finally:
         code = stop_server(server)
     # The database is intact across a restart.
-    server = start_server(small_data_dir, api_key="k-full")
+    server = start_server(small_data_dir, api_key="k-full", extra_args=guard)
     try:
         client = sdk(server)
         names = sorted(s.name for s in client.list_sandboxes())

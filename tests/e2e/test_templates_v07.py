@@ -256,3 +256,41 @@ def test_volume_errors(client, http):
     renamed = client.update_volume("v1", new_name="v1-renamed")
     assert renamed.name == "v1-renamed"
     client.delete_volume("v1-renamed")
+
+
+def volume_df_kib(sb, path="/data") -> int:
+    """Size in KiB of the file system mounted at `path` in a sandbox."""
+    return int(sb.run(f"df -k {path}").stdout.splitlines()[-1].split()[1])
+
+
+def test_volume_size_is_enforced_and_shared(client, busybox, workdir):
+    volume = client.create_volume(name="small", size="32Mi")
+    client.create_template(
+        name="small-vol",
+        image=busybox,
+        volume_mounts=[VolumeMountSpec(volume_name="small", mount_path="/data")],
+    )
+    image = workdir / "data" / "volumes" / f"{volume.id}.img"
+    try:
+        with client.sandbox(template_name="small-vol") as a, client.sandbox(template_name="small-vol") as b:
+            # Both sandboxes see one file system: a write in one is read in the other.
+            a.write("/data/shared.txt", "from a")
+            assert b.read("/data/shared.txt").decode() == "from a"
+            assert 28 << 10 < volume_df_kib(a) <= 32 << 10
+
+            result = b.run("dd if=/dev/zero of=/data/big bs=1M count=64")
+            assert result.exit_code != 0 and "No space left on device" in result.stderr
+            # The host holds at most the volume's size, whatever was written.
+            assert image.stat().st_blocks * 512 <= 33 << 20
+            assert a.run("rm /data/big && echo ok").stdout == "ok\n"
+
+        # Growing the volume applies at the next mount; the files stay.
+        client.update_volume("small", size="64Mi")
+        with client.sandbox(template_name="small-vol") as sb:
+            assert 60 << 10 < volume_df_kib(sb) <= 64 << 10
+            assert sb.read("/data/shared.txt").decode() == "from a"
+            assert sb.run("dd if=/dev/zero of=/data/big bs=1M count=40 && echo ok").stdout.endswith("ok\n")
+    finally:
+        client.delete_template("small-vol")
+        client.delete_volume("small")
+    assert not image.exists()

@@ -31,6 +31,12 @@ pub struct Args {
     #[arg(long, default_value = "/home/user")]
     pub workdir: PathBuf,
 
+    /// Default user of commands that name none (`name`, `uid`,
+    /// `name:group`, `uid:gid`; resolved through the sandbox's
+    /// `/etc/passwd` and `/etc/group` at each command). Root when absent.
+    #[arg(long)]
+    pub user: Option<String>,
+
     /// Largest accepted upload, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: u64,

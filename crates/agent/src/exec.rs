@@ -155,22 +155,25 @@ pub struct ExecContext {
     pub base_env: Vec<(OsString, OsString)>,
     /// Directory holding `passwd` and `group`.
     pub etc: PathBuf,
+    /// The user of commands that name none (the image's `User`).
+    pub default_user: Option<String>,
 }
 
 impl ExecContext {
     /// The agent's own environment as the base for commands.
-    pub fn from_process(workdir: PathBuf) -> Self {
+    pub fn from_process(workdir: PathBuf, default_user: Option<String>) -> Self {
         Self {
             workdir,
             base_env: std::env::vars_os().collect(),
             etc: PathBuf::from("/etc"),
+            default_user: default_user.filter(|u| !u.is_empty()),
         }
     }
 
     /// Resolves `req` into a command line, environment, directory and user.
     pub fn spawn_spec(&self, req: &ExecRequest) -> Result<SpawnSpec, ExecError> {
         let cwd = self.cwd(req.cwd.as_deref())?;
-        let credentials = match &req.user {
+        let credentials = match req.user.as_ref().or(self.default_user.as_ref()) {
             Some(user) => Some(
                 Accounts::load(&self.etc)
                     .resolve(user)
@@ -305,6 +308,7 @@ mod tests {
                 ("A".into(), "base".into()),
             ],
             etc: PathBuf::from("/nonexistent"),
+            default_user: None,
         }
     }
 

@@ -147,7 +147,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Err(error) = std::fs::create_dir_all(&args.workdir) {
         tracing::warn!(workdir = %args.workdir.display(), %error, "cannot create the working directory");
     }
-    let sessions = Sessions::new(reaper, ExecContext::from_process(args.workdir.clone()));
+    let sessions = Sessions::new(
+        reaper,
+        ExecContext::from_process(args.workdir.clone(), args.user.clone()),
+    );
     let app = http::app(Arc::new(http::AppState {
         sessions: Arc::clone(&sessions),
         workdir: args.workdir,

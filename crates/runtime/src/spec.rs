@@ -81,6 +81,17 @@ pub enum MountSpec {
         layers: Vec<PathBuf>,
         destination: String,
     },
+    /// A volume: `image`, an ext4 file system image of `size_bytes`, is
+    /// created on first use (grown when `size_bytes` grew), loop-mounted in
+    /// the helper's mount namespace and bound read-write at `destination`,
+    /// so writing past the size fails with ENOSPC inside the sandbox.
+    /// Sandboxes mounting one volume at once share one loop device and one
+    /// file system.
+    Volume {
+        image: PathBuf,
+        size_bytes: u64,
+        destination: String,
+    },
 }
 
 /// What `start` returns.

@@ -12,6 +12,10 @@ pub struct Defaults {
     pub idle_ttl_seconds: i64,
     pub delete_after_stop_seconds: i64,
     pub pids_limit: u64,
+    /// Sandboxes are not created or started while the data dir's file
+    /// system has less than this free (disk images are sparse, so their
+    /// capacities overcommit the disk).
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for Defaults {
@@ -23,6 +27,7 @@ impl Default for Defaults {
             idle_ttl_seconds: 600,
             delete_after_stop_seconds: 14 * 24 * 3600,
             pids_limit: 1024,
+            min_free_disk_bytes: 1 << 30,
         }
     }
 }

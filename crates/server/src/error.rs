@@ -57,6 +57,9 @@ pub enum ApiError {
     /// 429: a tenant quota would be exceeded.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// 507: the host's disk is too full to start a sandbox.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// 502: the sandbox's agent could not be reached.
     #[error("{0}")]
     Upstream(String),
@@ -91,6 +94,9 @@ impl ApiError {
             ApiError::InvalidTemplate(_) => (StatusCode::BAD_REQUEST, "ValidationError"),
             ApiError::PoolTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "QuotaExceeded"),
+            ApiError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage")
+            }
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "ConnectionError"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }

@@ -115,6 +115,7 @@ async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
             mounts: Vec::new(),
             env: Vec::new(),
             workdir: "/home/user".into(),
+            user: None,
         },
         agent_binary: dir.join("agent"),
         defaults: Defaults::default(),

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Maximum number of processes in one sandbox.
     #[arg(long, default_value_t = 1024)]
     pub pids_limit: u64,
+    /// Refuse to create or start a sandbox (507) while the data dir's file
+    /// system has less than this many bytes free.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub min_free_disk_bytes: u64,
     /// Keep each agent's stdout/stderr in DATA/sandboxes/<id>/agent.log.
     /// Debugging only: the file is unbounded and writable from inside.
     #[arg(long)]
@@ -107,6 +111,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         idle_ttl_seconds: args.default_idle_ttl_seconds,
         delete_after_stop_seconds: args.default_delete_after_stop_seconds,
         pids_limit: args.pids_limit,
+        min_free_disk_bytes: args.min_free_disk_bytes,
         ..Defaults::default()
     };
     let egress = match args.no_egress {
@@ -186,6 +191,7 @@ fn backend(config: &ServerConfig) -> anyhow::Result<Backend> {
             mounts: image.mounts,
             env: image.env,
             workdir: image.workdir,
+            user: None,
         },
     })
 }

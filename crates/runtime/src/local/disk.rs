@@ -2,21 +2,33 @@
 //! loop-mounted in the helper's mount namespace while the sandbox runs.
 //!
 //! The image is created (sparse, so it costs only its metadata, ~230 KB)
-//! and formatted on the first start, and kept across stops, so the files in
+//! on the first start as a copy of a pre-formatted blank, and kept across stops, so the files in
 //! it survive stop/start like a plain upper directory. A sandbox whose state
 //! dir already has a plain `upper/` from before capacities were enforced
 //! keeps using it.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::path::Path;
 use std::process::Command;
+use std::time::SystemTime;
 
 use super::layout::SandboxPaths;
+use super::sparse;
 use crate::spec::SandboxSpec;
 
 /// Absolute paths: the helper may run without a `PATH` that has `sbin`.
 const MKFS: &str = "/sbin/mkfs.ext4";
 const MOUNT: &str = "/bin/mount";
+const RESIZE: &str = "/sbin/resize2fs";
+
+/// Bytes per inode of a writable layer (most files come from the image).
+const LAYER_INODE_RATIO: u32 = 65536;
+/// Bytes per inode of a volume: ext4's default, as volumes hold whole
+/// trees of small files (a `node_modules`).
+const VOLUME_INODE_RATIO: u32 = 16384;
+/// How many blank images the helper keeps.
+const MAX_BLANKS: usize = 16;
 
 /// Whether `spec`'s writable layer lives in a disk image.
 pub fn used(spec: &SandboxSpec, paths: &SandboxPaths) -> bool {
@@ -37,29 +49,132 @@ fn run(cmd: &mut Command) -> io::Result<()> {
 }
 
 /// Create (first time) and mount the image at `paths.disk`.
-pub fn mount(capacity: u64, paths: &SandboxPaths) -> io::Result<()> {
+pub fn mount(capacity: u64, paths: &SandboxPaths, blanks: &Path) -> io::Result<()> {
     fs::create_dir_all(&paths.disk)?;
     if !paths.disk_image.exists() {
-        let staging = paths.disk_image.with_extension("img.new");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&staging)?;
-        file.set_len(capacity)?;
-        drop(file);
-        // No journal (the layer is scratch space that survives clean stops),
-        // no reserved blocks (the sandbox's root may use every byte), one
-        // inode per 64 KiB, inode tables initialised lazily.
-        run(Command::new(MKFS)
-            .args(["-q", "-F", "-m", "0", "-i", "65536"])
-            .args(["-O", "^has_journal,^resize_inode"])
-            .args(["-E", "lazy_itable_init=1,nodiscard"])
-            .arg(&staging))?;
-        fs::rename(&staging, &paths.disk_image)?;
+        let blank = Blank {
+            capacity,
+            inode_ratio: LAYER_INODE_RATIO,
+        };
+        blank.copy_to(&paths.disk_image, blanks)?;
     }
+    mount_image(&paths.disk_image, &paths.disk)
+}
+
+/// A freshly formatted image of one capacity and inode ratio. `mkfs.ext4`
+/// runs once per kind, into the helper's `blanks/` directory; every new
+/// disk is a sparse copy of that blank, which takes a fraction of the time
+/// of a format (see docs/benchmarks.md). The copies share the blank's
+/// file-system UUID, which nothing relies on.
+struct Blank {
+    capacity: u64,
+    inode_ratio: u32,
+}
+
+impl Blank {
+    /// Creates `image` as a copy of this blank (made first if needed).
+    fn copy_to(&self, image: &Path, blanks: &Path) -> io::Result<()> {
+        let blank = blanks.join(format!("{}-{}.img", self.capacity, self.inode_ratio));
+        if !blank.exists() {
+            fs::create_dir_all(blanks)?;
+            format(&blank, self.capacity, self.inode_ratio)?;
+            evict_old_blanks(blanks);
+        }
+        let src = File::open(&blank)?;
+        let _ = src.set_modified(SystemTime::now()); // recently used
+        let staging = image.with_extension("img.new");
+        let dst = File::create(&staging)?;
+        if let Err(err) = sparse::copy(&src, &dst) {
+            let _ = fs::remove_file(&staging);
+            return Err(err);
+        }
+        fs::rename(&staging, image)
+    }
+}
+
+/// Keeps the `MAX_BLANKS` most recently used blanks (callers choose
+/// capacities freely, so the set of kinds is unbounded).
+fn evict_old_blanks(blanks: &Path) {
+    let Ok(entries) = fs::read_dir(blanks) else {
+        return;
+    };
+    let mut found: Vec<_> = entries
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    found.sort();
+    let excess = found.len().saturating_sub(MAX_BLANKS);
+    for (_, path) in found.into_iter().take(excess) {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Creates `image`, a sparse ext4 file system of `capacity` bytes with one
+/// inode per `inode_ratio` bytes. It is written next to `image` and
+/// renamed, so `image` appears only complete.
+pub fn format(image: &Path, capacity: u64, inode_ratio: u32) -> io::Result<()> {
+    let staging = image.with_extension("img.new");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&staging)?;
+    file.set_len(capacity)?;
+    drop(file);
+    // No journal (the layer is scratch space that survives clean stops),
+    // no reserved blocks (the sandbox's root may use every byte), inode
+    // tables initialised lazily.
+    let made = run(Command::new(MKFS)
+        .args(["-q", "-F", "-m", "0", "-i", &inode_ratio.to_string()])
+        .args(["-O", "^has_journal,^resize_inode"])
+        .args(["-E", "lazy_itable_init=1,nodiscard"])
+        .arg(&staging));
+    if let Err(err) = made {
+        let _ = fs::remove_file(&staging);
+        return Err(err);
+    }
+    fs::rename(&staging, image)
+}
+
+/// Loop-mounts `image` at `target`. When the image is already attached to
+/// a loop device (another sandbox has it mounted), mount(8) reuses that
+/// device, so both mounts share one ext4 superblock: one file system is
+/// never mounted twice through two devices.
+pub fn mount_image(image: &Path, target: &Path) -> io::Result<()> {
     run(Command::new(MOUNT)
         .args(["-t", "ext4", "-o", "loop,nodev,nosuid"])
-        .arg(&paths.disk_image)
-        .arg(&paths.disk))
+        .arg(image)
+        .arg(target))
+}
+
+/// Makes a volume's image ready to mount: creates it, or grows it to
+/// `size` when the volume was resized and no sandbox has it mounted (a
+/// mounted image keeps its size until its last user stops).
+pub fn prepare_volume(image: &Path, size: u64, blanks: &Path) -> io::Result<()> {
+    if !image.exists() {
+        let blank = Blank {
+            capacity: size,
+            inode_ratio: VOLUME_INODE_RATIO,
+        };
+        return blank.copy_to(image, blanks);
+    }
+    if fs::metadata(image)?.len() >= size || attached(image) {
+        return Ok(());
+    }
+    OpenOptions::new().write(true).open(image)?.set_len(size)?;
+    run(Command::new(RESIZE).arg("-f").arg(image))
+}
+
+/// Whether a loop device is backed by `image`.
+fn attached(image: &Path) -> bool {
+    let Ok(image) = image.canonicalize() else {
+        return false;
+    };
+    let Ok(devices) = fs::read_dir("/sys/block") else {
+        return false;
+    };
+    devices.flatten().any(|dev| {
+        let backing = dev.path().join("loop/backing_file");
+        fs::read_to_string(backing).is_ok_and(|b| Path::new(b.trim()) == image)
+    })
 }

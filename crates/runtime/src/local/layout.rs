@@ -11,6 +11,8 @@ pub struct StateDirs {
     pub bundles: PathBuf,
     /// One [`super::record::Record`] per sandbox.
     pub records: PathBuf,
+    /// Pre-formatted disk images that new disks are copied from.
+    pub blanks: PathBuf,
 }
 
 impl StateDirs {
@@ -19,11 +21,12 @@ impl StateDirs {
             containers: root.join("containers"),
             bundles: root.join("bundles"),
             records: root.join("records"),
+            blanks: root.join("blanks"),
         }
     }
 
-    pub fn all(&self) -> [&Path; 3] {
-        [&self.containers, &self.bundles, &self.records]
+    pub fn all(&self) -> [&Path; 4] {
+        [&self.containers, &self.bundles, &self.records, &self.blanks]
     }
 
     pub fn container(&self, id: &str) -> PathBuf {

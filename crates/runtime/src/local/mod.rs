@@ -14,6 +14,7 @@ mod error;
 mod host;
 mod layout;
 mod record;
+mod sparse;
 mod start;
 mod stop;
 mod sweep;

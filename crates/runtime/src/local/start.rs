@@ -83,7 +83,7 @@ impl LocalRuntime {
         paths: &SandboxPaths,
         record: &mut Record,
     ) -> Result<Started, LocalError> {
-        let binds = mount_root(spec, paths)?;
+        let binds = mount_root(spec, paths, &self.dirs.blanks)?;
         let etc = rootfs::write_etc(&paths.etc, &spec.hostname, plan)?;
         let bundle = self.write_bundle(spec, paths, &binds, &etc)?;
         let listener = agent_socket::bind(&spec.agent_socket)?;
@@ -176,11 +176,12 @@ impl LocalRuntime {
     }
 }
 
-/// Helper-side mounts `start` will make, in order: the root, then one per
-/// read-only overlay of two or more layers.
+/// Helper-side mounts `start` will make, in order: the disk image, the
+/// root, then one per read-only overlay of two or more layers or volume.
 fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
     let overlays = spec.mounts.iter().enumerate().filter_map(|(n, m)| match m {
         MountSpec::ReadOnlyOverlay { layers, .. } if layers.len() > 1 => Some(paths.overlay(n)),
+        MountSpec::Volume { .. } => Some(paths.overlay(n)),
         _ => None,
     });
     let disk = disk::used(spec, paths).then(|| paths.disk.clone());
@@ -190,11 +191,15 @@ fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Mounts the overlay root and the read-only overlays; returns the extra
+/// Mounts the overlay root, the read-only overlays and volumes; returns the extra
 /// mounts as binds for the container.
-fn mount_root(spec: &SandboxSpec, paths: &SandboxPaths) -> Result<Vec<BindMount>, LocalError> {
+fn mount_root(
+    spec: &SandboxSpec,
+    paths: &SandboxPaths,
+    blanks: &Path,
+) -> Result<Vec<BindMount>, LocalError> {
     let (upper_dir, work_dir) = if disk::used(spec, paths) {
-        disk::mount(spec.fs_capacity_bytes, paths).map_err(LocalError::State)?;
+        disk::mount(spec.fs_capacity_bytes, paths, blanks).map_err(LocalError::State)?;
         (paths.disk.join("upper"), paths.disk.join("work"))
     } else {
         (paths.upper.clone(), paths.work.clone())
@@ -212,7 +217,7 @@ fn mount_root(spec: &SandboxSpec, paths: &SandboxPaths) -> Result<Vec<BindMount>
         .mounts
         .iter()
         .enumerate()
-        .map(|(n, m)| resolve_mount(n, m, paths));
+        .map(|(n, m)| resolve_mount(n, m, paths, blanks));
     binds.collect()
 }
 
@@ -220,6 +225,7 @@ fn resolve_mount(
     n: usize,
     mount: &MountSpec,
     paths: &SandboxPaths,
+    blanks: &Path,
 ) -> Result<BindMount, LocalError> {
     match mount {
         MountSpec::Bind {
@@ -250,6 +256,21 @@ fn resolve_mount(
                 source: target,
                 destination: destination.clone(),
                 readonly: true,
+            })
+        }
+        MountSpec::Volume {
+            image,
+            size_bytes,
+            destination,
+        } => {
+            let target = paths.overlay(n);
+            fs::create_dir_all(&target).map_err(LocalError::State)?;
+            disk::prepare_volume(image, *size_bytes, blanks).map_err(LocalError::State)?;
+            disk::mount_image(image, &target).map_err(LocalError::State)?;
+            Ok(BindMount {
+                source: target,
+                destination: destination.clone(),
+                readonly: false,
             })
         }
     }

@@ -132,6 +132,20 @@ fn mount(m: &MountSpec) -> Check {
                 .iter()
                 .try_for_each(|l| existing_dir("overlay layer", l))
         }
+        MountSpec::Volume {
+            image,
+            size_bytes,
+            destination,
+        } => {
+            inside_path("mount destination", destination, false)?;
+            absolute_dir_name("volume image", image)?;
+            match *size_bytes > 0 && image.parent().is_some_and(Path::is_dir) {
+                true => Ok(()),
+                false => Err(invalid(format!(
+                    "volume {image:?} needs a size and an existing directory"
+                ))),
+            }
+        }
     }
 }
 

@@ -144,9 +144,7 @@ impl Sandboxes {
             layers: image.layers.clone(),
             mounts,
             agent_binary: self.agent_binary.clone(),
-            agent_args: ["agent", "--listen-fd", "3", "--workdir", &workdir]
-                .map(String::from)
-                .to_vec(),
+            agent_args: agent_args(&workdir, run_config.user.as_ref().or(image.user.as_ref())),
             agent_socket: self.dirs.agent_socket(&row.id),
             env,
             workdir,
@@ -302,4 +300,16 @@ impl Sandboxes {
         tracing::info!(sandbox = %row.id, pid = started.pid, "adopted running sandbox");
         true
     }
+}
+
+/// The agent's command line: its working directory and the default user of
+/// commands (the sandbox's `run_config.user`, else the image's `User`).
+fn agent_args(workdir: &str, user: Option<&String>) -> Vec<String> {
+    let mut args: Vec<String> = ["agent", "--listen-fd", "3", "--workdir", workdir]
+        .map(String::from)
+        .to_vec();
+    if let Some(user) = user.filter(|u| !u.is_empty()) {
+        args.extend(["--user".to_owned(), user.clone()]);
+    }
+    args
 }

@@ -11,7 +11,7 @@ use super::{ImageRootfs, Sandboxes};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::snapshots::Snapshots;
-use crate::store::{SandboxRow, TemplateRow};
+use crate::store::{SandboxRow, TemplateRow, VolumeRow};
 use crate::templates::{self, HOST_IMAGE};
 
 /// `sandboxes.image` of a sandbox booting an OCI image: `oci:<digest>`.
@@ -178,12 +178,27 @@ impl Sandboxes {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("volume '{}' no longer exists", mount.volume_name))?;
-            spec.mounts.push(MountSpec::Bind {
-                source: templates::volume_dir(self.dirs.root(), &volume.id),
-                destination: mount.mount_path,
-                readonly: false,
-            });
+            spec.mounts
+                .push(volume_mount(self.dirs.root(), &volume, mount.mount_path));
         }
         Ok(())
+    }
+}
+
+/// A volume's mount: its ext4 image, or, for a volume created before sizes
+/// were enforced, its plain directory.
+fn volume_mount(data_dir: &std::path::Path, volume: &VolumeRow, destination: String) -> MountSpec {
+    let legacy = templates::volume_dir(data_dir, &volume.id);
+    if legacy.is_dir() {
+        return MountSpec::Bind {
+            source: legacy,
+            destination,
+            readonly: false,
+        };
+    }
+    MountSpec::Volume {
+        image: templates::volume_image(data_dir, &volume.id),
+        size_bytes: volume.size_bytes.max(0) as u64,
+        destination,
     }
 }

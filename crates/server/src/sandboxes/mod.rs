@@ -8,6 +8,7 @@
 mod action;
 mod activity;
 mod boot;
+mod disk_space;
 mod egress_env;
 mod images;
 mod pools;
@@ -53,6 +54,8 @@ pub struct ImageRootfs {
     pub mounts: Vec<MountSpec>,
     pub env: Vec<(String, String)>,
     pub workdir: String,
+    /// The image's `User` (commands run as root when `None`).
+    pub user: Option<String>,
 }
 
 /// A sandbox whose init is running.
@@ -398,7 +401,8 @@ impl Sandboxes {
         self.find_by_id(caller, &row.id).await
     }
 
-    /// Refuse `demand` if it would take the tenant past a quota. Callers
+    /// Refuse `demand` if it would take the tenant past a quota, or if the
+    /// host disk is too full (`disk_space`). Callers
     /// hold the tenant's lock until the usage it admits is recorded.
     async fn check_quota(&self, tenant_id: &str, demand: &Demand) -> Result<(), ApiError> {
         let tenant = self
@@ -407,7 +411,8 @@ impl Sandboxes {
             .await?
             .ok_or_else(|| ApiError::Forbidden("Unknown tenant".into()))?;
         let usage = self.store.usage(tenant_id).await?;
-        quota::check(&tenant, &usage, demand)
+        quota::check(&tenant, &usage, demand)?;
+        disk_space::check(self.dirs.root(), self.defaults.min_free_disk_bytes)
     }
 
     fn tenant_lock(&self, tenant_id: &str) -> Arc<tokio::sync::Mutex<()>> {

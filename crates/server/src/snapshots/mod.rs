@@ -222,6 +222,7 @@ impl Snapshots {
             mounts: Vec::new(),
             env,
             workdir: run_config.work_dir.unwrap_or_else(|| "/".into()),
+            user: run_config.user.filter(|u| !u.is_empty()),
         })
     }
 }

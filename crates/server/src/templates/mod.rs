@@ -2,9 +2,10 @@
 //!
 //! A template names an image (an OCI reference, or `host` for the built-in
 //! image), the resources of its sandboxes and the volumes they mount. Its
-//! image is pulled on first use and the digest remembered. A volume is a
-//! directory under `DATA/volumes/<id>`, bind-mounted into every sandbox of a
-//! template that mounts it, so its files outlive those sandboxes.
+//! image is pulled on first use and the digest remembered. A volume is an
+//! ext4 image of its size, `DATA/volumes/<id>.img`, loop-mounted into every
+//! sandbox of a template that mounts it, so its files outlive those
+//! sandboxes and writing past its size fails with ENOSPC.
 
 pub mod quantity;
 mod response;
@@ -40,9 +41,15 @@ fn to_json(value: &impl serde::Serialize) -> Result<String, ApiError> {
     serde_json::to_string(value).map_err(|e| ApiError::Internal(e.into()))
 }
 
-/// A volume's directory.
+/// A volume's directory: where volumes created before sizes were enforced
+/// keep their files.
 pub fn volume_dir(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("volumes").join(id)
+}
+
+/// A volume's ext4 image (created by the runtime on first mount).
+pub fn volume_image(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("volumes").join(format!("{id}.img"))
 }
 
 pub async fn get_template(
@@ -182,7 +189,7 @@ pub async fn create_volume(
         }
         Err(e) => return Err(e.into()),
     }
-    let dir = volume_dir(data_dir, &row.id);
+    let dir = data_dir.join("volumes");
     if let Err(err) = std::fs::create_dir_all(&dir) {
         let _ = store.delete_volume(&caller.tenant_id, &row.name).await;
         return Err(ApiError::Internal(err.into()));
@@ -262,8 +269,12 @@ pub async fn delete_volume(
     }
     store.delete_volume(&caller.tenant_id, name).await?;
     let dir = volume_dir(data_dir, &row.id);
-    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir))
-        .await
-        .ok();
+    let image = volume_image(data_dir, &row.id);
+    tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_file(image);
+        std::fs::remove_dir_all(dir)
+    })
+    .await
+    .ok();
     Ok(())
 }

@@ -161,8 +161,13 @@ pub fn create_template(req: CreateTemplateRequest) -> Result<CreateTemplate, Api
     })
 }
 
+/// A volume's size: at least 1Mi (the smallest useful ext4 image).
 pub fn volume_size(size: &str) -> Result<u64, ApiError> {
-    quantity::bytes(size).map_err(invalid)
+    let bytes = quantity::bytes(size).map_err(invalid)?;
+    if bytes < 1 << 20 {
+        return Err(invalid(format!("size must be at least 1Mi, got '{size}'")));
+    }
+    Ok(bytes)
 }
 
 pub fn create_volume(req: CreateVolumeRequest) -> Result<CreateVolume, ApiError> {
