@@ -55,12 +55,25 @@ pub struct Header {
     pub source: Source,
 }
 
+/// The credentials of an `aws` rule (`aws_auth`): each an `opaque` value
+/// or a `workspace_secret` reference.
+#[derive(Debug, Clone)]
+pub struct AwsAuth {
+    pub access_key_id: Source,
+    pub secret_access_key: Source,
+}
+
+/// Hosts an `aws` rule covers when it names none.
+const AWS_HOSTS: [&str; 2] = ["*.amazonaws.com", "*.amazonaws.com.cn"];
+
 #[derive(Debug, Clone)]
 struct Rule {
     /// Empty for attribution rules: every intercepted host.
     hosts: Vec<Pattern>,
     paths: Vec<Regex>,
     headers: Vec<Header>,
+    /// `aws` rules sign matched requests with SigV4.
+    aws: Option<AwsAuth>,
 }
 
 /// The parsed `rules` and `no_proxy` of one sandbox.
@@ -116,6 +129,23 @@ impl Rules {
     /// The headers to set on a request for `host` and `path`, in rule
     /// order (a later rule's header replaces an earlier one's).
     pub fn headers_for(&self, host: &str, path: &str) -> Vec<&Header> {
+        self.applying(host, path)
+            .into_iter()
+            .flat_map(|r| r.headers.iter())
+            .collect()
+    }
+
+    /// The AWS credentials to sign a request for `host` and `path` with
+    /// (the last matching `aws` rule's), if any.
+    pub fn aws_for(&self, host: &str, path: &str) -> Option<&AwsAuth> {
+        self.applying(host, path)
+            .into_iter()
+            .filter_map(|r| r.aws.as_ref())
+            .next_back()
+    }
+
+    /// Rules that apply to an intercepted request for `host` and `path`.
+    fn applying(&self, host: &str, path: &str) -> Vec<&Rule> {
         if !self.intercepts(host) {
             return Vec::new();
         }
@@ -123,7 +153,6 @@ impl Rules {
             .iter()
             .filter(|r| r.hosts.is_empty() || r.hosts.iter().any(|p| p.matches(Some(host), None)))
             .filter(|r| r.paths.is_empty() || r.paths.iter().any(|re| re.is_match(path)))
-            .flat_map(|r| r.headers.iter())
             .collect()
     }
 }
@@ -149,16 +178,23 @@ fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
         _ => return Err("name must be a non-empty string".into()),
     }
     let kind = rule.get("type").and_then(Value::as_str);
-    if let Some(kind @ ("aws" | "gcp")) = kind {
+    if let Some(kind @ "gcp") = kind {
         return Err(format!(
             "rule type '{kind}' is not supported by this server yet"
         ));
     }
+    let aws = match kind {
+        Some("aws") => Some(aws_auth(rule)?),
+        _ => None,
+    };
     if rule.get("enabled") == Some(&Value::Bool(false)) {
         return Ok(None);
     }
     let attribution = kind == Some("attribution");
-    let hosts = strings(rule, "match_hosts")?;
+    let mut hosts = strings(rule, "match_hosts")?;
+    if hosts.is_empty() && aws.is_some() {
+        hosts = AWS_HOSTS.iter().map(|h| h.to_string()).collect();
+    }
     if hosts.is_empty() && !attribution {
         return Err("match_hosts must be a non-empty list of host patterns".into());
     }
@@ -174,7 +210,39 @@ fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
         hosts,
         paths,
         headers: headers(rule)?,
+        aws,
     }))
+}
+
+/// The `aws` object of an `aws` rule: static credentials only (there is no
+/// AWS STS to assume a `role_arn` through).
+fn aws_auth(rule: &Map<String, Value>) -> Result<AwsAuth, String> {
+    let Some(Value::Object(aws)) = rule.get("aws") else {
+        return Err("an aws rule needs an 'aws' object".into());
+    };
+    if aws.get("role_arn").is_some_and(|v| !v.is_null()) {
+        return Err(
+            "aws.role_arn is not supported by this server: give access_key_id and secret_access_key"
+                .into(),
+        );
+    }
+    let credential = |field: &str| -> Result<Source, String> {
+        let item = aws
+            .get(field)
+            .ok_or_else(|| format!("aws.{field} is required"))?;
+        let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
+        if !matches!(kind, "opaque" | "workspace_secret") {
+            return Err(format!(
+                "aws.{field} must be an opaque value or a workspace_secret reference"
+            ));
+        }
+        let value = item.get("value").and_then(Value::as_str);
+        source(kind, value).map_err(|e| format!("aws.{field}: {e}"))
+    };
+    Ok(AwsAuth {
+        access_key_id: credential("access_key_id")?,
+        secret_access_key: credential("secret_access_key")?,
+    })
 }
 
 fn strings(rule: &Map<String, Value>, field: &str) -> Result<Vec<String>, String> {
@@ -252,18 +320,21 @@ fn typed_header(item: &Value) -> Result<Header, String> {
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or("plaintext");
-    let missing = || format!("header {name} ({kind}) needs a value");
-    let source = match kind {
-        "plaintext" => Source::Template(template(value.ok_or_else(missing)?)?),
-        "opaque" => Source::Template(vec![Part::Text(checked(value.ok_or_else(missing)?)?)]),
-        "workspace_secret" => Source::Secret(secret_name(value.ok_or_else(missing)?)?),
-        other => {
-            return Err(format!(
-                "header type '{other}' is not one of plaintext, opaque, workspace_secret"
-            ))
-        }
-    };
+    let source = source(kind, value).map_err(|e| format!("header {name}: {e}"))?;
     Ok(Header { name, source })
+}
+
+/// A value of type `kind` (`plaintext`, `opaque`, `workspace_secret`).
+fn source(kind: &str, value: Option<&str>) -> Result<Source, String> {
+    let value = value.ok_or_else(|| format!("a {kind} value is required"))?;
+    match kind {
+        "plaintext" => Ok(Source::Template(template(value)?)),
+        "opaque" => Ok(Source::Template(vec![Part::Text(checked(value)?)])),
+        "workspace_secret" => Ok(Source::Secret(secret_name(value)?)),
+        other => Err(format!(
+            "type '{other}' is not one of plaintext, opaque, workspace_secret"
+        )),
+    }
 }
 
 /// A literal header value: no control characters.
@@ -322,10 +393,10 @@ fn template(text: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
-impl Header {
-    /// The names of the secrets this header needs.
+impl Source {
+    /// The names of the secrets this value needs.
     pub fn secrets(&self) -> Vec<&str> {
-        match &self.source {
+        match self {
             Source::Secret(name) => vec![name],
             Source::Template(parts) => parts
                 .iter()
@@ -337,11 +408,11 @@ impl Header {
         }
     }
 
-    /// The value, given a way to read secrets; `Err(name)` names a secret
-    /// that is not set (or whose value cannot be a header value).
-    pub fn value(&self, secret: impl Fn(&str) -> Option<String>) -> Result<HeaderValue, String> {
-        let text = match &self.source {
-            Source::Secret(name) => secret(name).ok_or_else(|| name.clone())?,
+    /// The text, given a way to read secrets; `Err(name)` names a secret
+    /// that is not set.
+    pub fn resolve(&self, secret: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+        match self {
+            Source::Secret(name) => secret(name).ok_or_else(|| name.clone()),
             Source::Template(parts) => {
                 let mut out = String::new();
                 for part in parts {
@@ -350,9 +421,22 @@ impl Header {
                         Part::Secret(n) => out.push_str(&secret(n).ok_or_else(|| n.clone())?),
                     }
                 }
-                out
+                Ok(out)
             }
-        };
+        }
+    }
+}
+
+impl Header {
+    /// The names of the secrets this header needs.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.source.secrets()
+    }
+
+    /// The value, given a way to read secrets; `Err(name)` names a secret
+    /// that is not set (or whose value cannot be a header value).
+    pub fn value(&self, secret: impl Fn(&str) -> Option<String>) -> Result<HeaderValue, String> {
+        let text = self.source.resolve(&secret)?;
         let first = self
             .secrets()
             .first()

@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -18,6 +19,8 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::http::{refuse, Body};
+use crate::inject::AwsAuth;
+use crate::sigv4::{sign_request, AwsCredentials};
 use crate::{Context, Lookup, Policy};
 
 /// Headers to set on a request for `host` and `path`, secrets resolved;
@@ -32,8 +35,22 @@ pub(crate) async fn headers<L: Lookup>(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
+    let secrets = read_secrets(policy, lookup, wanted.iter().flat_map(|h| h.secrets())).await;
+    let read = |name: &str| secrets.get(name).cloned().flatten();
+    wanted
+        .iter()
+        .map(|h| Ok((h.name.clone(), h.value(read)?)))
+        .collect()
+}
+
+/// The values of the workspace secrets `names` of the policy's tenant.
+async fn read_secrets<'a, L: Lookup>(
+    policy: &Policy,
+    lookup: &L,
+    names: impl Iterator<Item = &'a str>,
+) -> HashMap<String, Option<String>> {
     let mut secrets = HashMap::new();
-    for name in wanted.iter().flat_map(|h| h.secrets()) {
+    for name in names {
         if secrets.contains_key(name) {
             continue;
         }
@@ -43,11 +60,52 @@ pub(crate) async fn headers<L: Lookup>(
         };
         secrets.insert(name.to_owned(), value);
     }
+    secrets
+}
+
+/// Largest request body the proxy buffers to sign with SigV4.
+const MAX_SIGNED_BODY: usize = 64 << 20;
+
+/// Sign `req` with the credentials of `aws` (SigV4), buffering its body.
+async fn sign_aws<L: Lookup>(
+    req: Request<Body>,
+    aws: &AwsAuth,
+    policy: &Policy,
+    lookup: &L,
+    host: &str,
+) -> Result<Request<Body>, Response<Body>> {
+    let names = aws
+        .access_key_id
+        .secrets()
+        .into_iter()
+        .chain(aws.secret_access_key.secrets());
+    let secrets = read_secrets(policy, lookup, names).await;
     let read = |name: &str| secrets.get(name).cloned().flatten();
-    wanted
-        .iter()
-        .map(|h| Ok((h.name.clone(), h.value(read)?)))
+    let missing = |name: String| {
+        refuse(
+            StatusCode::BAD_GATEWAY,
+            format!("Sandpit egress: workspace secret {name} is not set"),
+        )
+    };
+    let credentials = AwsCredentials {
+        access_key_id: aws.access_key_id.resolve(read).map_err(missing)?,
+        secret_access_key: aws.secret_access_key.resolve(read).map_err(missing)?,
+    };
+    let (mut parts, body) = req.into_parts();
+    let body = http_body_util::Limited::new(body, MAX_SIGNED_BODY)
         .collect()
+        .await
+        .map_err(|_| {
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Sandpit egress: bodies of AWS requests are signed up to {MAX_SIGNED_BODY} bytes"),
+            )
+        })?
+        .to_bytes();
+    sign_request(&mut parts, host, &body, &credentials, SystemTime::now())
+        .map_err(|e| refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {e}")))?;
+    let body = Full::new(body).map_err(|never| match never {}).boxed();
+    Ok(Request::from_parts(parts, body))
 }
 
 /// Set the rules' headers on `req`, or say which secret is missing.
@@ -76,7 +134,7 @@ pub(crate) async fn inject<L: Lookup>(
 struct Upstream {
     host: String,
     port: u16,
-    sender: Mutex<Option<SendRequest<Incoming>>>,
+    sender: Mutex<Option<SendRequest<Body>>>,
 }
 
 impl Upstream {
@@ -85,7 +143,7 @@ impl Upstream {
         &self,
         policy: &Policy,
         ctx: &Context<L>,
-    ) -> Result<SendRequest<Incoming>, String> {
+    ) -> Result<SendRequest<Body>, String> {
         let kept = self.sender.lock().expect("upstream sender").take();
         if let Some(mut sender) = kept {
             if sender.ready().await.is_ok() {
@@ -109,7 +167,7 @@ impl Upstream {
         Ok(sender)
     }
 
-    fn keep(&self, sender: SendRequest<Incoming>) {
+    fn keep(&self, sender: SendRequest<Body>) {
         *self.sender.lock().expect("upstream sender") = Some(sender);
     }
 }
@@ -156,6 +214,15 @@ async fn forward<L: Lookup>(
     if let Err(refused) = inject(&mut req, policy, &*ctx.lookup, &upstream.host).await {
         return refused;
     }
+    let req = req.map(|body| body.boxed());
+    let aws = policy.rules.aws_for(&upstream.host, req.uri().path());
+    let req = match aws {
+        Some(aws) => match sign_aws(req, aws, policy, &*ctx.lookup, &upstream.host).await {
+            Ok(signed) => signed,
+            Err(refused) => return refused,
+        },
+        None => req,
+    };
     let mut sender = match upstream.sender(policy, ctx).await {
         Ok(s) => s,
         Err(err) => return refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),

@@ -33,8 +33,8 @@ pub mod http;
 pub mod inject;
 pub mod intercept;
 pub mod policy;
-pub mod sigv4;
 mod prefixed;
+pub mod sigv4;
 pub mod tls;
 pub mod upstream;
 

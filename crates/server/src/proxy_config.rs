@@ -25,21 +25,40 @@ fn is_opaque(header: &Map<String, Value>) -> bool {
     header.get("type").and_then(Value::as_str) == Some("opaque")
 }
 
-/// Every header object of every rule, with its rule's name.
-fn headers_mut(config: &mut Value) -> Vec<(String, &mut Map<String, Value>)> {
+/// Every typed value of every rule — header objects and an `aws` rule's
+/// credentials — with its rule's name and a key naming it in the rule
+/// (`header:<lowercase name>`, `aws:<field>`).
+fn values_mut(config: &mut Value) -> Vec<(String, String, &mut Map<String, Value>)> {
     let Some(Value::Array(rules)) = config.get_mut("rules") else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for rule in rules.iter_mut() {
+    for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
         let name = rule
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        if let Some(Value::Array(headers)) = rule.get_mut("headers") {
-            for header in headers.iter_mut().filter_map(Value::as_object_mut) {
-                out.push((name.clone(), header));
+        for (field, value) in rule.iter_mut() {
+            match (field.as_str(), value) {
+                ("headers", Value::Array(headers)) => {
+                    for header in headers.iter_mut().filter_map(Value::as_object_mut) {
+                        let key = header
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_ascii_lowercase();
+                        out.push((name.clone(), format!("header:{key}"), header));
+                    }
+                }
+                ("aws", Value::Object(aws)) => {
+                    for (key, value) in aws.iter_mut() {
+                        if let Value::Object(value) = value {
+                            out.push((name.clone(), format!("aws:{key}"), value));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -48,7 +67,7 @@ fn headers_mut(config: &mut Value) -> Vec<(String, &mut Map<String, Value>)> {
 
 /// The config as the API shows it: opaque values removed.
 pub fn redact(mut config: Value) -> Value {
-    for (_, header) in headers_mut(&mut config) {
+    for (_, _, header) in values_mut(&mut config) {
         if is_opaque(header) {
             let set = header
                 .remove("value")
@@ -63,26 +82,18 @@ pub fn redact(mut config: Value) -> Value {
 /// name); drop the response-only `is_set`.
 pub fn carry_over(new: &mut Value, old: Option<&Value>) {
     let mut old = old.cloned().unwrap_or(Value::Null);
-    let previous: Vec<(String, String, Value)> = headers_mut(&mut old)
+    let previous: Vec<(String, String, Value)> = values_mut(&mut old)
         .into_iter()
-        .filter(|(_, h)| is_opaque(h))
-        .filter_map(|(rule, h)| {
-            let name = h.get("name")?.as_str()?.to_ascii_lowercase();
-            Some((rule, name, h.get("value")?.clone()))
-        })
+        .filter(|(_, _, h)| is_opaque(h))
+        .filter_map(|(rule, key, h)| Some((rule, key, h.get("value")?.clone())))
         .collect();
-    for (rule, header) in headers_mut(new) {
+    for (rule, key, header) in values_mut(new) {
         header.remove("is_set");
         let missing = header.get("value").is_none_or(|v| v.is_null());
         if !is_opaque(header) || !missing {
             continue;
         }
-        let name = header
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if let Some((_, _, value)) = previous.iter().find(|(r, n, _)| *r == rule && *n == name) {
+        if let Some((_, _, value)) = previous.iter().find(|(r, k, _)| *r == rule && *k == key) {
             header.insert("value".into(), value.clone());
         }
     }
@@ -92,6 +103,28 @@ pub fn carry_over(new: &mut Value, old: Option<&Value>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn aws_credentials_are_redacted_and_carried_over() {
+        let stored = json!({"rules": [{"name": "aws", "type": "aws", "aws": {
+            "access_key_id": {"type": "opaque", "value": "AKIDSECRET"},
+            "secret_access_key": {"type": "workspace_secret", "value": "{AWS_SK}"}
+        }}]});
+        let shown = redact(stored.clone());
+        assert!(!shown.to_string().contains("AKIDSECRET"));
+        assert_eq!(
+            shown["rules"][0]["aws"]["access_key_id"]["is_set"],
+            json!(true)
+        );
+        assert_eq!(
+            shown["rules"][0]["aws"]["secret_access_key"]["value"],
+            json!("{AWS_SK}")
+        );
+        let mut update = shown.clone();
+        carry_over(&mut update, Some(&stored));
+        assert_eq!(update, stored);
+        assert!(validate(Some(update)).is_ok());
+    }
 
     #[test]
     fn opaque_values_are_redacted_and_carried_over() {
