@@ -94,6 +94,9 @@ mod tests {
         async fn secret(&self, _tenant: &str, _name: &str) -> Option<String> {
             None
         }
+        fn sign_callback(&self, _aud: &str, _body_sha256: &str) -> Option<String> {
+            None
+        }
     }
 
     fn ask(name: &str, kind: RecordType) -> Vec<u8> {

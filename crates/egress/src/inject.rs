@@ -20,6 +20,7 @@ use http::header::{HeaderName, HeaderValue};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use crate::callback::Callback;
 use crate::policy::Pattern;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,8 +31,8 @@ pub enum RulesError {
     BadRule { index: usize, reason: String },
     #[error("invalid no_proxy entry: {0}")]
     NoProxy(String),
-    #[error("proxy_config.callbacks are not supported by this server yet")]
-    Callbacks,
+    #[error("proxy_config.callbacks[{index}]: {reason}")]
+    BadCallback { index: usize, reason: String },
 }
 
 /// Where a header's value comes from.
@@ -81,6 +82,7 @@ struct Rule {
 pub struct Rules {
     rules: Vec<Rule>,
     no_proxy: Vec<Pattern>,
+    callbacks: Vec<Callback>,
 }
 
 impl Rules {
@@ -88,9 +90,15 @@ impl Rules {
         let Some(Value::Object(config)) = config else {
             return Ok(Rules::default());
         };
-        if list(config, "callbacks")?.is_some_and(|c| !c.is_empty()) {
-            return Err(RulesError::Callbacks);
-        }
+        let callbacks = list(config, "callbacks")?
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(index, cb)| {
+                crate::callback::parse(cb, typed_header)
+                    .map_err(|reason| RulesError::BadCallback { index, reason })
+            })
+            .collect::<Result<_, _>>()?;
         let rules = list(config, "rules")?
             .unwrap_or_default()
             .iter()
@@ -109,7 +117,11 @@ impl Rules {
                 Pattern::parse(text).map_err(|e| RulesError::NoProxy(e.to_string()))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Rules { rules, no_proxy })
+        Ok(Rules {
+            rules,
+            no_proxy,
+            callbacks,
+        })
     }
 
     /// Whether HTTPS to `host` is intercepted: some rule names it and
@@ -118,7 +130,8 @@ impl Rules {
         let named = self
             .rules
             .iter()
-            .any(|r| r.hosts.iter().any(|p| p.matches(Some(host), None)));
+            .any(|r| r.hosts.iter().any(|p| p.matches(Some(host), None)))
+            || self.callbacks.iter().any(|cb| cb.matches(host));
         named && !self.bypassed(host)
     }
 
@@ -142,6 +155,17 @@ impl Rules {
             .into_iter()
             .filter_map(|r| r.aws.as_ref())
             .next_back()
+    }
+
+    /// The callbacks to ask for headers for an intercepted request to `host`.
+    pub fn callbacks_for(&self, host: &str) -> Vec<&Callback> {
+        if !self.intercepts(host) {
+            return Vec::new();
+        }
+        self.callbacks
+            .iter()
+            .filter(|cb| cb.matches(host))
+            .collect()
     }
 
     /// Rules that apply to an intercepted request for `host` and `path`.
@@ -509,6 +533,23 @@ mod tests {
     }
 
     #[test]
+    fn callbacks_and_aws_rules_cause_interception() {
+        let r = rules(json!({
+            "rules": [{"name": "aws", "type": "aws", "aws": {
+                "access_key_id": {"type": "opaque", "value": "A"},
+                "secret_access_key": {"type": "workspace_secret", "value": "{S}"}}}],
+            "callbacks": [{"url": "https://cb.test/x", "match_hosts": ["*.cb.test"], "ttl_seconds": 60}],
+        }));
+        assert!(r.intercepts("sqs.us-east-1.amazonaws.com"));
+        assert!(r.aws_for("s3.amazonaws.com", "/b/k").is_some());
+        assert!(r.aws_for("example.com", "/").is_none());
+        assert!(r.intercepts("a.cb.test"));
+        assert_eq!(r.callbacks_for("a.cb.test").len(), 1);
+        assert!(r.callbacks_for("cb.example").is_empty());
+        assert!(!r.intercepts("example.com"));
+    }
+
+    #[test]
     fn bad_rules_are_refused() {
         for config in [
             json!({"rules": [{"name": "a"}]}),
@@ -520,7 +561,12 @@ mod tests {
             json!({"rules": [{"name": "a", "match_hosts": ["a"], "inject_headers": {"X": "${unclosed"}}]}),
             json!({"rules": [{"name": "a", "match_hosts": ["a"], "headers": [{"name": "X", "value": "a\nb"}]}]}),
             json!({"rules": [{"name": "a", "type": "aws", "aws": {}}]}),
-            json!({"rules": [], "callbacks": [{"url": "https://x", "match_hosts": ["a"], "ttl_seconds": 60}]}),
+            json!({"rules": [{"name": "a", "type": "aws", "aws": {"role_arn": "arn:aws:iam::1:role/r"}}]}),
+            json!({"rules": [{"name": "a", "type": "gcp", "gcp": {}}]}),
+            json!({"callbacks": [{"url": "https://x", "match_hosts": ["a"], "ttl_seconds": 59}]}),
+            json!({"callbacks": [{"url": "x", "match_hosts": ["a"], "ttl_seconds": 60}]}),
+            json!({"callbacks": [{"url": "https://x", "match_hosts": [], "ttl_seconds": 60}]}),
+            json!({"callbacks": [{"url": "https://x", "match_hosts": ["a"], "ttl_seconds": 60, "full_request": "yes"}]}),
         ] {
             assert!(Rules::from_proxy_config(Some(&config)).is_err(), "{config}");
         }

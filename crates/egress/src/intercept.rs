@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::callback;
 use crate::http::{refuse, Body};
 use crate::inject::AwsAuth;
 use crate::sigv4::{sign_request, AwsCredentials};
@@ -44,7 +45,7 @@ pub(crate) async fn headers<L: Lookup>(
 }
 
 /// The values of the workspace secrets `names` of the policy's tenant.
-async fn read_secrets<'a, L: Lookup>(
+pub(crate) async fn read_secrets<'a, L: Lookup>(
     policy: &Policy,
     lookup: &L,
     names: impl Iterator<Item = &'a str>,
@@ -61,6 +62,57 @@ async fn read_secrets<'a, L: Lookup>(
         secrets.insert(name.to_owned(), value);
     }
     secrets
+}
+
+/// Set the headers the callbacks matching the host answer with. A
+/// `full_request` callback gets a snapshot of the request as the sandbox
+/// sent it, so its body is buffered first.
+async fn ask_callbacks<L: Lookup>(
+    req: Request<Incoming>,
+    upstream: &Upstream,
+    policy: &Policy,
+    ctx: &Context<L>,
+) -> Result<Request<Body>, Response<Body>> {
+    let callbacks = policy.rules.callbacks_for(&upstream.host);
+    if callbacks.is_empty() {
+        return Ok(req.map(|body| body.boxed()));
+    }
+    let failed = |err: String| refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}"));
+    let (mut parts, body) = req.into_parts();
+    let (body, buffered) = if callbacks.iter().any(|cb| cb.full_request) {
+        let bytes = http_body_util::Limited::new(body, MAX_SIGNED_BODY)
+            .collect()
+            .await
+            .map_err(|_| failed("request body too large for a full_request callback".into()))?
+            .to_bytes();
+        (
+            Full::new(bytes.clone())
+                .map_err(|never| match never {})
+                .boxed(),
+            Some(bytes),
+        )
+    } else {
+        (body.boxed(), None)
+    };
+    let mut answers = Vec::new();
+    for cb in callbacks {
+        let snapshot = buffered.as_ref().map(|bytes| callback::Snapshot {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            body: bytes,
+        });
+        let port = upstream.port;
+        answers.extend(
+            callback::headers(cb, ctx, policy, &upstream.host, port, snapshot)
+                .await
+                .map_err(failed)?,
+        );
+    }
+    for (name, value) in answers {
+        parts.headers.insert(name, value);
+    }
+    Ok(Request::from_parts(parts, body))
 }
 
 /// Largest request body the proxy buffers to sign with SigV4.
@@ -109,8 +161,8 @@ async fn sign_aws<L: Lookup>(
 }
 
 /// Set the rules' headers on `req`, or say which secret is missing.
-pub(crate) async fn inject<L: Lookup>(
-    req: &mut Request<Incoming>,
+pub(crate) async fn inject<B, L: Lookup>(
+    req: &mut Request<B>,
     policy: &Policy,
     lookup: &L,
     host: &str,
@@ -206,15 +258,20 @@ where
 }
 
 async fn forward<L: Lookup>(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     upstream: &Upstream,
     policy: &Policy,
     ctx: &Context<L>,
 ) -> Response<Body> {
+    // Callbacks see the request as the sandbox sent it, before any rule
+    // header (a secret) is set; rules' headers then win over theirs.
+    let mut req = match ask_callbacks(req, upstream, policy, ctx).await {
+        Ok(req) => req,
+        Err(refused) => return refused,
+    };
     if let Err(refused) = inject(&mut req, policy, &*ctx.lookup, &upstream.host).await {
         return refused;
     }
-    let req = req.map(|body| body.boxed());
     let aws = policy.rules.aws_for(&upstream.host, req.uri().path());
     let req = match aws {
         Some(aws) => match sign_aws(req, aws, policy, &*ctx.lookup, &upstream.host).await {

@@ -27,6 +27,7 @@
 //! reserved addresses unless the policy names them ([`policy`]).
 
 pub mod ca;
+pub mod callback;
 pub mod dial;
 pub mod dns;
 pub mod http;
@@ -57,6 +58,9 @@ pub trait Lookup: Send + Sync + 'static {
     fn policy(&self, source: IpAddr) -> impl Future<Output = Option<Policy>> + Send;
     /// The value of a tenant's workspace secret, read when a request needs it.
     fn secret(&self, tenant: &str, name: &str) -> impl Future<Output = Option<String>> + Send;
+    /// The `X-LangSmith-Signature-JWT` of a callback to `aud` whose body
+    /// has SHA-256 `body_sha256` (hex).
+    fn sign_callback(&self, aud: &str, body_sha256: &str) -> Option<String>;
 }
 
 /// What every listener shares.
@@ -65,6 +69,10 @@ pub struct Context<L> {
     pub dialer: dial::Dialer,
     pub ca: Arc<Authority>,
     pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// Callback answers, cached for their `ttl_seconds`.
+    pub callbacks: callback::Cache,
+    /// Divides callback TTLs (tests' `--test-time-scale`; 1 in production).
+    pub time_scale: u32,
 }
 
 /// Ports the proxy listens on (the firewall redirects to them).
@@ -84,6 +92,8 @@ pub struct EgressConfig {
     pub ca: Arc<Authority>,
     /// PEM files of extra roots trusted upstream (`--egress-upstream-ca`).
     pub upstream_ca: Vec<PathBuf>,
+    /// Divides callback cache TTLs (1 in production).
+    pub time_scale: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +137,8 @@ pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> Result<Eg
         dialer: dial::Dialer::new(config.resolve),
         ca: config.ca,
         upstream_tls: upstream::client_config(&config.upstream_ca)?,
+        callbacks: callback::Cache::default(),
+        time_scale: config.time_scale,
     });
     let tls = tokio::net::TcpListener::bind((any, config.ports.tls)).await?;
     let http = tokio::net::TcpListener::bind((any, config.ports.http)).await?;

@@ -132,6 +132,8 @@ pub struct Policy {
     pub rules: std::sync::Arc<crate::inject::Rules>,
     /// The tenant whose workspace secrets the rules may use.
     pub tenant: Option<String>,
+    /// The sandbox this policy is of (named to callbacks).
+    pub sandbox: Option<String>,
 }
 
 fn patterns(
@@ -171,12 +173,19 @@ impl Policy {
             deny: patterns(access, "deny_list")?,
             rules,
             tenant: None,
+            sandbox: None,
         })
     }
 
     /// The same policy, using `tenant`'s workspace secrets.
     pub fn for_tenant(mut self, tenant: &str) -> Self {
         self.tenant = Some(tenant.to_owned());
+        self
+    }
+
+    /// The same policy, of sandbox `id`.
+    pub fn for_sandbox(mut self, id: &str) -> Self {
+        self.sandbox = Some(id.to_owned());
         self
     }
 

@@ -168,7 +168,11 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
             let ports = egress.ports;
             match sandpit_egress::start(
                 egress,
-                Arc::new(egress::EgressLookup(sandboxes.clone(), secrets)),
+                Arc::new(egress::EgressLookup(
+                    sandboxes.clone(),
+                    secrets,
+                    state.service_keys.clone(),
+                )),
             )
             .await
             {

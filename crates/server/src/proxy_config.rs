@@ -29,9 +29,51 @@ fn is_opaque(header: &Map<String, Value>) -> bool {
 /// credentials — with its rule's name and a key naming it in the rule
 /// (`header:<lowercase name>`, `aws:<field>`).
 fn values_mut(config: &mut Value) -> Vec<(String, String, &mut Map<String, Value>)> {
-    let Some(Value::Array(rules)) = config.get_mut("rules") else {
+    let Some(config) = config.as_object_mut() else {
         return Vec::new();
     };
+    let mut out = Vec::new();
+    for (field, list) in config.iter_mut() {
+        let Value::Array(items) = list else { continue };
+        match field.as_str() {
+            "rules" => out.extend(rule_values_mut(items)),
+            "callbacks" => out.extend(callback_values_mut(items)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A callback's `request_headers`, named by the callback's URL.
+fn callback_values_mut(callbacks: &mut [Value]) -> Vec<(String, String, &mut Map<String, Value>)> {
+    let mut out = Vec::new();
+    for cb in callbacks.iter_mut().filter_map(Value::as_object_mut) {
+        let url = cb
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(Value::Array(headers)) = cb.get_mut("request_headers") {
+            for header in headers.iter_mut().filter_map(Value::as_object_mut) {
+                let key = header_key(header);
+                out.push((format!("callback:{url}"), key, header));
+            }
+        }
+    }
+    out
+}
+
+fn header_key(header: &Map<String, Value>) -> String {
+    let name = header
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    format!("header:{name}")
+}
+
+/// Header objects and `aws` credentials of rules, named by the rule.
+fn rule_values_mut(rules: &mut [Value]) -> Vec<(String, String, &mut Map<String, Value>)> {
     let mut out = Vec::new();
     for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
         let name = rule
@@ -43,12 +85,8 @@ fn values_mut(config: &mut Value) -> Vec<(String, String, &mut Map<String, Value
             match (field.as_str(), value) {
                 ("headers", Value::Array(headers)) => {
                     for header in headers.iter_mut().filter_map(Value::as_object_mut) {
-                        let key = header
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_ascii_lowercase();
-                        out.push((name.clone(), format!("header:{key}"), header));
+                        let key = header_key(header);
+                        out.push((name.clone(), key, header));
                     }
                 }
                 ("aws", Value::Object(aws)) => {
@@ -103,6 +141,17 @@ pub fn carry_over(new: &mut Value, old: Option<&Value>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn callback_request_headers_are_redacted_and_carried_over() {
+        let stored = json!({"callbacks": [{"url": "https://cb.test/x", "match_hosts": ["a.test"],
+            "ttl_seconds": 60, "request_headers": [{"name": "X-Auth", "type": "opaque", "value": "cbsecret"}]}]});
+        let shown = redact(stored.clone());
+        assert!(!shown.to_string().contains("cbsecret"));
+        let mut update = shown.clone();
+        carry_over(&mut update, Some(&stored));
+        assert_eq!(update, stored);
+    }
 
     #[test]
     fn aws_credentials_are_redacted_and_carried_over() {

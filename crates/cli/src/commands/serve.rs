@@ -128,6 +128,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
                     .context("loading the egress CA")?,
             ),
             upstream_ca: args.egress_upstream_ca,
+            time_scale: args.test_time_scale,
         }),
     };
     Ok(ServerConfig {

@@ -162,6 +162,11 @@ impl ServiceKeys {
 
     /// Sign `claims` with the current key.
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        self.sign_any(claims)
+    }
+
+    /// Sign any claims object with the current key (proxy callbacks).
+    pub fn sign_any<C: serde::Serialize>(&self, claims: &C) -> anyhow::Result<String> {
         self.rotate_if_due(now())?;
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         let key = keys

@@ -174,17 +174,17 @@ impl Sandboxes {
     pub async fn proxy_config_on_slot(
         &self,
         slot: u32,
-    ) -> Option<(String, Option<serde_json::Value>)> {
+    ) -> Option<(String, String, Option<serde_json::Value>)> {
         let id = lock(&self.live)
             .iter()
             .find(|(_, live)| live.net_slot == slot)
             .map(|(id, _)| id.clone())?;
         let row = self.store.sandbox(&id).await.ok()??;
         match row.proxy_config {
-            None => Some((row.tenant_id, None)),
+            None => Some((id, row.tenant_id, None)),
             Some(text) => serde_json::from_str(&text)
                 .ok()
-                .map(|v| (row.tenant_id, Some(v))),
+                .map(|v| (id, row.tenant_id, Some(v))),
         }
     }
 

@@ -1,0 +1,370 @@
+//! `proxy_config.callbacks`: for hosts a callback matches, the proxy asks
+//! the callback URL which headers to set, and caches the answer.
+//!
+//! The request is `POST {url}` with a JSON body
+//! `{"host", "port", "identity": {"tenant_id", "sandbox_id"}, "request"?}`
+//! (`request`, a snapshot of the sandbox's request as it sent it, only when
+//! `full_request` is set) and the header `X-LangSmith-Signature-JWT`: an
+//! EdDSA JWT from the server's service keys (published at
+//! `/.well-known/jwks.json`) with `sub: langsmith-sandbox-callback`, `aud`
+//! the callback URL and `body_sha256` the hex SHA-256 of the body — what the
+//! `langsmith` SDK's `SandboxTokenVerifier.verify_callback` checks. The
+//! callback's own `request_headers` are added to that request.
+//!
+//! The answer must be a 2xx JSON object `{"headers": {"Name": "value"}}`;
+//! those headers are set on the sandbox's request. Answers are cached per
+//! sandbox, callback and host for `ttl_seconds` (not for `full_request`
+//! callbacks, which see every request). A callback that fails or answers
+//! anything else fails the sandbox's request (502): headers the policy asks
+//! for are never silently left out.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use serde_json::{json, Map, Value};
+
+use crate::inject::Header;
+use crate::policy::Pattern;
+use crate::{Context, Lookup, Policy};
+
+/// The header carrying the signature (as the SDK's verifier reads it).
+pub const SIGNATURE_HEADER: &str = "x-langsmith-signature-jwt";
+/// Longest a callback may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read from a callback.
+const MAX_ANSWER: usize = 64 << 10;
+/// Largest request body put into a `full_request` snapshot.
+pub const MAX_SNAPSHOT_BODY: usize = 1 << 20;
+
+/// One parsed callback.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub url: Uri,
+    pub hosts: Vec<Pattern>,
+    pub ttl: Duration,
+    pub full_request: bool,
+    pub request_headers: Vec<Header>,
+}
+
+impl Callback {
+    pub fn matches(&self, host: &str) -> bool {
+        self.hosts.iter().any(|p| p.matches(Some(host), None))
+    }
+}
+
+/// Parse one `callbacks[]` entry; `typed_header` parses `request_headers`.
+pub(crate) fn parse(
+    value: &Value,
+    typed_header: impl Fn(&Value) -> Result<Header, String>,
+) -> Result<Callback, String> {
+    let Value::Object(cb) = value else {
+        return Err("a callback must be an object".into());
+    };
+    let url = cb
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or("url is required")?;
+    let url: Uri = url.parse().map_err(|_| format!("'{url}' is not a URL"))?;
+    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+        return Err(format!("url '{url}' must be an http or https URL"));
+    }
+    let ttl = cb
+        .get("ttl_seconds")
+        .and_then(Value::as_u64)
+        .filter(|t| (60..=3600).contains(t))
+        .ok_or("ttl_seconds must be an integer from 60 to 3600")?;
+    let hosts = match cb.get("match_hosts") {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|h| {
+                let text = h.as_str().ok_or("match_hosts must be a list of strings")?;
+                Pattern::parse(text).map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()?,
+        _ => return Err("match_hosts must be a non-empty list of host patterns".into()),
+    };
+    let full_request = match cb.get("full_request") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("full_request must be a boolean".into()),
+    };
+    let request_headers = match cb.get("request_headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.iter().map(&typed_header).collect::<Result<_, _>>()?,
+        Some(_) => return Err("request_headers must be a list".into()),
+    };
+    Ok(Callback {
+        url,
+        hosts,
+        ttl: Duration::from_secs(ttl),
+        full_request,
+        request_headers,
+    })
+}
+
+/// Answers of callbacks, by (sandbox, callback URL, host).
+#[derive(Default)]
+pub struct Cache {
+    entries: Mutex<HashMap<(String, String, String), (Instant, Headers)>>,
+}
+
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
+
+impl Cache {
+    fn get(&self, key: &(String, String, String)) -> Option<Headers> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(key) {
+            Some((until, headers)) if *until > Instant::now() => Some(headers.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, key: (String, String, String), ttl: Duration, headers: Headers) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        entries.retain(|_, (until, _)| *until > now);
+        entries.insert(key, (now + ttl, headers));
+    }
+}
+
+/// A snapshot of the sandbox's request for `full_request` callbacks.
+pub struct Snapshot<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+impl Snapshot<'_> {
+    fn to_json(&self, host: &str) -> Value {
+        let mut headers: Map<String, Value> = Map::new();
+        for (name, value) in self.headers {
+            let list = headers
+                .entry(name.as_str().to_owned())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = list {
+                list.push(Value::String(
+                    String::from_utf8_lossy(value.as_bytes()).into(),
+                ));
+            }
+        }
+        let path = self.uri.path();
+        let query = self.uri.query().unwrap_or("");
+        let truncated = self.body.len() > MAX_SNAPSHOT_BODY;
+        let body = &self.body[..self.body.len().min(MAX_SNAPSHOT_BODY)];
+        let url = match query {
+            "" => format!("https://{host}{path}"),
+            q => format!("https://{host}{path}?{q}"),
+        };
+        json!({
+            "method": self.method.as_str(),
+            "url": url,
+            "scheme": "https",
+            "host": host,
+            "path": path,
+            "query": query,
+            "headers": headers,
+            "body_base64": base64::engine::general_purpose::STANDARD.encode(body),
+            "body_truncated": truncated,
+        })
+    }
+}
+
+/// The headers `cb` says to set on a request for `host:port` from the
+/// sandbox of `policy`: cached, or asked for now.
+pub(crate) async fn headers<L: Lookup>(
+    cb: &Callback,
+    ctx: &Context<L>,
+    policy: &Policy,
+    host: &str,
+    port: u16,
+    snapshot: Option<Snapshot<'_>>,
+) -> Result<Headers, String> {
+    let sandbox = policy.sandbox.clone().unwrap_or_default();
+    let key = (sandbox.clone(), cb.url.to_string(), host.to_owned());
+    if !cb.full_request {
+        if let Some(hit) = ctx.callbacks.get(&key) {
+            return Ok(hit);
+        }
+    }
+    let mut body = json!({
+        "host": host,
+        "port": port,
+        "identity": {"tenant_id": policy.tenant.clone().unwrap_or_default(), "sandbox_id": sandbox},
+    });
+    if let (true, Some(snapshot)) = (cb.full_request, snapshot) {
+        body["request"] = snapshot.to_json(host);
+    }
+    let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(TIMEOUT, call(cb, ctx, policy, Bytes::from(body)))
+        .await
+        .map_err(|_| format!("callback {} timed out", cb.url))??;
+    if !cb.full_request {
+        ctx.callbacks
+            .put(key, cb.ttl / ctx.time_scale.max(1), answer.clone());
+    }
+    Ok(answer)
+}
+
+/// POST `body` to the callback and read the headers it answers with.
+async fn call<L: Lookup>(
+    cb: &Callback,
+    ctx: &Context<L>,
+    policy: &Policy,
+    body: Bytes,
+) -> Result<Headers, String> {
+    let failed = |what: String| format!("callback {} failed: {what}", cb.url);
+    let digest = hex_sha256(&body);
+    let signature = ctx
+        .lookup
+        .sign_callback(&cb.url.to_string(), &digest)
+        .ok_or_else(|| failed("could not sign the callback".into()))?;
+    let host = cb.url.host().unwrap_or_default().to_owned();
+    let https = cb.url.scheme_str() == Some("https");
+    let port = cb.url.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let mut request = Request::post(cb.url.path_and_query().map_or("/", |p| p.as_str()))
+        .header(
+            http::header::HOST,
+            cb.url.authority().map_or(host.as_str(), |a| a.as_str()),
+        )
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signature)
+        .body(Full::new(body))
+        .map_err(|e| failed(e.to_string()))?;
+    let secrets = crate::intercept::read_secrets(
+        policy,
+        &*ctx.lookup,
+        cb.request_headers.iter().flat_map(|h| h.secrets()),
+    )
+    .await;
+    let read = |name: &str| secrets.get(name).cloned().flatten();
+    for header in &cb.request_headers {
+        let value = header
+            .value(read)
+            .map_err(|name| failed(format!("workspace secret {name} is not set")))?;
+        request.headers_mut().insert(header.name.clone(), value);
+    }
+    // The callback is the tenant's own service, not a sandbox destination:
+    // the sandbox's allow and deny lists do not apply, reserved addresses
+    // are still refused unless `--egress-resolve` names the host.
+    let tcp = ctx
+        .dialer
+        .dial(&Policy::default(), Some(&host), None, port)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let response = if https {
+        let name = ServerName::try_from(host.clone()).map_err(|e| failed(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(ctx.upstream_tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        send(TokioIo::new(tls), request).await
+    } else {
+        send(TokioIo::new(tcp), request).await
+    }
+    .map_err(failed)?;
+    let status = response.status();
+    let bytes = Limited::new(response.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(failed(format!("answered {status}")));
+    }
+    answer_headers(&bytes).map_err(failed)
+}
+
+async fn send<I>(
+    io: I,
+    request: Request<Full<Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `{"headers": {"Name": "value", ...}}` → headers.
+fn answer_headers(bytes: &[u8]) -> Result<Headers, String> {
+    let answer: Value =
+        serde_json::from_slice(bytes).map_err(|_| "the answer is not JSON".to_owned())?;
+    let Some(Value::Object(headers)) = answer.get("headers") else {
+        return Err("the answer has no \"headers\" object".into());
+    };
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("'{name}' is not a header name"))?;
+            let value = value
+                .as_str()
+                .and_then(|v| HeaderValue::from_str(v).ok())
+                .ok_or_else(|| format!("the value of {name} is not a header value"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    digest.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_must_name_headers() {
+        let ok = answer_headers(br#"{"headers": {"X-Token": "t1", "Authorization": "Bearer b"}}"#)
+            .unwrap();
+        assert_eq!(ok.len(), 2);
+        assert!(answer_headers(b"nope").is_err());
+        assert!(answer_headers(br#"{"headers": ["x"]}"#).is_err());
+        assert!(answer_headers(br#"{"headers": {"X": 1}}"#).is_err());
+        assert!(answer_headers(br#"{"headers": {"bad name": "v"}}"#).is_err());
+    }
+
+    #[test]
+    fn cache_entries_expire() {
+        let cache = Cache::default();
+        let key = ("sb".to_owned(), "u".to_owned(), "h".to_owned());
+        let headers = vec![(HeaderName::from_static("x"), HeaderValue::from_static("1"))];
+        cache.put(key.clone(), Duration::from_secs(60), headers.clone());
+        assert_eq!(cache.get(&key), Some(headers.clone()));
+        cache.put(key.clone(), Duration::ZERO, headers);
+        assert_eq!(cache.get(&key), None);
+    }
+
+    #[test]
+    fn digest_is_hex_sha256() {
+        assert_eq!(
+            hex_sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+"""`proxy_config.callbacks`: for matched hosts the egress proxy asks the
+tenant's callback URL which headers to set, signs that call so the SDK's own
+`SandboxTokenVerifier.verify_callback` accepts it, caches the answer for
+`ttl_seconds` and asks again once it expires.
+
+The server runs with `--test-time-scale 30`, so a 60 s TTL lasts 2 s.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import ssl
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import checked_server
+from langsmith import Langsmith
+from langsmith.sandbox import SandboxClient, SandboxClientError
+from langsmith.sandbox._verify import CALLBACK_SIGNATURE_HEADER, SandboxTokenVerifier
+from test_egress_inject import make_ca
+
+UPSTREAMS = ["api.example.test", "full.example.test"]
+CALLBACK_URL = "http://callback.example.test/cb"
+EGRESS_PORTS = "28443,28080,28053"
+CB_SECRET = "cb-auth-51e0c2"
+
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: list[dict] = []
+
+    def _handle(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Upstream.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                              "body": body})
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    do_GET = do_POST = _handle
+
+    def log_message(self, *args):
+        pass
+
+
+class CallbackHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    verifier: SandboxTokenVerifier | None = None
+    calls: list[dict] = []
+    fail = False
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            callback = self.verifier.verify_callback(
+                body=body, signature=self.headers.get(CALLBACK_SIGNATURE_HEADER, ""), aud=CALLBACK_URL)
+        except Exception as err:  # noqa: BLE001 - any failure is a refusal
+            return self._reply(401, {"error": str(err)})
+        CallbackHandler.calls.append({"callback": callback, "auth": self.headers.get("X-Cb-Auth")})
+        if CallbackHandler.fail:
+            return self._reply(500, {"error": "down"})
+        self._reply(200, {"headers": {"X-Cb-Token": f"tok-{len(CallbackHandler.calls)}"}})
+
+    def _reply(self, status: int, obj: dict):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def cb_server():
+    work = Path(tempfile.mkdtemp(prefix="sp-cb-"))
+    ca, cert, key = make_ca(work, UPSTREAMS)
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    upstream.socket = ctx.wrap_socket(upstream.socket, server_side=True)
+    callbacks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CallbackHandler)
+    for srv in (upstream, callbacks):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    args = ["--egress-ports", EGRESS_PORTS, "--egress-upstream-ca", str(ca), "--test-time-scale", "30",
+            "--egress-resolve", f"callback.example.test=127.0.0.1:{callbacks.server_address[1]}"]
+    for host in UPSTREAMS:
+        args += ["--egress-resolve", f"{host}=127.0.0.1:{upstream.server_address[1]}"]
+    data_dir = Path(tempfile.mkdtemp(prefix="sp-cb-srv-", dir="/tmp"))
+    with checked_server(data_dir, api_key="k-cb", extra_args=args) as srv:
+        CallbackHandler.verifier = SandboxTokenVerifier(api_url=srv.endpoint)
+        yield srv
+    upstream.shutdown()
+    callbacks.shutdown()
+    shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def client(cb_server):
+    ls = Langsmith(api_key=cb_server.api_key, base_url=cb_server.endpoint)
+    ls.workspace_secrets.upsert("CB_AUTH", value=CB_SECRET)
+    with SandboxClient(api_endpoint=cb_server.api, api_key=cb_server.api_key) as c:
+        yield c
+    ls.workspace_secrets.delete("CB_AUTH")
+
+
+def curl(sb, args: str) -> tuple[int, str]:
+    out = sb.run(f"curl -sS --noproxy '*' --max-time 15 {args} 2>&1; echo rc=$?", timeout=30)
+    text, _, rc = out.stdout.rpartition("rc=")
+    return int(rc.strip()), text
+
+
+def token_at(path: str) -> str | None:
+    hits = [s for s in Upstream.seen if s["path"] == path]
+    assert hits, f"nothing reached the upstream for {path}"
+    return hits[-1]["headers"].get("x-cb-token")
+
+
+CALLBACKS = [
+    {"url": CALLBACK_URL, "match_hosts": ["api.example.test"], "ttl_seconds": 60,
+     "request_headers": [{"name": "X-Cb-Auth", "type": "workspace_secret", "value": "{CB_AUTH}"}]},
+    {"url": CALLBACK_URL, "match_hosts": ["full.example.test"], "ttl_seconds": 60, "full_request": True},
+]
+
+
+def test_callbacks_are_called_signed_cached_and_expire(client):
+    CallbackHandler.calls.clear()
+    sb = client.create_sandbox(name="cb", proxy_config={"callbacks": CALLBACKS})
+    try:
+        assert curl(sb, "https://api.example.test/a")[0] == 0
+        assert curl(sb, "https://api.example.test/b")[0] == 0
+        assert token_at("/a") == token_at("/b") == "tok-1"
+        assert len(CallbackHandler.calls) == 1
+        call = CallbackHandler.calls[0]
+        assert call["auth"] == CB_SECRET  # request_headers, secret resolved
+        assert call["callback"].host == "api.example.test" and call["callback"].port == 443
+        assert call["callback"].identity.sandbox_id == sb.id
+        assert call["callback"].request is None
+        time.sleep(2.5)  # the 60 s TTL at --test-time-scale 30
+        assert curl(sb, "https://api.example.test/c")[0] == 0
+        assert token_at("/c") == "tok-2"
+        # The sandbox sees none of it: not the callback's secret, and the
+        # proxy's header only on the wire to the upstream.
+        probe = sb.run("env; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'", timeout=60)
+        assert CB_SECRET not in probe.stdout
+    finally:
+        client.delete_sandbox("cb")
+
+
+def test_full_request_callbacks_see_every_request(client):
+    CallbackHandler.calls.clear()
+    sb = client.create_sandbox(name="cb-full", proxy_config={"callbacks": CALLBACKS})
+    try:
+        for n in (1, 2):
+            rc, out = curl(sb, f"-X POST -H 'X-Mine: m{n}' --data-binary 'payload-{n}' "
+                               f"'https://full.example.test/p{n}?q={n}'")
+            assert rc == 0, out
+        assert len(CallbackHandler.calls) == 2  # never cached
+        request = CallbackHandler.calls[1]["callback"].request
+        assert (request.method, request.path, request.query) == ("POST", "/p2", "q=2")
+        assert request.headers["x-mine"] == ["m2"]
+        assert request.body == b"payload-2" and not request.body_truncated
+        assert token_at("/p2?q=2") == "tok-2"
+        assert [s["body"] for s in Upstream.seen if s["path"] == "/p2?q=2"][-1] == b"payload-2"
+    finally:
+        client.delete_sandbox("cb-full")
+
+
+def test_a_failing_callback_fails_the_request(client):
+    CallbackHandler.fail = True
+    sb = client.create_sandbox(name="cb-down", proxy_config={"callbacks": CALLBACKS})
+    try:
+        rc, out = curl(sb, "-w '%{http_code}' https://api.example.test/down")
+        assert rc == 0 and out.strip().endswith("502"), out
+        assert not [s for s in Upstream.seen if s["path"] == "/down"]
+    finally:
+        CallbackHandler.fail = False
+        client.delete_sandbox("cb-down")
+
+
+@pytest.mark.parametrize("bad", [
+    {"url": CALLBACK_URL, "match_hosts": ["a.test"], "ttl_seconds": 30},
+    {"url": CALLBACK_URL, "match_hosts": ["a.test"], "ttl_seconds": 4000},
+    {"url": CALLBACK_URL, "match_hosts": [], "ttl_seconds": 60},
+    {"url": "ftp://x/cb", "match_hosts": ["a.test"], "ttl_seconds": 60},
+])
+def test_bad_callbacks_are_refused(client, bad):
+    with pytest.raises(SandboxClientError) as err:
+        client.create_sandbox(name="cb-bad", proxy_config={"callbacks": [bad]})
+    assert "callbacks[0]" in str(err.value)
