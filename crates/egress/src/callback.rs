@@ -110,16 +110,19 @@ pub(crate) fn parse(
     })
 }
 
-/// Answers of callbacks, by (sandbox, callback URL, host).
+/// (sandbox, callback URL, host): what an answer is cached under.
+type Key = (String, String, String);
+
+/// Answers of callbacks, by [`Key`], with the instant they expire.
 #[derive(Default)]
 pub struct Cache {
-    entries: Mutex<HashMap<(String, String, String), (Instant, Headers)>>,
+    entries: Mutex<HashMap<Key, (Instant, Headers)>>,
 }
 
 pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
 impl Cache {
-    fn get(&self, key: &(String, String, String)) -> Option<Headers> {
+    fn get(&self, key: &Key) -> Option<Headers> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(key) {
             Some((until, headers)) if *until > Instant::now() => Some(headers.clone()),
@@ -131,7 +134,7 @@ impl Cache {
         }
     }
 
-    fn put(&self, key: (String, String, String), ttl: Duration, headers: Headers) {
+    fn put(&self, key: Key, ttl: Duration, headers: Headers) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         entries.retain(|_, (until, _)| *until > now);
