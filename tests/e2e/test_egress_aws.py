@@ -144,6 +144,8 @@ def test_aws_requests_are_signed_outside_the_sandbox(client, aws_server):
                        f"grep -rIl -e {ACCESS_KEY} -e {SECRET_KEY} /etc /tmp /root /home /run 2>/dev/null; true",
                        timeout=120)
         assert ACCESS_KEY not in probe.stdout and SECRET_KEY not in probe.stdout
+        # The rule's env_vars (dummy credentials for tools) are set.
+        assert "AWS_ACCESS_KEY_ID=dummy" in probe.stdout.splitlines()
         shown = httpx.get(f"{aws_server.api}/boxes/aws", headers=aws_server.headers()).json()
         assert ACCESS_KEY not in str(shown) and SECRET_KEY not in str(shown)
         assert shown["proxy_config"]["rules"][0]["aws"]["access_key_id"]["is_set"] is True

@@ -211,6 +211,7 @@ fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
         Some("aws") => Some(aws_auth(rule)?),
         _ => None,
     };
+    env_vars(rule)?;
     if rule.get("enabled") == Some(&Value::Bool(false)) {
         return Ok(None);
     }
@@ -236,6 +237,29 @@ fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
         headers: headers(rule)?,
         aws,
     }))
+}
+
+/// A rule's `env_vars` (set in the sandbox by the server) must be an
+/// object of variable names to strings.
+fn env_vars(rule: &Map<String, Value>) -> Result<(), String> {
+    match rule.get("env_vars") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(vars)) => {
+            for (name, value) in vars {
+                let valid = !name.is_empty()
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid || !value.is_string() || value.as_str().is_some_and(|v| v.contains('\0'))
+                {
+                    return Err(format!(
+                        "env_vars.{name} must be a variable name with a string value"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Err("env_vars must be an object of variable names to strings".into()),
+    }
 }
 
 /// The `aws` object of an `aws` rule: static credentials only (there is no
@@ -563,6 +587,8 @@ mod tests {
             json!({"rules": [{"name": "a", "type": "aws", "aws": {}}]}),
             json!({"rules": [{"name": "a", "type": "aws", "aws": {"role_arn": "arn:aws:iam::1:role/r"}}]}),
             json!({"rules": [{"name": "a", "type": "gcp", "gcp": {}}]}),
+            json!({"rules": [{"name": "a", "match_hosts": ["a"], "env_vars": {"1X": "v"}}]}),
+            json!({"rules": [{"name": "a", "match_hosts": ["a"], "env_vars": {"X": 1}}]}),
             json!({"callbacks": [{"url": "https://x", "match_hosts": ["a"], "ttl_seconds": 59}]}),
             json!({"callbacks": [{"url": "x", "match_hosts": ["a"], "ttl_seconds": 60}]}),
             json!({"callbacks": [{"url": "https://x", "match_hosts": [], "ttl_seconds": 60}]}),

@@ -133,7 +133,11 @@ impl Sandboxes {
                 env.push((k.to_owned(), v.to_owned()));
             }
         }
-        for (k, v) in run_config.env_vars.unwrap_or_default() {
+        let rule_vars = super::egress_env::rule_variables(row.proxy_config.as_deref());
+        for (k, v) in rule_vars
+            .into_iter()
+            .chain(run_config.env_vars.unwrap_or_default())
+        {
             env.retain(|(name, _)| *name != k);
             env.push((k, v));
         }

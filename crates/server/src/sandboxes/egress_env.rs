@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use sandpit_runtime::MountSpec;
+use serde_json::Value;
 
 /// The Debian/Ubuntu/Alpine path of the system trust bundle.
 pub const TRUST_STORE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -21,6 +22,26 @@ pub fn trust_store_mount(bundle: &Path) -> MountSpec {
         destination: TRUST_STORE.into(),
         readonly: true,
     }
+}
+
+/// The `env_vars` of the enabled rules of a stored `proxy_config` (e.g. the
+/// dummy credentials `aws_auth(env_vars=...)` gives tools that refuse to
+/// run without some): plaintext, set for every command; later rules win.
+/// Applied when the sandbox boots.
+pub fn rule_variables(proxy_config: Option<&str>) -> Vec<(String, String)> {
+    let Some(config) = proxy_config.and_then(|t| serde_json::from_str::<Value>(t).ok()) else {
+        return Vec::new();
+    };
+    let Some(Value::Array(rules)) = config.get("rules") else {
+        return Vec::new();
+    };
+    rules
+        .iter()
+        .filter(|rule| rule.get("enabled") != Some(&Value::Bool(false)))
+        .filter_map(|rule| rule.get("env_vars").and_then(Value::as_object))
+        .flat_map(|vars| vars.iter())
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
 }
 
 /// Environment variables (a sandbox's `run_config.env_vars` may override).
@@ -38,4 +59,26 @@ pub fn variables() -> [(&'static str, &'static str); 11] {
         ("NO_PROXY", "localhost,127.0.0.1,::1"),
         ("no_proxy", "localhost,127.0.0.1,::1"),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enabled_rules_give_their_env_vars() {
+        let config = r#"{"rules": [
+            {"name": "aws", "type": "aws", "env_vars": {"AWS_ACCESS_KEY_ID": "dummy", "A": "1"}},
+            {"name": "off", "enabled": false, "env_vars": {"OFF": "x"}},
+            {"name": "later", "match_hosts": ["h"], "env_vars": {"A": "2"}}
+        ]}"#;
+        let vars = rule_variables(Some(config));
+        assert_eq!(
+            vars,
+            [("A", "1"), ("AWS_ACCESS_KEY_ID", "dummy"), ("A", "2")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert!(rule_variables(None).is_empty());
+        assert!(rule_variables(Some("not json")).is_empty());
+    }
 }
