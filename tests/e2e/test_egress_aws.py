@@ -14,9 +14,7 @@ from __future__ import annotations
 import http.server
 import re
 import shutil
-import ssl
 import tempfile
-import threading
 from pathlib import Path
 
 import httpx
@@ -27,7 +25,7 @@ from botocore.credentials import Credentials
 from conftest import checked_server
 from langsmith import Langsmith
 from langsmith.sandbox import SandboxClient, aws_auth, opaque_secret, proxy_config, workspace_secret
-from test_egress_inject import make_ca
+from test_egress_inject import make_ca, serve_https, transparent
 
 ACCESS_KEY = "AKIASANDPITTEST0001"
 SECRET_KEY = "sk-sandpit-9c1f0e7a2b4d6f8e0a1c3e5g"
@@ -87,11 +85,7 @@ class FakeAws(http.server.BaseHTTPRequestHandler):
 def aws_server():
     work = Path(tempfile.mkdtemp(prefix="sp-aws-"))
     ca, cert, key = make_ca(work, HOSTS)
-    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeAws)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    upstream.socket = ctx.wrap_socket(upstream.socket, server_side=True)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    upstream = serve_https(FakeAws, cert, key)
     port = upstream.server_address[1]
     args = ["--egress-ports", EGRESS_PORTS, "--egress-upstream-ca", str(ca)]
     for host in HOSTS:
@@ -114,9 +108,8 @@ def client(aws_server):
 
 
 def curl(sb, args: str) -> tuple[int, str]:
-    out = sb.run(f"curl -sS --noproxy '*' --max-time 10 {args} 2>&1; echo rc=$?", timeout=30)
-    text, _, rc = out.stdout.rpartition("rc=")
-    return int(rc.strip()), text
+    """curl in the sandbox on the transparent path: (exit code, output)."""
+    return transparent(sb, "", args)
 
 
 DUMMY_AUTH = "-H 'Authorization: AWS4-HMAC-SHA256 Credential=AKIDUMMY/20200101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00'"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
-import ssl
 import tempfile
 import threading
 import time
@@ -22,7 +21,7 @@ from conftest import checked_server
 from langsmith import Langsmith
 from langsmith.sandbox import SandboxClient, SandboxClientError
 from langsmith.sandbox._verify import CALLBACK_SIGNATURE_HEADER, SandboxTokenVerifier
-from test_egress_inject import make_ca
+from test_egress_inject import make_ca, serve_https, transparent
 
 UPSTREAMS = ["api.example.test", "full.example.test"]
 CALLBACK_URL = "http://callback.example.test/cb"
@@ -83,13 +82,9 @@ class CallbackHandler(http.server.BaseHTTPRequestHandler):
 def cb_server():
     work = Path(tempfile.mkdtemp(prefix="sp-cb-"))
     ca, cert, key = make_ca(work, UPSTREAMS)
-    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    upstream.socket = ctx.wrap_socket(upstream.socket, server_side=True)
+    upstream = serve_https(Upstream, cert, key)
     callbacks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CallbackHandler)
-    for srv in (upstream, callbacks):
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=callbacks.serve_forever, daemon=True).start()
     args = ["--egress-ports", EGRESS_PORTS, "--egress-upstream-ca", str(ca), "--test-time-scale", "30",
             "--egress-resolve", f"callback.example.test=127.0.0.1:{callbacks.server_address[1]}"]
     for host in UPSTREAMS:
@@ -114,9 +109,8 @@ def client(cb_server):
 
 
 def curl(sb, args: str) -> tuple[int, str]:
-    out = sb.run(f"curl -sS --noproxy '*' --max-time 15 {args} 2>&1; echo rc=$?", timeout=30)
-    text, _, rc = out.stdout.rpartition("rc=")
-    return int(rc.strip()), text
+    """curl in the sandbox on the transparent path: (exit code, output)."""
+    return transparent(sb, "", args)
 
 
 def token_at(path: str) -> str | None:

@@ -88,17 +88,23 @@ def make_ca(work: Path, hosts: list[str] = HOSTS) -> tuple[Path, Path, Path]:
     return ca_path, cert_path, key_path
 
 
+def serve_https(handler, cert: Path, key: Path) -> http.server.ThreadingHTTPServer:
+    """A threaded HTTPS server on loopback with `cert`, already serving."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture(scope="module")
 def upstreams():
     work = Path(tempfile.mkdtemp(prefix="sp-inject-"))
     ca, cert, key = make_ca(work)
-    https = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    https.socket = ctx.wrap_socket(https.socket, server_side=True)
+    https = serve_https(Recorder, cert, key)
     plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    for srv in (https, plain):
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
     yield {"ca": ca, "ca_pem": ca.read_text(), "https": https.server_address[1], "http": plain.server_address[1]}
     https.shutdown()
     plain.shutdown()

@@ -28,7 +28,6 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use serde_json::{json, Map, Value};
 
 use crate::inject::Header;
@@ -268,11 +267,9 @@ async fn call<L: Lookup>(
         .await
         .map_err(|e| failed(e.to_string()))?;
     let response = if https {
-        let name = ServerName::try_from(host.clone()).map_err(|e| failed(e.to_string()))?;
-        let tls = tokio_rustls::TlsConnector::from(ctx.upstream_tls.clone())
-            .connect(name, tcp)
+        let tls = crate::intercept::connect_tls(ctx, tcp, &host)
             .await
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(failed)?;
         send(TokioIo::new(tls), request).await
     } else {
         send(TokioIo::new(tcp), request).await

@@ -9,6 +9,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use bytes::Bytes;
+
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -77,20 +79,10 @@ async fn ask_callbacks<L: Lookup>(
     if callbacks.is_empty() {
         return Ok(req.map(|body| body.boxed()));
     }
-    let failed = |err: String| refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}"));
     let (mut parts, body) = req.into_parts();
     let (body, buffered) = if callbacks.iter().any(|cb| cb.full_request) {
-        let bytes = http_body_util::Limited::new(body, MAX_SIGNED_BODY)
-            .collect()
-            .await
-            .map_err(|_| failed("request body too large for a full_request callback".into()))?
-            .to_bytes();
-        (
-            Full::new(bytes.clone())
-                .map_err(|never| match never {})
-                .boxed(),
-            Some(bytes),
-        )
+        let bytes = buffer(body, "full_request callbacks see bodies").await?;
+        (full(bytes.clone()), Some(bytes))
     } else {
         (body.boxed(), None)
     };
@@ -106,7 +98,7 @@ async fn ask_callbacks<L: Lookup>(
         answers.extend(
             callback::headers(cb, ctx, policy, &upstream.host, port, snapshot)
                 .await
-                .map_err(failed)?,
+                .map_err(bad_gateway)?,
         );
     }
     for (name, value) in answers {
@@ -133,31 +125,50 @@ async fn sign_aws<L: Lookup>(
         .chain(aws.secret_access_key.secrets());
     let secrets = read_secrets(policy, lookup, names).await;
     let read = |name: &str| secrets.get(name).cloned().flatten();
-    let missing = |name: String| {
-        refuse(
-            StatusCode::BAD_GATEWAY,
-            format!("Sandpit egress: workspace secret {name} is not set"),
-        )
-    };
     let credentials = AwsCredentials {
-        access_key_id: aws.access_key_id.resolve(read).map_err(missing)?,
-        secret_access_key: aws.secret_access_key.resolve(read).map_err(missing)?,
+        access_key_id: aws.access_key_id.resolve(read).map_err(missing_secret)?,
+        secret_access_key: aws
+            .secret_access_key
+            .resolve(read)
+            .map_err(missing_secret)?,
     };
     let (mut parts, body) = req.into_parts();
-    let body = http_body_util::Limited::new(body, MAX_SIGNED_BODY)
+    let body = buffer(body, "bodies of AWS requests are signed").await?;
+    sign_request(&mut parts, host, &body, &credentials, SystemTime::now()).map_err(bad_gateway)?;
+    Ok(Request::from_parts(parts, full(body)))
+}
+
+/// The whole of `body`, up to [`MAX_SIGNED_BODY`] bytes; `why` says what
+/// needs it buffered, for the 413 beyond that.
+async fn buffer<B>(body: B, why: &str) -> Result<Bytes, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let collected = http_body_util::Limited::new(body, MAX_SIGNED_BODY)
         .collect()
         .await
         .map_err(|_| {
             refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Sandpit egress: bodies of AWS requests are signed up to {MAX_SIGNED_BODY} bytes"),
+                format!("Sandpit egress: {why} up to {MAX_SIGNED_BODY} bytes"),
             )
-        })?
-        .to_bytes();
-    sign_request(&mut parts, host, &body, &credentials, SystemTime::now())
-        .map_err(|e| refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {e}")))?;
-    let body = Full::new(body).map_err(|never| match never {}).boxed();
-    Ok(Request::from_parts(parts, body))
+        })?;
+    Ok(collected.to_bytes())
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// A 502 from the proxy saying what went wrong.
+fn bad_gateway(what: impl std::fmt::Display) -> Response<Body> {
+    refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {what}"))
+}
+
+/// A 502 naming a workspace secret that is not set (never a value).
+fn missing_secret(name: String) -> Response<Body> {
+    bad_gateway(format!("workspace secret {name} is not set"))
 }
 
 /// Set the rules' headers on `req`, or say which secret is missing.
@@ -175,10 +186,7 @@ pub(crate) async fn inject<B, L: Lookup>(
             }
             Ok(())
         }
-        Err(name) => Err(refuse(
-            StatusCode::BAD_GATEWAY,
-            format!("Sandpit egress: workspace secret {name} is not set"),
-        )),
+        Err(name) => Err(missing_secret(name)),
     }
 }
 
@@ -207,11 +215,7 @@ impl Upstream {
             .dial(policy, Some(&self.host), None, self.port)
             .await
             .map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(self.host.clone()).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(ctx.upstream_tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS to {} failed: {e}", self.host))?;
+        let tls = connect_tls(ctx, tcp, &self.host).await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| e.to_string())?;
@@ -222,6 +226,19 @@ impl Upstream {
     fn keep(&self, sender: SendRequest<Body>) {
         *self.sender.lock().expect("upstream sender") = Some(sender);
     }
+}
+
+/// Verified TLS to `host` over `tcp` (the upstream trust store).
+pub(crate) async fn connect_tls<L>(
+    ctx: &Context<L>,
+    tcp: tokio::net::TcpStream,
+    host: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(ctx.upstream_tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS to {host} failed: {e}"))
 }
 
 /// Serve an intercepted TLS connection for `host` (its ClientHello still
