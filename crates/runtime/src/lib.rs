@@ -46,6 +46,9 @@ pub trait Runtime: Send + Sync {
     /// state). Sandboxes in `keep_ids` are left alone. Returns the ids
     /// something was removed for.
     fn cleanup(&self, keep_ids: &[String]) -> Result<Vec<String>, RuntimeError>;
+    /// The server is exiting: finish releasing what stopped sandboxes held.
+    /// Running sandboxes are left alone.
+    fn shutdown(&self) {}
     /// Where the caller sees `path`, a path inside a running sandbox's state
     /// dir that the backend may have mounted over (the capacity-limited
     /// writable layer). The local backend mounts in the runtime helper's

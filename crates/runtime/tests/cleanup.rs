@@ -97,6 +97,32 @@ fn cleanup_removes_stray_links_and_keeps_live_ones() {
     drop(keep);
 }
 
+#[test]
+fn an_exiting_helper_releases_the_links_of_stopped_sandboxes() {
+    let _turn = HOST_WIDE.lock().unwrap_or_else(|e| e.into_inner());
+    let h = Harness::new();
+    let keep = h.start("running", default_limits());
+    let gone = h.start("stopped", default_limits());
+    // Holding the namespace open keeps the veth pair alive after the init
+    // dies, as a slow kernel teardown would.
+    let held = fs::File::open(format!("/proc/{}/ns/net", gone.started.pid)).unwrap();
+    let gone_link = format!("spv{}", gone.spec.net_slot);
+    gone.stop();
+    assert!(link_exists(&gone_link), "the held namespace keeps the link");
+
+    h.runtime.shutdown();
+    assert!(
+        !link_exists(&gone_link),
+        "a stopped sandbox's link outlived the helper"
+    );
+    assert!(
+        link_exists(&format!("spv{}", keep.spec.net_slot)),
+        "a running sandbox lost its link"
+    );
+    assert!(keep.ping(), "shutdown harmed a running sandbox");
+    drop(held);
+}
+
 fn wait_dead(pid: u32) {
     let until = Instant::now() + Duration::from_secs(5);
     loop {

@@ -18,6 +18,9 @@ use crate::Runtime;
 /// How long one request may take before the helper is declared wedged.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long an exiting helper may take to finish before it is killed.
+const HELPER_GRACE: Duration = Duration::from_secs(5);
+
 /// A [`Runtime`] backed by a `runtime-helper` child process running the
 /// local backend. Calls are serialised; call it from blocking threads (for
 /// example tokio's `spawn_blocking`). If the helper dies, the call in flight
@@ -193,7 +196,7 @@ impl HelperProcess {
 impl Drop for HelperRuntime {
     fn drop(&mut self) {
         if let Some(process) = self.lock().take() {
-            process.end(Duration::from_secs(5));
+            process.end(HELPER_GRACE);
         }
     }
 }
@@ -229,6 +232,14 @@ impl Runtime for HelperRuntime {
         match self.call(&Request::Running)? {
             Reply::Running(list) => Ok(list),
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// The helper releases stopped sandboxes' links when its stdin closes;
+    /// wait for it to finish.
+    fn shutdown(&self) {
+        if let Some(process) = self.lock().take() {
+            process.end(HELPER_GRACE);
         }
     }
 

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use thiserror::Error;
@@ -27,6 +27,9 @@ pub enum ServeError {
     #[error("lost the connection to the server")]
     Io(#[from] io::Error),
 }
+
+/// How long, at exit, stopped sandboxes' links may take to go by themselves.
+const LINK_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs the helper on this process's stdin and stdout. Returns when stdin
 /// closes (the server is gone or done); sandboxes keep running.
@@ -52,6 +55,9 @@ pub fn serve(state_dir: &Path, egress: Option<EgressPorts>) -> Result<(), ServeE
             write(&mut replies, &handle(&mut runtime, &line))?;
         }
         if input.is_eof() {
+            if let Err(err) = runtime.release_dead_links(LINK_GRACE) {
+                tracing::warn!(error = %chain(&err), "releasing the links of stopped sandboxes failed");
+            }
             return Ok(());
         }
         let (stdin_ready, exited) = wait(&input, &runtime)?;

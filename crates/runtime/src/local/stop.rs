@@ -33,7 +33,8 @@ impl LocalRuntime {
     /// asynchronously (under the RTNL lock, ~10 ms here), and waiting for it
     /// would double the cost of a stop. A link kept alive past that (say, by
     /// a socket the server opened in the namespace) is reclaimed when its
-    /// slot is next used, or by `cleanup`.
+    /// slot is next used, by `cleanup`, or by `release_dead_links` when the
+    /// helper exits.
     pub(super) fn teardown(&mut self, record: &Record) -> Result<(), LocalError> {
         let steps = [
             self.kill_init(record),

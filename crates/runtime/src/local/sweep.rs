@@ -4,6 +4,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::path::Path;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 use super::error::LocalError;
 use super::LocalRuntime;
@@ -43,6 +45,44 @@ impl LocalRuntime {
             Some(err) => Err(err),
             None => Ok(swept.into_iter().collect()),
         }
+    }
+}
+
+impl LocalRuntime {
+    /// Deletes the host links of sandboxes that are no longer running. A
+    /// stopped sandbox's link goes with its network namespace, which the
+    /// kernel tears down asynchronously; under load that can outlast the
+    /// server. Waits up to `grace` for those to go by themselves, then
+    /// deletes the rest. Links of running sandboxes, and links not (yet)
+    /// named for a sandbox, are left alone.
+    pub fn release_dead_links(&self, grace: Duration) -> Result<(), LocalError> {
+        let deadline = Instant::now() + grace;
+        loop {
+            let dead = self.dead_links()?;
+            if dead.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                for link in dead {
+                    network::delete_link(link.index)?;
+                }
+                return Ok(());
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn dead_links(&self) -> Result<Vec<network::Link>, LocalError> {
+        let links = network::sandbox_links()?;
+        let dead = links.into_iter().filter(|link| {
+            network::owner(link).is_some_and(|id| match self.load(id) {
+                Ok(None) => true,
+                // A record without an init is a sandbox being started.
+                Ok(Some(record)) => record.init.is_some() && !record.is_alive(),
+                Err(_) => false,
+            })
+        });
+        Ok(dead.collect())
     }
 }
 

@@ -526,6 +526,10 @@ impl Sandboxes {
                 tracing::error!(sandbox = %id, error = ?err, "stopping sandbox at shutdown failed");
             }
         }
+        let runtime = self.runtime.clone();
+        if let Err(err) = tokio::task::spawn_blocking(move || runtime.shutdown()).await {
+            tracing::error!(error = %err, "shutting the runtime down failed");
+        }
     }
 }
 
