@@ -248,7 +248,11 @@ pub async fn cp(args: CpArgs) -> anyhow::Result<()> {
             serde_json::json!({"files": tally.files, "bytes": tally.bytes})
         );
     } else {
-        eprintln!("copied {} files, {} bytes", tally.files, tally.bytes);
+        let size = indicatif::BinaryBytes(tally.bytes as u64);
+        eprintln!(
+            "copied {} files, {} bytes ({size})",
+            tally.files, tally.bytes
+        );
     }
     Ok(())
 }
