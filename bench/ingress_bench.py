@@ -3,7 +3,9 @@
 
 - a small GET (2-byte body) with wrk, straight to the sandbox's address,
   through the service URL, and through Debian's nginx as a reverse proxy
-  to the same address (when nginx is installed), in the same run;
+  to the same address (when nginx is installed), in the same run: loaded
+  (`--connections`, for requests/s) and on one connection (for the latency
+  a proxy adds, without queueing), in interleaved rounds;
 - a 1 GiB download through `sandpit tunnel`.
 
     python bench/ingress_bench.py SANDPIT_BINARY [--duration 10] [--connections 32]
@@ -19,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from statistics import median
 
 from langsmith.sandbox import SandboxClient
 
@@ -82,8 +85,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wrk(url: str, args, headers: dict[str, str] | None = None) -> dict:
-    cmd = ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url]
+def wrk(url: str, args, headers: dict[str, str] | None = None, connections: int | None = None) -> dict:
+    conns = connections or args.connections
+    cmd = ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{args.duration}s", "--latency", url]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -95,6 +99,23 @@ def wrk(url: str, args, headers: dict[str, str] | None = None) -> dict:
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "p50_us": pct("50"), "p99_us": pct("99"), "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def start_nginx(upstream: str) -> tuple[str, int]:
+    work = tempfile.mkdtemp(prefix="sp-nginx-")
+    port = free_port()
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX.format(work=work, upstream=upstream, port=port))
+    subprocess.run(["nginx", "-c", conf, "-p", work], check=True)
+    time.sleep(0.3)
+    return work, port
+
+
+def stop_nginx(work: str) -> None:
+    conf = os.path.join(work, "nginx.conf")
+    subprocess.run(["nginx", "-c", conf, "-p", work, "-s", "stop"], check=False)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def wait_port(sb, port: int) -> None:
@@ -138,6 +159,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--tunnel-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     with SandboxClient() as client, client.sandbox() as sb:
@@ -150,27 +172,37 @@ def main() -> None:
             timeout=10,
         ).stdout.strip()
         svc = sb.service(port=8080, expires_in_seconds=3600)
-        results = {
-            "direct": wrk(f"http://{addr}:8080/", args),
-            "service URL": wrk(svc.service_url, args, {"X-Langsmith-Sandbox-Service-Token": svc.token}),
+        targets = {
+            "direct": (f"http://{addr}:8080/", {}),
+            "service URL": (svc.service_url, {"X-Langsmith-Sandbox-Service-Token": svc.token}),
         }
-        if shutil.which("nginx"):
-            work = tempfile.mkdtemp(prefix="sp-nginx-")
-            port = free_port()
-            conf = os.path.join(work, "nginx.conf")
-            with open(conf, "w") as f:
-                f.write(NGINX.format(work=work, upstream=f"{addr}:8080", port=port))
-            subprocess.run(["nginx", "-c", conf, "-p", work], check=True)
-            try:
-                time.sleep(0.3)
-                results["nginx"] = wrk(f"http://127.0.0.1:{port}/", args)
-            finally:
-                subprocess.run(["nginx", "-c", conf, "-p", work, "-s", "stop"], check=False)
-                shutil.rmtree(work, ignore_errors=True)
-        print(f"small GET, wrk -t2 -c{args.connections} -d{args.duration}s")
-        print(f"{'path':<14}{'req/s':>10}{'p50 µs':>10}{'p99 µs':>10}{'non-2xx':>9}")
-        for name, r in results.items():
-            print(f"{name:<14}{r['rps']:>10.0f}{r['p50_us']:>10.0f}{r['p99_us']:>10.0f}{r['non2xx']:>9}")
+        nginx = start_nginx(f"{addr}:8080") if shutil.which("nginx") else None
+        if nginx:
+            targets["nginx"] = (f"http://127.0.0.1:{nginx[1]}/", {})
+        loaded: dict[str, list[dict]] = {name: [] for name in targets}
+        single: dict[str, list[dict]] = {name: [] for name in targets}
+        try:
+            # Interleaved rounds, so drift on a shared machine hits all paths.
+            for _ in range(args.rounds):
+                for name, (url, headers) in targets.items():
+                    loaded[name].append(wrk(url, args, headers))
+                    single[name].append(wrk(url, args, headers, connections=1))
+        finally:
+            if nginx:
+                stop_nginx(nginx[0])
+        print(f"small GET, wrk -d{args.duration}s, median of {args.rounds} interleaved rounds")
+        print(f"{'path':<14}{'req/s @' + str(args.connections):>12}{'p50 µs':>9}{'p99 µs':>9}"
+              f"{'req/s @1':>10}{'p50 µs @1':>11}{'added':>8}{'non-2xx':>9}")
+        base = median(r["p50_us"] for r in single["direct"])
+        for name in targets:
+            rps = median(r["rps"] for r in loaded[name])
+            p50 = median(r["p50_us"] for r in loaded[name])
+            p99 = median(r["p99_us"] for r in loaded[name])
+            rps1 = median(r["rps"] for r in single[name])
+            p50_1 = median(r["p50_us"] for r in single[name])
+            errors = sum(r["non2xx"] for r in loaded[name] + single[name])
+            print(f"{name:<14}{rps:>12.0f}{p50:>9.0f}{p99:>9.0f}{rps1:>10.0f}{p50_1:>11.0f}"
+                  f"{p50_1 - base:>8.0f}{errors:>9}")
         mbps = tunnel_throughput(args.sandpit, sb, args.tunnel_mib << 20)
         print(f"tunnel: {args.tunnel_mib} MiB download through `sandpit tunnel`: {mbps:.0f} MB/s")
 

@@ -9,6 +9,7 @@ import base64
 import json
 import re
 import secrets
+import socket
 import shutil
 import subprocess
 import tempfile
@@ -56,10 +57,23 @@ class H(BaseHTTPRequestHandler):
                 time.sleep(0.4)
             self.wfile.write(b"0\r\n\r\n")
             return
+        if self.path == "/close":
+            self.close_connection = True
+            body = b"bye"
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path.startswith("/headers"):
             seen = {k.lower(): v for k, v in self.headers.items()}
             return self._send(200, {"headers": seen, "path": self.path})
         self._send(404, {"detail": "not found"})
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "10")
+        self.end_headers()
     def do_POST(self):
         item = self._body()
         items.append(item)
@@ -447,3 +461,160 @@ def test_http2_clients_reach_an_http1_app(app_sb):
     body, status = curl("-X", "PUT", "--json", '{"n": 2}', svc.service_url + "items/9")
     assert status == "2 200"
     assert json.loads(body) == {"method": "PUT", "path": "/items/9", "body": {"n": 2}}
+
+
+# Raw HTTP/1.1 on one connection: keep-alive and pipelined requests relayed
+# by the gateway's fast path, and the hand-over to the full HTTP stack in
+# the middle of a connection.
+
+
+class Raw:
+    """One client connection to the server, speaking HTTP/1.1 by hand."""
+
+    def __init__(self, base: str):
+        url = urlsplit(base)
+        self.host = url.netloc
+        self.sock = socket.create_connection((url.hostname, url.port), timeout=15)
+        self.file = self.sock.makefile("rb")
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body:
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def send(self, *requests: bytes) -> None:
+        self.sock.sendall(b"".join(requests))
+
+    def response(self, head: bool = False) -> tuple[int, dict[str, str], bytes]:
+        status = int(self.file.readline().split()[1])
+        headers = {}
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if head or status in (204, 304):
+            return status, headers, b""
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while size := int(self.file.readline().split(b";")[0], 16):
+                body += self.file.read(size)
+                self.file.readline()
+            while self.file.readline() not in (b"\r\n", b""):
+                pass
+            return status, headers, body
+        if "content-length" in headers:
+            return status, headers, self.file.read(int(headers["content-length"]))
+        return status, headers, self.file.read()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def test_pipelined_service_and_api_requests_on_one_connection(server, app_sb):
+    """Six requests written at once on one connection: service requests
+    (with a body, HEAD, a chunked stream) relayed in order, then an API call
+    that hands the connection to the full HTTP stack, which serves the last
+    service request too."""
+    svc = app_sb.service(port=8000)
+    prefix = urlsplit(svc.service_url).path
+    auth = {TOKEN_HEADER: svc.token, "Cookie": "theme=dark; sandpit_svc_token=x; lang=en"}
+    raw = Raw(svc.service_url)
+    try:
+        raw.send(
+            raw.request("GET", prefix + "headers?n=1", auth),
+            raw.request("POST", prefix + "items", auth, b'{"pipelined": 1}'),
+            raw.request("HEAD", prefix + "items", auth),
+            raw.request("GET", prefix + "stream", auth),
+            raw.request("GET", "/api/v2/sandboxes/boxes/" + app_sb.name, server.headers()),
+            raw.request("GET", prefix + "items", auth),
+        )
+        status, _, body = raw.response()
+        seen = json.loads(body)
+        assert (status, seen["path"]) == (200, "/headers?n=1")
+        assert TOKEN_HEADER.lower() not in seen["headers"]
+        assert seen["headers"]["cookie"] == "theme=dark; lang=en"
+        assert "x-api-key" not in seen["headers"]
+        status, _, body = raw.response()
+        assert (status, json.loads(body)) == (200, {"pipelined": 1})
+        status, headers, body = raw.response(head=True)
+        assert (status, body) == (200, b"")
+        assert int(headers["content-length"]) > 0
+        status, headers, body = raw.response()
+        assert (status, headers["transfer-encoding"]) == (200, "chunked")
+        assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+        status, _, body = raw.response()
+        assert (status, json.loads(body)["name"]) == (200, app_sb.name)
+        status, _, body = raw.response()
+        assert status == 200 and {"pipelined": 1} in json.loads(body)
+    finally:
+        raw.close()
+
+
+def test_a_service_closing_its_connection_does_not_end_the_clients(app_sb):
+    svc = app_sb.service(port=8000)
+    prefix = urlsplit(svc.service_url).path
+    auth = {TOKEN_HEADER: svc.token}
+    raw = Raw(svc.service_url)
+    try:
+        for _ in range(3):
+            raw.send(raw.request("GET", prefix + "close", auth))
+            status, headers, body = raw.response()
+            assert (status, body) == (200, b"bye")
+            assert "connection" not in headers
+            raw.send(raw.request("GET", prefix + "items", auth))
+            assert raw.response()[0] == 200
+    finally:
+        raw.close()
+
+
+def test_expect_continue_and_errors_keep_their_full_handling(app_sb):
+    svc = app_sb.service(port=8000)
+    # `Expect: 100-continue` is answered by the full HTTP stack.
+    out = subprocess.run(
+        ["curl", "-sS", "-H", f"{TOKEN_HEADER}: {svc.token}", "-H", "Expect: 100-continue",
+         "-H", "Content-Type: application/json", "--data-binary", '{"expect": 1}',
+         svc.service_url + "items"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    assert json.loads(out) == {"expect": 1}
+    # A bad token on a kept-alive connection gets the documented error.
+    prefix = urlsplit(svc.service_url).path
+    raw = Raw(svc.service_url)
+    try:
+        raw.send(
+            raw.request("GET", prefix + "items", {TOKEN_HEADER: svc.token}),
+            raw.request("GET", prefix + "items", {TOKEN_HEADER: "nope"}),
+        )
+        assert raw.response()[0] == 200
+        status, _, body = raw.response()
+        assert (status, json.loads(body)["detail"]["message"]) == (401, "Invalid service token")
+    finally:
+        raw.close()
+
+
+GARBAGE = r"""
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8002))
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b"SSH-2.0-not-http\r\n\r\n")
+    c.close()
+"""
+
+
+def test_a_service_answering_garbage_gets_a_502(app_sb):
+    app_sb.write("/app/garbage.py", GARBAGE)
+    handle = app_sb.run("python3 /app/garbage.py", timeout=0, wait=False)
+    try:
+        wait_listening(app_sb, 8002)
+        svc = app_sb.service(port=8002)
+        resp = httpx.get(svc.service_url, headers={TOKEN_HEADER: svc.token})
+        assert (resp.status_code, _detail(resp)) == (502, "Service is not reachable")
+    finally:
+        handle.kill()

@@ -34,7 +34,7 @@ pub mod http;
 pub mod inject;
 pub mod intercept;
 pub mod policy;
-mod prefixed;
+pub mod prefixed;
 pub mod sigv4;
 pub mod tls;
 pub mod upstream;

@@ -196,17 +196,13 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         state.config.reconcile_interval,
         state.config.time_scale,
     ));
-    // Without TCP_NODELAY a response written in pieces (chunked bodies,
-    // headers then body) waits for the client's delayed ACK: ~40 ms stalls.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
+    let (listener, accept) =
+        gateway::fastpath::listen(listener, state.clone()).context("listening")?;
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving")?;
+    accept.abort();
     reconciler.abort();
     pools.abort();
     tracing::info!("shutting down: stopping sandboxes");

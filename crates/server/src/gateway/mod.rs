@@ -9,6 +9,8 @@
 //! (yamux over a WebSocket) into it.
 
 pub mod dataplane;
+pub mod fastpath;
+mod h1;
 pub mod netns;
 pub mod pool;
 pub mod relay;

@@ -42,23 +42,12 @@ pub enum RelayError {
     BadTarget(#[source] http::Error),
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// Buffer per direction when splicing upgraded connections: large enough
 /// that streaming a command's output costs few syscalls per megabyte.
 const SPLICE_BUFFER: usize = 64 << 10;
 
 /// Headers that carry the caller's Sandpit credentials.
-const CREDENTIALS: [&str; 2] = ["x-api-key", "authorization"];
+pub(super) const CREDENTIALS: [&str; 2] = ["x-api-key", "authorization"];
 
 /// Remove hop-by-hop headers, including any named in `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -72,7 +61,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in super::h1::HOP_BY_HOP {
         headers.remove(name);
     }
 }

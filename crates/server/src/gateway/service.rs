@@ -40,7 +40,7 @@ pub const ENDPOINT_PREFIX: &str = "/sandboxes/";
 const AUTH_PATH: &str = "/_svc/auth";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Door {
+pub(super) enum Door {
     /// LangSmith service URL: header or cookie.
     Service,
     /// OpenSandbox endpoint: `X-Sandbox-Token`.
@@ -49,14 +49,21 @@ enum Door {
 
 /// Which service a request is for.
 #[derive(Debug, PartialEq, Eq)]
-struct Target {
-    door: Door,
-    id: String,
-    port: u16,
+pub(super) struct Target {
+    pub door: Door,
+    pub id: String,
+    pub port: u16,
     /// Path prefix the service is mounted at ("" for a service host).
-    base: String,
+    pub base: String,
     /// Path inside the service, starting with `/`.
-    path: String,
+    pub path: String,
+}
+
+impl Target {
+    /// `/_svc/auth`, which the gateway answers itself.
+    pub fn is_token_exchange(&self) -> bool {
+        self.door == Door::Service && self.path == AUTH_PATH
+    }
 }
 
 /// `{id}--{port}` → (id, port).
@@ -84,10 +91,12 @@ fn request_host(req: &Request) -> Option<&str> {
 }
 
 fn target(config: &ServerConfig, req: &Request) -> Option<Target> {
-    let path = req.uri().path();
-    if let Some(label) =
-        request_host(req).and_then(|h| host_label(h, config.service_domain.as_deref()))
-    {
+    target_for(config, request_host(req), req.uri().path())
+}
+
+/// The service a request for `host` and `path` (without the query) is for.
+pub(super) fn target_for(config: &ServerConfig, host: Option<&str>, path: &str) -> Option<Target> {
+    if let Some(label) = host.and_then(|h| host_label(h, config.service_domain.as_deref())) {
         let (id, port) = parse_label(label)?;
         return Some(Target {
             door: Door::Service,
@@ -135,7 +144,7 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
 }
 
 async fn serve(state: AppState, target: Target, mut req: Request) -> Result<Response, ApiError> {
-    if target.door == Door::Service && target.path == AUTH_PATH {
+    if target.is_token_exchange() {
         return exchange_token(&state, &target, &req);
     }
     let claims = authorise(&state, &target, req.headers())?;
@@ -186,10 +195,27 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .find_map(|v| cookie_in(v, name))
+        .map(str::to_owned)
+}
+
+/// The value of cookie `name` in one `Cookie` header value.
+pub(super) fn cookie_in<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    value
+        .split(';')
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+        .map(|(_, v)| v)
+}
+
+/// A `Cookie` header value without the service-token cookie.
+pub(super) fn without_token_cookie(value: &str) -> String {
+    let kept: Vec<&str> = value
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(COOKIE))
+        .collect();
+    kept.join("; ")
 }
 
 /// Check the token for `target`: signed by us, unexpired, for this sandbox
@@ -200,7 +226,7 @@ fn authorise(state: &AppState, target: &Target, headers: &HeaderMap) -> Result<C
     check(state, target, &token)
 }
 
-fn check(state: &AppState, target: &Target, token: &str) -> Result<Claims, ApiError> {
+pub(super) fn check(state: &AppState, target: &Target, token: &str) -> Result<Claims, ApiError> {
     let aud = match target.door {
         Door::Service => AUD_SERVICE,
         Door::Endpoint => AUD_ENDPOINT,
@@ -228,10 +254,8 @@ fn strip_credentials(headers: &mut HeaderMap) {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(COOKIE))
-        .map(str::to_owned)
+        .map(without_token_cookie)
+        .filter(|v| !v.is_empty())
         .collect();
     headers.remove(header::COOKIE);
     if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
