@@ -9,7 +9,7 @@
 //!   no answer (IPv6 is off). The sandbox never learns real addresses.
 //! - [`tls`] reads the ClientHello's SNI, checks the policy, and passes the
 //!   TLS stream through to the host named there, which the proxy resolves
-//!   and dials itself; refused connections get a TLS `access_denied` alert.
+//!   and dials itself ([`relay`]: `splice(2)` between the two sockets); refused connections get a TLS `access_denied` alert.
 //!   When a `proxy_config.rules` entry names the host ([`inject`]),
 //!   [`intercept`] terminates TLS instead with a leaf certificate from
 //!   Sandpit's CA ([`ca`]), sets the rule's headers on each request (and
@@ -37,6 +37,7 @@ pub mod inject;
 pub mod intercept;
 pub mod policy;
 mod prefixed;
+pub mod relay;
 pub mod sigv4;
 pub mod tls;
 pub mod upstream;
