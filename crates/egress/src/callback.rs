@@ -27,7 +27,6 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 
 use crate::inject::Header;
@@ -233,13 +232,11 @@ async fn call<L: Lookup>(
         .lookup
         .sign_callback(&cb.url.to_string(), &digest)
         .ok_or_else(|| failed("could not sign the callback".into()))?;
-    let host = cb.url.host().unwrap_or_default().to_owned();
-    let https = cb.url.scheme_str() == Some("https");
-    let port = cb.url.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let host = cb.url.host().unwrap_or_default();
     let mut request = Request::post(cb.url.path_and_query().map_or("/", |p| p.as_str()))
         .header(
             http::header::HOST,
-            cb.url.authority().map_or(host.as_str(), |a| a.as_str()),
+            cb.url.authority().map_or(host, |a| a.as_str()),
         )
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(SIGNATURE_HEADER, signature)
@@ -253,28 +250,13 @@ async fn call<L: Lookup>(
     .await;
     let read = |name: &str| secrets.get(name).cloned().flatten();
     for header in &cb.request_headers {
-        let value = header
-            .value(read)
-            .map_err(|name| failed(format!("workspace secret {name} is not set")))?;
+        let value = header.value(read).map_err(|e| failed(e.to_string()))?;
         request.headers_mut().insert(header.name.clone(), value);
     }
-    // The callback is the tenant's own service, not a sandbox destination:
-    // the sandbox's allow and deny lists do not apply, reserved addresses
-    // are still refused unless `--egress-resolve` names the host.
-    let tcp = ctx
-        .dialer
-        .dial(&Policy::default(), Some(&host), None, port)
+    // The callback is the tenant's own service, not a sandbox destination.
+    let response = crate::upstream::request_once(ctx, &cb.url, request)
         .await
-        .map_err(|e| failed(e.to_string()))?;
-    let response = if https {
-        let tls = crate::intercept::connect_tls(ctx, tcp, &host)
-            .await
-            .map_err(failed)?;
-        send(TokioIo::new(tls), request).await
-    } else {
-        send(TokioIo::new(tcp), request).await
-    }
-    .map_err(failed)?;
+        .map_err(failed)?;
     let status = response.status();
     let bytes = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
@@ -285,23 +267,6 @@ async fn call<L: Lookup>(
         return Err(failed(format!("answered {status}")));
     }
     answer_headers(&bytes).map_err(failed)
-}
-
-async fn send<I>(
-    io: I,
-    request: Request<Full<Bytes>>,
-) -> Result<http::Response<hyper::body::Incoming>, String>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// `{"headers": {"Name": "value", ...}}` → headers.
@@ -325,7 +290,7 @@ fn answer_headers(bytes: &[u8]) -> Result<Headers, String> {
         .collect()
 }
 
-fn hex_sha256(data: &[u8]) -> String {
+pub(crate) fn hex_sha256(data: &[u8]) -> String {
     use std::fmt::Write;
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
     digest.as_ref().iter().fold(String::new(), |mut s, b| {

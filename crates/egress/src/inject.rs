@@ -9,7 +9,9 @@
 //! names one secret: `NAME`, `{NAME}` or `${NAME}`). The template-era
 //! `inject_headers` map is plaintext headers. `attribution` rules (no
 //! `match_hosts`) add their headers to every intercepted request but never
-//! cause interception themselves.
+//! cause interception themselves. Provider rules authorise what they cover
+//! and have default hosts: `aws` ([`crate::sigv4`], `*.amazonaws.com`) and
+//! `gcp` ([`crate::gcp`], `*.googleapis.com`).
 //!
 //! HTTPS to a host some rule matches (and `no_proxy` does not) is
 //! intercepted ([`crate::intercept`]); everything else passes through.
@@ -21,6 +23,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use crate::callback::Callback;
+use crate::gcp::GcpAuth;
 use crate::policy::Pattern;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,6 +53,15 @@ pub enum Part {
     Secret(String),
 }
 
+/// Why a header naming workspace secrets has no value. Never the value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error("workspace secret {0} is not set")]
+    Missing(String),
+    #[error("workspace secret {0} cannot be sent in a header (it holds a line break or another control character)")]
+    NotAHeaderValue(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Header {
     pub name: HeaderName,
@@ -67,14 +79,32 @@ pub struct AwsAuth {
 /// Hosts an `aws` rule covers when it names none.
 const AWS_HOSTS: [&str; 2] = ["*.amazonaws.com", "*.amazonaws.com.cn"];
 
+/// How a provider rule authorises the requests it covers.
+#[derive(Debug, Clone)]
+enum Auth {
+    /// `aws` rules sign with SigV4.
+    Aws(AwsAuth),
+    /// `gcp` rules set a Google OAuth2 bearer token.
+    Gcp(GcpAuth),
+}
+
+impl Auth {
+    /// The hosts a rule of this kind covers when it names none.
+    fn default_hosts(&self) -> &'static [&'static str] {
+        match self {
+            Auth::Aws(_) => &AWS_HOSTS,
+            Auth::Gcp(_) => &crate::gcp::HOSTS,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Rule {
     /// Empty for attribution rules: every intercepted host.
     hosts: Vec<Pattern>,
     paths: Vec<Regex>,
     headers: Vec<Header>,
-    /// `aws` rules sign matched requests with SigV4.
-    aws: Option<AwsAuth>,
+    auth: Option<Auth>,
 }
 
 /// The parsed `rules` and `no_proxy` of one sandbox.
@@ -153,7 +183,22 @@ impl Rules {
     pub fn aws_for(&self, host: &str, path: &str) -> Option<&AwsAuth> {
         self.applying(host, path)
             .into_iter()
-            .filter_map(|r| r.aws.as_ref())
+            .filter_map(|r| match &r.auth {
+                Some(Auth::Aws(aws)) => Some(aws),
+                _ => None,
+            })
+            .next_back()
+    }
+
+    /// The service account to get a bearer token for a request for `host`
+    /// and `path` with (the last matching `gcp` rule's), if any.
+    pub fn gcp_for(&self, host: &str, path: &str) -> Option<&GcpAuth> {
+        self.applying(host, path)
+            .into_iter()
+            .filter_map(|r| match &r.auth {
+                Some(Auth::Gcp(gcp)) => Some(gcp),
+                _ => None,
+            })
             .next_back()
     }
 
@@ -202,13 +247,9 @@ fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
         _ => return Err("name must be a non-empty string".into()),
     }
     let kind = rule.get("type").and_then(Value::as_str);
-    if let Some(kind @ "gcp") = kind {
-        return Err(format!(
-            "rule type '{kind}' is not supported by this server yet"
-        ));
-    }
-    let aws = match kind {
-        Some("aws") => Some(aws_auth(rule)?),
+    let auth = match kind {
+        Some("aws") => Some(Auth::Aws(aws_auth(rule)?)),
+        Some("gcp") => Some(Auth::Gcp(crate::gcp::parse(rule)?)),
         _ => None,
     };
     env_vars(rule)?;
@@ -217,8 +258,8 @@ fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
     }
     let attribution = kind == Some("attribution");
     let mut hosts = strings(rule, "match_hosts")?;
-    if hosts.is_empty() && aws.is_some() {
-        hosts = AWS_HOSTS.iter().map(|h| h.to_string()).collect();
+    if let (true, Some(auth)) = (hosts.is_empty(), &auth) {
+        hosts = auth.default_hosts().iter().map(|h| h.to_string()).collect();
     }
     if hosts.is_empty() && !attribution {
         return Err("match_hosts must be a non-empty list of host patterns".into());
@@ -235,7 +276,7 @@ fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
         hosts,
         paths,
         headers: headers(rule)?,
-        aws,
+        auth,
     }))
 }
 
@@ -394,7 +435,7 @@ fn checked(text: &str) -> Result<String, String> {
 }
 
 /// `NAME`, `{NAME}` or `${NAME}`.
-fn secret_name(value: &str) -> Result<String, String> {
+pub(crate) fn secret_name(value: &str) -> Result<String, String> {
     let v = value.trim();
     let inner = v
         .strip_prefix("${")
@@ -481,16 +522,18 @@ impl Header {
         self.source.secrets()
     }
 
-    /// The value, given a way to read secrets; `Err(name)` names a secret
-    /// that is not set (or whose value cannot be a header value).
-    pub fn value(&self, secret: impl Fn(&str) -> Option<String>) -> Result<HeaderValue, String> {
-        let text = self.source.resolve(&secret)?;
+    /// The value, given a way to read secrets.
+    pub fn value(
+        &self,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<HeaderValue, SecretError> {
+        let text = self.source.resolve(&secret).map_err(SecretError::Missing)?;
         let first = self
             .secrets()
             .first()
             .map(|s| s.to_string())
             .unwrap_or_default();
-        HeaderValue::from_str(&text).map_err(|_| first)
+        HeaderValue::from_str(&text).map_err(|_| SecretError::NotAHeaderValue(first))
     }
 }
 
@@ -552,7 +595,12 @@ mod tests {
         let none = |_: &str| None;
         assert_eq!(
             r.headers_for("h.test", "/")[0].value(none),
-            Err("KEY".into())
+            Err(SecretError::Missing("KEY".into()))
+        );
+        let multiline = |_: &str| Some("line\nbreak".to_owned());
+        assert_eq!(
+            r.headers_for("h.test", "/")[2].value(multiline),
+            Err(SecretError::NotAHeaderValue("KEY".into()))
         );
     }
 
@@ -574,6 +622,25 @@ mod tests {
     }
 
     #[test]
+    fn gcp_rules_cover_google_hosts_or_their_own() {
+        let sa = json!({"type": "workspace_secret", "value": "{SA}"});
+        let r = rules(
+            json!({"rules": [{"name": "g", "type": "gcp", "gcp": {"service_account_json": sa}}]}),
+        );
+        assert!(r.intercepts("storage.googleapis.com"));
+        assert!(r.intercepts("googleapis.com"));
+        assert!(r.gcp_for("bigquery.googleapis.com", "/x").is_some());
+        assert!(!r.intercepts("googleapis.com.evil.test"));
+        assert!(r.gcp_for("example.com", "/").is_none());
+        let own = rules(
+            json!({"rules": [{"name": "g", "type": "gcp", "match_hosts": ["api.corp.test"],
+                                          "gcp": {"service_account_json": sa}}]}),
+        );
+        assert!(own.gcp_for("api.corp.test", "/").is_some());
+        assert!(!own.intercepts("storage.googleapis.com"));
+    }
+
+    #[test]
     fn bad_rules_are_refused() {
         for config in [
             json!({"rules": [{"name": "a"}]}),
@@ -587,6 +654,8 @@ mod tests {
             json!({"rules": [{"name": "a", "type": "aws", "aws": {}}]}),
             json!({"rules": [{"name": "a", "type": "aws", "aws": {"role_arn": "arn:aws:iam::1:role/r"}}]}),
             json!({"rules": [{"name": "a", "type": "gcp", "gcp": {}}]}),
+            json!({"rules": [{"name": "a", "type": "gcp", "enabled": false,
+                              "gcp": {"service_account_json": {"type": "plaintext", "value": "{}"}}}]}),
             json!({"rules": [{"name": "a", "match_hosts": ["a"], "env_vars": {"1X": "v"}}]}),
             json!({"rules": [{"name": "a", "match_hosts": ["a"], "env_vars": {"X": 1}}]}),
             json!({"callbacks": [{"url": "https://x", "match_hosts": ["a"], "ttl_seconds": 59}]}),

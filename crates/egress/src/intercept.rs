@@ -1,6 +1,7 @@
 //! TLS interception for hosts a rule matches: the proxy terminates the
 //! sandbox's TLS with a leaf certificate from Sandpit's CA, reads HTTP/1.1
-//! requests (keep-alive), sets the headers the rules say, and forwards each
+//! requests (keep-alive), sets the headers the rules say (and a `gcp`
+//! rule's bearer token, an `aws` rule's signature), and forwards each
 //! request over verified TLS to the host it dials itself, keeping that
 //! upstream connection open for the next request.
 
@@ -11,29 +12,28 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::callback;
+use crate::gcp::{self, GcpError};
 use crate::http::{refuse, Body};
-use crate::inject::AwsAuth;
+use crate::inject::{AwsAuth, SecretError};
 use crate::sigv4::{sign_request, AwsCredentials};
 use crate::{Context, Lookup, Policy};
 
-/// Headers to set on a request for `host` and `path`, secrets resolved;
-/// `Err` names a secret that is not set.
+/// Headers to set on a request for `host` and `path`, secrets resolved.
 pub(crate) async fn headers<L: Lookup>(
     policy: &Policy,
     lookup: &L,
     host: &str,
     path: &str,
-) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+) -> Result<Vec<(HeaderName, HeaderValue)>, SecretError> {
     let wanted = policy.rules.headers_for(host, path);
     if wanted.is_empty() {
         return Ok(Vec::new());
@@ -171,7 +171,7 @@ fn missing_secret(name: String) -> Response<Body> {
     bad_gateway(format!("workspace secret {name} is not set"))
 }
 
-/// Set the rules' headers on `req`, or say which secret is missing.
+/// Set the rules' headers on `req`, or say which secret is unusable.
 pub(crate) async fn inject<B, L: Lookup>(
     req: &mut Request<B>,
     policy: &Policy,
@@ -186,7 +186,7 @@ pub(crate) async fn inject<B, L: Lookup>(
             }
             Ok(())
         }
-        Err(name) => Err(missing_secret(name)),
+        Err(err) => Err(bad_gateway(err)),
     }
 }
 
@@ -215,7 +215,7 @@ impl Upstream {
             .dial(policy, Some(&self.host), None, self.port)
             .await
             .map_err(|e| e.to_string())?;
-        let tls = connect_tls(ctx, tcp, &self.host).await?;
+        let tls = crate::upstream::connect_tls(ctx, tcp, &self.host).await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| e.to_string())?;
@@ -226,19 +226,6 @@ impl Upstream {
     fn keep(&self, sender: SendRequest<Body>) {
         *self.sender.lock().expect("upstream sender") = Some(sender);
     }
-}
-
-/// Verified TLS to `host` over `tcp` (the upstream trust store).
-pub(crate) async fn connect_tls<L>(
-    ctx: &Context<L>,
-    tcp: tokio::net::TcpStream,
-    host: &str,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-    tokio_rustls::TlsConnector::from(ctx.upstream_tls.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS to {host} failed: {e}"))
 }
 
 /// Serve an intercepted TLS connection for `host` (its ClientHello still
@@ -280,31 +267,45 @@ async fn forward<L: Lookup>(
     policy: &Policy,
     ctx: &Context<L>,
 ) -> Response<Body> {
-    // Callbacks see the request as the sandbox sent it, before any rule
-    // header (a secret) is set; rules' headers then win over theirs.
-    let mut req = match ask_callbacks(req, upstream, policy, ctx).await {
+    let req = match prepare(req, upstream, policy, ctx).await {
         Ok(req) => req,
         Err(refused) => return refused,
     };
-    if let Err(refused) = inject(&mut req, policy, &*ctx.lookup, &upstream.host).await {
-        return refused;
-    }
-    let aws = policy.rules.aws_for(&upstream.host, req.uri().path());
-    let req = match aws {
-        Some(aws) => match sign_aws(req, aws, policy, &*ctx.lookup, &upstream.host).await {
-            Ok(signed) => signed,
-            Err(refused) => return refused,
-        },
-        None => req,
-    };
     let mut sender = match upstream.sender(policy, ctx).await {
         Ok(s) => s,
-        Err(err) => return refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),
+        Err(err) => return bad_gateway(err),
     };
     let response = sender.send_request(req).await;
     upstream.keep(sender);
     match response {
         Ok(response) => response.map(|b| b.boxed()),
-        Err(err) => refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),
+        Err(err) => bad_gateway(err),
+    }
+}
+
+/// The request as it goes upstream: the callbacks' headers, then the
+/// rules' headers (which win), then a provider rule's authorisation (a
+/// Google bearer token, an AWS signature over the final request).
+async fn prepare<L: Lookup>(
+    req: Request<Incoming>,
+    upstream: &Upstream,
+    policy: &Policy,
+    ctx: &Context<L>,
+) -> Result<Request<Body>, Response<Body>> {
+    // Callbacks see the request as the sandbox sent it, before any rule
+    // header (a secret) is set.
+    let mut req = ask_callbacks(req, upstream, policy, ctx).await?;
+    inject(&mut req, policy, &*ctx.lookup, &upstream.host).await?;
+    let path = req.uri().path().to_owned();
+    if let Some(auth) = policy.rules.gcp_for(&upstream.host, &path) {
+        let bearer = gcp::bearer(ctx, policy, auth).await.map_err(|e| match e {
+            GcpError::MissingSecret(name) => missing_secret(name),
+            other => bad_gateway(format!("no Google access token: {other}")),
+        })?;
+        req.headers_mut().insert(AUTHORIZATION, bearer);
+    }
+    match policy.rules.aws_for(&upstream.host, &path) {
+        Some(aws) => sign_aws(req, aws, policy, &*ctx.lookup, &upstream.host).await,
+        None => Ok(req),
     }
 }

@@ -9,11 +9,12 @@
 //!   no answer (IPv6 is off). The sandbox never learns real addresses.
 //! - [`tls`] reads the ClientHello's SNI, checks the policy, and passes the
 //!   TLS stream through to the host named there, which the proxy resolves
-//!   and dials itself; refused connections get a TLS `access_denied` alert.
+//!   and dials itself ([`relay`]: `splice(2)` between the two sockets); refused connections get a TLS `access_denied` alert.
 //!   When a `proxy_config.rules` entry names the host ([`inject`]),
 //!   [`intercept`] terminates TLS instead with a leaf certificate from
-//!   Sandpit's CA ([`ca`]), sets the rule's headers on each request and
-//!   forwards it over verified TLS ([`upstream`]).
+//!   Sandpit's CA ([`ca`]), sets the rule's headers on each request (and
+//!   signs it for `aws` rules, [`sigv4`], or sets a Google bearer token for
+//!   `gcp` rules, [`gcp`]) and forwards it over verified TLS ([`upstream`]).
 //! - [`http`] checks each request's `Host` (or absolute URI), sets the
 //!   rules' headers, and forwards it, or answers 403; it also serves
 //!   `CONNECT host:443` for clients that use `HTTPS_PROXY`.
@@ -30,11 +31,13 @@ pub mod ca;
 pub mod callback;
 pub mod dial;
 pub mod dns;
+pub mod gcp;
 pub mod http;
 pub mod inject;
 pub mod intercept;
 pub mod policy;
 pub mod prefixed;
+pub mod relay;
 pub mod sigv4;
 pub mod tls;
 pub mod upstream;
@@ -71,6 +74,8 @@ pub struct Context<L> {
     pub upstream_tls: Arc<rustls::ClientConfig>,
     /// Callback answers, cached for their `ttl_seconds`.
     pub callbacks: callback::Cache,
+    /// Google access tokens of `gcp` rules, cached until near expiry.
+    pub gcp_tokens: gcp::TokenCache,
     /// Divides callback TTLs (tests' `--test-time-scale`; 1 in production).
     pub time_scale: u32,
 }
@@ -138,6 +143,7 @@ pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> Result<Eg
         ca: config.ca,
         upstream_tls: upstream::client_config(&config.upstream_ca)?,
         callbacks: callback::Cache::default(),
+        gcp_tokens: gcp::TokenCache::default(),
         time_scale: config.time_scale,
     });
     let tls = tokio::net::TcpListener::bind((any, config.ports.tls)).await?;

@@ -5,10 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::prefixed::Prefixed;
+use crate::relay::Passthrough;
 use crate::{intercept, meaningful_ip, original_destination, Context, Lookup, Policy};
 
 /// The most ClientHello bytes read before giving up on finding the SNI.
@@ -100,7 +101,7 @@ pub(crate) async fn handle_stream<S, L>(
     ctx: Arc<Context<L>>,
 ) -> Result<(), String>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Passthrough,
     L: Lookup,
 {
     let (hello, sni) = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream))
@@ -138,6 +139,6 @@ where
         .write_all(&hello)
         .await
         .map_err(|e| e.to_string())?;
-    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+    let _ = stream.relay(upstream).await;
     Ok(())
 }

@@ -1,13 +1,23 @@
 //! TLS towards the real hosts: verified against the host's trust store
-//! plus the operator's extra roots (`--egress-upstream-ca FILE`).
+//! plus the operator's extra roots (`--egress-upstream-ca FILE`), and the
+//! one-shot requests the proxy makes on its own behalf (callbacks, token
+//! endpoints).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+
+use crate::{Context, Policy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -67,4 +77,54 @@ pub fn client_config(extra: &[PathBuf]) -> Result<Arc<ClientConfig>, UpstreamErr
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Verified TLS to `host` over `tcp` (the upstream trust store).
+pub(crate) async fn connect_tls<L>(
+    ctx: &Context<L>,
+    tcp: TcpStream,
+    host: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(ctx.upstream_tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS to {host} failed: {e}"))
+}
+
+/// Send one request to `url` (http or https, verified TLS) on the proxy's
+/// own behalf — a callback, a token endpoint — on a new connection. The
+/// sandbox's allow and deny lists do not apply; reserved addresses are
+/// still refused unless `--egress-resolve` names the host.
+pub(crate) async fn request_once<L>(
+    ctx: &Context<L>,
+    url: &Uri,
+    request: Request<Full<Bytes>>,
+) -> Result<Response<Incoming>, String> {
+    let host = url.host().unwrap_or_default();
+    let https = url.scheme_str() == Some("https");
+    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tcp = ctx
+        .dialer
+        .dial(&Policy::default(), Some(host), None, port)
+        .await
+        .map_err(|e| e.to_string())?;
+    match https {
+        true => send(TokioIo::new(connect_tls(ctx, tcp, host).await?), request).await,
+        false => send(TokioIo::new(tcp), request).await,
+    }
+}
+
+async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -1,5 +1,6 @@
-//! `proxy_config` on the way in and out: validation, and `opaque` header
-//! values, which are write-only — redacted (`is_set: true`, no `value`) in
+//! `proxy_config` on the way in and out: validation, and `opaque` values
+//! (headers, `aws` credentials, a `gcp` service account JSON), which are
+//! write-only — redacted (`is_set: true`, no `value`) in
 //! every response, and carried over from the stored config when an update
 //! names the same rule and header without a value.
 
@@ -25,9 +26,10 @@ fn is_opaque(header: &Map<String, Value>) -> bool {
     header.get("type").and_then(Value::as_str) == Some("opaque")
 }
 
-/// Every typed value of every rule — header objects and an `aws` rule's
-/// credentials — with its rule's name and a key naming it in the rule
-/// (`header:<lowercase name>`, `aws:<field>`).
+/// Every typed value of every rule — header objects, an `aws` rule's
+/// credentials, a `gcp` rule's service account — with its rule's name and
+/// a key naming it in the rule (`header:<lowercase name>`, `aws:<field>`,
+/// `gcp:<field>`).
 fn values_mut(config: &mut Value) -> Vec<(String, String, &mut Map<String, Value>)> {
     let Some(config) = config.as_object_mut() else {
         return Vec::new();
@@ -72,7 +74,7 @@ fn header_key(header: &Map<String, Value>) -> String {
     format!("header:{name}")
 }
 
-/// Header objects and `aws` credentials of rules, named by the rule.
+/// Header objects and `aws`/`gcp` credentials of rules, named by the rule.
 fn rule_values_mut(rules: &mut [Value]) -> Vec<(String, String, &mut Map<String, Value>)> {
     let mut out = Vec::new();
     for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
@@ -89,10 +91,10 @@ fn rule_values_mut(rules: &mut [Value]) -> Vec<(String, String, &mut Map<String,
                         out.push((name.clone(), key, header));
                     }
                 }
-                ("aws", Value::Object(aws)) => {
-                    for (key, value) in aws.iter_mut() {
+                (provider @ ("aws" | "gcp"), Value::Object(auth)) => {
+                    for (key, value) in auth.iter_mut() {
                         if let Value::Object(value) = value {
-                            out.push((name.clone(), format!("aws:{key}"), value));
+                            out.push((name.clone(), format!("{provider}:{key}"), value));
                         }
                     }
                 }
@@ -173,6 +175,33 @@ mod tests {
         carry_over(&mut update, Some(&stored));
         assert_eq!(update, stored);
         assert!(validate(Some(update)).is_ok());
+    }
+
+    #[test]
+    fn gcp_service_accounts_are_redacted_and_carried_over() {
+        let key = include_str!("../../egress/src/gcp/testdata/sa-key.pem");
+        let sa = json!({"type": "service_account", "client_email": "r@p.iam.gserviceaccount.com",
+                        "private_key": key})
+        .to_string();
+        let stored = json!({"rules": [{"name": "gcp", "type": "gcp", "gcp": {
+            "service_account_json": {"type": "opaque", "value": sa},
+            "scopes": ["https://www.googleapis.com/auth/devstorage.read_only"]
+        }}]});
+        assert!(validate(Some(stored.clone())).is_ok());
+        let shown = redact(stored.clone());
+        assert!(!shown.to_string().contains("PRIVATE KEY"));
+        assert!(!shown.to_string().contains("r@p.iam"));
+        let shown_sa = &shown["rules"][0]["gcp"]["service_account_json"];
+        assert_eq!(shown_sa, &json!({"type": "opaque", "is_set": true}));
+        let mut update = shown.clone();
+        carry_over(&mut update, Some(&stored));
+        assert_eq!(update, stored);
+        let plaintext = json!({"rules": [{"name": "gcp", "type": "gcp", "gcp": {
+            "service_account_json": {"type": "plaintext", "value": sa}}}]});
+        assert!(matches!(
+            validate(Some(plaintext)),
+            Err(ApiError::Validation(_))
+        ));
     }
 
     #[test]

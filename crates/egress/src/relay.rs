@@ -1,0 +1,137 @@
+//! Relaying a passed-through stream to its upstream until both sides close.
+//!
+//! Between two TCP sockets (a redirected connection) the bytes go through
+//! the kernel with `splice(2)`: socket → pipe → socket, one pipe per
+//! direction, so they are never copied into the proxy. A `CONNECT` tunnel
+//! (hyper's upgraded connection, not a plain socket) is copied in user
+//! space. Either way a direction that reaches end-of-file half-closes the
+//! other side and the relay ends when both directions have.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use nix::fcntl::{splice, OFlag, SpliceFFlags};
+use nix::sys::socket::{shutdown, Shutdown};
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
+use tokio::net::TcpStream;
+
+/// Most bytes moved by one `splice` (the default pipe capacity).
+const CHUNK: usize = 64 * 1024;
+
+/// A sandbox-side stream the TLS path can pass through.
+pub(crate) trait Passthrough: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Relay between `self` and `upstream` until both directions end.
+    fn relay(self, upstream: TcpStream) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl Passthrough for TcpStream {
+    async fn relay(self, upstream: TcpStream) -> io::Result<()> {
+        splice_bidirectional(&self, &upstream).await
+    }
+}
+
+impl Passthrough for TokioIo<Upgraded> {
+    async fn relay(mut self, mut upstream: TcpStream) -> io::Result<()> {
+        tokio::io::copy_bidirectional(&mut self, &mut upstream)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Relay between two sockets with `splice(2)`, both directions at once.
+pub async fn splice_bidirectional(a: &TcpStream, b: &TcpStream) -> io::Result<()> {
+    tokio::try_join!(splice_one_way(a, b), splice_one_way(b, a)).map(|_| ())
+}
+
+/// Move everything `from` sends to `to`, then half-close `to`; the bytes
+/// moved.
+async fn splice_one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+    let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    let mut moved = 0u64;
+    loop {
+        let n = fill(from, &pipe_in).await?;
+        if n == 0 {
+            // The peer may already be gone; nothing is lost by ignoring it.
+            let _ = shutdown(to.as_raw_fd(), Shutdown::Write);
+            return Ok(moved);
+        }
+        drain(&pipe_out, to, n).await?;
+        moved += n as u64;
+    }
+}
+
+/// Splice what `from` has into the (empty) pipe: the byte count, 0 at
+/// end-of-file.
+async fn fill(from: &TcpStream, pipe_in: &OwnedFd) -> io::Result<usize> {
+    loop {
+        from.readable().await?;
+        match from.try_io(Interest::READABLE, || splice_once(from, pipe_in, CHUNK)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+/// Splice `n` bytes from the pipe into `to`.
+async fn drain(pipe_out: &OwnedFd, to: &TcpStream, mut n: usize) -> io::Result<()> {
+    while n > 0 {
+        to.writable().await?;
+        match to.try_io(Interest::WRITABLE, || splice_once(pipe_out, to, n)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(moved) => n -= moved,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn splice_once(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    splice(from, None, to, None, len, flags).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connected pair of sockets: (the end we keep, the end we relay).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (ours.unwrap(), theirs.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn bytes_cross_both_ways_and_half_closes_pass_on() {
+        let (mut client, sandbox_side) = pair().await;
+        let (upstream_side, mut server) = pair().await;
+        let relay = tokio::spawn(async move { sandbox_side.relay(upstream_side).await });
+        // More than a pipe holds, so the drain loop runs more than once.
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = big.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), big.len());
+        assert!(got == big);
+        // The other direction still works after the first half-closed.
+        let mut client = writer.await.unwrap();
+        server.write_all(b"answer").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"answer");
+        relay.await.unwrap().unwrap();
+    }
+}
