@@ -9,8 +9,13 @@ own test CA:
   baseline the ratios are computed against.
 - direct (loopback): wrk on the host to nginx on 127.0.0.1 (the old
   baseline; no veth hop), for reference.
-- passthrough: wrk in a sandbox to a host no rule names (the proxy reads
-  the SNI and relays the TLS stream untouched);
+- passthrough (NAT route): wrk in a sandbox whose policy has no allow or
+  deny list, to a host no rule names: Sandpit's DNS answers an alias with
+  a direct route, and the TLS stream goes to nginx by NAT, around the
+  proxy (crates/egress/src/direct.rs);
+- passthrough (relay): the same host from a second sandbox whose policy
+  has a deny list (for another name), so the proxy reads the SNI and
+  relays the TLS stream untouched (`splice(2)`);
 - intercepted: wrk in a sandbox to a host a rule names (the proxy
   terminates TLS with a Sandpit leaf certificate, injects a header and
   forwards over a kept-alive upstream TLS connection).
@@ -80,6 +85,13 @@ def parse_wrk(out: str) -> dict:
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "mb_s": mb_s, "p50_us": pct("50"), "p99_us": pct("99"),
             "non2xx": int(errors.group(1)) if errors else 0}
+
+
+# (row, sandbox, host): the open-policy sandbox takes a NAT route to a host
+# no rule names; the one with a deny list has the proxy relay it.
+SANDBOX_ROWS = (("passthrough (NAT route)", "open", "other.example.test"),
+                ("passthrough (relay)", "listed", "other.example.test"),
+                ("intercepted", "open", "api.example.test"))
 
 
 def wrk_args(connections: int, duration: int) -> str:
@@ -161,8 +173,10 @@ def run(args: argparse.Namespace) -> None:
     subprocess.run(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)], check=True)
     data_dir = Path(tempfile.mkdtemp(prefix="sp-egress-bench-srv-", dir="/tmp"))
     extra = ["--egress-ports", "27443,27080,27053", "--egress-upstream-ca", str(ca)]
+    # Upstreams on the veth's host address: NAT from a sandbox's veth cannot
+    # reach 127.0.0.0/8 (loopback targets always take the relay).
     for host in ("api.example.test", "other.example.test"):
-        extra += ["--egress-resolve", f"{host}=127.0.0.1:{port}"]
+        extra += ["--egress-resolve", f"{host}={VETH_HOST}:{port}"]
     srv = start_server(data_dir, "k-" + secrets.token_hex(8), extra)
     runs: dict[str, list[dict]] = {}
     try:
@@ -171,6 +185,9 @@ def run(args: argparse.Namespace) -> None:
                       "headers": [{"name": "X-Bench", "type": "plaintext", "value": "1"}]}]
             sb = client.create_sandbox(name="egress-bench", proxy_config={"rules": rules},
                                        vcpus=os.cpu_count())
+            listed = client.create_sandbox(
+                name="egress-bench-listed", vcpus=os.cpu_count(),
+                proxy_config={"rules": rules, "access_control": {"deny_list": ["denied.example.test"]}})
             try:
                 sets = ((1, "1 conn", "/"), (args.connections, f"{args.connections} conns", "/"),
                         (1, f"bulk {args.bulk_mib} MiB", "/big"))
@@ -181,10 +198,10 @@ def run(args: argparse.Namespace) -> None:
                             wrk_direct(flags, f"https://{VETH_HOST}:{port}{path}", netns=True))
                         runs.setdefault(f"direct (loopback), {label}", []).append(
                             wrk_direct(flags, f"https://127.0.0.1:{port}{path}", netns=False))
-                        for name, host in (("passthrough", "other.example.test"),
-                                           ("intercepted", "api.example.test")):
+                        for name, box, host in SANDBOX_ROWS:
+                            box = {"open": sb, "listed": listed}[box]
                             before = cpu_seconds(srv.proc.pid)
-                            out = sb.run(f"wrk {flags} https://{host}{path}", timeout=args.duration + 60)
+                            out = box.run(f"wrk {flags} https://{host}{path}", timeout=args.duration + 60)
                             after = cpu_seconds(srv.proc.pid)
                             assert out.exit_code == 0, out.stderr
                             result = parse_wrk(out.stdout)
@@ -196,6 +213,7 @@ def run(args: argparse.Namespace) -> None:
                             runs.setdefault(f"{name}, {label}", []).append(result)
             finally:
                 client.delete_sandbox("egress-bench")
+                client.delete_sandbox("egress-bench-listed")
     finally:
         stop_server(srv)
         subprocess.run(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work), "-s", "stop"], check=False)
@@ -204,17 +222,17 @@ def run(args: argparse.Namespace) -> None:
     results = {name: median(r) for name, r in runs.items()}
     print(f"HTTPS GET keep-alive, wrk -t1 -d{args.duration}s, nginx upstream, {os.cpu_count()} CPUs, "
           f"median of {args.rounds} round(s)")
-    print(f"{'target':<36} {'req/s':>10} {'MB/s':>8} {'p50 µs':>9} {'p99 µs':>9} {'non-2xx':>8} "
+    print(f"{'target':<44} {'req/s':>10} {'MB/s':>8} {'p50 µs':>9} {'p99 µs':>9} {'non-2xx':>8} "
           f"{'proxy usr/sys µs/req':>21}  all req/s")
     for name, r in results.items():
         every = " ".join(f"{x['rps']:.0f}" for x in runs[name])
         cpu = f"{r['usr_us']:.1f}/{r['sys_us']:.1f}" if "usr_us" in r else "-"
-        print(f"{name:<36} {r['rps']:>10.0f} {r['mb_s']:>8.0f} {r['p50_us']:>9.0f} {r['p99_us']:>9.0f} "
+        print(f"{name:<44} {r['rps']:>10.0f} {r['mb_s']:>8.0f} {r['p50_us']:>9.0f} {r['p99_us']:>9.0f} "
               f"{r['non2xx']:>8.0f} {cpu:>21}  {every}")
     for label in ("1 conn", f"{args.connections} conns", f"bulk {args.bulk_mib} MiB"):
         d = results[f"direct (netns), {label}"]
         assert all(r["non2xx"] == 0 for r in results.values()), "some requests failed"
-        for name in ("passthrough", "intercepted"):
+        for name, _, _ in SANDBOX_ROWS:
             r = results[f"{name}, {label}"]
             print(f"{name}, {label}: added p50 {r['p50_us'] - d['p50_us']:.0f} µs, "
                   f"{100 * r['rps'] / d['rps']:.0f}% of direct (netns) throughput")

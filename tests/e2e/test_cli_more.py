@@ -182,7 +182,8 @@ def test_snapshot_create_ls_get_boot_rm(env, busybox):
     name = "c2-snap-" + secrets.token_hex(3)
     assert sp(env, "create", name, "--snapshot", "cli-bb:1").returncode == 0
     try:
-        assert sp(env, "exec", name, "--", "cat /etc/marker").stdout == "cli-image\n"
+        out = sp(env, "exec", name, "--", "cat /etc/marker")
+        assert (out.returncode, out.stdout) == (0, "cli-image\n"), out.stderr
     finally:
         sp(env, "rm", name)
     rm = sp(env, "snapshot", "rm", "cli-bb:1")

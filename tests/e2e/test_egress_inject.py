@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime
 import http.server
+import json
 import shutil
 import ssl
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -88,9 +90,9 @@ def make_ca(work: Path, hosts: list[str] = HOSTS) -> tuple[Path, Path, Path]:
     return ca_path, cert_path, key_path
 
 
-def serve_https(handler, cert: Path, key: Path) -> http.server.ThreadingHTTPServer:
-    """A threaded HTTPS server on loopback with `cert`, already serving."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def serve_https(handler, cert: Path, key: Path, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
+    """A threaded HTTPS server on `host` (loopback) with `cert`, already serving."""
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
@@ -248,6 +250,75 @@ def test_explicit_proxy_variables_work(client, workspace):
         assert rc == 35 and "access denied" in body, body
     finally:
         client.delete_sandbox("explicit")
+
+
+KEPT_ALIVE = r"""
+import http.client, json, os, select, ssl, sys, time
+out = {}
+i = http.client.HTTPSConnection("api.example.test", context=ssl.create_default_context())
+p = http.client.HTTPSConnection("other.example.test", context=ssl.create_default_context(cafile="/tmp/up-ca.pem"))
+h = http.client.HTTPConnection("plain.example.test")
+def get(conn, path):
+    before = conn.sock
+    conn.request("GET", path)
+    same = before is None or conn.sock is before
+    r = conn.getresponse()
+    return [r.status, r.read().decode(), same]
+out["i1"], out["p1"], out["h1"] = get(i, "/v1/k1"), get(p, "/k1p"), get(h, "/k1h")
+print(json.dumps(out), flush=True)
+while not os.path.exists("/tmp/go"):
+    time.sleep(0.05)
+out["i2"], out["h2"] = get(i, "/v1/k2"), get(h, "/k2h")
+# The passed-through stream: cut by the proxy, with no request sent.
+deadline, out["p2"] = time.time() + 5, "open"
+while time.time() < deadline and out["p2"] == "open":
+    if select.select([p.sock], [], [], 0.1)[0]:
+        try:
+            out["p2"] = "cut" if p.sock.recv(1) == b"" else "data"
+        except (ssl.SSLError, OSError) as e:
+            out["p2"] = "cut"
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_open_connections_follow_a_policy_update(client, upstreams):
+    """Kept-alive connections opened before an update obey it: an
+    intercepted one injects the new headers, a plain HTTP one is refused
+    once its host is denied, and a passed-through TLS stream is cut."""
+    api_rule = {"name": "api", "match_hosts": ["api.example.test"],
+                "headers": [{"name": "X-Phase", "type": "plaintext", "value": "before"}]}
+    sb = client.create_sandbox(name="kept", proxy_config={"rules": [api_rule]})
+    try:
+        sb.write("/tmp/up-ca.pem", upstreams["ca_pem"])
+        sb.write("/tmp/kept.py", KEPT_ALIVE)
+        sb.run("nohup python3 /tmp/kept.py > /tmp/kept.out 2>&1 &", timeout=10)
+
+        def lines() -> list[dict]:
+            text = sb.run("cat /tmp/kept.out").stdout
+            return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+        deadline = time.time() + 20
+        while not lines() and time.time() < deadline:
+            time.sleep(0.2)
+        first = lines()[0]
+        assert [first[k][0] for k in ("i1", "p1", "h1")] == [200, 200, 200], first
+        assert seen("/v1/k1")["x-phase"] == "before"
+        api_rule["headers"][0]["value"] = "after"
+        client.update_sandbox("kept", proxy_config={
+            "rules": [api_rule],
+            "access_control": {"deny_list": ["other.example.test", "plain.example.test"]}})
+        sb.write("/tmp/go", "")
+        while len(lines()) < 2 and time.time() < deadline + 20:
+            time.sleep(0.2)
+        after = lines()[1]
+        assert after["i2"][0] == 200 and after["i2"][2], after  # same connection
+        assert seen("/v1/k2")["x-phase"] == "after"
+        assert after["h2"][0] == 403 and "denied plain.example.test" in after["h2"][1], after
+        assert after["h2"][2], after  # refused on the connection it was sent on
+        assert not [s for s in Recorder.seen if s["path"] == "/k2h"]
+        assert after["p2"] == "cut", after
+    finally:
+        client.delete_sandbox("kept")
 
 
 def test_policy_update_changes_injection_on_a_running_sandbox(client, workspace):

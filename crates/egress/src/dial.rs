@@ -42,25 +42,39 @@ impl Dialer {
         port: u16,
     ) -> Result<TcpStream, DialError> {
         let addr = match (host, ip) {
-            (Some(host), _) => {
-                let key = host.trim_end_matches('.').to_ascii_lowercase();
-                if let Some(addr) = self.resolve.get(&key) {
-                    return connect(*addr).await;
-                }
-                match key.parse::<IpAddr>() {
-                    Ok(ip) => SocketAddr::new(ip, port),
-                    Err(_) => tokio::net::lookup_host((key.as_str(), port))
-                        .await
-                        .ok()
-                        .and_then(|mut addrs| addrs.next())
-                        .ok_or_else(|| DialError::Resolve(host.to_owned()))?,
-                }
+            (Some(host), _) => self.resolve(policy, host, port).await?,
+            (None, Some(ip)) => {
+                policy.dial_allowed(ip).map_err(DialError::Denied)?;
+                SocketAddr::new(ip, port)
             }
-            (None, Some(ip)) => SocketAddr::new(ip, port),
             (None, None) => return Err(DialError::Resolve("(no destination)".into())),
         };
-        policy.dial_allowed(addr.ip()).map_err(DialError::Denied)?;
         connect(addr).await
+    }
+
+    /// Where the proxy connects for `host:port`: the override (trusted
+    /// operator configuration), else the name's first address if `policy`
+    /// lets the proxy dial it.
+    pub async fn resolve(
+        &self,
+        policy: &Policy,
+        host: &str,
+        port: u16,
+    ) -> Result<SocketAddr, DialError> {
+        let key = host.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(addr) = self.resolve.get(&key) {
+            return Ok(*addr);
+        }
+        let addr = match key.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port),
+            Err(_) => tokio::net::lookup_host((key.as_str(), port))
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| DialError::Resolve(host.to_owned()))?,
+        };
+        policy.dial_allowed(addr.ip()).map_err(DialError::Denied)?;
+        Ok(addr)
     }
 }
 

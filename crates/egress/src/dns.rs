@@ -1,20 +1,24 @@
-//! The sandbox's resolver: allowed names resolve to [`SENTINEL`], denied
-//! ones do not exist.
+//! The sandbox's resolver: allowed names resolve to [`SENTINEL`] (or to an
+//! alias with a [`crate::direct`] route), denied ones do not exist.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
-use crate::{Lookup, SENTINEL};
+use crate::direct::Direct;
+use crate::{Context, Lookup, SENTINEL};
 
 /// Seconds a sandbox may cache an answer (short: policies change).
 const TTL: u32 = 5;
+/// How long an answer may wait for a direct route to be made.
+const DIRECT_WAIT: Duration = Duration::from_secs(1);
 
-pub async fn serve<L: Lookup>(socket: UdpSocket, lookup: Arc<L>) {
+pub async fn serve<L: Lookup>(socket: UdpSocket, ctx: Arc<Context<L>>) {
     let socket = Arc::new(socket);
     let mut buf = vec![0u8; 4096];
     loop {
@@ -27,16 +31,21 @@ pub async fn serve<L: Lookup>(socket: UdpSocket, lookup: Arc<L>) {
         };
         let query = buf[..n].to_vec();
         let socket = socket.clone();
-        let lookup = lookup.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Some(reply) = answer(&query, peer, &*lookup).await {
+            if let Some(reply) = answer(&query, peer, &*ctx.lookup, ctx.direct.as_ref()).await {
                 let _ = socket.send_to(&reply, peer).await;
             }
         });
     }
 }
 
-async fn answer<L: Lookup>(query: &[u8], peer: SocketAddr, lookup: &L) -> Option<Vec<u8>> {
+async fn answer<L: Lookup>(
+    query: &[u8],
+    peer: SocketAddr,
+    lookup: &L,
+    direct: Option<&Arc<Direct>>,
+) -> Option<Vec<u8>> {
     let request = Message::from_vec(query).ok()?;
     if request.metadata.message_type != MessageType::Query {
         return None;
@@ -67,10 +76,18 @@ async fn answer<L: Lookup>(query: &[u8], peer: SocketAddr, lookup: &L) -> Option
     if policy.check(Some(host), None).is_err() {
         reply.metadata.response_code = ResponseCode::NXDomain;
     } else if question.query_type() == RecordType::A {
+        let address = match (direct, peer.ip()) {
+            (Some(direct), IpAddr::V4(sandbox)) => {
+                direct
+                    .address_within(DIRECT_WAIT, sandbox, host, policy)
+                    .await
+            }
+            _ => SENTINEL,
+        };
         reply.add_answer(Record::from_rdata(
             question.name().clone(),
             TTL,
-            RData::A(A(SENTINEL)),
+            RData::A(A(address)),
         ));
     }
     // Other types (AAAA included): the name exists, with no such records.
@@ -97,6 +114,9 @@ mod tests {
         fn sign_callback(&self, _aud: &str, _body_sha256: &str) -> Option<String> {
             None
         }
+        fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+            tokio::sync::watch::channel(0).1
+        }
     }
 
     fn ask(name: &str, kind: RecordType) -> Vec<u8> {
@@ -108,7 +128,7 @@ mod tests {
 
     async fn run(policy: Option<Policy>, name: &str, kind: RecordType) -> Message {
         let peer: SocketAddr = "10.200.0.2:5353".parse().unwrap();
-        let reply = answer(&ask(name, kind), peer, &Fixed(policy))
+        let reply = answer(&ask(name, kind), peer, &Fixed(policy), None)
             .await
             .unwrap();
         Message::from_vec(&reply).unwrap()

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::live::LivePolicy;
 use crate::tls::{handle_stream, Target};
 use crate::{intercept, meaningful_ip, original_destination, Context, Lookup, Policy};
 
@@ -30,14 +31,13 @@ pub async fn serve<L: Lookup>(listener: TcpListener, ctx: Arc<Context<L>>) {
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let Some(policy) = ctx.lookup.policy(peer.ip()).await else {
+            let Some(live) = LivePolicy::fetch(ctx.lookup.clone(), peer.ip()).await else {
                 return;
             };
             let dst = original_destination(&stream);
-            let policy = Arc::new(policy);
             let service = hyper::service::service_fn(move |req| {
-                let (policy, ctx) = (policy.clone(), ctx.clone());
-                async move { Ok::<_, Infallible>(route(req, policy, ctx, dst).await) }
+                let (live, ctx) = (live.clone(), ctx.clone());
+                async move { Ok::<_, Infallible>(route(req, live, ctx, dst).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -78,23 +78,39 @@ fn target(req: &Request<Incoming>, default_port: u16) -> Option<(String, u16)> {
     ))
 }
 
+/// A 403 saying which policy entry refused `name`.
+pub(crate) fn denied(name: &str, why: impl std::fmt::Display) -> Response<Body> {
+    refuse(
+        StatusCode::FORBIDDEN,
+        format!("Sandpit egress policy denied {name}: {why}"),
+    )
+}
+
 async fn route<L: Lookup>(
     req: Request<Incoming>,
-    policy: Arc<Policy>,
+    live: Arc<LivePolicy<L>>,
     ctx: Arc<Context<L>>,
     dst: Option<SocketAddr>,
 ) -> Response<Body> {
+    // Read per request: an update applies to kept-alive connections too.
+    let Some(policy) = live.current().await else {
+        return refuse(StatusCode::FORBIDDEN, GONE.into());
+    };
     match req.method() == Method::CONNECT {
-        true => connect(req, policy, ctx),
+        true => connect(req, &policy, live, ctx),
         false => forward(req, &policy, &ctx, dst).await,
     }
 }
+
+/// Said to requests of a sandbox deleted while they were open.
+pub(crate) const GONE: &str = "Sandpit egress: the sandbox is gone";
 
 /// `CONNECT host:443` (explicit proxy clients): checked like a redirected
 /// HTTPS connection, then handled as one once the tunnel is up.
 fn connect<L: Lookup>(
     req: Request<Incoming>,
-    policy: Arc<Policy>,
+    policy: &Policy,
+    live: Arc<LivePolicy<L>>,
     ctx: Arc<Context<L>>,
 ) -> Response<Body> {
     let Some(authority) = req.uri().authority().cloned() else {
@@ -113,10 +129,7 @@ fn connect<L: Lookup>(
     }
     let ip = host.parse::<IpAddr>().ok();
     if let Err(denial) = policy.check(Some(&host), ip) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            format!("Sandpit egress policy denied {host}: {denial}"),
-        );
+        return denied(&host, denial);
     }
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
@@ -128,7 +141,7 @@ fn connect<L: Lookup>(
             port,
             name: Some(host),
         };
-        if let Err(reason) = handle_stream(TokioIo::new(upgraded), policy, target, ctx).await {
+        if let Err(reason) = handle_stream(TokioIo::new(upgraded), live, target, ctx).await {
             tracing::debug!(%reason, "egress: CONNECT tunnel refused");
         }
     });
@@ -162,10 +175,7 @@ async fn forward<L: Lookup>(
         );
     }
     if let Err(denial) = policy.check(host.as_deref(), ip) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            format!("Sandpit egress policy denied {name}: {denial}"),
-        );
+        return denied(&name, denial);
     }
     if let Some(host) = &host {
         if let Err(refused) = intercept::inject(&mut req, policy, &*ctx.lookup, host).await {
@@ -174,12 +184,7 @@ async fn forward<L: Lookup>(
     }
     let upstream = match ctx.dialer.dial(policy, host.as_deref(), ip, port).await {
         Ok(s) => s,
-        Err(crate::dial::DialError::Denied(denial)) => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                format!("Sandpit egress policy denied {name}: {denial}"),
-            )
-        }
+        Err(crate::dial::DialError::Denied(denial)) => return denied(&name, denial),
         Err(err) => return refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),
     };
     // Origin form towards the server.

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -22,8 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::callback;
 use crate::gcp::{self, GcpError};
-use crate::http::{refuse, Body};
+use crate::http::{denied, refuse, Body, GONE};
 use crate::inject::{AwsAuth, SecretError};
+use crate::live::LivePolicy;
 use crate::sigv4::{sign_request, AwsCredentials};
 use crate::{Context, Lookup, Policy};
 
@@ -191,13 +193,24 @@ pub(crate) async fn inject<B, L: Lookup>(
 }
 
 /// The one upstream connection of an intercepted connection.
-struct Upstream {
+pub(crate) struct Upstream {
     host: String,
+    /// The address the sandbox dialed, unless it was the sentinel.
+    ip: Option<IpAddr>,
     port: u16,
     sender: Mutex<Option<SendRequest<Body>>>,
 }
 
 impl Upstream {
+    pub fn new(host: String, ip: Option<IpAddr>, port: u16) -> Self {
+        Self {
+            host,
+            ip,
+            port,
+            sender: Mutex::new(None),
+        }
+    }
+
     /// A ready sender: the kept one, or a new connection.
     async fn sender<L: Lookup>(
         &self,
@@ -228,32 +241,30 @@ impl Upstream {
     }
 }
 
-/// Serve an intercepted TLS connection for `host` (its ClientHello still
-/// unread in `stream`) until the sandbox closes it.
+/// Serve an intercepted TLS connection to `upstream`'s host (its
+/// ClientHello still unread in `stream`) until the sandbox closes it.
 pub(crate) async fn serve<S, L>(
     stream: S,
-    host: String,
-    port: u16,
-    policy: Arc<Policy>,
+    upstream: Upstream,
+    live: Arc<LivePolicy<L>>,
     ctx: Arc<Context<L>>,
 ) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     L: Lookup,
 {
-    let config = ctx.ca.server_config(&host).map_err(|e| e.to_string())?;
+    let config = ctx
+        .ca
+        .server_config(&upstream.host)
+        .map_err(|e| e.to_string())?;
     let tls = tokio_rustls::TlsAcceptor::from(config)
         .accept(stream)
         .await
         .map_err(|e| format!("TLS from the sandbox failed: {e}"))?;
-    let upstream = Arc::new(Upstream {
-        host,
-        port,
-        sender: Mutex::new(None),
-    });
+    let upstream = Arc::new(upstream);
     let service = hyper::service::service_fn(move |req| {
-        let (upstream, policy, ctx) = (upstream.clone(), policy.clone(), ctx.clone());
-        async move { Ok::<_, Infallible>(forward(req, &upstream, &policy, &ctx).await) }
+        let (upstream, live, ctx) = (upstream.clone(), live.clone(), ctx.clone());
+        async move { Ok::<_, Infallible>(forward(req, &upstream, &live, &ctx).await) }
     });
     hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(tls), service)
@@ -264,9 +275,17 @@ where
 async fn forward<L: Lookup>(
     req: Request<Incoming>,
     upstream: &Upstream,
-    policy: &Policy,
+    live: &LivePolicy<L>,
     ctx: &Context<L>,
 ) -> Response<Body> {
+    // Read per request: an update applies to kept-alive connections too.
+    let Some(policy) = live.current().await else {
+        return refuse(StatusCode::FORBIDDEN, GONE.into());
+    };
+    if let Err(denial) = policy.check(Some(&upstream.host), upstream.ip) {
+        return denied(&upstream.host, denial);
+    }
+    let policy = &*policy;
     let req = match prepare(req, upstream, policy, ctx).await {
         Ok(req) => req,
         Err(refused) => return refused,

@@ -5,8 +5,10 @@
 //! other packet a sandbox sends to the host or beyond. Then:
 //!
 //! - [`dns`] answers A queries for names the sandbox's policy allows with one
-//!   fixed address ([`SENTINEL`]) and refuses the rest (NXDOMAIN); AAAA gets
-//!   no answer (IPv6 is off). The sandbox never learns real addresses.
+//!   fixed address ([`SENTINEL`]), or with an alias of the name when a
+//!   [`direct`] route takes its HTTPS around the proxy, and refuses the rest
+//!   (NXDOMAIN); AAAA gets no answer (IPv6 is off). The sandbox never learns
+//!   real addresses.
 //! - [`tls`] reads the ClientHello's SNI, checks the policy, and passes the
 //!   TLS stream through to the host named there, which the proxy resolves
 //!   and dials itself ([`relay`]: `splice(2)` between the two sockets); refused connections get a TLS `access_denied` alert.
@@ -30,11 +32,13 @@
 pub mod ca;
 pub mod callback;
 pub mod dial;
+pub mod direct;
 pub mod dns;
 pub mod gcp;
 pub mod http;
 pub mod inject;
 pub mod intercept;
+mod live;
 pub mod policy;
 pub mod prefixed;
 pub mod relay;
@@ -64,12 +68,17 @@ pub trait Lookup: Send + Sync + 'static {
     /// The `X-LangSmith-Signature-JWT` of a callback to `aud` whose body
     /// has SHA-256 `body_sha256` (hex).
     fn sign_callback(&self, aud: &str, body_sha256: &str) -> Option<String>;
+    /// A count of policy changes (any sandbox's): open connections read
+    /// their policy again when it moves, so an update applies to them too.
+    fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
 /// What every listener shares.
 pub struct Context<L> {
     pub lookup: Arc<L>,
-    pub dialer: dial::Dialer,
+    pub dialer: Arc<dial::Dialer>,
+    /// Direct routes (when the firewall takes them).
+    pub direct: Option<Arc<direct::Direct>>,
     pub ca: Arc<Authority>,
     pub upstream_tls: Arc<rustls::ClientConfig>,
     /// Callback answers, cached for their `ttl_seconds`.
@@ -99,6 +108,9 @@ pub struct EgressConfig {
     pub upstream_ca: Vec<PathBuf>,
     /// Divides callback cache TTLs (1 in production).
     pub time_scale: u32,
+    /// Where direct routes are written; none: everything goes through the
+    /// proxy.
+    pub direct: Option<Arc<dyn direct::DirectTable>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,9 +149,14 @@ impl Drop for Egress {
 /// sandbox veths reach them) and serve until the returned handle drops.
 pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> Result<Egress, StartError> {
     let any = IpAddr::from([0, 0, 0, 0]);
+    let dialer = Arc::new(dial::Dialer::new(config.resolve));
+    let direct = config
+        .direct
+        .map(|table| Arc::new(direct::Direct::new(table, dialer.clone())));
     let ctx = Arc::new(Context {
         lookup: lookup.clone(),
-        dialer: dial::Dialer::new(config.resolve),
+        dialer,
+        direct: direct.clone(),
         ca: config.ca,
         upstream_tls: upstream::client_config(&config.upstream_ca)?,
         callbacks: callback::Cache::default(),
@@ -149,11 +166,14 @@ pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> Result<Eg
     let tls = tokio::net::TcpListener::bind((any, config.ports.tls)).await?;
     let http = tokio::net::TcpListener::bind((any, config.ports.http)).await?;
     let dns = tokio::net::UdpSocket::bind((any, config.ports.dns)).await?;
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(tls::serve(tls, ctx.clone())),
-        tokio::spawn(http::serve(http, ctx)),
-        tokio::spawn(dns::serve(dns, lookup)),
+        tokio::spawn(http::serve(http, ctx.clone())),
+        tokio::spawn(dns::serve(dns, ctx)),
     ];
+    if let Some(direct) = direct {
+        tasks.push(tokio::spawn(direct.watch(lookup)));
+    }
     Ok(Egress { tasks })
 }
 
@@ -166,9 +186,9 @@ pub(crate) fn original_destination(stream: &tokio::net::TcpStream) -> Option<Soc
 }
 
 /// The destination IP worth checking: none when the sandbox dialed the
-/// sentinel (the name in SNI/Host is what counts then).
+/// sentinel or an alias (the name in SNI/Host is what counts then).
 pub(crate) fn meaningful_ip(dst: Option<SocketAddr>) -> Option<IpAddr> {
-    dst.map(|d| d.ip()).filter(|ip| *ip != IpAddr::V4(SENTINEL))
+    dst.map(|d| d.ip()).filter(|ip| !direct::is_alias(*ip))
 }
 
 #[cfg(test)]

@@ -189,6 +189,12 @@ impl Policy {
         self
     }
 
+    /// Whether every name is allowed (no allow or deny list): then the
+    /// policy has nothing to say about a TLS stream's SNI.
+    pub fn permits_every_name(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
     /// May the sandbox reach `host` (a name, if known) at `ip` (if known)?
     pub fn check(&self, host: Option<&str>, ip: Option<IpAddr>) -> Result<(), Denial> {
         if self.deny.iter().any(|p| p.matches(host, ip)) {

@@ -8,9 +8,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::live::LivePolicy;
 use crate::prefixed::Prefixed;
 use crate::relay::Passthrough;
-use crate::{intercept, meaningful_ip, original_destination, Context, Lookup, Policy};
+use crate::{intercept, meaningful_ip, original_destination, Context, Lookup};
 
 /// The most ClientHello bytes read before giving up on finding the SNI.
 const MAX_HELLO: usize = 64 * 1024;
@@ -71,7 +72,7 @@ async fn handle<L: Lookup>(
     peer: SocketAddr,
     ctx: Arc<Context<L>>,
 ) -> Result<(), String> {
-    let Some(policy) = ctx.lookup.policy(peer.ip()).await else {
+    let Some(live) = LivePolicy::fetch(ctx.lookup.clone(), peer.ip()).await else {
         return Err("unknown source".into());
     };
     let dst = original_destination(&stream);
@@ -80,7 +81,7 @@ async fn handle<L: Lookup>(
         port: dst.map_or(443, |d| d.port()),
         name: None,
     };
-    handle_stream(stream, Arc::new(policy), target, ctx).await
+    handle_stream(stream, live, target, ctx).await
 }
 
 /// Where a TLS stream was headed before the ClientHello says more.
@@ -96,7 +97,7 @@ pub(crate) struct Target {
 /// pass-through of the untouched TLS stream.
 pub(crate) async fn handle_stream<S, L>(
     mut stream: S,
-    policy: Arc<Policy>,
+    live: Arc<LivePolicy<L>>,
     target: Target,
     ctx: Arc<Context<L>>,
 ) -> Result<(), String>
@@ -109,6 +110,7 @@ where
         .map_err(|_| "no ClientHello in time".to_owned())??;
     let host = sni.or(target.name);
     let ip = target.ip;
+    let policy = live.current().await.ok_or("the sandbox is gone")?;
     let verdict = match (&host, ip) {
         (None, None) => Err("no SNI and no address".to_owned()),
         _ => policy.check(host.as_deref(), ip).map_err(|d| d.to_string()),
@@ -116,7 +118,8 @@ where
     if let (Ok(()), Some(name)) = (&verdict, &host) {
         if policy.rules.intercepts(name) {
             let stream = Prefixed::new(hello, stream);
-            return intercept::serve(stream, name.clone(), target.port, policy, ctx).await;
+            let upstream = intercept::Upstream::new(name.clone(), ip, target.port);
+            return intercept::serve(stream, upstream, live, ctx).await;
         }
     }
     let upstream = match verdict {
@@ -139,6 +142,10 @@ where
         .write_all(&hello)
         .await
         .map_err(|e| e.to_string())?;
-    let _ = stream.relay(upstream).await;
-    Ok(())
+    // The proxy cannot see the requests of a passed-through stream, so a
+    // policy change that denies its host ends it.
+    tokio::select! {
+        _ = stream.relay(upstream) => Ok(()),
+        why = live.revoked(host.as_deref(), ip) => Err(format!("cut by a policy change: {why}")),
+    }
 }

@@ -4,11 +4,33 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use sandpit_egress::direct::{DirectTable, Route};
 use sandpit_egress::{Lookup, Policy};
+use sandpit_runtime::network::firewall::{self, DirectRoute};
 
 use crate::gateway::tokens::ServiceKeys;
 use crate::sandboxes::Sandboxes;
 use crate::secrets::Secrets;
+
+/// Direct routes, written to the host firewall's `inet sandpit` table.
+#[derive(Debug)]
+pub struct FirewallRoutes;
+
+impl DirectTable for FirewallRoutes {
+    fn update(&self, add: &[Route], remove: &[Route]) -> Result<(), String> {
+        let rows = |routes: &[Route]| -> Vec<DirectRoute> {
+            routes
+                .iter()
+                .map(|r| DirectRoute {
+                    sandbox: r.sandbox,
+                    alias: r.alias,
+                    target: r.target,
+                })
+                .collect()
+        };
+        firewall::update_direct(&rows(add), &rows(remove)).map_err(|e| e.to_string())
+    }
+}
 
 /// Looks sandboxes up by the address of their veth end.
 pub struct EgressLookup(pub Arc<Sandboxes>, pub Arc<Secrets>, pub Arc<ServiceKeys>);
@@ -32,6 +54,10 @@ impl Lookup for EgressLookup {
                 None
             }
         }
+    }
+
+    fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.policy_changes()
     }
 
     async fn secret(&self, tenant: &str, name: &str) -> Option<String> {

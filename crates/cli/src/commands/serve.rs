@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// Turn the egress proxy off: sandboxes get no network at all.
     #[arg(long)]
     pub no_egress: bool,
+    /// Send every HTTPS connection through the egress proxy, even where a
+    /// direct route (NAT around the proxy, for hosts it would only pass
+    /// through) would do.
+    #[arg(long)]
+    pub no_egress_direct: bool,
     /// Where the egress proxy connects for HOST (repeatable), instead of
     /// resolving it: for tests and split-horizon setups.
     #[arg(long = "egress-resolve", value_name = "HOST=IP:PORT", value_parser = sandpit_egress::parse_resolve)]
@@ -123,6 +128,10 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
                 dns: args.egress_ports.dns,
             },
             resolve: args.egress_resolve.into_iter().collect(),
+            direct: match args.no_egress_direct {
+                true => None,
+                false => Some(Arc::new(sandpit_server::egress::FirewallRoutes)),
+            },
             ca: Arc::new(
                 sandpit_egress::Authority::load_or_create(&data_dir.join("egress"))
                     .context("loading the egress CA")?,

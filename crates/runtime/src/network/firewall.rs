@@ -9,6 +9,7 @@
 //! makes a blocked connect fail at once instead of after a timeout.
 
 use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -65,29 +66,65 @@ impl std::str::FromStr for EgressPorts {
 /// packet of the flow: a resolver's back-to-back A and AAAA queries share
 /// one UDP flow before any reply makes it "established".
 const EGRESS_MARK: &str = "0x5a9d0001";
+/// Conntrack mark of connections on a direct route ([`DirectRoute`]).
+const DIRECT_MARK: &str = "0x5a9d0002";
+/// The set of `sandbox address . alias` pairs with a direct route, checked
+/// on every packet of a direct connection: removing a pair cuts its open
+/// connections too.
+const DIRECT_KEYS: &str = "direct_keys";
+/// `sandbox address . alias` → `target address . port`.
+const DIRECT_NAT: &str = "direct_nat";
+
+/// A route that takes a sandbox's HTTPS to one host around the egress
+/// proxy: TCP 443 from `sandbox` to `alias` (the address Sandpit's DNS
+/// answered for the host's name) is sent by NAT to `target`. The egress
+/// crate decides when that is allowed; this only writes it down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DirectRoute {
+    pub sandbox: Ipv4Addr,
+    pub alias: Ipv4Addr,
+    pub target: SocketAddrV4,
+}
 
 /// The ruleset, with the table created first so the delete always succeeds.
 pub fn ruleset(egress: Option<EgressPorts>) -> String {
-    let (nat, accept) = match egress {
+    let p = HOST_PREFIX;
+    let (nat, direct, accept, forward) = match egress {
         Some(ports) => (
             format!(
-                r#"	chain prerouting {{
+                r#"	set {DIRECT_KEYS} {{
+		type ipv4_addr . ipv4_addr;
+	}}
+	map {DIRECT_NAT} {{
+		type ipv4_addr . ipv4_addr : ipv4_addr . inet_service;
+	}}
+	chain prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
 		iifname "{p}*" udp dport 53 ct mark set {m} redirect to :{dns}
 		iifname "{p}*" tcp dport 53 reject with tcp reset
 		iifname "{p}*" tcp dport 80 ct mark set {m} redirect to :{http}
+		iifname "{p}*" tcp dport 443 ip saddr . ip daddr @{DIRECT_KEYS} ct mark set {d} dnat ip to ip saddr . ip daddr map @{DIRECT_NAT}
 		iifname "{p}*" tcp dport 443 ct mark set {m} redirect to :{tls}
 	}}
+	chain postrouting {{
+		type nat hook postrouting priority srcnat; policy accept;
+		ct mark {d} oifname != "{p}*" masquerade
+	}}
 "#,
-                p = HOST_PREFIX,
                 m = EGRESS_MARK,
+                d = DIRECT_MARK,
                 dns = ports.dns,
                 http = ports.http,
                 tls = ports.tls,
             ),
-            format!("\t\tiifname \"{HOST_PREFIX}*\" ct mark {EGRESS_MARK} accept\n"),
+            format!(
+                "\t\tiifname \"{p}*\" ct mark {DIRECT_MARK} ip saddr . ct original ip daddr @{DIRECT_KEYS} accept\n\
+                 \t\tiifname \"{p}*\" ct mark {DIRECT_MARK} reject with tcp reset\n"
+            ),
+            format!("\t\tiifname \"{p}*\" ct mark {EGRESS_MARK} accept\n"),
+            format!("\t\toifname \"{p}*\" ct mark {DIRECT_MARK} ct state established accept\n"),
         ),
-        None => (String::new(), String::new()),
+        None => Default::default(),
     };
     format!(
         r#"table inet sandpit {{}}
@@ -95,22 +132,48 @@ delete table inet sandpit
 table inet sandpit {{
 {nat}	chain input {{
 		type filter hook input priority filter; policy accept;
-		iifname "{p}*" ct state established,related accept
+{direct}		iifname "{p}*" ct state established,related accept
 {accept}		iifname "{p}*" reject
 	}}
 	chain forward {{
 		type filter hook forward priority filter; policy accept;
-		iifname "{p}*" reject
+{direct}{forward}		iifname "{p}*" reject
 		oifname "{p}*" reject
 	}}
 }}
-"#,
-        p = HOST_PREFIX
+"#
     )
 }
 
 /// Installs (or replaces) the ruleset.
 pub fn apply(egress: Option<EgressPorts>) -> Result<(), FirewallError> {
+    run(&ruleset(egress))
+}
+
+/// Adds and removes direct routes, in one transaction. Removing a route
+/// ends its open connections (their next packet is answered with a reset).
+pub fn update_direct(add: &[DirectRoute], remove: &[DirectRoute]) -> Result<(), FirewallError> {
+    run(&direct_script(add, remove))
+}
+
+fn direct_script(add: &[DirectRoute], remove: &[DirectRoute]) -> String {
+    let mut script = String::new();
+    for r in remove {
+        let key = format!("{} . {}", r.sandbox, r.alias);
+        script += &format!("delete element inet sandpit {DIRECT_KEYS} {{ {key} }}\n");
+        script += &format!("delete element inet sandpit {DIRECT_NAT} {{ {key} }}\n");
+    }
+    for r in add {
+        let key = format!("{} . {}", r.sandbox, r.alias);
+        let target = format!("{} . {}", r.target.ip(), r.target.port());
+        script += &format!("add element inet sandpit {DIRECT_NAT} {{ {key} : {target} }}\n");
+        script += &format!("add element inet sandpit {DIRECT_KEYS} {{ {key} }}\n");
+    }
+    script
+}
+
+/// Runs an `nft` script as one transaction.
+fn run(script: &str) -> Result<(), FirewallError> {
     let nft = find_nft().ok_or(FirewallError::NftMissing)?;
     let mut child = Command::new(nft)
         .args(["-f", "-"])
@@ -121,7 +184,7 @@ pub fn apply(egress: Option<EgressPorts>) -> Result<(), FirewallError> {
         .map_err(FirewallError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(ruleset(egress).as_bytes())
+            .write_all(script.as_bytes())
             .map_err(FirewallError::Spawn)?;
     }
     let output = child.wait_with_output().map_err(FirewallError::Spawn)?;
@@ -173,5 +236,40 @@ mod tests {
         let reject = rules.find("iifname \"spv*\" reject").unwrap();
         assert!(accept < reject, "the accept must come before the reject");
         assert!("1,2".parse::<EgressPorts>().is_err());
+    }
+
+    #[test]
+    fn direct_routes_nat_only_their_pairs_and_are_checked_on_every_packet() {
+        let rules = ruleset(Some("15443,15080,15053".parse().unwrap()));
+        let direct = rules
+            .find("ip saddr . ip daddr @direct_keys ct mark set 0x5a9d0002 dnat ip to ip saddr . ip daddr map @direct_nat")
+            .unwrap();
+        let redirect = rules.find("tcp dport 443 ct mark set 0x5a9d0001").unwrap();
+        assert!(direct < redirect, "a direct route goes before the proxy");
+        // Input and forward both check the pair before anything accepts.
+        let checks: Vec<_> = rules
+            .match_indices("ct mark 0x5a9d0002 ip saddr . ct original ip daddr @direct_keys accept")
+            .collect();
+        assert_eq!(checks.len(), 2);
+        assert!(checks[0].0 < rules.find("ct state established,related accept").unwrap());
+        assert!(rules.contains("ct mark 0x5a9d0002 oifname != \"spv*\" masquerade"));
+        assert!(!ruleset(None).contains("direct"));
+    }
+
+    #[test]
+    fn direct_updates_remove_before_they_add() {
+        let route = DirectRoute {
+            sandbox: "10.200.0.2".parse().unwrap(),
+            alias: "198.18.0.7".parse().unwrap(),
+            target: "10.253.254.1:8443".parse().unwrap(),
+        };
+        let script = direct_script(&[route], &[route]);
+        assert_eq!(
+            script,
+            "delete element inet sandpit direct_keys { 10.200.0.2 . 198.18.0.7 }\n\
+             delete element inet sandpit direct_nat { 10.200.0.2 . 198.18.0.7 }\n\
+             add element inet sandpit direct_nat { 10.200.0.2 . 198.18.0.7 : 10.253.254.1 . 8443 }\n\
+             add element inet sandpit direct_keys { 10.200.0.2 . 198.18.0.7 }\n"
+        );
     }
 }

@@ -217,6 +217,8 @@ impl Sandboxes {
         let live = lock(&self.live).remove(id);
         if let Some(live) = &live {
             mark_stopping(live);
+            // Its open egress connections find it gone and end.
+            self.policy_changed();
         }
         let runtime = self.runtime.clone();
         let owned = id.to_owned();

@@ -101,6 +101,10 @@ pub struct Sandboxes {
     /// Serialises pool refills; woken by claims and pool changes.
     pool_lock: tokio::sync::Mutex<()>,
     pool_wake: tokio::sync::Notify,
+    /// Counts policy changes (a `proxy_config` update, a sandbox leaving
+    /// its network slot): the egress proxy's open connections re-read
+    /// their policy when it moves.
+    policy_changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -139,7 +143,17 @@ impl Sandboxes {
             snapshots: OnceLock::new(),
             pool_lock: tokio::sync::Mutex::default(),
             pool_wake: tokio::sync::Notify::new(),
+            policy_changes: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// See [`Sandboxes::policy_changes`]'s field.
+    pub fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.policy_changes.subscribe()
+    }
+
+    fn policy_changed(&self) {
+        self.policy_changes.send_modify(|n| *n += 1);
     }
 
     pub fn defaults(&self) -> &Defaults {
@@ -331,8 +345,10 @@ impl Sandboxes {
             crate::proxy_config::carry_over(new, old.as_ref());
             crate::proxy_config::validate(Some(new.clone()))?;
         }
+        let proxy_changes = spec.proxy_config.is_some();
         apply_update(&mut row, spec)?;
         match self.store.update_sandbox_settings(&row).await {
+            Ok(()) if proxy_changes => self.policy_changed(),
             Ok(()) => {}
             Err(StoreError::Conflict) => {
                 return Err(ApiError::Conflict(format!(

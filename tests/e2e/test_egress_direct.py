@@ -1,0 +1,208 @@
+"""Direct routes: HTTPS the proxy would only pass through goes around it.
+
+A sandbox whose policy lets it reach every name, asking for a host no rule
+intercepts, gets an alias address from Sandpit's DNS and a NAT route from
+that alias to the host's real address, so its TLS goes straight there. The
+upstream tells which path a request took by the address it came from: the
+sandbox's own (direct) or the host's (the proxy dialed it).
+
+The upstream listens on 10.253.250.1, an address this module adds to the
+host's `lo` (NAT from a veth cannot reach 127.0.0.0/8, so loopback targets
+always go through the proxy, as every other egress test's do).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import checked_server
+from langsmith.sandbox import SandboxClient
+from test_egress_inject import make_ca, serve_https
+
+UPSTREAM_IP = "10.253.250.1"
+HOSTS = ["direct.example.test", "api.example.test"]
+EGRESS_PORTS = "24443,24080,24053"
+SENTINEL = "198.18.0.1"
+
+
+class Peers(http.server.BaseHTTPRequestHandler):
+    """Answers `ok <path>` and records each request's source address and headers."""
+
+    protocol_version = "HTTP/1.1"
+    seen: dict[str, dict] = {}
+
+    def do_GET(self):  # noqa: N802
+        Peers.seen[self.path] = {"peer": self.client_address[0],
+                                 "headers": {k.lower(): v for k, v in self.headers.items()}}
+        body = f"ok {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    subprocess.run(["ip", "addr", "add", f"{UPSTREAM_IP}/32", "dev", "lo"], check=True)
+    work = Path(tempfile.mkdtemp(prefix="sp-direct-"))
+    try:
+        ca, cert, key = make_ca(work, HOSTS)
+        server = serve_https(Peers, cert, key, UPSTREAM_IP)
+        yield {"ca": ca, "ca_pem": ca.read_text(), "port": server.server_address[1]}
+        server.shutdown()
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{UPSTREAM_IP}/32", "dev", "lo"], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def client(upstream):
+    data_dir = Path(tempfile.mkdtemp(prefix="sp-direct-srv-", dir="/tmp"))
+    args = ["--egress-ports", EGRESS_PORTS, "--egress-upstream-ca", str(upstream["ca"])]
+    for host in HOSTS:
+        args += ["--egress-resolve", f"{host}={UPSTREAM_IP}:{upstream['port']}"]
+    with checked_server(data_dir, api_key="k-direct", extra_args=args) as srv:
+        with SandboxClient(api_endpoint=srv.api, api_key=srv.api_key) as c:
+            yield c
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# Resolves a host, GETs a path over TLS (trusting the system store, where
+# Sandpit's CA is, and the upstream's own CA), prints what it saw.
+GET = r"""
+import http.client, json, socket, ssl, sys
+host, path = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context()
+ctx.load_verify_locations(cafile="/tmp/up-ca.pem")
+conn = http.client.HTTPSConnection(host, context=ctx, timeout=10)
+try:
+    conn.request("GET", path)
+    r = conn.getresponse()
+    out = {"status": r.status, "body": r.read().decode(), "local": conn.sock.getsockname()[0],
+           "address": socket.gethostbyname(host)}
+except Exception as e:
+    out = {"error": repr(e)}
+print(json.dumps(out))
+"""
+
+
+def get(sb, host: str, path: str) -> dict:
+    out = sb.run(f"python3 /tmp/get.py {host} {path}", timeout=30)
+    assert out.exit_code == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def prepare(sb, upstream) -> None:
+    sb.write("/tmp/up-ca.pem", upstream["ca_pem"])
+    sb.write("/tmp/get.py", GET)
+
+
+def routes() -> str:
+    """The firewall's direct routes, as `nft` lists them."""
+    return subprocess.run(["nft", "list", "set", "inet", "sandpit", "direct_keys"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def wait_until(check, what: str, timeout: float = 10) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_an_open_policy_goes_direct_and_a_listed_one_through_the_proxy(client, upstream):
+    open_sb = client.create_sandbox(name="direct-open")
+    listed = client.create_sandbox(name="direct-listed", proxy_config={
+        "access_control": {"deny_list": ["direct.example.test"]}})
+    try:
+        prepare(open_sb, upstream)
+        prepare(listed, upstream)
+        got = get(open_sb, "direct.example.test", "/open")
+        assert got.get("status") == 200 and got["body"] == "ok /open\n", got
+        alias = got["address"]
+        assert alias.startswith("198.1") and alias != SENTINEL, got
+        # The upstream saw the sandbox itself: no proxy in between.
+        assert Peers.seen["/open"]["peer"] == got["local"] != UPSTREAM_IP
+        assert f"{got['local']} . {alias}" in routes()
+
+        # A deny list gives the proxy something to check: the sentinel, and
+        # the request (for a name it allows) arrives from the host.
+        ok = get(listed, "api.example.test", "/listed")
+        assert ok.get("status") == 200 and ok["address"] == SENTINEL, ok
+        assert Peers.seen["/listed"]["peer"] != ok["local"]
+        # Another sandbox's alias is no way around its own policy: without
+        # a route of its own it reaches the proxy, which reads the SNI.
+        out = listed.run(f"curl -sS --max-time 8 --cacert /tmp/up-ca.pem --resolve "
+                         f"direct.example.test:443:{alias} https://direct.example.test/sneak; echo rc=$?")
+        assert "rc=0" not in out.stdout and "/sneak" not in Peers.seen, out.stdout
+    finally:
+        client.delete_sandbox("direct-open")
+        client.delete_sandbox("direct-listed")
+    # Deleting the sandbox drops its routes.
+    wait_until(lambda: f"{got['local']} . " not in routes(), "the deleted sandbox's routes to go")
+
+
+# Keeps one TLS connection open across a policy update, then tries it again
+# and opens a new one.
+KEPT = r"""
+import http.client, json, os, ssl, time
+ctx = ssl.create_default_context()
+ctx.load_verify_locations(cafile="/tmp/up-ca.pem")
+conn = http.client.HTTPSConnection("direct.example.test", context=ctx, timeout=10)
+def get(c, path):
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return [r.status, r.read().decode(), c.sock.getsockname()[0]]
+    except Exception as e:
+        return ["cut", repr(e)]
+print(json.dumps({"before": get(conn, "/k1")}), flush=True)
+while not os.path.exists("/tmp/go"):
+    time.sleep(0.05)
+fresh = http.client.HTTPSConnection("direct.example.test", context=ctx, timeout=10)
+print(json.dumps({"kept": get(conn, "/k2"), "fresh": get(fresh, "/k3")}), flush=True)
+"""
+
+
+def test_a_policy_update_cuts_direct_connections_and_new_ones_obey_it(client, upstream):
+    sb = client.create_sandbox(name="direct-moved")
+    try:
+        prepare(sb, upstream)
+        sb.write("/tmp/kept.py", KEPT)
+        sb.run("nohup python3 /tmp/kept.py > /tmp/kept.out 2>&1 &", timeout=10)
+
+        def lines() -> list[dict]:
+            text = sb.run("cat /tmp/kept.out").stdout
+            return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+        wait_until(lambda: lines(), "the first request", 20)
+        before = lines()[0]["before"]
+        assert before[0] == 200 and Peers.seen["/k1"]["peer"] == before[2], before
+        assert f"{before[2]} . " in routes()
+        # A rule for the host: the proxy has headers to add now.
+        rule = {"name": "d", "match_hosts": ["direct.example.test"],
+                "headers": [{"name": "X-Direct", "type": "plaintext", "value": "on"}]}
+        client.update_sandbox("direct-moved", proxy_config={"rules": [rule]})
+        wait_until(lambda: f"{before[2]} . " not in routes(), "the route to go")
+        sb.write("/tmp/go", "")
+        wait_until(lambda: len(lines()) > 1, "the requests after the update", 20)
+        after = lines()[1]
+        # The open connection was reset, with the request never delivered.
+        assert after["kept"][0] == "cut", after
+        assert "/k2" not in Peers.seen
+        # A new connection is intercepted: the header arrives, from the host.
+        assert after["fresh"][0] == 200, after
+        assert Peers.seen["/k3"]["headers"].get("x-direct") == "on"
+        assert Peers.seen["/k3"]["peer"] != after["fresh"][2]
+    finally:
+        client.delete_sandbox("direct-moved")
