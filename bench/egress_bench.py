@@ -94,6 +94,14 @@ SANDBOX_ROWS = (("passthrough (NAT route)", "open", "other.example.test"),
                 ("intercepted", "open", "api.example.test"))
 
 
+def curl_mb_s(sb, flags: str, url: str, times: int = 5) -> float:
+    """Median MB/s of `times` curl downloads of `url` in sandbox `sb`."""
+    out = sb.run(f"for i in $(seq {times}); do curl -sS {flags} --cacert /tmp/up-ca.pem -o /dev/null "
+                 f"-w '%{{speed_download}}\\n' {url} || exit 1; done", timeout=300)
+    assert out.exit_code == 0, out.stdout + out.stderr
+    return statistics.median(float(x) / 1e6 for x in out.stdout.split())
+
+
 def wrk_args(connections: int, duration: int) -> str:
     return f"-t1 -c{connections} -d{duration}s --latency"
 
@@ -179,6 +187,7 @@ def run(args: argparse.Namespace) -> None:
         extra += ["--egress-resolve", f"{host}={VETH_HOST}:{port}"]
     srv = start_server(data_dir, "k-" + secrets.token_hex(8), extra)
     runs: dict[str, list[dict]] = {}
+    curls: dict[str, list[float]] = {}
     try:
         with SandboxClient(api_endpoint=srv.api, api_key=srv.api_key) as client:
             rules = [{"name": "bench", "match_hosts": ["api.example.test"],
@@ -189,6 +198,7 @@ def run(args: argparse.Namespace) -> None:
                 name="egress-bench-listed", vcpus=os.cpu_count(),
                 proxy_config={"rules": rules, "access_control": {"deny_list": ["denied.example.test"]}})
             try:
+                sb.write("/tmp/up-ca.pem", ca.read_text())
                 sets = ((1, "1 conn", "/"), (args.connections, f"{args.connections} conns", "/"),
                         (1, f"bulk {args.bulk_mib} MiB", "/big"))
                 for _ in range(args.rounds):
@@ -211,6 +221,10 @@ def run(args: argparse.Namespace) -> None:
                             result["usr_us"] = (after[0] - before[0]) * 1e6 / requests
                             result["sys_us"] = (after[1] - before[1]) * 1e6 / requests
                             runs.setdefault(f"{name}, {label}", []).append(result)
+                    # Clients that honour HTTPS_PROXY (set in every sandbox)
+                    # tunnel with CONNECT: curl's bulk download each way.
+                    for name, flag in (("curl, NAT route", "--noproxy '*'"), ("curl, CONNECT tunnel", "")):
+                        curls.setdefault(name, []).append(curl_mb_s(sb, flag, "https://other.example.test/big"))
             finally:
                 client.delete_sandbox("egress-bench")
                 client.delete_sandbox("egress-bench-listed")
@@ -220,6 +234,9 @@ def run(args: argparse.Namespace) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     results = {name: median(r) for name, r in runs.items()}
+    for name, speeds in curls.items():
+        print(f"{name}, bulk {args.bulk_mib} MiB: {statistics.median(speeds):.0f} MB/s "
+              f"(median of {len(speeds)}; {' '.join(f'{x:.0f}' for x in speeds)})")
     print(f"HTTPS GET keep-alive, wrk -t1 -d{args.duration}s, nginx upstream, {os.cpu_count()} CPUs, "
           f"median of {args.rounds} round(s)")
     print(f"{'target':<44} {'req/s':>10} {'MB/s':>8} {'p50 µs':>9} {'p99 µs':>9} {'non-2xx':>8} "

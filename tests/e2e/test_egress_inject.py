@@ -225,8 +225,9 @@ def test_paths_globs_and_no_proxy_select_exactly(client, workspace, upstreams):
         client.delete_sandbox("select")
 
 
-def test_explicit_proxy_variables_work(client, workspace):
-    sb = client.create_sandbox(name="explicit", proxy_config={"rules": rules()})
+def test_explicit_proxy_variables_work(client, workspace, upstreams):
+    sb = client.create_sandbox(name="explicit", proxy_config={"rules": rules(),
+                                                            "no_proxy": ["bypass.example.test"]})
     try:
         env = sb.run("echo $HTTPS_PROXY $SSL_CERT_FILE $REQUESTS_CA_BUNDLE $NODE_EXTRA_CA_CERTS").stdout
         assert "http://198.18.0.1:80" in env and "/etc/ssl/certs/ca-certificates.crt" in env
@@ -239,6 +240,12 @@ def test_explicit_proxy_variables_work(client, workspace):
                      "print(u.urlopen('https://api.example.test/v1/py-proxy').read().decode())\"")
         assert "ok /v1/py-proxy" in out.stdout, out.stderr
         assert seen("/v1/py-proxy")["x-opaque"] == OPAQUE_SECRET
+        # A host no rule intercepts: the tunnel is passed through (spliced),
+        # with the upstream's own certificate.
+        sb.write("/tmp/up-ca.pem", upstreams["ca_pem"])
+        rc, body = curl(sb, "https://bypass.example.test/connect-pass", "--cacert /tmp/up-ca.pem")
+        assert rc == 0 and "ok /connect-pass" in body, body
+        assert "x-glob" not in seen("/connect-pass")
         rc, body = curl(sb, "http://plain.example.test/v1/abs")
         assert rc == 0 and "ok /v1/abs" in body
         assert seen("/v1/abs")["x-glob"] == "glob"

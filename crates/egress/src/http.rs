@@ -11,9 +11,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::live::LivePolicy;
+use crate::prefixed::Prefixed;
 use crate::tls::{handle_stream, Target};
 use crate::{intercept, meaningful_ip, original_destination, Context, Lookup, Policy};
 
@@ -141,7 +142,16 @@ fn connect<L: Lookup>(
             port,
             name: Some(host),
         };
-        if let Err(reason) = handle_stream(TokioIo::new(upgraded), live, target, ctx).await {
+        // hyper hands the socket back, so a passed-through tunnel is
+        // spliced like a redirected connection.
+        let handled = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let tunnel = Prefixed::new(parts.read_buf.to_vec(), parts.io.into_inner());
+                handle_stream(tunnel, live, target, ctx).await
+            }
+            Err(upgraded) => handle_stream(TokioIo::new(upgraded), live, target, ctx).await,
+        };
+        if let Err(reason) = handled {
             tracing::debug!(%reason, "egress: CONNECT tunnel refused");
         }
     });

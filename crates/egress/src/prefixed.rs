@@ -23,6 +23,15 @@ impl<S> Prefixed<S> {
     }
 }
 
+impl<S> Prefixed<S> {
+    /// The prefix bytes not read yet, and the stream.
+    pub fn into_parts(self) -> (Vec<u8>, S) {
+        let mut prefix = self.prefix;
+        prefix.drain(..self.pos);
+        (prefix, self.inner)
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         self: Pin<&mut Self>,

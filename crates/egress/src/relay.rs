@@ -3,8 +3,9 @@
 //! Between two TCP sockets (a redirected connection) the bytes go through
 //! the kernel with `splice(2)`: socket → pipe → socket, one pipe per
 //! direction, so they are never copied into the proxy. A `CONNECT` tunnel
-//! (hyper's upgraded connection, not a plain socket) is copied in user
-//! space. Either way a direction that reaches end-of-file half-closes the
+//! is one too once hyper hands back its socket (with the bytes it had read
+//! past the request, written first); only an upgraded connection that is
+//! not a plain socket is copied in user space. Either way a direction that reaches end-of-file half-closes the
 //! other side and the relay ends when both directions have.
 
 use std::future::Future;
@@ -15,7 +16,9 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
 use nix::sys::socket::{shutdown, Shutdown};
-use tokio::io::{AsyncRead, AsyncWrite, Interest};
+
+use crate::prefixed::Prefixed;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Most bytes moved by one `splice` (the default pipe capacity).
@@ -30,6 +33,15 @@ pub(crate) trait Passthrough: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 impl Passthrough for TcpStream {
     async fn relay(self, upstream: TcpStream) -> io::Result<()> {
         splice_bidirectional(&self, &upstream).await
+    }
+}
+
+/// A `CONNECT` tunnel's socket, after the bytes hyper read past the request.
+impl Passthrough for Prefixed<TcpStream> {
+    async fn relay(self, mut upstream: TcpStream) -> io::Result<()> {
+        let (unread, socket) = self.into_parts();
+        upstream.write_all(&unread).await?;
+        splice_bidirectional(&socket, &upstream).await
     }
 }
 
@@ -132,6 +144,23 @@ mod tests {
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.unwrap();
         assert_eq!(answer, b"answer");
+        relay.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_sends_its_unread_prefix_first() {
+        let (mut client, sandbox_side) = pair().await;
+        let (upstream_side, mut server) = pair().await;
+        let mut tunnel = Prefixed::new(b"early ".to_vec(), sandbox_side);
+        let mut first = [0u8; 2];
+        tunnel.read_exact(&mut first).await.unwrap(); // "ea" consumed
+        let relay = tokio::spawn(async move { tunnel.relay(upstream_side).await });
+        client.write_all(b"late").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"rly late");
+        drop(server);
         relay.await.unwrap().unwrap();
     }
 }
