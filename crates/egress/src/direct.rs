@@ -67,6 +67,9 @@ pub struct Direct {
     /// Whether NAT from a veth reaches a target ([`reachable`]; tests
     /// replace it).
     reachable: fn(Ipv4Addr) -> bool,
+    /// The lookup's count of policy changes: a route is only made if none
+    /// came since the policy it was decided on was read.
+    changes: tokio::sync::watch::Receiver<u64>,
     state: Mutex<State>,
 }
 
@@ -112,13 +115,24 @@ fn qualifies(policy: &Policy, name: &str) -> bool {
 }
 
 impl Direct {
-    pub fn new(table: Arc<dyn DirectTable>, dialer: Arc<Dialer>) -> Self {
+    pub fn new(
+        table: Arc<dyn DirectTable>,
+        dialer: Arc<Dialer>,
+        changes: tokio::sync::watch::Receiver<u64>,
+    ) -> Self {
         Self {
             table,
             dialer,
             reachable,
+            changes,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The lookup's count of policy changes now: read it before reading
+    /// the policy that [`Direct::address`] is given.
+    pub fn changes_seen(&self) -> u64 {
+        *self.changes.borrow()
     }
 
     /// [`Direct::address`], waited for at most `wait`: past that the
@@ -128,23 +142,31 @@ impl Direct {
     pub async fn address_within(
         self: &Arc<Self>,
         wait: Duration,
+        seen: u64,
         sandbox: Ipv4Addr,
         name: &str,
         policy: Policy,
     ) -> Ipv4Addr {
         let this = self.clone();
         let name = name.to_owned();
-        let task = tokio::spawn(async move { this.address(sandbox, &name, &policy).await });
+        let task = tokio::spawn(async move { this.address(seen, sandbox, &name, &policy).await });
         match tokio::time::timeout(wait, task).await {
             Ok(Ok(address)) => address,
             _ => SENTINEL,
         }
     }
 
-    /// The address Sandpit's DNS answers for `name` (allowed by `policy`)
-    /// to `sandbox`: an alias with a direct route when the name qualifies
-    /// and the target can be reached without the proxy, else the sentinel.
-    pub async fn address(&self, sandbox: Ipv4Addr, name: &str, policy: &Policy) -> Ipv4Addr {
+    /// The address Sandpit's DNS answers for `name` (allowed by `policy`,
+    /// read when the change count was `seen`) to `sandbox`: an alias with a
+    /// direct route when the name qualifies and the target can be reached
+    /// without the proxy, else the sentinel.
+    pub async fn address(
+        &self,
+        seen: u64,
+        sandbox: Ipv4Addr,
+        name: &str,
+        policy: &Policy,
+    ) -> Ipv4Addr {
         let name = &name.to_ascii_lowercase();
         let key = (sandbox, name.clone());
         if !qualifies(policy, name) {
@@ -179,6 +201,12 @@ impl Direct {
             }
         };
         if old.is_none() && state.routes_of(sandbox) >= MAX_ROUTES_PER_SANDBOX {
+            return SENTINEL;
+        }
+        // The policy changed since it was read: the route might not be
+        // allowed any more, and the reconcile for that change may already
+        // have run. The next query decides on the new policy.
+        if self.changes_seen() != seen {
             return SENTINEL;
         }
         if old != Some(route) {
@@ -313,7 +341,8 @@ mod tests {
     fn direct(recorder: Arc<Recorder>, names: &[&str], reach: bool) -> Direct {
         let target: SocketAddr = TARGET.parse().unwrap();
         let resolve = names.iter().map(|n| (n.to_string(), target)).collect();
-        let mut direct = Direct::new(recorder, Arc::new(Dialer::new(resolve)));
+        let changes = tokio::sync::watch::channel(0).1;
+        let mut direct = Direct::new(recorder, Arc::new(Dialer::new(resolve)), changes);
         direct.reachable = if reach { |_| true } else { |_| false };
         direct
     }
@@ -363,7 +392,9 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         let direct = direct(recorder.clone(), &["h.test"], false);
         assert_eq!(
-            direct.address(SANDBOX, "h.test", &Policy::default()).await,
+            direct
+                .address(0, SANDBOX, "h.test", &Policy::default())
+                .await,
             SENTINEL
         );
         assert!(recorder.log.lock().unwrap().is_empty());
@@ -374,10 +405,10 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         let direct = direct(recorder.clone(), &["api.example.test"], true);
         let open = Policy::default();
-        let alias = direct.address(SANDBOX, "api.example.test", &open).await;
+        let alias = direct.address(0, SANDBOX, "api.example.test", &open).await;
         assert!(is_alias(alias.into()) && alias != SENTINEL);
         assert_eq!(
-            direct.address(SANDBOX, "api.example.test", &open).await,
+            direct.address(0, SANDBOX, "api.example.test", &open).await,
             alias
         );
         let route = Route {
@@ -388,10 +419,71 @@ mod tests {
         assert_eq!(*recorder.log.lock().unwrap(), vec![(vec![route], vec![])]);
         let listed = policy(serde_json::json!({"access_control": {"deny_list": ["x.test"]}}));
         assert_eq!(
-            direct.address(SANDBOX, "api.example.test", &listed).await,
+            direct
+                .address(0, SANDBOX, "api.example.test", &listed)
+                .await,
             SENTINEL
         );
         assert_eq!(recorder.log.lock().unwrap()[1], (vec![], vec![route]));
+    }
+
+    /// Policies by sandbox address; the rest are gone.
+    struct Policies(HashMap<IpAddr, Policy>);
+    impl Lookup for Policies {
+        async fn policy(&self, source: IpAddr) -> Option<Policy> {
+            self.0.get(&source).cloned()
+        }
+        async fn secret(&self, _tenant: &str, _name: &str) -> Option<String> {
+            None
+        }
+        fn sign_callback(&self, _aud: &str, _body_sha256: &str) -> Option<String> {
+            None
+        }
+        fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+            tokio::sync::watch::channel(0).1
+        }
+    }
+
+    #[tokio::test]
+    async fn reconciling_drops_routes_of_gone_sandboxes_and_of_names_now_intercepted() {
+        let recorder = Arc::new(Recorder::default());
+        let direct = direct(recorder.clone(), &["a.test", "b.test", "c.test"], true);
+        let other = Ipv4Addr::new(10, 200, 0, 6);
+        let open = Policy::default();
+        direct.address(0, SANDBOX, "a.test", &open).await;
+        direct.address(0, other, "b.test", &open).await;
+        let kept = direct.address(0, other, "c.test", &open).await;
+        // SANDBOX is gone; `other` now has a rule naming b.test.
+        let rules = policy(serde_json::json!({"rules": [{
+            "name": "r", "match_hosts": ["b.test"],
+            "headers": [{"name": "X", "type": "plaintext", "value": "1"}]}]}));
+        let lookup = Policies([(IpAddr::V4(other), rules)].into());
+        direct.reconcile(&lookup).await;
+        let removed: Vec<(Ipv4Addr, Ipv4Addr)> = recorder.log.lock().unwrap()[3..]
+            .iter()
+            .flat_map(|(add, remove)| {
+                assert!(add.is_empty());
+                remove.iter().map(|r| (r.sandbox, r.alias))
+            })
+            .collect();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(removed.iter().all(|(_, alias)| *alias != kept));
+        let state = direct.state.lock().await;
+        let left: Vec<_> = state.routes.keys().cloned().collect();
+        assert_eq!(left, vec![(other, "c.test".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_policy_read_before_a_change_makes_no_route() {
+        let recorder = Arc::new(Recorder::default());
+        let (changed, changes) = tokio::sync::watch::channel(0);
+        let mut direct = direct(recorder.clone(), &["h.test"], true);
+        direct.changes = changes;
+        changed.send(1).unwrap();
+        let open = Policy::default();
+        assert_eq!(direct.address(0, SANDBOX, "h.test", &open).await, SENTINEL);
+        assert!(recorder.log.lock().unwrap().is_empty());
+        assert_ne!(direct.address(1, SANDBOX, "h.test", &open).await, SENTINEL);
     }
 
     #[tokio::test]
@@ -402,12 +494,16 @@ mod tests {
         });
         let direct = direct(recorder, &["h.test"], true);
         assert_eq!(
-            direct.address(SANDBOX, "h.test", &Policy::default()).await,
+            direct
+                .address(0, SANDBOX, "h.test", &Policy::default())
+                .await,
             SENTINEL
         );
         // And stays there, without asking the table again.
         assert_eq!(
-            direct.address(SANDBOX, "h.test", &Policy::default()).await,
+            direct
+                .address(0, SANDBOX, "h.test", &Policy::default())
+                .await,
             SENTINEL
         );
     }

@@ -52,6 +52,8 @@ async fn answer<L: Lookup>(
     }
     let id = request.metadata.id;
     let op_code = request.metadata.op_code;
+    // Before the policy: a route is only made on a policy still current.
+    let seen = direct.map(|d| d.changes_seen());
     let Some(policy) = lookup.policy(peer.ip()).await else {
         return Message::error_msg(id, op_code, ResponseCode::Refused)
             .to_vec()
@@ -76,10 +78,10 @@ async fn answer<L: Lookup>(
     if policy.check(Some(host), None).is_err() {
         reply.metadata.response_code = ResponseCode::NXDomain;
     } else if question.query_type() == RecordType::A {
-        let address = match (direct, peer.ip()) {
-            (Some(direct), IpAddr::V4(sandbox)) => {
+        let address = match (direct, seen, peer.ip()) {
+            (Some(direct), Some(seen), IpAddr::V4(sandbox)) => {
                 direct
-                    .address_within(DIRECT_WAIT, sandbox, host, policy)
+                    .address_within(DIRECT_WAIT, seen, sandbox, host, policy)
                     .await
             }
             _ => SENTINEL,

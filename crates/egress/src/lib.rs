@@ -150,9 +150,10 @@ impl Drop for Egress {
 pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> Result<Egress, StartError> {
     let any = IpAddr::from([0, 0, 0, 0]);
     let dialer = Arc::new(dial::Dialer::new(config.resolve));
-    let direct = config
-        .direct
-        .map(|table| Arc::new(direct::Direct::new(table, dialer.clone())));
+    let direct = config.direct.map(|table| {
+        let changes = lookup.policy_changes();
+        Arc::new(direct::Direct::new(table, dialer.clone(), changes))
+    });
     let ctx = Arc::new(Context {
         lookup: lookup.clone(),
         dialer,
