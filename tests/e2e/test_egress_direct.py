@@ -8,7 +8,9 @@ sandbox's own (direct) or the host's (the proxy dialed it).
 
 The upstream listens on 10.253.250.1, an address this module adds to the
 host's `lo` (NAT from a veth cannot reach 127.0.0.0/8, so loopback targets
-always go through the proxy, as every other egress test's do).
+always go through the proxy, as every other egress test's do). A second,
+"remote" upstream runs in a network namespace this module makes, reached
+through the host by forwarding.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +31,10 @@ from langsmith.sandbox import SandboxClient
 from test_egress_inject import make_ca, serve_https
 
 UPSTREAM_IP = "10.253.250.1"
-HOSTS = ["direct.example.test", "api.example.test"]
+HOSTS = ["direct.example.test", "api.example.test", "remote.example.test"]
+# The remote upstream's namespace and veth (not spv*: no sandbox rules).
+REMOTE_NS, REMOTE_VETH = "spdirect-remote", ("spdr0", "spdr1")
+REMOTE_GW, REMOTE_IP, REMOTE_PORT = "10.253.249.1", "10.253.249.2", 8443
 EGRESS_PORTS = "24443,24080,24053"
 SENTINEL = "198.18.0.1"
 
@@ -53,24 +60,90 @@ class Peers(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def upstream():
+    subprocess.run(["ip", "addr", "del", f"{UPSTREAM_IP}/32", "dev", "lo"], capture_output=True)  # a crashed run's
     subprocess.run(["ip", "addr", "add", f"{UPSTREAM_IP}/32", "dev", "lo"], check=True)
     work = Path(tempfile.mkdtemp(prefix="sp-direct-"))
     try:
         ca, cert, key = make_ca(work, HOSTS)
         server = serve_https(Peers, cert, key, UPSTREAM_IP)
-        yield {"ca": ca, "ca_pem": ca.read_text(), "port": server.server_address[1]}
+        yield {"ca": ca, "ca_pem": ca.read_text(), "port": server.server_address[1],
+               "work": work, "cert": cert, "key": key}
         server.shutdown()
     finally:
         subprocess.run(["ip", "addr", "del", f"{UPSTREAM_IP}/32", "dev", "lo"], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 
+REMOTE_SERVER = r"""
+import http.server, ssl, sys
+class Ok(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = f"ok {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+server = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Ok)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True)
+
+
 @pytest.fixture(scope="module")
-def client(upstream):
+def remote(upstream):
+    """An HTTPS upstream in its own network namespace, routed via the host."""
+    subprocess.run(["ip", "netns", "del", REMOTE_NS], capture_output=True)
+    ip("netns", "add", REMOTE_NS)
+    server = None
+    try:
+        ip("link", "add", REMOTE_VETH[0], "type", "veth", "peer", "name", REMOTE_VETH[1], "netns", REMOTE_NS)
+        ip("addr", "add", f"{REMOTE_GW}/30", "dev", REMOTE_VETH[0])
+        ip("link", "set", REMOTE_VETH[0], "up")
+        ip("-n", REMOTE_NS, "addr", "add", f"{REMOTE_IP}/30", "dev", REMOTE_VETH[1])
+        ip("-n", REMOTE_NS, "link", "set", REMOTE_VETH[1], "up")
+        # No default route: forwarded connections are masqueraded to
+        # REMOTE_GW, on this link (and http.server's reverse lookup of its
+        # address fails at once instead of waiting on a resolver).
+        script = upstream["work"] / "remote.py"
+        script.write_text(REMOTE_SERVER)
+        log = upstream["work"] / "remote.log"
+        with log.open("w") as out:
+            server = subprocess.Popen(["ip", "netns", "exec", REMOTE_NS, sys.executable, str(script), REMOTE_IP,
+                                       str(REMOTE_PORT), str(upstream["cert"]), str(upstream["key"])],
+                                      stdout=out, stderr=subprocess.STDOUT)
+        wait_until(lambda: can_connect(REMOTE_IP, REMOTE_PORT) or server.poll() is not None, "the remote upstream")
+        assert server.poll() is None, log.read_text()
+        yield f"{REMOTE_IP}:{REMOTE_PORT}"
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", REMOTE_NS], capture_output=True)
+        subprocess.run(["ip", "link", "del", REMOTE_VETH[0]], capture_output=True)
+
+
+def can_connect(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def client(upstream, remote):
     data_dir = Path(tempfile.mkdtemp(prefix="sp-direct-srv-", dir="/tmp"))
     args = ["--egress-ports", EGRESS_PORTS, "--egress-upstream-ca", str(upstream["ca"])]
     for host in HOSTS:
-        args += ["--egress-resolve", f"{host}={UPSTREAM_IP}:{upstream['port']}"]
+        target = remote if host.startswith("remote.") else f"{UPSTREAM_IP}:{upstream['port']}"
+        args += ["--egress-resolve", f"{host}={target}"]
     with checked_server(data_dir, api_key="k-direct", extra_args=args) as srv:
         with SandboxClient(api_endpoint=srv.api, api_key=srv.api_key) as c:
             yield c
@@ -206,3 +279,26 @@ def test_a_policy_update_cuts_direct_connections_and_new_ones_obey_it(client, up
         assert Peers.seen["/k3"]["peer"] != after["fresh"][2]
     finally:
         client.delete_sandbox("direct-moved")
+
+
+def test_a_remote_target_takes_a_route_only_when_the_host_forwards(client, upstream):
+    """NAT to another host needs its replies forwarded back to the veth:
+    without IPv4 forwarding the name keeps the sentinel (the proxy relays);
+    with it, the route is made and the connection goes through the host's
+    forward path (masqueraded)."""
+    forward = Path("/proc/sys/net/ipv4/ip_forward")
+    was = forward.read_text().strip()
+    sb = client.create_sandbox(name="direct-remote")
+    try:
+        prepare(sb, upstream)
+        forward.write_text("0")
+        relayed = get(sb, "remote.example.test", "/relayed")
+        assert relayed.get("status") == 200 and relayed["address"] == SENTINEL, relayed
+        forward.write_text("1")
+        routed = get(sb, "remote.example.test", "/routed")
+        assert routed.get("status") == 200 and routed["body"] == "ok /routed\n", routed
+        alias = routed["address"]
+        assert alias != SENTINEL and f"{routed['local']} . {alias}" in routes(), routed
+    finally:
+        forward.write_text(was)
+        client.delete_sandbox("direct-remote")

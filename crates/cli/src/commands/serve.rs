@@ -70,7 +70,9 @@ pub struct ServeArgs {
     pub no_egress: bool,
     /// Send every HTTPS connection through the egress proxy, even where a
     /// direct route (NAT around the proxy, for hosts it would only pass
-    /// through) would do.
+    /// through) would do. Routes to other machines need the host to forward
+    /// IPv4 (net.ipv4.ip_forward=1, as on Docker or Kubernetes hosts);
+    /// Sandpit does not turn that on, and without it they keep the proxy.
     #[arg(long)]
     pub no_egress_direct: bool,
     /// Where the egress proxy connects for HOST (repeatable), instead of
