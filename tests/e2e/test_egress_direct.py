@@ -15,7 +15,6 @@ through the host by forwarding.
 
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
 import socket
@@ -28,7 +27,7 @@ from pathlib import Path
 import pytest
 from conftest import checked_server
 from langsmith.sandbox import SandboxClient
-from test_egress_inject import make_ca, serve_https
+from test_egress_inject import Recorder, make_ca, serve_https
 
 UPSTREAM_IP = "10.253.250.1"
 HOSTS = ["direct.example.test", "api.example.test", "remote.example.test"]
@@ -39,23 +38,10 @@ EGRESS_PORTS = "24443,24080,24053"
 SENTINEL = "198.18.0.1"
 
 
-class Peers(http.server.BaseHTTPRequestHandler):
-    """Answers `ok <path>` and records each request's source address and headers."""
-
-    protocol_version = "HTTP/1.1"
-    seen: dict[str, dict] = {}
-
-    def do_GET(self):  # noqa: N802
-        Peers.seen[self.path] = {"peer": self.client_address[0],
-                                 "headers": {k.lower(): v for k, v in self.headers.items()}}
-        body = f"ok {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+def hit(path: str) -> dict | None:
+    """The last request for `path` the upstream recorded (with its peer), if any."""
+    hits = [s for s in Recorder.seen if s["path"] == path]
+    return hits[-1] if hits else None
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +51,7 @@ def upstream():
     work = Path(tempfile.mkdtemp(prefix="sp-direct-"))
     try:
         ca, cert, key = make_ca(work, HOSTS)
-        server = serve_https(Peers, cert, key, UPSTREAM_IP)
+        server = serve_https(Recorder, cert, key, UPSTREAM_IP)
         yield {"ca": ca, "ca_pem": ca.read_text(), "port": server.server_address[1],
                "work": work, "cert": cert, "key": key}
         server.shutdown()
@@ -205,19 +191,19 @@ def test_an_open_policy_goes_direct_and_a_listed_one_through_the_proxy(client, u
         alias = got["address"]
         assert alias.startswith("198.1") and alias != SENTINEL, got
         # The upstream saw the sandbox itself: no proxy in between.
-        assert Peers.seen["/open"]["peer"] == got["local"] != UPSTREAM_IP
+        assert hit("/open")["peer"] == got["local"] != UPSTREAM_IP
         assert f"{got['local']} . {alias}" in routes()
 
         # A deny list gives the proxy something to check: the sentinel, and
         # the request (for a name it allows) arrives from the host.
         ok = get(listed, "api.example.test", "/listed")
         assert ok.get("status") == 200 and ok["address"] == SENTINEL, ok
-        assert Peers.seen["/listed"]["peer"] != ok["local"]
+        assert hit("/listed")["peer"] != ok["local"]
         # Another sandbox's alias is no way around its own policy: without
         # a route of its own it reaches the proxy, which reads the SNI.
         out = listed.run(f"curl -sS --max-time 8 --cacert /tmp/up-ca.pem --resolve "
                          f"direct.example.test:443:{alias} https://direct.example.test/sneak; echo rc=$?")
-        assert "rc=0" not in out.stdout and "/sneak" not in Peers.seen, out.stdout
+        assert "rc=0" not in out.stdout and hit("/sneak") is None, out.stdout
     finally:
         client.delete_sandbox("direct-open")
         client.delete_sandbox("direct-listed")
@@ -260,7 +246,7 @@ def test_a_policy_update_cuts_direct_connections_and_new_ones_obey_it(client, up
 
         wait_until(lambda: lines(), "the first request", 20)
         before = lines()[0]["before"]
-        assert before[0] == 200 and Peers.seen["/k1"]["peer"] == before[2], before
+        assert before[0] == 200 and hit("/k1")["peer"] == before[2], before
         assert f"{before[2]} . " in routes()
         # A rule for the host: the proxy has headers to add now.
         rule = {"name": "d", "match_hosts": ["direct.example.test"],
@@ -272,11 +258,11 @@ def test_a_policy_update_cuts_direct_connections_and_new_ones_obey_it(client, up
         after = lines()[1]
         # The open connection was reset, with the request never delivered.
         assert after["kept"][0] == "cut", after
-        assert "/k2" not in Peers.seen
+        assert hit("/k2") is None
         # A new connection is intercepted: the header arrives, from the host.
         assert after["fresh"][0] == 200, after
-        assert Peers.seen["/k3"]["headers"].get("x-direct") == "on"
-        assert Peers.seen["/k3"]["peer"] != after["fresh"][2]
+        assert hit("/k3")["headers"].get("x-direct") == "on"
+        assert hit("/k3")["peer"] != after["fresh"][2]
     finally:
         client.delete_sandbox("direct-moved")
 

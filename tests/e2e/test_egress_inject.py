@@ -39,13 +39,13 @@ ALL_SECRETS = [PLAIN_SECRET, OPAQUE_SECRET, WORKSPACE_SECRET]
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers `ok <path>` (never echoing headers) and records what came."""
+    """Answers `ok <path>` (never echoing headers) and records what came, and from where."""
 
     protocol_version = "HTTP/1.1"
     seen: list[dict] = []
 
     def do_GET(self):  # noqa: N802
-        Recorder.seen.append({"host": self.headers.get("Host"), "path": self.path,
+        Recorder.seen.append({"host": self.headers.get("Host"), "path": self.path, "peer": self.client_address[0],
                               "headers": {k.lower(): v for k, v in self.headers.items()}})
         body = f"ok {self.path}\n".encode()
         self.send_response(200)

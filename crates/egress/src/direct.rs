@@ -76,7 +76,6 @@ pub struct Direct {
 #[derive(Default)]
 struct State {
     aliases: HashMap<String, Ipv4Addr>,
-    next_alias: u32,
     routes: HashMap<(Ipv4Addr, String), Installed>,
     /// The table refused an update: stop using it (the proxy still works).
     broken: bool,
@@ -94,11 +93,10 @@ impl State {
         if let Some(alias) = self.aliases.get(name) {
             return Some(*alias);
         }
-        let next = FIRST_ALIAS.checked_add(self.next_alias)?;
+        let next = FIRST_ALIAS.checked_add(u32::try_from(self.aliases.len()).ok()?)?;
         if next > LAST_ALIAS {
             return None;
         }
-        self.next_alias += 1;
         let alias = Ipv4Addr::from(next);
         self.aliases.insert(name.to_owned(), alias);
         Some(alias)
@@ -312,6 +310,7 @@ fn forwarding() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Policies;
     use std::sync::Mutex as StdMutex;
 
     /// Records updates; refuses them all when `refuse` is set.
@@ -361,7 +360,11 @@ mod tests {
         assert!(is_alias(a.into()) && is_alias(SENTINEL.into()));
         assert!(is_alias(Ipv4Addr::new(198, 19, 255, 254).into()));
         assert!(!is_alias(Ipv4Addr::new(198, 20, 0, 1).into()));
-        state.next_alias = LAST_ALIAS - FIRST_ALIAS + 1;
+        for i in state.aliases.len() as u32..=LAST_ALIAS - FIRST_ALIAS {
+            state
+                .aliases
+                .insert(format!("n{i}.test"), Ipv4Addr::from(FIRST_ALIAS + i));
+        }
         assert_eq!(state.alias("c.test"), None);
     }
 
@@ -425,23 +428,6 @@ mod tests {
             SENTINEL
         );
         assert_eq!(recorder.log.lock().unwrap()[1], (vec![], vec![route]));
-    }
-
-    /// Policies by sandbox address; the rest are gone.
-    struct Policies(HashMap<IpAddr, Policy>);
-    impl Lookup for Policies {
-        async fn policy(&self, source: IpAddr) -> Option<Policy> {
-            self.0.get(&source).cloned()
-        }
-        async fn secret(&self, _tenant: &str, _name: &str) -> Option<String> {
-            None
-        }
-        fn sign_callback(&self, _aud: &str, _body_sha256: &str) -> Option<String> {
-            None
-        }
-        fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-            tokio::sync::watch::channel(0).1
-        }
     }
 
     #[tokio::test]

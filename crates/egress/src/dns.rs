@@ -99,27 +99,10 @@ async fn answer<L: Lookup>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Policy;
+    use crate::{Policies, Policy};
     use hickory_proto::op::Query;
     use hickory_proto::rr::Name;
-    use std::net::IpAddr;
     use std::str::FromStr;
-
-    struct Fixed(Option<Policy>);
-    impl Lookup for Fixed {
-        async fn policy(&self, _source: IpAddr) -> Option<Policy> {
-            self.0.clone()
-        }
-        async fn secret(&self, _tenant: &str, _name: &str) -> Option<String> {
-            None
-        }
-        fn sign_callback(&self, _aud: &str, _body_sha256: &str) -> Option<String> {
-            None
-        }
-        fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-            tokio::sync::watch::channel(0).1
-        }
-    }
 
     fn ask(name: &str, kind: RecordType) -> Vec<u8> {
         let mut m = Message::query();
@@ -130,9 +113,8 @@ mod tests {
 
     async fn run(policy: Option<Policy>, name: &str, kind: RecordType) -> Message {
         let peer: SocketAddr = "10.200.0.2:5353".parse().unwrap();
-        let reply = answer(&ask(name, kind), peer, &Fixed(policy), None)
-            .await
-            .unwrap();
+        let lookup = Policies(policy.map(|p| (peer.ip(), p)).into_iter().collect());
+        let reply = answer(&ask(name, kind), peer, &lookup, None).await.unwrap();
         Message::from_vec(&reply).unwrap()
     }
 

@@ -192,6 +192,26 @@ pub(crate) fn meaningful_ip(dst: Option<SocketAddr>) -> Option<IpAddr> {
     dst.map(|d| d.ip()).filter(|ip| !direct::is_alias(*ip))
 }
 
+/// A [`Lookup`] for unit tests: fixed policies by source address.
+#[cfg(test)]
+pub(crate) struct Policies(pub HashMap<IpAddr, Policy>);
+
+#[cfg(test)]
+impl Lookup for Policies {
+    async fn policy(&self, source: IpAddr) -> Option<Policy> {
+        self.0.get(&source).cloned()
+    }
+    async fn secret(&self, _tenant: &str, _name: &str) -> Option<String> {
+        None
+    }
+    fn sign_callback(&self, _aud: &str, _body_sha256: &str) -> Option<String> {
+        None
+    }
+    fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
