@@ -65,8 +65,9 @@
 //! 50 ms without output following the exit.
 //!
 //! **PID 1.** The agent reaps every child (orphans included), starts each
-//! command in its own session with `oom_score_adj` 0, and on SIGTERM kills
-//! every command's process group and exits 0.
+//! command in its own session with `oom_score_adj` 0, and on SIGTERM closes
+//! every exec WebSocket with 1001 (waiting at most 500 ms for the clients'
+//! answers), kills every command's process group and exits 0.
 
 mod config;
 mod exec;
@@ -151,19 +152,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         reaper,
         ExecContext::from_process(args.workdir.clone(), args.user.clone()),
     );
-    let app = http::app(Arc::new(http::AppState {
+    let state = Arc::new(http::AppState {
         sessions: Arc::clone(&sessions),
         workdir: args.workdir,
         max_upload_bytes: args.max_upload_bytes,
-    }));
+        shutdown: tokio::sync::watch::Sender::new(false),
+    });
+    let app = http::app(Arc::clone(&state));
     tracing::debug!("serving");
     tokio::select! {
         served = listener.serve(app) => served.context("serving failed")?,
         signal = shutdown.recv() => tracing::info!(signal, "shutting down"),
     }
+    // Exec sockets get a close frame (1001) instead of a silent drop.
+    state.shutdown.send_replace(true);
     sessions.kill_all();
+    let _ = tokio::time::timeout(SOCKETS_CLOSE_WAIT, state.shutdown.closed()).await;
     Ok(())
 }
+
+/// How long a stopping agent waits for its exec sockets to close.
+const SOCKETS_CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 /// Commands run as the same uid as the agent; without `CAP_SYS_PTRACE` they
 /// may not ptrace or read the memory of a non-dumpable process, so relayed

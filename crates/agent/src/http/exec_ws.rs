@@ -6,8 +6,18 @@
 //! {data, offset} and ends with `exit` {exit_code} — or `error`
 //! {error_type, error} — and closes the socket. Meanwhile the client may
 //! send `input`, `kill`, `close_stdin` and (extension) `resize`.
+//!
+//! **Closing.** The agent never leaves a socket open with nothing more to
+//! say. It closes it itself after `exit`/`error` (1000), when a `reconnect`
+//! on another socket takes the command over ([`CLOSE_SUPERSEDED`]: the
+//! SDK's handle reattaches from its offsets if it is still read), and when
+//! the agent shuts down (1001, which the SDK treats as "reconnect"). A close
+//! frame from the client is answered at once in every state. After sending
+//! its own close frame the agent waits up to [`CLOSE_GRACE`] for the
+//! client's answer, then drops the connection.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -26,9 +36,27 @@ use crate::wire::{self, ClientMessage, ServerMessage};
 
 /// Normal closure, sent right after `exit` or `error`.
 const CLOSE_NORMAL: u16 = 1000;
+/// The agent is shutting down (the sandbox stops).
+const CLOSE_GOING_AWAY: u16 = 1001;
+/// Another socket reconnected to this socket's command and took it over.
+pub const CLOSE_SUPERSEDED: u16 = 4000;
+/// How long the agent waits for the client to answer its close frame.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The same wait while the agent shuts down.
+const SHUTDOWN_CLOSE_GRACE: Duration = Duration::from_millis(300);
 
 type Sink = SplitSink<WebSocket, Message>;
 type Source = SplitStream<WebSocket>;
+
+/// How a socket's conversation ended.
+enum Ending {
+    /// The client sent a close frame or went away: answer and drop.
+    ByClient,
+    /// The agent closes with this code and reason.
+    Close(u16, &'static str),
+    /// The agent closes because it is shutting down.
+    Shutdown,
+}
 
 pub async fn upgrade(
     State(app): State<Arc<AppState>>,
@@ -43,15 +71,27 @@ pub async fn upgrade(
 }
 
 async fn serve(app: Arc<AppState>, socket: WebSocket) {
+    // Held for the socket's life: shutdown waits until every socket closed.
+    let mut shutdown = app.shutdown.subscribe();
     let (mut sink, mut source) = socket.split();
-    let Some(request) = first_request(&mut source).await else {
-        return;
+    let ending = tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|stopping| *stopping) => Ending::Shutdown,
+        ending = converse(&app, &mut sink, &mut source) => ending,
     };
-    let attachment = match open(&app, request) {
-        Ok(attachment) => attachment,
+    finish(sink, source, ending).await;
+}
+
+/// The protocol, from the first message to the end of the command.
+async fn converse(app: &AppState, sink: &mut Sink, source: &mut Source) -> Ending {
+    let Some(request) = first_request(source).await else {
+        return Ending::ByClient;
+    };
+    let (attachment, generation) = match open(app, request) {
+        Ok(opened) => opened,
         Err(error) => {
-            let _ = send_error(&mut sink, error.kind, &error.message).await;
-            return close(&mut sink).await;
+            let _ = send_error(sink, error.kind, &error.message).await;
+            return Ending::Close(CLOSE_NORMAL, "");
         }
     };
     let session = Arc::clone(attachment.session());
@@ -59,13 +99,44 @@ async fn serve(app: Arc<AppState>, socket: WebSocket) {
         command_id: session.id(),
         pid: session.pid(),
     };
-    if send(&mut sink, &started).await.is_err() {
-        return;
+    if send(sink, &started).await.is_err() {
+        return Ending::ByClient;
     }
     tokio::select! {
-        _ = forward_output(attachment, &mut sink) => close(&mut sink).await,
-        _ = handle_control(&session, &mut source) => {}
+        _ = forward_output(attachment, sink) => Ending::Close(CLOSE_NORMAL, ""),
+        _ = handle_control(&session, source) => Ending::ByClient,
+        _ = session.superseded(generation) => Ending::Close(
+            CLOSE_SUPERSEDED,
+            "superseded: another connection reconnected to this command",
+        ),
     }
+}
+
+/// Closes the socket: sends the agent's close frame (or the answer to the
+/// client's), then waits, bounded, for the client's side of the handshake.
+async fn finish(mut sink: Sink, mut source: Source, ending: Ending) {
+    let (frame, grace) = match ending {
+        Ending::ByClient => (None, CLOSE_GRACE),
+        Ending::Close(code, reason) => (Some((code, reason)), CLOSE_GRACE),
+        Ending::Shutdown => (
+            Some((CLOSE_GOING_AWAY, "sandbox agent shutting down")),
+            SHUTDOWN_CLOSE_GRACE,
+        ),
+    };
+    let handshake = async {
+        if let Some((code, reason)) = frame {
+            let close = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = sink.send(Message::Close(Some(close))).await;
+        }
+        // Flushes our close frame, or the answer to the client's, which
+        // is queued when it is read.
+        let _ = sink.close().await;
+        while let Some(Ok(_)) = source.next().await {}
+    };
+    let _ = tokio::time::timeout(grace, handshake).await;
 }
 
 /// Reads until the first protocol message; `None` if the client left.
@@ -84,19 +155,28 @@ async fn first_request(source: &mut Source) -> Option<Result<ClientMessage, ApiE
     }
 }
 
-/// Starts or finds the command and attaches to it.
-fn open(app: &AppState, request: Result<ClientMessage, ApiError>) -> Result<Attachment, ApiError> {
+/// Starts or finds the command and attaches to it. Returns the attachment
+/// and the takeover generation it belongs to: an `execute` joins the
+/// sockets already attached, a `reconnect` takes the command over from them.
+fn open(
+    app: &AppState,
+    request: Result<ClientMessage, ApiError>,
+) -> Result<(Attachment, u64), ApiError> {
     match request? {
         ClientMessage::Execute(execute) => {
             let id = execute.command_id.clone();
             let req = ExecRequest::from_wire(*execute).map_err(SessionError::from)?;
             let (session, _) = app.sessions.get_or_start(id, &req)?;
-            Ok(session.attach([0, 0], HoldMode::Cursor))
+            let generation = session.generation();
+            Ok((session.attach([0, 0], HoldMode::Cursor), generation))
         }
         ClientMessage::Reconnect(reconnect) => {
             let session = app.sessions.get(&reconnect.command_id)?;
             let from = [reconnect.stdout_offset, reconnect.stderr_offset];
-            Ok(session.attach(from, HoldMode::Cursor))
+            // Attach first, so a kill-on-disconnect command never sees zero
+            // clients between the old sockets leaving and this one arriving.
+            let attachment = session.attach(from, HoldMode::Cursor);
+            Ok((attachment, session.take_over()))
         }
         _ => Err(ApiError::invalid(
             "the first message must be execute or reconnect",
@@ -171,13 +251,4 @@ async fn send(sink: &mut Sink, message: &ServerMessage<'_>) -> Result<(), axum::
 
 async fn send_error(sink: &mut Sink, error_type: &str, error: &str) -> Result<(), axum::Error> {
     send(sink, &ServerMessage::Error { error_type, error }).await
-}
-
-async fn close(sink: &mut Sink) {
-    let frame = CloseFrame {
-        code: CLOSE_NORMAL,
-        reason: "".into(),
-    };
-    let _ = sink.send(Message::Close(Some(frame))).await;
-    let _ = sink.close().await;
 }

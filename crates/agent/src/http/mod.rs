@@ -29,6 +29,9 @@ pub struct AppState {
     /// Base of relative file paths.
     pub workdir: PathBuf,
     pub max_upload_bytes: u64,
+    /// Becomes true when the agent shuts down. Every exec WebSocket holds a
+    /// receiver while open, so `receiver_count` is the number still open.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// The data-plane router.

@@ -92,6 +92,9 @@ pub struct Session {
     clients: Notify,
     /// Becomes true once the command's process has exited.
     exited: watch::Sender<bool>,
+    /// Counts WebSocket reconnects: a socket attached before the latest one
+    /// has been taken over (see [`Session::take_over`]).
+    takeovers: watch::Sender<u64>,
     stdin: Option<mpsc::UnboundedSender<StdinOp>>,
     /// Whether the command runs on a PTY.
     pty: bool,
@@ -140,6 +143,7 @@ impl Session {
             room: Notify::new(),
             clients: Notify::new(),
             exited: watch::Sender::new(false),
+            takeovers: watch::Sender::new(0),
             stdin,
         });
         let mut pumps = vec![pump::start(&session, Stream::Stdout, stdout, pipe_bytes)];
@@ -174,6 +178,26 @@ impl Session {
             }
             notified.await;
         }
+    }
+
+    /// The current takeover generation: a socket attached now is current
+    /// until the next [`Session::take_over`].
+    pub fn generation(&self) -> u64 {
+        *self.takeovers.borrow()
+    }
+
+    /// A reconnecting client takes the command over: every socket attached
+    /// before it is superseded. Returns the new generation.
+    pub fn take_over(&self) -> u64 {
+        self.takeovers.send_modify(|generation| *generation += 1);
+        self.generation()
+    }
+
+    /// Resolves once a client attached after `generation` took over.
+    pub async fn superseded(&self, generation: u64) {
+        let mut takeovers = self.takeovers.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = takeovers.wait_for(|current| *current > generation).await;
     }
 
     /// How long to keep the session once finished; `None` forever.
