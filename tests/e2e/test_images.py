@@ -9,6 +9,7 @@ fixture registry it starts.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import secrets
 import tempfile
 import threading
@@ -308,6 +309,62 @@ def test_readme_capture_a_running_sandbox(client, bb_snapshot):
         assert box.run("pwd").stdout == "/srv/app\n"  # and so is the image config
     with client.sandbox(snapshot="ml-ready:v2") as box:
         assert box.run("cat /opt/pkg").stdout == "installed\n"
+
+
+EXPLOITS = Path(__file__).parent / "exploits"
+
+
+def build_exploit(workdir: Path, name: str) -> bytes:
+    """A static attacker binary from tests/e2e/exploits/NAME.c."""
+    out = workdir / name
+    if not out.exists():
+        subprocess.run(
+            ["gcc", "-static", "-O2", "-o", str(out), str(EXPLOITS / f"{name}.c")],
+            check=True,
+        )
+    return out.read_bytes()
+
+
+def test_capture_never_follows_a_link_the_sandbox_swaps_in(client, srv, workdir, bb_snapshot):
+    """Issue 14 C1. Code in the sandbox swaps a directory it made for a
+    symlink to the server's data dir (renameat2 RENAME_EXCHANGE) the moment
+    the host starts reading a large file in it. `cp -a` (9c6e033) then copied
+    DATA/secrets.key into the snapshot; the capture must copy only what the
+    sandbox wrote."""
+    host_secret = (srv.data_dir / "secrets.key").read_bytes()
+    sb = client.create_sandbox(snapshot_id=bb_snapshot.id, name="c1-attacker")
+    try:
+        sb.write("/x/swap", build_exploit(workdir, "swap_on_read"))
+        setup = sb.run(
+            "set -e; chmod 755 /x/swap; mkdir -p /x/d; cd /x/d;"
+            "dd if=/dev/urandom of=big bs=1M count=64 2>/dev/null;"
+            # the decoy must come after `big` in inode order (cp's order)
+            "b=$(stat -c %i big); for i in $(seq 1 200); do echo decoy > c$i;"
+            " if [ $(stat -c %i c$i) -gt $b ]; then mv c$i secrets.key; break; fi; done;"
+            "rm -f c*; test -f secrets.key;"
+            f"ln -s {srv.data_dir} /x/l;"
+            "setsid /x/swap /x/d/big /x/d /x/l /x/log 120 </dev/null >/dev/null 2>&1 &"
+            "sleep 0.5; cat /x/log"
+        )
+        assert setup.exit_code == 0, setup.stderr
+        assert setup.stdout == "waiting\n"
+
+        snapshot = sb.capture_snapshot("c1-capture", timeout=300)
+        assert snapshot.status == "ready"
+        assert sb.run("echo thawed").stdout == "thawed\n"  # frozen only for the copy
+
+        copies = [
+            p for p in (srv.data_dir / "oci" / "layers").rglob("secrets.key") if not p.is_symlink()
+        ]
+        assert copies, "the capture did not copy /x/d/secrets.key at all"
+        for copy in copies:
+            assert copy.read_bytes() != host_secret, f"host secret copied into {copy}"
+        assert any(c.read_bytes() == b"decoy\n" for c in copies)
+        with client.sandbox(snapshot_id=snapshot.id) as box:
+            assert box.run("cat /x/d/secrets.key").stdout == "decoy\n"
+            assert box.run("readlink /x/l").stdout == f"{srv.data_dir}\n"  # kept as a link
+    finally:
+        client.delete_sandbox("c1-attacker")
 
 
 def test_capture_errors(client):

@@ -159,6 +159,29 @@ pub fn remove(id: &str) -> io::Result<()> {
     result
 }
 
+/// Freezes every process of running sandbox `id` (`frozen`), waiting until
+/// the freezer reports them frozen, or thaws them. Through libcgroups, so v1
+/// (`freezer.state`) and v2 (`cgroup.freeze`) both work. A sandbox without a
+/// cgroup (not running) is an error, so no cgroup is created for it.
+pub fn set_frozen(id: &str, frozen: bool) -> Result<(), String> {
+    use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, FreezerState};
+    if existing_dirs(id).is_empty() {
+        return Err(format!("sandbox {id} has no cgroup"));
+    }
+    let manager = create_cgroup_manager(CgroupConfig {
+        cgroup_path: path(id),
+        systemd_cgroup: false,
+        container_name: id.to_owned(),
+    })
+    .map_err(|e| e.to_string())?;
+    let state = if frozen {
+        FreezerState::Frozen
+    } else {
+        FreezerState::Thawed
+    };
+    manager.freeze(state).map_err(|e| e.to_string())
+}
+
 /// Removes a cgroup directory and its children, killing what runs there.
 fn remove_tree(dir: &Path, timeout: Duration) -> io::Result<()> {
     for entry in fs::read_dir(dir)?.flatten() {

@@ -25,6 +25,7 @@ pub mod process;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
+pub mod tree_copy;
 
 pub use error::{chain as error_chain, RuntimeError};
 pub use helper::HelperRuntime;
@@ -46,6 +47,16 @@ pub trait Runtime: Send + Sync {
     /// state). Sandboxes in `keep_ids` are left alone. Returns the ids
     /// something was removed for.
     fn cleanup(&self, keep_ids: &[String]) -> Result<Vec<String>, RuntimeError>;
+    /// Freezes every process of running sandbox `id` (`frozen`) or thaws
+    /// it. Host-side work over the sandbox's files (a capture) runs while it
+    /// is frozen, so nothing in the sandbox changes them meanwhile. Backends
+    /// that cannot freeze say so.
+    fn set_frozen(&self, id: &str, frozen: bool) -> Result<(), RuntimeError> {
+        let _ = (id, frozen);
+        Err(RuntimeError::Helper(
+            "this runtime cannot freeze sandboxes".into(),
+        ))
+    }
     /// The server is exiting: finish releasing what stopped sandboxes held.
     /// Running sandboxes are left alone.
     fn shutdown(&self) {}

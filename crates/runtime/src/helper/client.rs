@@ -212,6 +212,14 @@ impl Runtime for HelperRuntime {
         }
     }
 
+    /// The server writes the cgroup itself: freezing forks nothing.
+    fn set_frozen(&self, id: &str, frozen: bool) -> Result<(), RuntimeError> {
+        crate::cgroup::set_frozen(id, frozen).map_err(|message| RuntimeError::Setup {
+            stage: if frozen { "freeze" } else { "thaw" }.into(),
+            message,
+        })
+    }
+
     fn start(&self, spec: &SandboxSpec) -> Result<Started, RuntimeError> {
         match self.call(&Request::Start {
             spec: Box::new(spec.clone()),

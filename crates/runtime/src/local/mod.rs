@@ -14,7 +14,7 @@ mod error;
 mod host;
 mod layout;
 mod record;
-mod sparse;
+pub(crate) mod sparse;
 mod start;
 mod stop;
 mod sweep;

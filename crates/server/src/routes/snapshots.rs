@@ -99,17 +99,19 @@ pub async fn capture(
 ) -> Result<Response, ApiError> {
     let snapshots = state.sandboxes.snapshots()?;
     let (name, tag) = validate::capture_names(&req)?;
-    let (row, base_digest, base_run_config, upper) =
-        state.sandboxes.capture_source(&caller, &sandbox).await?;
+    let source = state.sandboxes.capture_source(&caller, &sandbox).await?;
     let capture = Capture {
         name,
         tag,
-        fs_capacity_bytes: req.fs_capacity_bytes.unwrap_or(row.fs_capacity_bytes),
+        fs_capacity_bytes: req
+            .fs_capacity_bytes
+            .unwrap_or(source.row.fs_capacity_bytes),
         run_config: req.run_config,
-        source_sandbox_id: row.id,
-        base_digest,
-        base_run_config,
-        upper,
+        source_sandbox_id: source.row.id,
+        base_digest: source.base_digest,
+        base_run_config: source.base_run_config,
+        upper: source.upper,
+        freeze: source.freeze,
     };
     let snapshot = snapshots.capture(&caller, capture).await?;
     let body = render(snapshots, &snapshot).await?;

@@ -294,7 +294,13 @@ impl Sandboxes {
         let Some(slot) = row.net_slot.and_then(|s| u32::try_from(s).ok()) else {
             return false;
         };
-        if !same_process || self.wait_agent(&row.id).await.is_err() {
+        if !same_process {
+            return false;
+        }
+        // A crash during a capture leaves the sandbox frozen: thaw it (a
+        // cgroup file write) before probing its agent.
+        let _ = self.runtime.set_frozen(&row.id, false);
+        if self.wait_agent(&row.id).await.is_err() {
             return false;
         }
         self.slots.reserve(slot);

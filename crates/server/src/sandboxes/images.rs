@@ -8,9 +8,22 @@ use sandpit_runtime::{MountSpec, SandboxSpec};
 
 use super::validate::{CreateSpec, ImageRef};
 use super::{ImageRootfs, Sandboxes};
+
+/// What a capture copies, from where.
+pub struct CaptureSource {
+    pub row: SandboxRow,
+    /// Manifest digest of the image the sandbox runs.
+    pub base_digest: String,
+    /// The `run_config` of the snapshot the sandbox came from.
+    pub base_run_config: Option<String>,
+    /// The sandbox's writable layer, as the server sees it.
+    pub upper: std::path::PathBuf,
+    /// Holds a running sandbox still for the copy.
+    pub freeze: Option<Freeze>,
+}
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::snapshots::Snapshots;
+use crate::snapshots::{Freeze, Snapshots};
 use crate::store::{SandboxRow, TemplateRow, VolumeRow};
 use crate::templates::{self, HOST_IMAGE};
 
@@ -112,12 +125,13 @@ impl Sandboxes {
     }
 
     /// What a capture of sandbox `name` copies: the sandbox, its image digest,
-    /// the `run_config` of the snapshot it came from, and its upper dir.
+    /// the `run_config` of the snapshot it came from, its upper dir, and the
+    /// freezer that holds a running sandbox still while it is copied.
     pub async fn capture_source(
         &self,
         caller: &Caller,
         name: &str,
-    ) -> Result<(SandboxRow, String, Option<String>, std::path::PathBuf), ApiError> {
+    ) -> Result<CaptureSource, ApiError> {
         let row = self.find(caller, name).await?;
         let status = row.status()?;
         if !matches!(
@@ -151,7 +165,17 @@ impl Sandboxes {
         } else {
             state.join("upper")
         };
-        Ok((row, digest, base_rc, upper))
+        let freeze = (status == sandpit_api::SandboxStatus::Ready).then(|| Freeze {
+            runtime: self.runtime.clone(),
+            sandbox_id: row.id.clone(),
+        });
+        Ok(CaptureSource {
+            row,
+            base_digest: digest,
+            base_run_config: base_rc,
+            upper,
+            freeze,
+        })
     }
 
     /// A template's exact CPU quantity and its volumes.

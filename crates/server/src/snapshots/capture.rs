@@ -1,13 +1,16 @@
 //! `POST /boxes/{name}/snapshot`: a sandbox's writable layer becomes a new
 //! top layer over its image's layers.
 //!
-//! The sandbox's upper directory is copied (`cp -a`: no symlink is followed,
-//! overlay whiteouts, modes, owners and xattrs are kept) into a new layer,
-//! without `/tmp`. The sandbox keeps running; a capture sees its files as
-//! they are while the copy runs.
+//! The sandbox's upper directory is copied into a new layer, without `/tmp`,
+//! by `sandpit_runtime::tree_copy`: one component at a time from directory
+//! descriptors with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | ...)`,
+//! so no link the sandbox made (even one swapped in while the copy runs)
+//! is ever followed on the host. A running sandbox is frozen (cgroup
+//! freezer) for the copy, so the layer is one consistent picture and
+//! nothing in the sandbox runs meanwhile; it is thawed however the copy
+//! ends.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -17,6 +20,8 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::SnapshotRow;
 use sandpit_images::ImageRecord;
+use sandpit_runtime::tree_copy::copy_tree;
+use sandpit_runtime::Runtime;
 
 /// What to capture.
 pub struct Capture {
@@ -30,6 +35,35 @@ pub struct Capture {
     /// The snapshot the sandbox was created from (its `run_config` is kept).
     pub base_run_config: Option<String>,
     pub upper: PathBuf,
+    /// Holds a running sandbox still for the copy; `None` when stopped.
+    pub freeze: Option<Freeze>,
+}
+
+/// The sandbox a capture freezes while it copies.
+pub struct Freeze {
+    pub runtime: Arc<dyn Runtime>,
+    pub sandbox_id: String,
+}
+
+impl Freeze {
+    /// Freezes the sandbox until the guard is dropped.
+    fn hold(&self) -> Result<Frozen<'_>, String> {
+        self.runtime
+            .set_frozen(&self.sandbox_id, true)
+            .map_err(|e| format!("freezing the sandbox for the copy failed: {e}"))?;
+        Ok(Frozen(self))
+    }
+}
+
+/// Thaws the sandbox when dropped, whatever the copy did.
+struct Frozen<'a>(&'a Freeze);
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        if let Err(err) = self.0.runtime.set_frozen(&self.0.sandbox_id, false) {
+            tracing::error!(sandbox = %self.0.sandbox_id, error = %err, "thawing a sandbox after a capture failed");
+        }
+    }
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -75,31 +109,28 @@ impl Snapshots {
         Ok(row)
     }
 
-    async fn finish_capture(&self, id: &str, base: ImageRecord, capture: Capture) {
+    async fn finish_capture(&self, id: &str, base: ImageRecord, mut capture: Capture) {
         let store = self.puller.store().clone();
         let layer_digest = sha256(id.as_bytes());
         let staging = store.temp_path("capture");
         let upper = capture.upper.clone();
         let digest = layer_digest.clone();
+        let freeze = capture.freeze.take();
         let copied = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-            std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
-            let status = Command::new("cp")
-                .arg("-a")
-                .arg("--no-target-directory")
-                .arg(&upper)
-                .arg(&staging)
-                .status()
-                .map_err(|e| format!("running cp: {e}"))?;
-            if !status.success() {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(format!("copying the writable layer failed ({status})"));
+            if let Some(parent) = staging.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
             }
-            let _ = std::fs::remove_dir_all(staging.join("tmp"));
-            let used = super::du(&staging);
+            let frozen = freeze.as_ref().map(Freeze::hold).transpose()?;
+            let copied = copy_tree(&upper, &staging, &["tmp"]);
+            drop(frozen);
+            let stats = copied.map_err(|e| {
+                let _ = std::fs::remove_dir_all(&staging);
+                format!("copying the writable layer failed: {e}")
+            })?;
             store
                 .adopt_layer(&digest, &staging)
                 .map_err(|e| e.to_string())?;
-            Ok(used)
+            Ok(stats.bytes)
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));

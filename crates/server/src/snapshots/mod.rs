@@ -17,7 +17,7 @@ use std::sync::Arc;
 use sandpit_api::sandbox::RunConfig;
 use sandpit_images::{ImageConfig, ImageRecord, Puller};
 
-pub use capture::Capture;
+pub use capture::{Capture, Freeze};
 pub use reference::SnapshotRef;
 pub use response::{snapshot_response, SnapshotResponse};
 use validate::CreateSnapshot;
