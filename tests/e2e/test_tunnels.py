@@ -205,15 +205,24 @@ def test_tunnels_need_the_sandboxes_tenant(tsb, server):
     assert err.value.response.status_code == 401
 
 
-def test_sandpit_tunnel_cli_verb(tsb, server):
+def test_sandpit_tunnel_cli_verb(tsb, server, tmp_path):
+    """`sandpit tunnel` with only a saved `sandpit login` (no flags, no
+    LANGSMITH_* variables): it resolves the server like every other verb
+    (it failed with "no API key" before, issue 21)."""
     import subprocess
 
     from conftest import sandpit_binary
 
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LANGSMITH_")}
+    env["SANDPIT_CONFIG"] = str(tmp_path / "config.json")
+    subprocess.run(
+        [sandpit_binary(), "login", "--endpoint", server.endpoint, "--api-key", server.api_key],
+        env=env, check=True, capture_output=True,
+    )
     port = free_port()
     proc = subprocess.Popen(
-        [sandpit_binary(), "tunnel", tsb.name, "9000", "--local-port", str(port),
-         "--endpoint", server.endpoint, "--api-key", server.api_key],
+        [sandpit_binary(), "tunnel", tsb.name, "9000", "--local-port", str(port)],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

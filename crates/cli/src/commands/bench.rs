@@ -15,17 +15,14 @@ use anyhow::Context;
 use clap::Args;
 use sandpit_client::{Client, CreateOptions, ExecOptions};
 
+use super::connect::Connection;
+
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Server base URL (`LANGSMITH_ENDPOINT` works too; a trailing /api is fine).
-    #[arg(
-        long,
-        env = "LANGSMITH_ENDPOINT",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    endpoint: String,
-    #[arg(long, env = "LANGSMITH_API_KEY", hide_env_values = true)]
-    api_key: String,
+    /// Server and key: flags, LANGSMITH_ENDPOINT/LANGSMITH_API_KEY, or
+    /// `sandpit login`'s.
+    #[command(flatten)]
+    conn: Connection,
     /// Iterations per measurement.
     #[arg(long, default_value_t = 50)]
     runs: usize,
@@ -211,7 +208,7 @@ fn reference(command: &str, runs: usize) -> anyhow::Result<Summary> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint, &args.api_key)?;
+    let client = args.conn.client()?;
     let a = create_to_first_exec(&client, args.runs).await?;
     print_row("create -> first run(\"true\") complete", &a);
     let b = exec_round_trip(&client, args.runs).await?;

@@ -17,6 +17,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
+use super::connect::Connection;
+
 const PROTOCOL_VERSION: u8 = 1;
 const PIPE: usize = 256 << 10;
 
@@ -32,14 +34,8 @@ pub struct TunnelArgs {
     /// Local address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
-    #[arg(
-        long,
-        env = "LANGSMITH_ENDPOINT",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    endpoint: String,
-    #[arg(long, env = "LANGSMITH_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    #[command(flatten)]
+    conn: Connection,
 }
 
 pub fn run(args: TunnelArgs) -> ExitCode {
@@ -65,11 +61,9 @@ pub fn run(args: TunnelArgs) -> ExitCode {
 type OpenRequest = oneshot::Sender<yamux::Stream>;
 
 async fn main(args: TunnelArgs) -> anyhow::Result<()> {
-    let key = args
-        .api_key
-        .clone()
-        .context("no API key: pass --api-key or set LANGSMITH_API_KEY")?;
-    let client = Client::new(&args.endpoint, &key)?;
+    let login = args.conn.resolve()?;
+    let key = login.api_key.clone();
+    let client = Client::new(&login.endpoint, &key)?;
     let sandbox = client.get_sandbox(&args.sandbox).await?;
     let dataplane = sandbox
         .dataplane_url
