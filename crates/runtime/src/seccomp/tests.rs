@@ -19,19 +19,85 @@ use crate::oci::CAPABILITIES;
 /// 4.8). `socket`, `personality` and `clone`, which Docker allows for some
 /// arguments only, are checked by [`argument_rules_match_or_exceed_docker`].
 const DOCKER_BLOCKED: &[&str] = &[
-    "_sysctl", "acct", "add_key", "afs_syscall", "bpf", "clock_settime", "create_module",
-    "delete_module", "fanotify_init", "file_getattr", "file_setattr", "finit_module",
-    "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms", "get_mempolicy", "getpmsg",
-    "getxattrat", "init_module", "io_uring_enter", "io_uring_register", "io_uring_setup",
-    "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl", "listmount",
-    "listxattrat", "lookup_dcookie", "lsm_get_self_attr", "lsm_list_modules",
-    "lsm_set_self_attr", "mbind", "migrate_pages", "mount", "mount_setattr", "move_mount",
-    "move_pages", "mseal", "nfsservctl", "open_by_handle_at", "open_tree", "open_tree_attr",
-    "perf_event_open", "pidfd_getfd", "pivot_root", "process_madvise", "putpmsg",
-    "query_module", "quotactl", "quotactl_fd", "reboot", "removexattrat", "request_key",
-    "security", "set_mempolicy", "set_mempolicy_home_node", "setdomainname", "sethostname",
-    "setns", "settimeofday", "setxattrat", "statmount", "swapoff", "swapon", "sysfs", "syslog",
-    "tuxcall", "umount2", "unshare", "uretprobe", "uselib", "userfaultfd", "ustat", "vhangup",
+    "_sysctl",
+    "acct",
+    "add_key",
+    "afs_syscall",
+    "bpf",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "fanotify_init",
+    "file_getattr",
+    "file_setattr",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "getpmsg",
+    "getxattrat",
+    "init_module",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "listmount",
+    "listxattrat",
+    "lookup_dcookie",
+    "lsm_get_self_attr",
+    "lsm_list_modules",
+    "lsm_set_self_attr",
+    "mbind",
+    "migrate_pages",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "mseal",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "open_tree_attr",
+    "perf_event_open",
+    "pidfd_getfd",
+    "pivot_root",
+    "process_madvise",
+    "putpmsg",
+    "query_module",
+    "quotactl",
+    "quotactl_fd",
+    "reboot",
+    "removexattrat",
+    "request_key",
+    "security",
+    "set_mempolicy",
+    "set_mempolicy_home_node",
+    "setdomainname",
+    "sethostname",
+    "setns",
+    "settimeofday",
+    "setxattrat",
+    "statmount",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "syslog",
+    "tuxcall",
+    "umount2",
+    "unshare",
+    "uretprobe",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vhangup",
     "vserver",
 ];
 
@@ -42,23 +108,51 @@ const DOCKER_CAP_GATED: &[(Capability, &[&str])] = &[
     (
         Capability::SysAdmin,
         &[
-            "bpf", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
-            "lookup_dcookie", "mount", "mount_setattr", "move_mount", "open_tree",
-            "perf_event_open", "quotactl", "quotactl_fd", "setdomainname", "sethostname",
-            "setns", "syslog", "umount2", "unshare",
+            "bpf",
+            "clone3",
+            "fanotify_init",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "open_tree",
+            "perf_event_open",
+            "quotactl",
+            "quotactl_fd",
+            "setdomainname",
+            "sethostname",
+            "setns",
+            "syslog",
+            "umount2",
+            "unshare",
         ],
     ),
     (Capability::SysBoot, &["reboot"]),
     (Capability::SysChroot, &["chroot"]),
-    (Capability::SysModule, &["delete_module", "init_module", "finit_module"]),
+    (
+        Capability::SysModule,
+        &["delete_module", "init_module", "finit_module"],
+    ),
     (Capability::SysPacct, &["acct"]),
-    (Capability::SysPtrace, &["kcmp", "pidfd_getfd", "process_madvise"]),
+    (
+        Capability::SysPtrace,
+        &["kcmp", "pidfd_getfd", "process_madvise"],
+    ),
     (Capability::SysRawio, &["iopl", "ioperm"]),
     (Capability::SysTime, &["settimeofday", "clock_settime"]),
     (Capability::SysTtyConfig, &["vhangup"]),
     (
         Capability::SysNice,
-        &["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"],
+        &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+        ],
     ),
     (Capability::Syslog, &["syslog"]),
     (Capability::Bpf, &["bpf"]),
@@ -101,7 +195,14 @@ fn denies_by_default_with_enosys() {
         p.architectures().clone().unwrap(),
         [Arch::ScmpArchX86_64, Arch::ScmpArchX32]
     );
-    for name in ["mount", "unshare", "setns", "bpf", "keyctl", "open_by_handle_at"] {
+    for name in [
+        "mount",
+        "unshare",
+        "setns",
+        "bpf",
+        "keyctl",
+        "open_by_handle_at",
+    ] {
         let rules = rules_for(&p, name);
         assert_eq!(rules.len(), 1, "{name}");
         assert_eq!(rules[0].errno_ret(), Some(libc::EPERM as u32), "{name}");
@@ -115,7 +216,10 @@ fn every_syscall_docker_blocks_is_blocked() {
     let conditional = allowed_for_some_arguments(&p);
     for name in DOCKER_BLOCKED {
         assert!(!outright.contains(*name), "{name} is allowed");
-        assert!(!conditional.contains(*name), "{name} is allowed for some arguments");
+        assert!(
+            !conditional.contains(*name),
+            "{name} is allowed for some arguments"
+        );
     }
     // What Docker allows only with a capability is blocked here unless the
     // sandbox keeps that capability (`chroot`: CAP_SYS_CHROOT).
@@ -193,35 +297,125 @@ fn call(nr: libc::c_long, args: [libc::c_long; 5]) -> i64 {
 }
 
 /// (what, syscall, arguments, expected: `Ok` or `Err(errno)`).
-type Check = (&'static str, libc::c_long, [libc::c_long; 5], Result<(), i32>);
+type Check = (
+    &'static str,
+    libc::c_long,
+    [libc::c_long; 5],
+    Result<(), i32>,
+);
 
 fn checks() -> Vec<Check> {
     use libc::*;
     let vsock = AF_VSOCK as c_long;
     let stream = SOCK_STREAM as c_long;
     vec![
-        ("socket inet", SYS_socket, [AF_INET as c_long, stream, 0, 0, 0], Ok(())),
-        ("socket unix", SYS_socket, [AF_UNIX as c_long, stream, 0, 0, 0], Ok(())),
-        ("socket netlink", SYS_socket, [AF_NETLINK as c_long, SOCK_RAW as c_long, 0, 0, 0], Ok(())),
-        ("socket vsock", SYS_socket, [vsock, stream, 0, 0, 0], Err(EAFNOSUPPORT)),
-        ("socket vsock, high bits set", SYS_socket, [vsock | 1 << 32, stream, 0, 0, 0], Err(EAFNOSUPPORT)),
-        ("socket packet", SYS_socket, [AF_PACKET as c_long, SOCK_DGRAM as c_long, 0, 0, 0], Err(EAFNOSUPPORT)),
-        ("socket alg", SYS_socket, [AF_ALG as c_long, SOCK_SEQPACKET as c_long, 0, 0, 0], Err(EAFNOSUPPORT)),
-        ("socketpair inet", SYS_socketpair, [AF_INET as c_long, stream, 0, 0, 0], Err(EAFNOSUPPORT)),
-        ("personality query", SYS_personality, [0xffff_ffff, 0, 0, 0, 0], Ok(())),
-        ("personality ADDR_NO_RANDOMIZE", SYS_personality, [ADDR_NO_RANDOMIZE as c_long, 0, 0, 0, 0], Err(EPERM)),
+        (
+            "socket inet",
+            SYS_socket,
+            [AF_INET as c_long, stream, 0, 0, 0],
+            Ok(()),
+        ),
+        (
+            "socket unix",
+            SYS_socket,
+            [AF_UNIX as c_long, stream, 0, 0, 0],
+            Ok(()),
+        ),
+        (
+            "socket netlink",
+            SYS_socket,
+            [AF_NETLINK as c_long, SOCK_RAW as c_long, 0, 0, 0],
+            Ok(()),
+        ),
+        (
+            "socket vsock",
+            SYS_socket,
+            [vsock, stream, 0, 0, 0],
+            Err(EAFNOSUPPORT),
+        ),
+        (
+            "socket vsock, high bits set",
+            SYS_socket,
+            [vsock | 1 << 32, stream, 0, 0, 0],
+            Err(EAFNOSUPPORT),
+        ),
+        (
+            "socket packet",
+            SYS_socket,
+            [AF_PACKET as c_long, SOCK_DGRAM as c_long, 0, 0, 0],
+            Err(EAFNOSUPPORT),
+        ),
+        (
+            "socket alg",
+            SYS_socket,
+            [AF_ALG as c_long, SOCK_SEQPACKET as c_long, 0, 0, 0],
+            Err(EAFNOSUPPORT),
+        ),
+        (
+            "socketpair inet",
+            SYS_socketpair,
+            [AF_INET as c_long, stream, 0, 0, 0],
+            Err(EAFNOSUPPORT),
+        ),
+        (
+            "personality query",
+            SYS_personality,
+            [0xffff_ffff, 0, 0, 0, 0],
+            Ok(()),
+        ),
+        (
+            "personality ADDR_NO_RANDOMIZE",
+            SYS_personality,
+            [ADDR_NO_RANDOMIZE as c_long, 0, 0, 0, 0],
+            Err(EPERM),
+        ),
         ("kcmp", SYS_kcmp, [0, 0, 0, 0, 0], Err(EPERM)),
-        ("pidfd_getfd", SYS_pidfd_getfd, [-1, -1, 0, 0, 0], Err(EPERM)),
+        (
+            "pidfd_getfd",
+            SYS_pidfd_getfd,
+            [-1, -1, 0, 0, 0],
+            Err(EPERM),
+        ),
         ("syslog", SYS_syslog, [10, 0, 0, 0, 0], Err(EPERM)),
-        ("get_mempolicy", SYS_get_mempolicy, [0, 0, 0, 0, 0], Err(EPERM)),
-        ("set_mempolicy", SYS_set_mempolicy, [0, 0, 0, 0, 0], Err(EPERM)),
+        (
+            "get_mempolicy",
+            SYS_get_mempolicy,
+            [0, 0, 0, 0, 0],
+            Err(EPERM),
+        ),
+        (
+            "set_mempolicy",
+            SYS_set_mempolicy,
+            [0, 0, 0, 0, 0],
+            Err(EPERM),
+        ),
         ("mbind", SYS_mbind, [0, 0, 0, 0, 0], Err(EPERM)),
-        ("migrate_pages", SYS_migrate_pages, [0, 0, 0, 0, 0], Err(EPERM)),
+        (
+            "migrate_pages",
+            SYS_migrate_pages,
+            [0, 0, 0, 0, 0],
+            Err(EPERM),
+        ),
         ("move_pages", SYS_move_pages, [0, 0, 0, 0, 0], Err(EPERM)),
-        ("fanotify_init", SYS_fanotify_init, [0, 0, 0, 0, 0], Err(EPERM)),
+        (
+            "fanotify_init",
+            SYS_fanotify_init,
+            [0, 0, 0, 0, 0],
+            Err(EPERM),
+        ),
         ("unshare", SYS_unshare, [0, 0, 0, 0, 0], Err(EPERM)),
-        ("name_to_handle_at", SYS_name_to_handle_at, [-1, 0, 0, 0, 0], Err(EPERM)),
-        ("io_uring_setup", SYS_io_uring_setup, [0, 0, 0, 0, 0], Err(EPERM)),
+        (
+            "name_to_handle_at",
+            SYS_name_to_handle_at,
+            [-1, 0, 0, 0, 0],
+            Err(EPERM),
+        ),
+        (
+            "io_uring_setup",
+            SYS_io_uring_setup,
+            [0, 0, 0, 0, 0],
+            Err(EPERM),
+        ),
         ("clone3", SYS_clone3, [0, 0, 0, 0, 0], Err(ENOSYS)),
         ("statmount", 457, [0, 0, 0, 0, 0], Err(ENOSYS)),
         ("listmount", 458, [0, 0, 0, 0, 0], Err(ENOSYS)),
@@ -263,7 +457,9 @@ fn in_filtered_child(body: fn() -> String) -> (String, i32) {
     }
     drop(write);
     let mut report = String::new();
-    std::fs::File::from(read).read_to_string(&mut report).unwrap();
+    std::fs::File::from(read)
+        .read_to_string(&mut report)
+        .unwrap();
     let mut status = 0;
     // SAFETY: waits for the child forked above.
     unsafe { libc::waitpid(pid, &mut status, 0) };
