@@ -25,9 +25,11 @@ pub const AGENT_PATH: &str = "/.sandpit/sandpit";
 pub const AGENT_OOM_SCORE_ADJ: i32 = -998;
 pub const NOFILE_LIMIT: u64 = 1_048_576;
 
-/// Docker's default capabilities minus `NET_RAW` (raw sockets, spoofing) and
-/// `MKNOD` (device nodes): enough for the agent, as root, to switch users and
-/// manage files it does not own.
+/// Docker's default capabilities minus `NET_RAW` (raw sockets, spoofing),
+/// `MKNOD` (device nodes) and `AUDIT_WRITE` (the host's audit log; audit
+/// messages from a pid namespace other than the host's are refused anyway):
+/// enough for the agent, as root, to switch users and manage files it does
+/// not own.
 pub const CAPABILITIES: &[Capability] = &[
     Capability::Chown,
     Capability::DacOverride,
@@ -40,7 +42,6 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability::NetBindService,
     Capability::SysChroot,
     Capability::Kill,
-    Capability::AuditWrite,
 ];
 
 #[derive(Debug, Error)]
@@ -337,7 +338,8 @@ mod tests {
         assert_eq!(process.oom_score_adj(), Some(-998));
         let caps = process.capabilities().clone().unwrap();
         let bounding = caps.bounding().clone().unwrap();
-        assert_eq!(bounding.len(), 12);
+        assert_eq!(bounding.len(), 11);
+        assert!(!bounding.contains(&Capability::AuditWrite));
         assert!(bounding.contains(&Capability::Setuid));
         assert!(!bounding.contains(&Capability::NetRaw));
         assert!(!bounding.contains(&Capability::Mknod));
