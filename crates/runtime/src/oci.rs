@@ -23,7 +23,27 @@ pub const AGENT_PATH: &str = "/.sandpit/sandpit";
 /// The agent survives a memory-cgroup OOM unless it is the only choice; it
 /// resets the commands it starts to 0.
 pub const AGENT_OOM_SCORE_ADJ: i32 = -998;
-pub const NOFILE_LIMIT: u64 = 1_048_576;
+/// The largest open-file limit (`RLIMIT_NOFILE`, soft = hard) a sandbox
+/// process gets; no process in a sandbox may raise it (no
+/// `CAP_SYS_RESOURCE`).
+pub const NOFILE_LIMIT: u64 = 65_536;
+/// The smallest: the traditional default.
+pub const MIN_NOFILE: u64 = 1024;
+/// Open files one sandbox may hold across its processes. The limit is per
+/// process, so each gets this divided by the sandbox's pids limit (between
+/// [`MIN_NOFILE`] and [`NOFILE_LIMIT`]): 4096 at the default 1024 pids.
+/// Every open file is also charged to the sandbox's memory cgroup.
+pub const SANDBOX_FILES: u64 = 1 << 22;
+
+/// The open-file limit of every process in a sandbox with `pids` tasks at
+/// most (0: unlimited), never above `ceiling` (what the host allows).
+pub fn nofile(pids: u64, ceiling: u64) -> u64 {
+    let share = match pids {
+        0 => MIN_NOFILE,
+        n => SANDBOX_FILES / n,
+    };
+    share.clamp(MIN_NOFILE, NOFILE_LIMIT).min(ceiling)
+}
 
 /// Docker's default capabilities minus `NET_RAW` (raw sockets, spoofing),
 /// `MKNOD` (device nodes) and `AUDIT_WRITE` (the host's audit log; audit
@@ -77,7 +97,8 @@ pub struct Inputs<'a> {
     /// The agent's oom score ([`AGENT_OOM_SCORE_ADJ`] where the host
     /// allows it).
     pub oom_score_adj: Option<i32>,
-    /// The open-file limit ([`NOFILE_LIMIT`] where the host allows it).
+    /// The highest open-file limit the host allows ([`NOFILE_LIMIT`] where
+    /// it can); see [`nofile`].
     pub nofile: u64,
 }
 
@@ -187,10 +208,11 @@ fn process(inputs: &Inputs<'_>) -> Result<Process, OciError> {
     process.set_capabilities(Some(capabilities()));
     process.set_no_new_privileges(Some(true));
     process.set_oom_score_adj(inputs.oom_score_adj);
+    let limit = nofile(sandbox.limits.pids, inputs.nofile);
     let nofile = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
-        .soft(inputs.nofile)
-        .hard(inputs.nofile)
+        .soft(limit)
+        .hard(limit)
         .build()?;
     process.set_rlimits(Some(vec![nofile]));
     Ok(process)
@@ -346,7 +368,20 @@ mod tests {
         assert!(!bounding.contains(&Capability::SysAdmin));
         assert_eq!(caps.ambient().clone().unwrap().len(), 0);
         let rlimit = process.rlimits().clone().unwrap()[0];
+        // 32 pids: the per-process share of the sandbox's files is capped.
         assert_eq!((rlimit.soft(), rlimit.hard()), (NOFILE_LIMIT, NOFILE_LIMIT));
+    }
+
+    #[test]
+    fn open_files_are_bounded_per_sandbox() {
+        assert_eq!(nofile(1024, NOFILE_LIMIT), 4096);
+        assert_eq!(nofile(32, NOFILE_LIMIT), NOFILE_LIMIT);
+        assert_eq!(nofile(1 << 20, NOFILE_LIMIT), MIN_NOFILE);
+        assert_eq!(nofile(0, NOFILE_LIMIT), MIN_NOFILE);
+        assert_eq!(nofile(1024, 2048), 2048);
+        for pids in [64, 256, 1024, 4096] {
+            assert!(pids * nofile(pids, NOFILE_LIMIT) <= SANDBOX_FILES, "{pids}");
+        }
     }
 
     #[test]
