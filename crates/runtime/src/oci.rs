@@ -89,6 +89,10 @@ pub struct Inputs<'a> {
     pub rootfs: &'a Path,
     /// The sandbox's extra mounts, resolved, in order.
     pub binds: &'a [BindMount],
+    /// Where the agent binary is bound from (the sandbox spec's
+    /// `agent_binary`, or the same file seen through an overlay that hides
+    /// its host path).
+    pub agent: &'a Path,
     pub etc: &'a EtcFiles,
     /// The host accounts swap per cgroup (see [`cgroup::swap_accounting`]).
     pub swap_accounting: bool,
@@ -169,7 +173,7 @@ fn mounts(inputs: &Inputs<'_>) -> Vec<Mount> {
     }));
     // Last, so no other mount can shadow the agent.
     list.push(bind(&BindMount {
-        source: inputs.sandbox.agent_binary.clone(),
+        source: inputs.agent.to_path_buf(),
         destination: AGENT_PATH.into(),
         readonly: true,
     }));
@@ -325,6 +329,7 @@ mod tests {
             sandbox: &sandbox,
             rootfs: Path::new("/data/0b6e/rootfs"),
             binds,
+            agent: Path::new("/opt/sandpit-agent"),
             etc: &etc,
             swap_accounting: true,
             ipv6: true,

@@ -11,7 +11,16 @@
 //! seconds of them. A volatile mount leaves `work/work/incompat/volatile`
 //! behind and overlayfs refuses to mount that work dir again until it is
 //! removed; [`mount_at`] removes it.
-use std::fs;
+//!
+//! The kernel shows an overlay's options, `lowerdir=` and `upperdir=`
+//! included, in every `/proc/<pid>/mountinfo` that lists the mount, the
+//! sandbox's own among them. So the layers are named to the kernel as
+//! `/proc/self/fd/<n>` of directories the helper opened just before: the
+//! mount table then reveals no host path.
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -29,6 +38,12 @@ pub enum OverlayError {
     BadPath(PathBuf),
     #[error("overlay options are longer than one page ({0} bytes)")]
     TooLong(usize),
+    #[error("failed to open overlay layer {path:?}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("failed to mount overlay at {target:?}")]
     Mount {
         target: PathBuf,
@@ -107,10 +122,24 @@ pub fn mount_at(
     lower: &[PathBuf],
     upper: Option<Upper<'_>>,
 ) -> Result<(), OverlayError> {
-    let data = options(lower, upper)?;
     if let Some(u) = upper {
         let _ = fs::remove_dir_all(u.work.join("work/incompat"));
     }
+    // Held open until the mount is made.
+    let lower_fds = lower
+        .iter()
+        .map(|p| open_dir(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let lower_names: Vec<PathBuf> = lower_fds.iter().map(fd_path).collect();
+    let upper_fds = match upper {
+        Some(u) => Some((open_dir(u.upper)?, open_dir(u.work)?)),
+        None => None,
+    };
+    let upper_names = upper_fds.as_ref().map(|(u, w)| (fd_path(u), fd_path(w)));
+    let named_upper = upper_names
+        .as_ref()
+        .map(|(upper, work)| Upper { upper, work });
+    let data = options(&lower_names, named_upper)?;
     let flags = match upper {
         Some(_) => MsFlags::empty(),
         None => MsFlags::MS_RDONLY,
@@ -126,6 +155,22 @@ pub fn mount_at(
         target: target.to_path_buf(),
         source,
     })
+}
+
+fn open_dir(path: &Path) -> Result<File, OverlayError> {
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)
+        .map_err(|source| OverlayError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// How this process names `fd` to the kernel: `/proc/self/fd/<n>`.
+fn fd_path(fd: &File) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Detaches whatever is mounted at `target`; nothing mounted is fine.

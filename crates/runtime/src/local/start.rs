@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
+use nix::mount::{mount, MsFlags};
 
 use super::disk;
 use super::error::LocalError;
@@ -83,9 +84,9 @@ impl LocalRuntime {
         paths: &SandboxPaths,
         record: &mut Record,
     ) -> Result<Started, LocalError> {
-        let binds = mount_root(spec, paths, &self.dirs.blanks)?;
+        let mounted = mount_root(spec, paths, &self.dirs.blanks)?;
         let etc = rootfs::write_etc(&paths.etc, &spec.hostname, plan)?;
-        let bundle = self.write_bundle(spec, paths, &binds, &etc)?;
+        let bundle = self.write_bundle(spec, paths, &mounted, &etc)?;
         let listener = agent_socket::bind(&spec.agent_socket)?;
         let mut container = self.create(spec, &bundle, &listener, paths)?;
         drop(listener);
@@ -111,13 +112,14 @@ impl LocalRuntime {
         &self,
         spec: &SandboxSpec,
         paths: &SandboxPaths,
-        binds: &[BindMount],
+        mounted: &Mounted,
         etc: &EtcFiles,
     ) -> Result<PathBuf, LocalError> {
         let inputs = oci::Inputs {
             sandbox: spec,
             rootfs: &paths.rootfs,
-            binds,
+            binds: &mounted.binds,
+            agent: &mounted.agent,
             etc,
             swap_accounting: self.host.swap_accounting,
             ipv6: self.host.ipv6,
@@ -176,28 +178,113 @@ impl LocalRuntime {
     }
 }
 
+/// Options of the tmpfs at `state_dir/etc` that holds the sandbox's
+/// `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` (bound read-write):
+/// writing to them fills this, not the host disk.
+const ETC_TMPFS: &str = "size=1m,nr_inodes=64,mode=0755";
+/// An empty directory in that tmpfs: the second layer of the overlays that
+/// expose read-only files (an overlay without an upper needs two layers).
+const EMPTY_DIR: &str = ".empty";
+
+/// What the helper mounted for the container, as the container binds it.
+struct Mounted {
+    /// The sandbox's extra mounts, in order.
+    binds: Vec<BindMount>,
+    /// Where the agent binary is bound from.
+    agent: PathBuf,
+}
+
 /// Helper-side mounts `start` will make, in order: the disk image, the
-/// root, then one per read-only overlay of two or more layers or volume.
+/// root, the `etc` tmpfs, one overlay per directory holding a read-only
+/// file bind (see [`exposed_dirs`]), then one per read-only overlay of two
+/// or more layers or volume.
 fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
     let overlays = spec.mounts.iter().enumerate().filter_map(|(n, m)| match m {
         MountSpec::ReadOnlyOverlay { layers, .. } if layers.len() > 1 => Some(paths.overlay(n)),
         MountSpec::Volume { .. } => Some(paths.overlay(n)),
         _ => None,
     });
+    let exposures = (0..exposed_dirs(spec).len()).map(|i| exposure_point(paths, i));
     let disk = disk::used(spec, paths).then(|| paths.disk.clone());
     disk.into_iter()
-        .chain(std::iter::once(paths.rootfs.clone()))
+        .chain([paths.rootfs.clone(), paths.etc.clone()])
+        .chain(exposures)
         .chain(overlays)
         .collect()
 }
 
-/// Mounts the overlay root, the read-only overlays and volumes; returns the extra
-/// mounts as binds for the container.
+/// Directories holding a file the sandbox gets read-only (the agent, the
+/// trust bundle), in order, without repeats. A bind mount shows its source's
+/// path within its file system in `/proc/self/mountinfo`, and these live in
+/// the data dir, so each directory is bound through a read-only overlay of
+/// it (whose root is `/`): the sandbox sees `/<file name>`.
+fn exposed_dirs(spec: &SandboxSpec) -> Vec<PathBuf> {
+    let read_only_files = spec.mounts.iter().filter_map(|m| match m {
+        MountSpec::Bind {
+            source,
+            readonly: true,
+            ..
+        } if source.is_file() => Some(source),
+        _ => None,
+    });
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for file in std::iter::once(&spec.agent_binary).chain(read_only_files) {
+        if let Some(dir) = file.parent().filter(|d| !dirs.iter().any(|x| x == d)) {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+    dirs
+}
+
+fn exposure_point(paths: &SandboxPaths, i: usize) -> PathBuf {
+    paths.mnt.join(format!("file-{i}"))
+}
+
+/// Mounts the read-only overlays of [`exposed_dirs`]; returns each
+/// directory with the overlay that shows it.
+fn expose_dirs(
+    spec: &SandboxSpec,
+    paths: &SandboxPaths,
+) -> Result<Vec<(PathBuf, PathBuf)>, LocalError> {
+    let empty = paths.etc.join(EMPTY_DIR);
+    fs::create_dir_all(&empty).map_err(LocalError::State)?;
+    let mut exposed = Vec::new();
+    for (i, dir) in exposed_dirs(spec).into_iter().enumerate() {
+        let point = exposure_point(paths, i);
+        fs::create_dir_all(&point).map_err(LocalError::State)?;
+        overlay::mount_at(&point, &[dir.clone(), empty.clone()], None)?;
+        exposed.push((dir, point));
+    }
+    Ok(exposed)
+}
+
+/// `file` as seen through its directory's overlay in `exposed`.
+fn exposed_path(file: &Path, exposed: &[(PathBuf, PathBuf)]) -> PathBuf {
+    let found = exposed
+        .iter()
+        .find(|(dir, _)| Some(dir.as_path()) == file.parent());
+    match (found, file.file_name()) {
+        (Some((_, point)), Some(name)) => point.join(name),
+        _ => file.to_path_buf(),
+    }
+}
+
+/// Mounts a small tmpfs at `dir` for the per-sandbox `/etc` files.
+fn mount_etc_tmpfs(dir: &Path) -> Result<(), LocalError> {
+    fs::create_dir_all(dir).map_err(LocalError::State)?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("sandpit"), dir, Some("tmpfs"), flags, Some(ETC_TMPFS))
+        .map_err(|e| LocalError::State(e.into()))
+}
+
+/// Mounts the overlay root, the `etc` tmpfs, the read-only file overlays,
+/// the read-only overlays and volumes; returns the extra mounts as binds
+/// for the container, and the agent's path.
 fn mount_root(
     spec: &SandboxSpec,
     paths: &SandboxPaths,
     blanks: &Path,
-) -> Result<Vec<BindMount>, LocalError> {
+) -> Result<Mounted, LocalError> {
     let (upper_dir, work_dir) = if disk::used(spec, paths) {
         disk::mount(spec.fs_capacity_bytes, paths, blanks).map_err(LocalError::State)?;
         (paths.disk.join("upper"), paths.disk.join("work"))
@@ -213,12 +300,17 @@ fn mount_root(
     };
     overlay::mount_at(&paths.rootfs, &spec.layers, Some(upper))?;
     rootfs::prepare(&paths.rootfs, &spec.workdir)?;
+    mount_etc_tmpfs(&paths.etc)?;
+    let exposed = expose_dirs(spec, paths)?;
     let binds = spec
         .mounts
         .iter()
         .enumerate()
-        .map(|(n, m)| resolve_mount(n, m, paths, blanks));
-    binds.collect()
+        .map(|(n, m)| resolve_mount(n, m, paths, blanks, &exposed));
+    Ok(Mounted {
+        binds: binds.collect::<Result<_, _>>()?,
+        agent: exposed_path(&spec.agent_binary, &exposed),
+    })
 }
 
 fn resolve_mount(
@@ -226,6 +318,7 @@ fn resolve_mount(
     mount: &MountSpec,
     paths: &SandboxPaths,
     blanks: &Path,
+    exposed: &[(PathBuf, PathBuf)],
 ) -> Result<BindMount, LocalError> {
     match mount {
         MountSpec::Bind {
@@ -233,7 +326,10 @@ fn resolve_mount(
             destination,
             readonly,
         } => Ok(BindMount {
-            source: source.clone(),
+            source: match readonly {
+                true => exposed_path(source, exposed),
+                false => source.clone(),
+            },
             destination: destination.clone(),
             readonly: *readonly,
         }),
