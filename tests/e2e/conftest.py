@@ -5,6 +5,10 @@ target/release/sandpit. Every session gets a fresh data dir and a known
 admin key, exports LANGSMITH_ENDPOINT / LANGSMITH_API_KEY so the SDK's
 `SandboxClient()` works unchanged, and checks at the end that the server
 exited cleanly and left no cgroups, veths, mounts or processes behind.
+
+Only one `sandpit serve` runs per host (it takes /run/sandpit.lock), so
+starting a server stops the one running (it must exit 0) and stopping that
+server starts the previous one again, on the same address, data dir and key.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ class Server:
     data_dir: Path
     proc: subprocess.Popen
     log: list[str] = field(default_factory=list)
+    # How it was started, to start it again after a nested server.
+    given_key: str | None = None
+    extra_args: list[str] = field(default_factory=list)
+    # The server this one stopped to take the host, started again after it.
+    suspended: "Server | None" = None
 
     @property
     def api(self) -> str:
@@ -64,38 +73,79 @@ def _pump(stream, sink: list[str], ready: threading.Event, found: dict) -> None:
         match = re.match(r"export LANGSMITH_ENDPOINT=(\S+)/api$", line)
         if match:
             found["endpoint"] = match.group(1)
+        # Not on a terminal, the key itself is not printed (see
+        # test_security_server.py): the line names where it is.
         if line.startswith("export LANGSMITH_API_KEY="):
-            found["key"] = line.split("=", 1)[1]
             ready.set()
 
 
+# The server holding the host lock (or the last one started, if it died).
+_current: Server | None = None
+
+
 def start_server(data_dir: Path, api_key: str | None, extra_args: list[str] | None = None) -> Server:
+    """Start `sandpit serve`, first stopping the server that runs (if any);
+    `stop_server` of the new one starts that one again."""
+    global _current
+    suspended = _take_host()
+    srv = _launch(data_dir, api_key, extra_args or [], "127.0.0.1:0")
+    srv.suspended = suspended
+    _current = srv
+    return srv
+
+
+def _take_host() -> Server | None:
+    """Stop the running server so another may start; returns the server to
+    start again later."""
+    running = _current
+    if running is None:
+        return None
+    if running.proc.poll() is not None:
+        # Stopped or killed by its test: whatever it had suspended waits on.
+        return running.suspended
+    code = _terminate(running)
+    assert code == 0, "sandpit serve exited with %s when suspended:\n%s" % (code, "\n".join(running.log[-80:]))
+    return running
+
+
+def _launch(
+    data_dir: Path, api_key: str | None, extra_args: list[str], listen: str, log: list[str] | None = None
+) -> Server:
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info,sandpit=debug")
     if api_key is not None:
         env["SANDPIT_API_KEY"] = api_key
     else:
         env.pop("SANDPIT_API_KEY", None)
-    cmd = [sandpit_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
+    cmd = [sandpit_binary(), "serve", "--listen", listen, "--data-dir", str(data_dir)]
     proc = subprocess.Popen(
-        cmd + (extra_args or []),
+        cmd + extra_args,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
     )
-    log: list[str] = []
+    log = log if log is not None else []
     ready = threading.Event()
     found: dict = {}
     threading.Thread(target=_pump, args=(proc.stdout, log, ready, found), daemon=True).start()
     if not ready.wait(60):
         proc.kill()
         raise RuntimeError("sandpit serve did not start:\n" + "\n".join(log[-50:]))
-    return Server(endpoint=found["endpoint"], api_key=found["key"], data_dir=data_dir, proc=proc, log=log)
+    key = api_key if api_key is not None else (data_dir / "admin-api-key").read_text().strip()
+    return Server(
+        endpoint=found["endpoint"],
+        api_key=key,
+        data_dir=data_dir,
+        proc=proc,
+        log=log,
+        given_key=api_key,
+        extra_args=list(extra_args),
+    )
 
 
-def stop_server(server: Server, timeout: float = 60) -> int:
+def _terminate(server: Server, timeout: float = 60) -> int:
     server.proc.send_signal(signal.SIGTERM)
     try:
         return server.proc.wait(timeout)
@@ -103,6 +153,40 @@ def stop_server(server: Server, timeout: float = 60) -> int:
         server.proc.kill()
         server.proc.wait()
         raise
+
+
+def _resume(server: Server) -> None:
+    """Start a suspended server again, on the same address."""
+    listen = server.endpoint.removeprefix("http://")
+    # Its output goes on into the log list the tests hold.
+    again = _launch(server.data_dir, server.given_key, server.extra_args, listen, log=server.log)
+    assert again.endpoint == server.endpoint, (again.endpoint, server.endpoint)
+    server.proc = again.proc
+
+
+def stop_server(server: Server, timeout: float = 60) -> int:
+    """Stop `server`; start again the server it had suspended."""
+    global _current
+    code = _terminate(server, timeout)
+    if _current is server:
+        _current = server.suspended
+        if server.suspended is not None:
+            _resume(server.suspended)
+    return code
+
+
+@contextmanager
+def host_free():
+    """No `sandpit serve` runs inside; the one that ran is started again
+    after (for tests that start servers by hand)."""
+    global _current
+    suspended = _take_host()
+    try:
+        yield
+    finally:
+        if suspended is not None and suspended.proc.poll() is not None:
+            _resume(suspended)
+        _current = suspended
 
 
 @contextmanager

@@ -106,9 +106,9 @@ def wait_listening(sb, port: int, timeout: float = 15) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
-# A second server sweeps runtime state it does not own, so it runs while the
-# session server has no sandbox alive: first in this module, before `app_sb`.
-@pytest.fixture(scope="module")
+# One server per host: starting this one stops the session server until it
+# stops again, so it lives for its one test only (before `app_sb`).
+@pytest.fixture
 def domain_server():
     data_dir = Path(tempfile.mkdtemp(prefix="sp-svc-", dir="/tmp"))
     srv = start_server(

@@ -3,11 +3,18 @@
 //! Keys are random 32-byte tokens shown once; the database keeps their
 //! SHA-256. Lookups are cached in memory; revocation clears the cache entry
 //! (see `Keys::forget`), so it takes effect on the next request.
+//!
+//! Failed checks are throttled per client address ([`Throttle`]): after
+//! [`MAX_FAILURES`] unknown keys within [`FAILURE_WINDOW`], requests from
+//! that address get 429 with `Retry-After` until the window ends, before
+//! the key is hashed or the database is asked.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use rand::RngCore;
@@ -70,13 +77,155 @@ struct CachedKey {
     at: Instant,
 }
 
-/// Cached key lookups.
+/// Unknown keys one client address may present within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u32 = 20;
+/// The window failed checks are counted in; a throttled address waits for
+/// its end.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Most addresses the throttle remembers (about 100 bytes each).
+const MAX_TRACKED: usize = 16_384;
+
+/// The address of the client a request came from (the TCP peer; Sandpit
+/// trusts no forwarding header), as `axum` connect info.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<axum::serve::IncomingStream<'_, crate::gateway::fastpath::Handoff>> for ClientAddr {
+    fn connect_info(
+        stream: axum::serve::IncomingStream<'_, crate::gateway::fastpath::Handoff>,
+    ) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// Failed key checks per client address. IPv6 clients are counted per /64,
+/// which one host usually has whole.
+pub struct Throttle {
+    limit: u32,
+    window: Duration,
+    capacity: usize,
+    table: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new(MAX_FAILURES, FAILURE_WINDOW, MAX_TRACKED)
+    }
+}
+
+impl Throttle {
+    pub fn new(limit: u32, window: Duration, capacity: usize) -> Self {
+        Self {
+            limit,
+            window,
+            capacity: capacity.max(1),
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(wait)` while `addr` has used up its failures for this window.
+    pub fn check(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        let table = self.lock();
+        let Some(entry) = table.get(&bucket(addr)) else {
+            return Ok(());
+        };
+        let elapsed = now.saturating_duration_since(entry.since);
+        if entry.count < self.limit || elapsed >= self.window {
+            return Ok(());
+        }
+        Err(self.window - elapsed)
+    }
+
+    /// Counts a failed check from `addr`.
+    pub fn failed(&self, addr: IpAddr, now: Instant) {
+        let key = bucket(addr);
+        let mut table = self.lock();
+        if !table.contains_key(&key) && table.len() >= self.capacity {
+            self.make_room(&mut table, now);
+        }
+        let entry = table.entry(key).or_insert(Failures {
+            count: 0,
+            since: now,
+        });
+        if now.saturating_duration_since(entry.since) >= self.window {
+            *entry = Failures {
+                count: 0,
+                since: now,
+            };
+        }
+        entry.count = entry.count.saturating_add(1);
+    }
+
+    /// Drops expired entries; if none expired, the oldest one.
+    fn make_room(&self, table: &mut HashMap<IpAddr, Failures>, now: Instant) {
+        table.retain(|_, f| now.saturating_duration_since(f.since) < self.window);
+        if table.len() < self.capacity {
+            return;
+        }
+        if let Some(oldest) = table.iter().min_by_key(|(_, f)| f.since).map(|(k, _)| *k) {
+            table.remove(&oldest);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The unit failures are counted in: the IPv4 address, or the IPv6 /64.
+fn bucket(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+        },
+    }
+}
+
+/// Cached key lookups and the failed-check throttle.
 #[derive(Default)]
 pub struct Keys {
     cache: Mutex<HashMap<String, CachedKey>>,
+    throttle: Throttle,
 }
 
 impl Keys {
+    /// [`Keys::resolve`] for a request from `client`: refused with 429 while
+    /// the client is throttled (without hashing `key`), and an unknown key
+    /// counts against it.
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        key: &str,
+        tenant_header: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Caller, ApiError> {
+        let Some(addr) = client else {
+            return self.resolve(store, key, tenant_header).await;
+        };
+        if let Err(wait) = self.throttle.check(addr, Instant::now()) {
+            return Err(ApiError::RateLimited {
+                message: "Too many requests with an invalid API key from this address".into(),
+                retry_after: wait.as_secs().max(1),
+            });
+        }
+        let result = self.resolve(store, key, tenant_header).await;
+        if let Err(ApiError::Unauthorized(_)) = &result {
+            self.throttle.failed(addr, Instant::now());
+        }
+        result
+    }
+
     async fn lookup(&self, store: &Store, key: &str) -> StoreResult<Option<CachedKey>> {
         let hash = hash_key(key);
         if let Some(hit) = self
@@ -174,9 +323,23 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         state
             .keys
-            .resolve(&state.store, key, header(parts, TENANT_HEADER))
+            .authenticate(
+                &state.store,
+                key,
+                header(parts, TENANT_HEADER),
+                client_ip(parts),
+            )
             .await
     }
+}
+
+/// The client's address, when the server recorded it (not in unit tests
+/// that call the router directly).
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|ConnectInfo(ClientAddr(addr))| addr.ip())
 }
 
 #[cfg(test)]
@@ -191,5 +354,55 @@ mod tests {
         assert!(a.starts_with("sp_") && a.len() == 46, "{a}");
         assert_eq!(hash_key(&a), hash_key(&a));
         assert_ne!(hash_key(&a), hash_key(&b));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn throttle_refuses_after_the_limit_until_the_window_ends() {
+        let throttle = Throttle::new(3, Duration::from_secs(60), 100);
+        let t0 = Instant::now();
+        let client = ip("192.0.2.1");
+        for _ in 0..3 {
+            assert!(throttle.check(client, t0).is_ok());
+            throttle.failed(client, t0);
+        }
+        let wait = throttle.check(client, t0 + Duration::from_secs(10));
+        assert_eq!(wait, Err(Duration::from_secs(50)));
+        // Another address is not affected.
+        assert!(throttle.check(ip("192.0.2.2"), t0).is_ok());
+        // The window ends: the address may try again, and counts afresh.
+        let later = t0 + Duration::from_secs(60);
+        assert!(throttle.check(client, later).is_ok());
+        throttle.failed(client, later);
+        assert!(throttle.check(client, later).is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_and_mapped_v4_as_v4() {
+        let throttle = Throttle::new(2, Duration::from_secs(60), 100);
+        let now = Instant::now();
+        throttle.failed(ip("2001:db8:1:2::1"), now);
+        throttle.failed(ip("2001:db8:1:2::ffff"), now);
+        assert!(throttle.check(ip("2001:db8:1:2:aaaa::7"), now).is_err());
+        assert!(throttle.check(ip("2001:db8:1:3::1"), now).is_ok());
+        throttle.failed(ip("::ffff:198.51.100.7"), now);
+        throttle.failed(ip("198.51.100.7"), now);
+        assert!(throttle.check(ip("198.51.100.7"), now).is_err());
+    }
+
+    #[test]
+    fn throttle_memory_is_bounded() {
+        let throttle = Throttle::new(1, Duration::from_secs(60), 64);
+        let now = Instant::now();
+        for n in 0..10_000u32 {
+            throttle.failed(IpAddr::V4(n.into()), now + Duration::from_millis(n.into()));
+        }
+        assert!(throttle.lock().len() <= 64);
+        // The newest addresses are the ones kept.
+        let last = IpAddr::V4(9_999u32.into());
+        assert!(throttle.check(last, now + Duration::from_secs(10)).is_err());
     }
 }

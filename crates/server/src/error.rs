@@ -57,6 +57,9 @@ pub enum ApiError {
     /// 429: a tenant quota would be exceeded.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// 429 with `Retry-After`: too many failed key checks from one client.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
     /// 507: the host's disk is too full to start a sandbox.
     #[error("{0}")]
     InsufficientStorage(String),
@@ -94,6 +97,7 @@ impl ApiError {
             ApiError::InvalidTemplate(_) => (StatusCode::BAD_REQUEST, "ValidationError"),
             ApiError::PoolTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "QuotaExceeded"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RateLimited"),
             ApiError::InsufficientStorage(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage")
             }
@@ -119,7 +123,14 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (status, Json(ErrorBody::new(kind, message))).into_response()
+        let mut response = (status, Json(ErrorBody::new(kind, message))).into_response();
+        if let ApiError::RateLimited { retry_after, .. } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after),
+            );
+        }
+        response
     }
 }
 

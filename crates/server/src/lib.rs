@@ -12,6 +12,7 @@ pub mod console;
 pub mod egress;
 pub mod error;
 pub mod gateway;
+pub mod host_lock;
 pub mod paths;
 pub mod proxy_config;
 pub mod routes;
@@ -33,7 +34,8 @@ pub use paths::DataDirs;
 pub use routes::app;
 pub use sandboxes::ImageRootfs;
 
-use crate::auth::{generate_key, hash_key, key_prefix, Keys, DEFAULT_TENANT};
+use crate::auth::{generate_key, hash_key, key_prefix, ClientAddr, Keys, DEFAULT_TENANT};
+use crate::host_lock::HostLock;
 use crate::sandboxes::{Sandboxes, SandboxesConfig};
 use crate::state::AppState;
 use crate::store::Store;
@@ -43,6 +45,9 @@ use crate::store::Store;
 pub struct Backend {
     pub runtime: Arc<dyn Runtime>,
     pub host_image: ImageRootfs,
+    /// The host-wide lock taken before the runtime was started; `serve`
+    /// records the bound address in it and holds it until it returns.
+    pub host_lock: Option<HostLock>,
 }
 
 /// The admin key: `SANDPIT_API_KEY` if given, else generated once and kept
@@ -155,12 +160,26 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
+    let mut host_lock = backend.host_lock;
+    if let Some(lock) = host_lock.as_mut() {
+        if let Err(err) = lock.record(&state.config.data_dir, &addr.to_string()) {
+            tracing::warn!(error = %err, "cannot record the listen address in the host lock");
+        }
+    }
     println!("Sandpit is listening on {addr}. To use it with the LangSmith SDK:\n");
     println!(
         "export LANGSMITH_ENDPOINT={}/api",
         endpoint.trim_end_matches('/')
     );
-    println!("export LANGSMITH_API_KEY={key}");
+    println!(
+        "{}",
+        key_line(
+            &key,
+            state.config.admin_api_key.is_some(),
+            &state.config.data_dir.join("admin-api-key"),
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        )
+    );
     tracing::info!(%addr, "listening");
 
     let _egress = match state.config.egress.clone() {
@@ -198,17 +217,60 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     ));
     let (listener, accept) =
         gateway::fastpath::listen(listener, state.clone()).context("listening")?;
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving")?;
+    let (stopping, stop_requested) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<ClientAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    tokio::select! {
+        served = server => served.context("serving")?,
+        _ = drain_deadline(stop_requested) => {
+            tracing::info!(
+                after = ?DRAIN_TIMEOUT,
+                "connections still open (streams of running commands); closing them"
+            );
+        }
+    }
     accept.abort();
     reconciler.abort();
     pools.abort();
     tracing::info!("shutting down: stopping sandboxes");
     sandboxes.shutdown().await;
     store.close().await;
+    drop(host_lock);
     Ok(())
+}
+
+/// How long, after SIGTERM/SIGINT, requests in flight may finish before
+/// their connections are closed. Streams that last as long as a command
+/// (SSE exec) would otherwise hold the shutdown until the command ends.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Resolves [`DRAIN_TIMEOUT`] after a stop was requested.
+async fn drain_deadline(mut stop_requested: tokio::sync::watch::Receiver<bool>) {
+    if stop_requested.wait_for(|stop| *stop).await.is_err() {
+        // The server ended first (the sender went with it).
+        return std::future::pending().await;
+    }
+    tokio::time::sleep(DRAIN_TIMEOUT).await;
+}
+
+/// The line that tells the user the admin key. The key itself goes only to
+/// a terminal: anywhere else (a log file, the journal, a pipe) the line
+/// names where it is instead, so logs never hold it.
+fn key_line(key: &str, from_env: bool, file: &std::path::Path, terminal: bool) -> String {
+    match (terminal, from_env) {
+        (true, _) => format!("export LANGSMITH_API_KEY={key}"),
+        (false, true) => "export LANGSMITH_API_KEY=\"$SANDPIT_API_KEY\"  # the key you set".into(),
+        (false, false) => format!(
+            "export LANGSMITH_API_KEY=$(cat {})  # the admin key (0600); printed only on a terminal",
+            file.display()
+        ),
+    }
 }
 
 /// Write the trust bundle sandboxes get: the host's roots (if any) and

@@ -2,7 +2,7 @@
 //! image → `sandpit_server::serve`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use clap::Args;
 use sandpit_images::PullerConfig;
 use sandpit_runtime::network::firewall::EgressPorts;
 use sandpit_runtime::{host_image, HelperRuntime};
+use sandpit_server::host_lock::{self, HostLock};
 use sandpit_server::{Backend, Defaults, ImageRootfs, ServerConfig};
 
 #[derive(Args)]
@@ -181,7 +182,7 @@ fn registries(insecure: &[String], auth: &[String]) -> anyhow::Result<PullerConf
     })
 }
 
-fn backend(config: &ServerConfig) -> anyhow::Result<Backend> {
+fn backend(config: &ServerConfig, host_lock: HostLock) -> anyhow::Result<Backend> {
     let image = host_image::prepare(&config.data_dir.join("images").join("host"))
         .context("preparing the built-in host image")?;
     let egress = config.egress.as_ref().map(|e| EgressPorts {
@@ -205,6 +206,7 @@ fn backend(config: &ServerConfig) -> anyhow::Result<Backend> {
             workdir: image.workdir,
             user: None,
         },
+        host_lock: Some(host_lock),
     })
 }
 
@@ -213,10 +215,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         nix::unistd::geteuid().is_root(),
         "sandpit serve must run as root: sandboxes need namespaces, cgroups and network devices"
     );
+    // Before anything else (the data dir, the runtime helper's sweep,
+    // cgroups, links, the firewall): a second server would tear down the
+    // first one's.
+    let host_lock = HostLock::acquire(
+        Path::new(host_lock::DEFAULT_PATH),
+        &std::path::absolute(&args.data_dir).context("resolving --data-dir")?,
+        &args.listen.to_string(),
+    )?;
     let config = config(args)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let backend = backend(&config)?;
+    let backend = backend(&config, host_lock)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(sandpit_server::serve(config, backend))
 }
