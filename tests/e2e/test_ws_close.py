@@ -1,0 +1,217 @@
+"""Issue 22: no exec WebSocket is left half-open, through `sandpit serve`.
+
+A socket whose command another connection reconnected to, or whose command
+ended unread, answers a close frame at once, and the server closes a socket
+itself once it has nothing more to say. Every path is checked with a short
+close timeout: superseded, finished while unread, closed while running,
+client gone, server shutdown (exec WebSocket, SSE, tunnel). And the SDK
+program of the report exits at once instead of hanging at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import start_server, stop_server
+from websockets.asyncio.client import connect
+
+LINES = "for i in $(seq 1 20); do echo line$i; sleep 0.1; done"
+# Well under the 5 s close timeout of the report, well over a round trip.
+PROMPT = 1.5
+
+
+@pytest.fixture(scope="module")
+def sb(server):
+    from langsmith.sandbox import SandboxClient
+
+    with SandboxClient() as client:
+        sandbox = client.create_sandbox(name="ws-close")
+        yield sandbox
+        client.delete_sandbox("ws-close")
+
+
+def ws_url(sb) -> str:
+    return sb.dataplane_url.replace("http://", "ws://") + "/execute/ws"
+
+
+def headers(server) -> dict[str, str]:
+    return {"X-Api-Key": server.api_key}
+
+
+async def open_ws(server, sb):
+    return await connect(ws_url(sb), additional_headers=headers(server), close_timeout=5)
+
+
+async def timed_close(ws) -> float:
+    started = time.monotonic()
+    await ws.close()
+    return time.monotonic() - started
+
+
+def test_the_reported_sequence_closes_at_once(server, sb):
+    async def scenario():
+        first = await open_ws(server, sb)
+        await first.send(json.dumps({"type": "execute", "command": LINES}))
+        started = json.loads(await first.recv())
+        assert started["type"] == "started"
+        second = await open_ws(server, sb)
+        await second.send(
+            json.dumps({"type": "reconnect", "command_id": started["command_id"], "stdout_offset": 0, "stderr_offset": 0})
+        )
+        out = []
+        while (msg := json.loads(await second.recv()))["type"] != "exit":
+            if msg["type"] == "stdout":
+                out.append(msg["data"])
+        assert "".join(out) == "".join(f"line{i}\n" for i in range(1, 21))
+        took = await timed_close(first)
+        assert took < PROMPT, f"closing the superseded socket took {took:.2f}s"
+        # The server said why it closed it.
+        assert first.close_code == 4000, (first.close_code, first.close_reason)
+        assert "superseded" in first.close_reason
+        assert await timed_close(second) < PROMPT
+        assert second.close_code == 1000
+
+    asyncio.run(scenario())
+
+
+def test_a_close_is_answered_while_the_command_runs(server, sb):
+    async def scenario():
+        ws = await open_ws(server, sb)
+        await ws.send(json.dumps({"type": "execute", "command": "sleep 30", "timeout_seconds": 60}))
+        assert json.loads(await ws.recv())["type"] == "started"
+        took = await timed_close(ws)
+        assert took < PROMPT, f"close took {took:.2f}s"
+        assert ws.close_code == 1000
+
+    asyncio.run(scenario())
+
+
+def test_a_finished_command_nobody_read_answers_a_close(server, sb):
+    async def scenario():
+        ws = await open_ws(server, sb)
+        await ws.send(json.dumps({"type": "execute", "command": "echo done"}))
+        await asyncio.sleep(0.5)
+        took = await timed_close(ws)
+        assert took < PROMPT, f"close took {took:.2f}s"
+        assert ws.close_code == 1000
+
+    asyncio.run(scenario())
+
+
+def test_a_vanished_client_is_detached(server, sb):
+    async def scenario():
+        ws = await open_ws(server, sb)
+        await ws.send(json.dumps({"type": "execute", "command": "sleep 30", "kill_on_disconnect": True}))
+        started = json.loads(await ws.recv())
+        # No close frame: the TCP connection just goes.
+        ws.transport.abort()
+        return started["pid"]
+
+    pid = asyncio.run(scenario())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if sb.run(f"kill -0 {pid} 2>/dev/null && echo alive || echo gone").stdout.strip() == "gone":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the command of a vanished client was not killed: its socket stayed open")
+
+
+SDK_SCRIPT = textwrap.dedent(
+    """
+    from langsmith.sandbox import SandboxClient
+
+    client = SandboxClient()
+    sb = client.get_sandbox({name!r})
+    handle = sb.run({command!r}, wait=False)
+    again = sb.reconnect(handle.command_id)
+    print(again.result.stdout.count("line"), again.result.exit_code, flush=True)
+    """
+)
+
+
+def test_the_sdk_program_of_the_report_exits_at_once(server, sb):
+    script = SDK_SCRIPT.format(name=sb.name, command=LINES)
+    env = dict(os.environ, LANGSMITH_ENDPOINT=f"{server.endpoint}/api", LANGSMITH_API_KEY=server.api_key)
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["20", "0"]
+    # 2 s of command; before the fix the interpreter then hung for 30 s or more.
+    assert took < 6, f"the program took {took:.1f}s to exit"
+
+
+def _sse_lines(url: str, key: str, lines: list[str], done: threading.Event) -> None:
+    try:
+        with httpx.stream(
+            "POST", url, headers={"X-Api-Key": key}, json={"command": "sleep 60", "timeout_seconds": 120}, timeout=30
+        ) as resp:
+            for line in resp.iter_lines():
+                lines.append(line)
+    except httpx.HTTPError as err:
+        lines.append(f"error: {err}")
+    finally:
+        done.set()
+
+
+def test_server_shutdown_closes_every_stream(tmp_path):
+    """SIGTERM with an exec WebSocket, an SSE stream and a tunnel open: each
+    ends at once (no half-open connection), and the server exits 0 fast."""
+    data_dir = Path(tempfile.mkdtemp(prefix="sp-wsclose-", dir="/tmp"))
+    srv = start_server(data_dir, api_key="k-wsclose")
+    try:
+        from langsmith.sandbox import SandboxClient
+
+        with SandboxClient(api_endpoint=srv.api, api_key=srv.api_key) as c:
+            box = c.create_sandbox(name="shutdown")
+            base = box.dataplane_url
+
+        sse_lines: list[str] = []
+        sse_done = threading.Event()
+        threading.Thread(
+            target=_sse_lines, args=(f"{base}/execute/stream/start", srv.api_key, sse_lines, sse_done), daemon=True
+        ).start()
+
+        async def scenario():
+            url = base.replace("http://", "ws://")
+            exec_ws = await connect(f"{url}/execute/ws", additional_headers=headers(srv), close_timeout=5)
+            await exec_ws.send(json.dumps({"type": "execute", "command": "sleep 60", "timeout_seconds": 120}))
+            assert json.loads(await exec_ws.recv())["type"] == "started"
+            tunnel = await connect(f"{url}/tunnel", additional_headers=headers(srv), close_timeout=5)
+            deadline = time.monotonic() + 10
+            while not any("started" in line for line in sse_lines):
+                assert time.monotonic() < deadline, sse_lines
+                await asyncio.sleep(0.05)
+            stop_started = time.monotonic()
+            srv.proc.send_signal(15)
+            # Each connection ends by itself, promptly.
+            for ws in (exec_ws, tunnel):
+                await asyncio.wait_for(ws.wait_closed(), 10)
+            return stop_started, exec_ws.close_code
+
+        stop_started, exec_code = asyncio.run(scenario())
+        assert exec_code in (1001, 1006), exec_code
+        assert sse_done.wait(10), "the SSE stream stayed open"
+        code = srv.proc.wait(30)
+        took = time.monotonic() - stop_started
+        assert code == 0
+        assert took < 15, f"shutdown took {took:.1f}s"
+    finally:
+        if srv.proc.poll() is None:
+            stop_server(srv)
+        else:
+            stop_server(srv)  # starts again the server it had suspended
+        shutil.rmtree(data_dir, ignore_errors=True)
