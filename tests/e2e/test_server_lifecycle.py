@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import start_server, stop_server
+from conftest import host_free, start_server, stop_server
 from langsmith.sandbox import SandboxClient
 from langsmith.sandbox._exceptions import SandboxClientError
 
@@ -260,12 +260,14 @@ def test_short_soak_returns_to_baseline():
     server fds, memory, mounts, cgroups, veths and processes are back to the
     baseline (the full 1,000 + 100 run is in docs/benchmarks.md)."""
     script = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
-    out = subprocess.run(
-        [sys.executable, str(script), "--sequential", "100", "--concurrent", "20"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, RUST_LOG="warn"),
-    )
+    # The script starts its own server: one per host.
+    with host_free():
+        out = subprocess.run(
+            [sys.executable, str(script), "--sequential", "100", "--concurrent", "20"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(os.environ, RUST_LOG="warn"),
+        )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "PASS" in out.stdout
