@@ -116,3 +116,53 @@ def test_console_in_a_real_browser(server, client):
         print(out.stdout)
         assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
         assert out.stdout.rstrip().endswith("ok")
+
+
+# A hostile service page: it tries to read the console's API key from its
+# own sessionStorage and from its opener's, and reports what it got.
+HOSTILE_PAGE = r'''
+import sys
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+BODY = b"""<!doctype html><title>hostile</title><pre id="loot">running</pre><script>
+const KEY = 'sandpit.apiKey', out = {};
+try { out.own = sessionStorage.getItem(KEY); } catch (e) { out.own = 'blocked: ' + e.name; }
+try { out.opener = window.opener ? window.opener.sessionStorage.getItem(KEY) : 'none'; }
+catch (e) { out.opener = 'blocked: ' + e.name; }
+out.origin = window.origin;
+document.getElementById('loot').textContent = JSON.stringify(out);
+</script>"""
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+'''
+
+
+@pytest.mark.skipif(CHROMIUM is None or NODE is None, reason="needs chromium and node (scripts/install-deps)")
+def test_a_service_page_cannot_read_the_console_key(server, client):
+    """Issue 14 H1, in Chromium: the console on a non-loopback name without
+    --service-domain refuses Open and Share Link (409) instead of loading the
+    service on its own origin; the old path-form login no longer renders the
+    page; a path-form page rendered anyway runs in an opaque origin; on
+    loopback the service tab opens on `*.localhost` with no opener."""
+    if not PLAYWRIGHT.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_TESTS, check=True)
+    port = 8000
+    with client.sandbox(name=f"console-hostile-{uuid.uuid4().hex[:6]}") as sb:
+        sb.write("/app/hostile.py", HOSTILE_PAGE)
+        sb.run(f"python3 /app/hostile.py {port}", timeout=0, wait=False)
+        _wait_for_port(sb, port)
+        env = dict(os.environ,
+                   SANDPIT_URL=server.endpoint, SANDPIT_KEY=server.api_key,
+                   SANDBOX=sb.name, SANDBOX_ID=sb.id, SERVICE_PORT=str(port))
+        out = subprocess.run([NODE, str(BROWSER_TESTS / "service_isolation.test.mjs")], env=env,
+                             capture_output=True, text=True, timeout=300)
+        print(out.stdout)
+        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+        assert out.stdout.rstrip().endswith("ok")

@@ -66,6 +66,16 @@ class H(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        if self.path == "/cookie":
+            body = b"{}"
+            self.send_response(200)
+            self.send_header("Set-Cookie", "planted=1; Domain=localhost; Path=/")
+            self.send_header("Set-Cookie", "own=2; Path=/; HttpOnly")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path.startswith("/headers"):
             seen = {k.lower(): v for k, v in self.headers.items()}
             return self._send(200, {"headers": seen, "path": self.path})
@@ -337,11 +347,13 @@ def test_browser_login_sets_a_host_cookie(server, app_sb):
         assert http.get("/headers").status_code == 401
         bad = http.get("/_svc/auth?token=nope")
         assert bad.status_code == 401
-    # The same login on the path-prefixed form scopes the cookie to the prefix.
+    # Issue 14 H1: the path form shares the console's origin, so it has no
+    # browser login and takes no cookie: only the token header.
     prefix = urlsplit(svc.service_url).path
     login = httpx.get(f"{server.endpoint}{prefix}_svc/auth?token={svc.token}")
-    assert login.status_code == 302 and login.headers["location"] == prefix
-    assert f"Path={prefix};" in login.headers["set-cookie"]
+    assert login.status_code == 401 and "set-cookie" not in login.headers
+    cookie = httpx.get(f"{server.endpoint}{prefix}headers", headers={"Cookie": f"sandpit_svc_token={svc.token}"})
+    assert cookie.status_code == 401
 
 
 def _new_tenant_key(server) -> str:
@@ -618,3 +630,52 @@ def test_a_service_answering_garbage_gets_a_502(app_sb):
         assert (resp.status_code, _detail(resp)) == (502, "Service is not reachable")
     finally:
         handle.kill()
+
+
+def test_no_browser_url_on_the_console_s_origin(server, app_sb):
+    """Issue 14 H1: reached by a name that is not loopback and without
+    --service-domain, the server has no origin for a service but its own
+    (the console's), so it refuses a browser_url and says what to do."""
+    url = f"{server.api}/boxes/{app_sb.name}/service-url"
+    port = urlsplit(server.endpoint).port
+    for host in (f"sandpit.example:{port}", f"10.9.8.7:{port}", "sandpit.example"):
+        resp = httpx.post(url, headers={**server.headers(), "Host": host}, json={"port": 8000})
+        assert resp.status_code == 409, (host, resp.text)
+        message = resp.json()["detail"]["message"]
+        assert "--service-domain" in message and "console" in message
+    assert httpx.post(url, headers={**server.headers(), "Host": f"localhost:{port}"},
+                      json={"port": 8000}).status_code == 200
+
+
+# Both relays: the fast path takes a plain GET; an `Upgrade` header (without
+# `Connection: upgrade`) sends the same request to hyper instead.
+RELAYS = {"fast": {}, "hyper": {"Upgrade": "nothing"}}
+
+
+@pytest.mark.parametrize("relay", sorted(RELAYS))
+def test_path_form_pages_get_an_opaque_origin(app_sb, relay):
+    """Issue 14 H1, defence in depth: a page served on a path form would share
+    the console's origin, so it is served with a CSP sandbox (an opaque
+    origin: no access to the console's storage or windows) on both relays;
+    a service host is its own origin and gets none."""
+    svc = app_sb.service(port=8000)
+    resp = httpx.get(svc.service_url + "headers", headers={TOKEN_HEADER: svc.token, **RELAYS[relay]})
+    assert resp.status_code == 200
+    csp = resp.headers.get("content-security-policy", "")
+    assert csp.startswith("sandbox allow-scripts") and "allow-same-origin" not in csp
+    host = urlsplit(svc.browser_url).netloc
+    base = svc.service_url.split("/svc/")[0]
+    own = httpx.get(f"{base}/headers", headers={"Host": host, TOKEN_HEADER: svc.token, **RELAYS[relay]})
+    assert own.status_code == 200 and "content-security-policy" not in own.headers
+
+
+@pytest.mark.parametrize("relay", sorted(RELAYS))
+def test_set_cookie_domain_is_stripped(app_sb, relay):
+    """Issue 14 (info): a service cannot plant cookies for its siblings (or
+    the console) under a shared parent domain: `Domain=` goes, on both
+    relays; the service's host-only cookies stay."""
+    svc = app_sb.service(port=8000)
+    resp = httpx.get(svc.service_url + "cookie", headers={TOKEN_HEADER: svc.token, **RELAYS[relay]})
+    assert resp.status_code == 200
+    cookies = resp.headers.get_list("set-cookie")
+    assert cookies == ["planted=1; Path=/", "own=2; Path=/; HttpOnly"], cookies

@@ -60,20 +60,18 @@ export function serviceWidget(name) {
     replace(done, '');
     const p = chosenPort();
     if (p === null) return;
-    // Open the tab inside the click so popup blockers allow it, then point
-    // it at the service once the API answers.
-    const tab = window.open('', '_blank');
     try {
       const svc = await serviceUrl(name, p, OPEN_TTL);
-      if (tab) {
-        tab.opener = null;
-        tab.location.href = svc.browser_url;
-      } else {
-        window.open(svc.browser_url, '_blank', 'noopener');
-      }
-      replace(done, `Opened port ${p} in a new tab.`);
+      // A new tab with noopener and noreferrer, opened only once the URL is
+      // known: the service's page gets no handle on this window, no copy of
+      // its sessionStorage (where the API key is) and no Referer. (The API
+      // never hands out a browser_url on the console's own origin.)
+      window.open(svc.browser_url, '_blank', 'noopener,noreferrer');
+      // window.open with noopener returns null whether or not a popup
+      // blocker stopped it, so offer the link as well.
+      replace(done, `Opened port ${p} in a new tab. Blocked? `,
+        h('a', { href: svc.browser_url, target: '_blank', rel: 'noopener noreferrer' }, 'Open it here'), '.');
     } catch (e) {
-      if (tab) tab.close();
       showError(error, e);
     }
   });

@@ -25,9 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::forwarding;
 use super::h1::{self, Chunked, Framing, Head};
-use super::relay::CREDENTIALS;
-use super::service::{self, Door, COOKIE, ENDPOINT_TOKEN_HEADER, SERVICE_TOKEN_HEADER};
+use super::service;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -109,6 +109,8 @@ struct Exchange {
     port: u16,
     /// The rewritten head.
     head: Vec<u8>,
+    /// `Content-Security-Policy` for the response (path forms).
+    csp: Option<&'static str>,
     /// Length of the client's head in its buffer.
     head_len: usize,
     body: u64,
@@ -190,64 +192,25 @@ fn plan(state: &AppState, request: h1::Request) -> Option<Exchange> {
     if target.is_token_exchange() {
         return None;
     }
-    let token = presented(target.door, &request.headers)?;
+    let token = forwarding::presented(target.token_source(), || {
+        request
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+    })?;
     let claims = service::check(state, &target, token).ok()?;
     let pid = state.sandboxes.live_pid(&claims.tid, &target.id)?;
-
-    let mut head = Vec::with_capacity(request.len + 16);
-    head.extend_from_slice(request.method.as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(target.path.as_bytes());
-    if let Some(query) = query {
-        head.push(b'?');
-        head.extend_from_slice(query.as_bytes());
-    }
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &request.headers {
-        match name.as_str() {
-            SERVICE_TOKEN_HEADER | ENDPOINT_TOKEN_HEADER => {}
-            n if CREDENTIALS.contains(&n) => {}
-            "cookie" => {
-                let kept = service::without_token_cookie(std::str::from_utf8(value).ok()?);
-                if !kept.is_empty() {
-                    h1::push_header(&mut head, name, kept.as_bytes());
-                }
-            }
-            _ => h1::push_header(&mut head, name, value),
-        }
-    }
-    if request.host.is_none() {
-        head.extend_from_slice(b"host: sandbox\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
     Some(Exchange {
         head_request: request.method == "HEAD",
+        head: request.head_for(&target.path, query),
+        csp: target.is_path_form().then_some(forwarding::PATH_FORM_CSP),
         id: target.id,
         pid,
         port: target.port,
-        head,
         head_len: request.len,
         body: request.body,
         close: request.close,
     })
-}
-
-/// The token a request carries for `door` (header, else cookie).
-fn presented(door: Door, headers: &[(String, Vec<u8>)]) -> Option<&str> {
-    let value = |wanted: &'static str| {
-        headers
-            .iter()
-            .filter(move |(name, _)| name == wanted)
-            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-    };
-    let token = match door {
-        Door::Endpoint => value(ENDPOINT_TOKEN_HEADER).next().map(str::trim),
-        Door::Service => value(SERVICE_TOKEN_HEADER)
-            .next()
-            .map(str::trim)
-            .or_else(|| value("cookie").find_map(|c| service::cookie_in(c, COOKIE))),
-    };
-    token.filter(|t| !t.is_empty())
 }
 
 /// Relay one exchange. Hands off (consuming nothing) when the service
@@ -287,7 +250,7 @@ async fn relay(
         };
         let sent = send(upstream, client, buf, &request, rest).await;
         let answered = match sent {
-            Ok(()) => read_head(upstream, exchange.head_request).await,
+            Ok(()) => read_head(upstream, exchange.head_request, exchange.csp).await,
             Err(Failure::Client) => return Outcome::Close,
             Err(err) => Err(err),
         };
@@ -391,10 +354,14 @@ async fn copy_exact(
 
 /// Read the service's response head. Informational heads (103 Early Hints;
 /// a request without `Expect` or `Upgrade` gets no other) are skipped.
-async fn read_head(upstream: &mut Upstream, head_request: bool) -> Result<h1::Response, Failure> {
+async fn read_head(
+    upstream: &mut Upstream,
+    head_request: bool,
+    csp: Option<&str>,
+) -> Result<h1::Response, Failure> {
     let mut received = false;
     loop {
-        match h1::response(&upstream.buf, head_request) {
+        match h1::response(&upstream.buf, head_request, csp) {
             Ok(Some(response)) if (100..200).contains(&response.status) => {
                 if response.status == 101 {
                     return Err(Failure::Malformed);

@@ -9,22 +9,12 @@
 
 use std::fmt::Write as _;
 
+use super::forwarding::{self, Verdict};
+
 /// Largest head either side may send; beyond it hyper takes over (and
 /// answers 431).
 pub const MAX_HEAD: usize = 64 << 10;
 const MAX_HEADERS: usize = 96;
-
-/// Headers never forwarded in either direction (RFC 9110 §7.6.1).
-pub const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// The result of looking at the start of a buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,9 +39,38 @@ pub struct Request {
     pub body: u64,
     /// The client asked to close after this exchange.
     pub close: bool,
-    /// Headers to forward, in order, as `(lowercase name, value)`; the
-    /// caller filters credentials out of these.
+    /// The headers, in order, as `(lowercase name, value)`, without the
+    /// hop-by-hop ones; [`Request::head_for`] applies the rest of the
+    /// forwarding policy.
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Request {
+    /// The head to send to the service: `path_and_query` as the target and
+    /// the headers the forwarding policy lets through.
+    pub fn head_for(&self, path: &str, query: Option<&str>) -> Vec<u8> {
+        let mut head = Vec::with_capacity(self.len + 16);
+        head.extend_from_slice(self.method.as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(path.as_bytes());
+        if let Some(query) = query {
+            head.push(b'?');
+            head.extend_from_slice(query.as_bytes());
+        }
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in &self.headers {
+            match forwarding::request_header(name, value) {
+                Verdict::Keep => push_header(&mut head, name, value),
+                Verdict::Drop => {}
+                Verdict::Replace(value) => push_header(&mut head, name, value.as_bytes()),
+            }
+        }
+        if self.host.is_none() {
+            head.extend_from_slice(b"host: sandbox\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
 }
 
 /// Parse a request head at the start of `buf`.
@@ -136,13 +155,18 @@ pub struct Response {
 }
 
 /// Why an upstream response cannot be relayed.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed response from the service")]
 pub struct Malformed;
 
 /// Parse the upstream's response head at the start of `buf`; `head_request`
-/// says whether it answers a HEAD (no body whatever the headers say).
-pub fn response(buf: &[u8], head_request: bool) -> Result<Option<Response>, Malformed> {
+/// says whether it answers a HEAD (no body whatever the headers say); `csp`
+/// is a `Content-Security-Policy` to add.
+pub fn response(
+    buf: &[u8],
+    head_request: bool,
+    csp: Option<&str>,
+) -> Result<Option<Response>, Malformed> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
     let len = match parsed.parse(buf) {
@@ -194,14 +218,25 @@ pub fn response(buf: &[u8], head_request: bool) -> Result<Option<Response>, Malf
         Framing::UntilClose
     };
     drop_connection_named(&mut kept);
-    kept.retain(|(name, _)| {
-        !HOP_BY_HOP.contains(&name.as_str()) || (chunked && name == "transfer-encoding")
-    });
     let reason = parsed.reason.unwrap_or("");
     let mut head = Vec::with_capacity(len + 32);
     let _ = write!(Writer(&mut head), "HTTP/1.1 {status} {reason}\r\n");
     for (name, value) in &kept {
-        push_header(&mut head, name, value);
+        if name == "transfer-encoding" {
+            // Hop-by-hop, but the chunks are relayed as they are.
+            if chunked {
+                push_header(&mut head, name, value);
+            }
+            continue;
+        }
+        match forwarding::response_header(name, value) {
+            Verdict::Keep => push_header(&mut head, name, value),
+            Verdict::Drop => {}
+            Verdict::Replace(value) => push_header(&mut head, name, value.as_bytes()),
+        }
+    }
+    if let Some(csp) = csp {
+        push_header(&mut head, "content-security-policy", csp.as_bytes());
     }
     if framing == Framing::UntilClose {
         head.extend_from_slice(b"connection: close\r\n");
@@ -240,13 +275,7 @@ fn parse_length(value: &[u8]) -> Option<u64> {
         .flatten()
 }
 
-fn tokens(value: &[u8]) -> impl Iterator<Item = &str> {
-    std::str::from_utf8(value)
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
+use forwarding::tokens;
 
 /// Remove hop-by-hop headers, including those `Connection` names (but not
 /// `transfer-encoding`, which the response side decides on).
@@ -261,8 +290,7 @@ fn drop_connection_named(headers: &mut Vec<(String, Vec<u8>)>) {
         })
         .collect();
     headers.retain(|(name, _)| {
-        name == "transfer-encoding"
-            || !(named.contains(name) || HOP_BY_HOP.contains(&name.as_str()))
+        name == "transfer-encoding" || !(named.contains(name) || forwarding::is_hop_by_hop(name))
     });
 }
 
@@ -403,6 +431,7 @@ mod tests {
         let r = response(
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
             false,
+            None,
         )
         .unwrap()
         .unwrap();
@@ -414,6 +443,7 @@ mod tests {
         let r = response(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             false,
+            None,
         )
         .unwrap()
         .unwrap();
@@ -422,33 +452,34 @@ mod tests {
             r.head,
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
         );
-        let r = response(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false)
+        let r = response(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false, None)
             .unwrap()
             .unwrap();
         assert_eq!((r.framing, r.upstream_close), (Framing::Length(2), true));
-        let r = response(b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\n", false)
+        let r = response(b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\n", false, None)
             .unwrap()
             .unwrap();
         assert_eq!((r.framing, r.upstream_close), (Framing::UntilClose, true));
         assert!(r.head.ends_with(b"connection: close\r\n\r\n"));
-        let r = response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true)
+        let r = response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, None)
             .unwrap()
             .unwrap();
         assert_eq!(r.framing, Framing::Empty);
         let r = response(
             b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
             false,
+            None,
         )
         .unwrap()
         .unwrap();
         assert_eq!(r.framing, Framing::Empty);
-        assert_eq!(response(b"HTTP/1.1 200 OK\r\n", false), Ok(None));
+        assert_eq!(response(b"HTTP/1.1 200 OK\r\n", false, None), Ok(None));
         for bad in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
             b"garbage\r\n\r\n",
         ] {
-            assert_eq!(response(bad, false), Err(Malformed));
+            assert_eq!(response(bad, false, None), Err(Malformed));
         }
     }
 
@@ -470,5 +501,225 @@ mod tests {
             Chunked::default().feed(b"ffffffffffffffffff\r\n"),
             Err(Malformed)
         );
+    }
+}
+
+/// Property tests: the bytes come from hostile sandboxes (responses) and
+/// clients (requests), so arbitrary input must never panic, how the input
+/// is split across reads must not change the outcome, and valid messages
+/// must come through unchanged.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header_name() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9-]{0,15}".prop_filter("not a framing header", |n| {
+            !matches!(
+                n.as_str(),
+                "content-length" | "transfer-encoding" | "host" | "expect" | "upgrade"
+            ) && !forwarding::is_hop_by_hop(n)
+                && !forwarding::is_credential(n)
+                && n != "cookie"
+        })
+    }
+
+    fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::vec((header_name(), "[ -~]{0,40}"), 0..12).prop_map(|headers| {
+            headers
+                .into_iter()
+                .map(|(n, v)| (n, v.trim().to_owned()))
+                .collect()
+        })
+    }
+
+    /// A chunked body of `chunks` (empty ones skipped: a 0 ends the body),
+    /// with an extension on each size line and `trailers`.
+    fn chunked(chunks: &[Vec<u8>], trailers: &[(String, String)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            out.extend_from_slice(format!("{:x};ext=1\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n");
+        for (name, value) in trailers {
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    /// Feed `bytes` to a fresh scanner in pieces cut at `cuts`; the end as
+    /// an offset into `bytes`.
+    fn feed_in_pieces(bytes: &[u8], cuts: &[usize]) -> Result<Option<usize>, Malformed> {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.push(bytes.len());
+        points.sort_unstable();
+        let mut scanner = Chunked::default();
+        let mut start = 0;
+        for end in points {
+            if end < start {
+                continue;
+            }
+            if let Some(n) = scanner.feed(&bytes[start..end])? {
+                return Ok(Some(start + n));
+            }
+            start = end;
+        }
+        Ok(None)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048), head in any::<bool>()) {
+            let _ = request(&bytes);
+            let _ = response(&bytes, head, Some("sandbox"));
+            let _ = Chunked::default().feed(&bytes);
+        }
+
+        #[test]
+        fn near_valid_heads_never_panic(
+            start in prop::sample::select(vec!["GET / HTTP/1.1\r\n", "HTTP/1.1 200 OK\r\n", "HTTP/1.0 204 x\r\n"]),
+            tail in prop::collection::vec(prop::sample::select(b"\r\n:;, \t0aA-/\x00\xff".to_vec()), 0..512),
+        ) {
+            let mut bytes = start.as_bytes().to_vec();
+            bytes.extend_from_slice(&tail);
+            if let Head::Done(r) = request(&bytes) {
+                let _ = r.head_for("/", Some("q"));
+            }
+            let _ = response(&bytes, false, None);
+        }
+
+        /// A head that parses from a buffer parses the same from the whole
+        /// stream, and every shorter prefix only asks for more bytes: the
+        /// fast path reading it in any pieces sees the same request.
+        #[test]
+        fn split_points_do_not_change_a_request(bytes in prop::collection::vec(any::<u8>(), 0..1024), valid in any::<bool>(), hs in headers(), cut in any::<prop::sample::Index>()) {
+            let bytes = if valid {
+                let mut raw = b"POST /p?q=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n".to_vec();
+                for (n, v) in &hs {
+                    raw.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+                }
+                raw.extend_from_slice(b"\r\nabc");
+                raw.extend_from_slice(&bytes);
+                raw
+            } else {
+                bytes
+            };
+            if let Head::Done(full) = request(&bytes) {
+                let len = full.len;
+                prop_assert_eq!(request(&bytes[..cut.index(len)]), Head::Partial);
+                prop_assert_eq!(request(&bytes[..len]), Head::Done(full));
+            } else {
+                prop_assert!(!valid);
+            }
+        }
+
+        #[test]
+        fn split_points_do_not_change_a_response(bytes in prop::collection::vec(any::<u8>(), 0..1024), valid in any::<bool>(), hs in headers(), cut in any::<prop::sample::Index>()) {
+            let bytes = if valid {
+                let mut raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+                for (n, v) in &hs {
+                    raw.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+                }
+                raw.extend_from_slice(b"\r\nok");
+                raw.extend_from_slice(&bytes);
+                raw
+            } else {
+                bytes
+            };
+            if let Ok(Some(full)) = response(&bytes, false, None) {
+                let len = full.len;
+                prop_assert_eq!(response(&bytes[..cut.index(len)], false, None), Ok(None));
+                prop_assert_eq!(response(&bytes[..len], false, None), Ok(Some(full)));
+            } else {
+                prop_assert!(!valid);
+            }
+        }
+
+        /// The chunked scanner gives the same answer, at the same offset,
+        /// however its input is cut.
+        #[test]
+        fn split_points_do_not_change_a_chunked_scan(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..6),
+            trailers in headers(),
+            noise in prop::collection::vec(any::<u8>(), 0..64),
+            garbage in any::<bool>(),
+            cuts in prop::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut bytes = if garbage { noise.clone() } else { chunked(&chunks, &trailers) };
+            let body = bytes.len();
+            bytes.extend_from_slice(&noise);
+            let whole = Chunked::default().feed(&bytes);
+            prop_assert_eq!(feed_in_pieces(&bytes, &cuts), whole);
+            if !garbage {
+                prop_assert_eq!(whole, Ok(Some(body)));
+            }
+        }
+
+        /// Valid requests come through: method, target, host, length and
+        /// every end-to-end header, in order, and the head the fast path
+        /// forwards parses back to the same headers.
+        #[test]
+        fn valid_requests_round_trip(
+            method in prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
+            target in "/[a-zA-Z0-9/._~%-]{0,40}(\\?[a-z0-9=&]{0,20})?",
+            hs in headers(),
+            body in 0u64..1_000_000,
+        ) {
+            let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: svc:1\r\nContent-Length: {body}\r\n");
+            for (n, v) in &hs {
+                raw.push_str(&format!("{n}: {v}\r\n"));
+            }
+            raw.push_str("\r\n");
+            let Head::Done(r) = request(raw.as_bytes()) else {
+                return Err(TestCaseError::fail(format!("not parsed: {raw}")));
+            };
+            prop_assert_eq!((r.len, r.method.as_str(), r.target.as_str()), (raw.len(), method, target.as_str()));
+            prop_assert_eq!((r.host.as_deref(), r.body, r.close), (Some("svc:1"), body, false));
+            let forwarded = r.head_for(&target, None);
+            let Head::Done(again) = request(&forwarded) else {
+                return Err(TestCaseError::fail("forwarded head does not parse"));
+            };
+            prop_assert_eq!(again.headers, r.headers);
+        }
+
+        #[test]
+        fn valid_responses_round_trip(
+            status in prop::sample::select(vec![200u16, 201, 204, 301, 304, 404, 500]),
+            hs in headers(),
+            chunked_body in any::<bool>(),
+            length in 0u64..1_000_000,
+        ) {
+            let framing = if chunked_body { "Transfer-Encoding: chunked".to_owned() } else { format!("Content-Length: {length}") };
+            let mut raw = format!("HTTP/1.1 {status} Reason\r\n{framing}\r\n");
+            for (n, v) in &hs {
+                raw.push_str(&format!("{n}: {v}\r\n"));
+            }
+            raw.push_str("\r\n");
+            let r = response(raw.as_bytes(), false, None).unwrap().unwrap();
+            let expected = match (status, chunked_body) {
+                (204 | 304, _) => Framing::Empty,
+                (_, true) => Framing::Chunked,
+                (_, false) => Framing::Length(length),
+            };
+            prop_assert_eq!((r.len, r.status, r.framing, r.upstream_close), (raw.len(), status, expected, false));
+            // The head for the client is the service's, headers in order.
+            let again = response(&r.head, false, None).unwrap().unwrap();
+            prop_assert_eq!((again.status, again.framing), (status, expected));
+            let mut parsed = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut p = httparse::Response::new(&mut parsed);
+            prop_assert!(p.parse(&r.head).unwrap().is_complete());
+            let sent: Vec<(String, String)> = p.headers.iter().skip(1)
+                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect();
+            let wanted: Vec<(String, String)> = hs.iter()
+                .map(|(n, v)| (n.clone(), forwarding::without_domain(v).into_owned()))
+                .collect();
+            prop_assert_eq!(sent, wanted);
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod dataplane;
 pub mod fastpath;
+pub mod forwarding;
 mod h1;
 pub mod netns;
 pub mod pool;

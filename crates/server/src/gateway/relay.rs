@@ -2,15 +2,16 @@
 //! response back, following HTTP upgrades (WebSocket) by splicing the two
 //! upgraded connections.
 //!
-//! Hop-by-hop headers are dropped in both directions (RFC 9110 §7.6.1), and
-//! credentials meant for Sandpit (`X-Api-Key`, `Authorization`) never reach
-//! the upstream: code in the sandbox must not see the caller's key.
+//! What crosses in each direction is [`super::forwarding`]'s decision (the
+//! same policy the fast path applies): no hop-by-hop header either way, no
+//! Sandpit credential or service token towards the sandbox, no `Domain=` on
+//! a service's `Set-Cookie`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::body::Body;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -45,26 +46,6 @@ pub enum RelayError {
 /// Buffer per direction when splicing upgraded connections: large enough
 /// that streaming a command's output costs few syscalls per megabyte.
 const SPLICE_BUFFER: usize = 64 << 10;
-
-/// Headers that carry the caller's Sandpit credentials.
-pub(super) const CREDENTIALS: [&str; 2] = ["x-api-key", "authorization"];
-
-/// Remove hop-by-hop headers, including any named in `Connection`.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in super::h1::HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
 
 /// The upgrade protocol a request asks for, if it is an upgrade.
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -121,10 +102,7 @@ pub async fn forward_holding<H: Send + 'static>(
         .path_and_query(path_and_query)
         .build()
         .map_err(RelayError::BadTarget)?;
-    strip_hop_by_hop(&mut parts.headers);
-    for name in CREDENTIALS {
-        parts.headers.remove(name);
-    }
+    super::forwarding::filter_request(&mut parts.headers);
     if let Some(protocol) = &upgrade {
         parts
             .headers
@@ -197,7 +175,17 @@ where
                 drop(hold);
             });
         }
-        let (parts, _) = response.into_parts();
+        let (mut parts, _) = response.into_parts();
+        // The upgrade itself is hop-by-hop; hyper's server side answers it.
+        let (connection, upgrade) = (
+            parts.headers.remove(header::CONNECTION),
+            parts.headers.remove(header::UPGRADE),
+        );
+        super::forwarding::filter_response(&mut parts.headers);
+        if let (Some(connection), Some(upgrade)) = (connection, upgrade) {
+            parts.headers.insert(header::CONNECTION, connection);
+            parts.headers.insert(header::UPGRADE, upgrade);
+        }
         return Ok(Response::from_parts(parts, Body::empty()));
     }
     Ok(respond(response, hold))
@@ -210,7 +198,7 @@ fn respond<H: Send + 'static>(
     hold: H,
 ) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    super::forwarding::filter_response(&mut parts.headers);
     let body = body.map_frame(move |frame| {
         let _ = &hold;
         frame
@@ -269,7 +257,7 @@ mod tests {
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
+        super::super::forwarding::filter_request(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
     }

@@ -9,9 +9,15 @@
 //!   zero-config local `service_url`, for code);
 //! - path `/sandboxes/{sandbox-id}/port/{port}/...` (OpenSandbox endpoints).
 //!
-//! LangSmith services take the token from `X-Langsmith-Sandbox-Service-Token`
-//! or from the cookie `/_svc/auth?token=...` sets; OpenSandbox endpoints from
-//! `X-Sandbox-Token`. The token header and cookie never reach the service.
+//! The two path forms share the server's origin — the console's — so no
+//! browser is ever handed one: they take the token from a header only
+//! (`X-Langsmith-Sandbox-Service-Token`, `X-Sandbox-Token`), which a browser
+//! cannot send on a navigation, have no `/_svc/auth` login, and their
+//! responses carry [`forwarding::PATH_FORM_CSP`] (an opaque origin) in case
+//! a page is rendered anyway. Only a service host also takes the cookie
+//! `/_svc/auth?token=...` sets. [`urls`] refuses a `browser_url` when it
+//! cannot put the service on an origin of its own. What crosses the relay
+//! is [`forwarding`]'s decision.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -20,18 +26,14 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
 
+use super::forwarding::{self, TokenSource};
 use super::relay::{self, Upstream};
 use super::tokens::{Claims, TokenError, AUD_ENDPOINT, AUD_SERVICE};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Header carrying a service-URL token (as the `langsmith` SDK sends it).
-pub const SERVICE_TOKEN_HEADER: &str = "x-langsmith-sandbox-service-token";
-/// Header carrying an OpenSandbox endpoint token.
-pub const ENDPOINT_TOKEN_HEADER: &str = "x-sandbox-token";
-/// Cookie set by `/_svc/auth`.
-pub const COOKIE: &str = "sandpit_svc_token";
+pub use super::forwarding::{COOKIE, ENDPOINT_TOKEN_HEADER, SERVICE_TOKEN_HEADER};
 /// Path prefix of local-mode service URLs.
 pub const PATH_PREFIX: &str = "/svc/";
 /// Path prefix of OpenSandbox endpoints.
@@ -60,9 +62,23 @@ pub(super) struct Target {
 }
 
 impl Target {
-    /// `/_svc/auth`, which the gateway answers itself.
+    /// Served on a path of the server's own origin (not a host of its own).
+    pub fn is_path_form(&self) -> bool {
+        !self.base.is_empty()
+    }
+
+    /// `/_svc/auth` on a service host, which the gateway answers itself.
     pub fn is_token_exchange(&self) -> bool {
-        self.door == Door::Service && self.path == AUTH_PATH
+        self.door == Door::Service && !self.is_path_form() && self.path == AUTH_PATH
+    }
+
+    /// Where this door takes its token from.
+    pub fn token_source(&self) -> TokenSource {
+        match (self.door, self.is_path_form()) {
+            (Door::Endpoint, _) => TokenSource::EndpointHeader,
+            (Door::Service, true) => TokenSource::ServiceHeader,
+            (Door::Service, false) => TokenSource::ServiceHeaderOrCookie,
+        }
     }
 }
 
@@ -143,16 +159,16 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
     }
 }
 
-async fn serve(state: AppState, target: Target, mut req: Request) -> Result<Response, ApiError> {
+async fn serve(state: AppState, target: Target, req: Request) -> Result<Response, ApiError> {
     if target.is_token_exchange() {
         return exchange_token(&state, &target, &req);
     }
     let claims = authorise(&state, &target, req.headers())?;
-    strip_credentials(req.headers_mut());
     let pid = state
         .sandboxes
         .live_pid(&claims.tid, &target.id)
         .ok_or_else(unreachable)?;
+    let path_form = target.is_path_form();
     let mut path = target.path;
     if let Some(query) = req.uri().query() {
         path.push('?');
@@ -163,67 +179,31 @@ async fn serve(state: AppState, target: Target, mut req: Request) -> Result<Resp
         pid,
         port: target.port,
     };
-    relay::forward_holding(req, &upstream, &path, connection)
+    let mut response = relay::forward_holding(req, &upstream, &path, connection)
         .await
         .map_err(|err| {
             tracing::debug!(sandbox = %target.id, port = target.port, error = ?err, "service relay failed");
             unreachable()
-        })
+        })?;
+    if path_form {
+        response.headers_mut().append(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(forwarding::PATH_FORM_CSP),
+        );
+    }
+    Ok(response)
 }
 
 fn unreachable() -> ApiError {
     ApiError::Upstream("Service is not reachable".into())
 }
 
-/// The token the request carries for `door`.
-fn presented(door: Door, headers: &HeaderMap) -> Option<String> {
-    let from_header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_owned())
-    };
-    match door {
-        Door::Endpoint => from_header(ENDPOINT_TOKEN_HEADER),
-        Door::Service => from_header(SERVICE_TOKEN_HEADER).or_else(|| cookie(headers, COOKIE)),
-    }
-    .filter(|t| !t.is_empty())
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| cookie_in(v, name))
-        .map(str::to_owned)
-}
-
-/// The value of cookie `name` in one `Cookie` header value.
-pub(super) fn cookie_in<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    value
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// A `Cookie` header value without the service-token cookie.
-pub(super) fn without_token_cookie(value: &str) -> String {
-    let kept: Vec<&str> = value
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(COOKIE))
-        .collect();
-    kept.join("; ")
-}
-
 /// Check the token for `target`: signed by us, unexpired, for this sandbox
 /// and port.
 fn authorise(state: &AppState, target: &Target, headers: &HeaderMap) -> Result<Claims, ApiError> {
-    let token = presented(target.door, headers)
+    let token = forwarding::presented_in(target.token_source(), headers)
         .ok_or_else(|| ApiError::Unauthorized("Authentication required".into()))?;
-    check(state, target, &token)
+    check(state, target, token)
 }
 
 pub(super) fn check(state: &AppState, target: &Target, token: &str) -> Result<Claims, ApiError> {
@@ -244,25 +224,6 @@ pub(super) fn check(state: &AppState, target: &Target, token: &str) -> Result<Cl
         ));
     }
     Ok(claims)
-}
-
-/// Remove the token header and cookie, keeping the app's own cookies.
-fn strip_credentials(headers: &mut HeaderMap) {
-    headers.remove(SERVICE_TOKEN_HEADER);
-    headers.remove(ENDPOINT_TOKEN_HEADER);
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(without_token_cookie)
-        .filter(|v| !v.is_empty())
-        .collect();
-    headers.remove(header::COOKIE);
-    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
-        if !kept.is_empty() {
-            headers.insert(header::COOKIE, value);
-        }
-    }
 }
 
 /// `/_svc/auth?token=...`: check the token, set it as an HttpOnly cookie
@@ -291,39 +252,68 @@ fn exchange_token(state: &AppState, target: &Target, req: &Request) -> Result<Re
     Ok(response)
 }
 
-/// `browser_url` and `service_url` of `port` of sandbox `id`.
+/// Why no `browser_url` can be given.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this server cannot give a browser a service URL on an origin of its own: it has no \
+     --service-domain and was not reached over loopback, and a service page on the console's \
+     origin could read the console's API key. Start the server with --service-domain D (and \
+     wildcard DNS for *.D), or reach it over loopback (e.g. ssh -L 8080:127.0.0.1:8080 HOST). \
+     Code can still reach the service at /svc/{label}/ with the token in the \
+     X-Langsmith-Sandbox-Service-Token header."
+)]
+pub struct NoServiceOrigin {
+    label: String,
+}
+
+/// The URLs of `port` of sandbox `id` for a server reached at `base_url`.
+pub struct ServiceUrls {
+    /// Logs a browser in (`/_svc/auth?token=`) on the service's own origin.
+    pub browser: Result<String, NoServiceOrigin>,
+    /// For code, with the token in a header.
+    pub service: String,
+}
+
+/// `browser_url` and `service_url` of `port` of sandbox `id`. A browser URL
+/// is never on `base_url`'s origin (the console's): a service page there
+/// would share the console's storage. With a service domain it is the host
+/// `{label}.{domain}`; on a loopback address `{label}.localhost`; otherwise
+/// there is none.
 pub fn urls(
     config: &ServerConfig,
     base_url: &str,
     id: &str,
     port: u16,
     token: &str,
-) -> (String, String) {
+) -> ServiceUrls {
     let label = format!("{id}--{port}");
     let (scheme, authority) = base_url.split_once("://").unwrap_or(("http", base_url));
     let authority = authority.split('/').next().unwrap_or(authority);
     let auth = format!("{AUTH_PATH}?token={token}");
     if let Some(domain) = &config.service_domain {
         let root = format!("{scheme}://{label}.{domain}");
-        return (format!("{root}{auth}"), format!("{root}/"));
+        return ServiceUrls {
+            browser: Ok(format!("{root}{auth}")),
+            service: format!("{root}/"),
+        };
     }
-    let service_url = format!("{base_url}{PATH_PREFIX}{label}/");
+    let service = format!("{base_url}{PATH_PREFIX}{label}/");
     let (host, port_part) = match authority.rsplit_once(':') {
         Some((h, p)) if !p.contains(']') => (h, format!(":{p}")),
         _ => (authority, String::new()),
     };
-    let loopback = host == "localhost"
+    let loopback = host.eq_ignore_ascii_case("localhost")
         || host == "[::1]"
-        || host.ends_with(".localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
         || host
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|a| a.is_loopback());
-    let browser_url = if loopback {
-        format!("{scheme}://{label}.localhost{port_part}{auth}")
+    let browser = if loopback {
+        Ok(format!("{scheme}://{label}.localhost{port_part}{auth}"))
     } else {
-        format!("{base_url}{PATH_PREFIX}{label}{auth}")
+        Err(NoServiceOrigin { label })
     };
-    (browser_url, service_url)
+    ServiceUrls { browser, service }
 }
 
 #[cfg(test)]
@@ -369,39 +359,65 @@ mod tests {
     }
 
     #[test]
-    fn credentials_are_stripped_and_other_cookies_kept() {
-        let mut h = HeaderMap::new();
-        h.insert(SERVICE_TOKEN_HEADER, HeaderValue::from_static("t"));
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; sandpit_svc_token=t; b=2"),
+    fn local_and_domain_urls() {
+        let mut config = ServerConfig::default();
+        let urls_of = |config: &ServerConfig, base: &str| urls(config, base, "i", 80, "T");
+        let u = urls_of(&config, "http://127.0.0.1:8080");
+        assert_eq!(
+            u.browser.unwrap(),
+            "http://i--80.localhost:8080/_svc/auth?token=T"
         );
-        assert_eq!(cookie(&h, COOKIE).as_deref(), Some("t"));
-        strip_credentials(&mut h);
-        assert!(h.get(SERVICE_TOKEN_HEADER).is_none());
-        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("sandpit_svc_token=t"),
+        assert_eq!(u.service, "http://127.0.0.1:8080/svc/i--80/");
+        let u = urls_of(&config, "http://LocalHost:8080");
+        assert_eq!(
+            u.browser.unwrap(),
+            "http://i--80.localhost:8080/_svc/auth?token=T"
         );
-        strip_credentials(&mut h);
-        assert!(h.get(header::COOKIE).is_none());
+        config.service_domain = Some("svc.example:8443".into());
+        let u = urls_of(&config, "https://sandpit.example");
+        assert_eq!(
+            u.browser.unwrap(),
+            "https://i--80.svc.example:8443/_svc/auth?token=T"
+        );
+        assert_eq!(u.service, "https://i--80.svc.example:8443/");
+    }
+
+    /// H1: without a service domain, a server reached by a name or an
+    /// address that is not loopback has no origin to give a service but the
+    /// console's own, so it gives a browser none (code keeps the path form).
+    #[test]
+    fn no_browser_url_on_the_console_s_origin() {
+        let config = ServerConfig::default();
+        for base in [
+            "https://sandpit.example",
+            "http://sandpit.example:8080",
+            "http://10.1.2.3:8080",
+            "http://[2001:db8::1]:8080",
+            "http://localhost.example.com:8080",
+        ] {
+            let u = urls(&config, base, "i", 80, "T");
+            let err = u.browser.expect_err(base);
+            assert!(err.to_string().contains("--service-domain"), "{err}");
+            assert_eq!(u.service, format!("{base}/svc/i--80/"));
+        }
     }
 
     #[test]
-    fn local_and_domain_urls() {
-        let mut config = ServerConfig::default();
-        let (browser, service) = urls(&config, "http://127.0.0.1:8080", "i", 80, "T");
-        assert_eq!(browser, "http://i--80.localhost:8080/_svc/auth?token=T");
-        assert_eq!(service, "http://127.0.0.1:8080/svc/i--80/");
-        let (browser, _) = urls(&config, "https://sandpit.example", "i", 80, "T");
-        assert_eq!(
-            browser,
-            "https://sandpit.example/svc/i--80/_svc/auth?token=T"
-        );
-        config.service_domain = Some("svc.example:8443".into());
-        let (browser, service) = urls(&config, "https://sandpit.example", "i", 80, "T");
-        assert_eq!(browser, "https://i--80.svc.example:8443/_svc/auth?token=T");
-        assert_eq!(service, "https://i--80.svc.example:8443/");
+    fn path_forms_take_header_tokens_only_and_have_no_login() {
+        let config = ServerConfig::default();
+        let t = target_of(
+            &config,
+            "sandpit.example",
+            &format!("/svc/{ID}--80/_svc/auth"),
+        )
+        .unwrap();
+        assert!(t.is_path_form());
+        assert!(!t.is_token_exchange());
+        assert_eq!(t.token_source(), TokenSource::ServiceHeader);
+        let t = target_of(&config, &format!("{ID}--80.localhost:1"), "/_svc/auth").unwrap();
+        assert!(t.is_token_exchange());
+        assert_eq!(t.token_source(), TokenSource::ServiceHeaderOrCookie);
+        let t = target_of(&config, "h", &format!("/sandboxes/{ID}/port/80/")).unwrap();
+        assert_eq!(t.token_source(), TokenSource::EndpointHeader);
     }
 }

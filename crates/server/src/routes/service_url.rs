@@ -110,10 +110,14 @@ pub async fn create(
         req.expires_in_seconds,
     )?;
     let base = state.base_url(&headers);
-    let (browser_url, service_url) = service::urls(&state.config, &base, &row.id, port, &token);
+    let urls = service::urls(&state.config, &base, &row.id, port, &token);
+    // H1: never a browser URL on the console's origin; say why instead.
+    let browser_url = urls
+        .browser
+        .map_err(|err| ApiError::Conflict(err.to_string()))?;
     Ok(Json(ServiceUrlResponse {
         browser_url,
-        service_url,
+        service_url: urls.service,
         token,
         expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     }))
