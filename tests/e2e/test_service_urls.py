@@ -679,3 +679,25 @@ def test_set_cookie_domain_is_stripped(app_sb, relay):
     assert resp.status_code == 200
     cookies = resp.headers.get_list("set-cookie")
     assert cookies == ["planted=1; Path=/", "own=2; Path=/; HttpOnly"], cookies
+
+
+@pytest.mark.parametrize("relay", sorted(RELAYS))
+def test_service_tokens_can_be_revoked(server, app_sb, relay):
+    """Issue 14 (info): POST .../service-url/revoke bumps the sandbox's token
+    epoch: every token signed before is refused (both relays, cookie login
+    too), URLs made afterwards work; another tenant gets 404."""
+    old = app_sb.service(port=8000)
+    assert httpx.get(old.service_url + "items", headers={TOKEN_HEADER: old.token}).status_code == 200
+    revoke = f"{server.api}/boxes/{app_sb.name}/service-url/revoke"
+    assert httpx.post(revoke, headers={"X-Api-Key": _new_tenant_key(server)}).status_code == 404
+    assert httpx.post(revoke).status_code == 401
+    resp = httpx.post(revoke, headers=server.headers())
+    assert resp.status_code == 200, resp.text
+    refused = httpx.get(old.service_url + "items", headers={TOKEN_HEADER: old.token, **RELAYS[relay]})
+    assert refused.status_code == 401 and "revoked" in _detail(refused)
+    host = urlsplit(old.browser_url).netloc
+    login = httpx.get(f"{server.endpoint}/_svc/auth?token={old.token}", headers={"Host": host})
+    assert login.status_code == 401
+    new = app_sb.service(port=8000)
+    fresh = httpx.get(new.service_url + "items", headers={TOKEN_HEADER: new.token, **RELAYS[relay]})
+    assert fresh.status_code == 200

@@ -216,6 +216,7 @@ pub(super) fn check(state: &AppState, target: &Target, token: &str) -> Result<Cl
         .verify(token, aud)
         .map_err(|err| match err {
             TokenError::Expired => ApiError::Unauthorized("Service link has expired".into()),
+            TokenError::Revoked => ApiError::Unauthorized("Service link has been revoked".into()),
             _ => ApiError::Unauthorized("Invalid service token".into()),
         })?;
     if claims.sub != target.id || claims.port != target.port {

@@ -6,6 +6,13 @@
 //! deleted once every token it can have signed has expired (its successor is
 //! older than [`MAX_TTL`]). Rotation ([`ServiceKeys::rotate`]) therefore never
 //! breaks an unexpired token.
+//!
+//! Revocation: every sandbox has a token epoch (0 until first revoked), and
+//! a token carries the epoch it was signed in (`ep`). [`ServiceKeys::revoke`]
+//! bumps the sandbox's epoch, so every token signed before is refused from
+//! then on. Epochs live in `DATA/service-keys/epochs.state` (0600); an entry
+//! is dropped once every token older than its bump has expired (then epoch 0
+//! is safe again).
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -39,6 +46,9 @@ pub struct Claims {
     pub iat: i64,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
+    /// The sandbox's token epoch when signed; older epochs are revoked.
+    #[serde(default)]
+    pub ep: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,7 +59,20 @@ pub enum TokenError {
     BadSignature,
     #[error("token has expired")]
     Expired,
+    #[error("token has been revoked")]
+    Revoked,
 }
+
+/// A sandbox's token epoch and when it was last bumped.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Epoch {
+    epoch: u64,
+    bumped_at: i64,
+}
+
+/// File (in the keys' directory) holding the epochs; not `.json`, which
+/// names keys.
+const EPOCHS_FILE: &str = "epochs.state";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredKey {
@@ -86,6 +109,7 @@ pub struct ServiceKeys {
     dir: PathBuf,
     keys: RwLock<Vec<Key>>,
     verified: std::sync::Mutex<std::collections::HashMap<String, Claims>>,
+    epochs: RwLock<std::collections::HashMap<String, Epoch>>,
 }
 
 fn now() -> i64 {
@@ -105,10 +129,16 @@ impl ServiceKeys {
             }
         }
         keys.sort_by_key(|k| (k.created_at, k.seq));
+        let epochs = match std::fs::read(dir.join(EPOCHS_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(err) => return Err(err.into()),
+        };
         let this = Self {
             dir: dir.to_path_buf(),
             keys: RwLock::new(keys),
             verified: std::sync::Mutex::default(),
+            epochs: RwLock::new(epochs),
         };
         this.rotate_if_due(now())?;
         Ok(this)
@@ -158,6 +188,37 @@ impl ServiceKeys {
             self.rotate_at(at)?;
         }
         Ok(())
+    }
+
+    /// The current token epoch of sandbox `sub` (what new tokens carry).
+    pub fn epoch(&self, sub: &str) -> u64 {
+        self.epochs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sub)
+            .map_or(0, |e| e.epoch)
+    }
+
+    /// Revoke every token signed so far for sandbox `sub`; returns the new
+    /// epoch.
+    pub fn revoke(&self, sub: &str) -> anyhow::Result<u64> {
+        self.revoke_at(sub, now())
+    }
+
+    fn revoke_at(&self, sub: &str, at: i64) -> anyhow::Result<u64> {
+        let mut epochs = self.epochs.write().unwrap_or_else(|e| e.into_inner());
+        // Tokens older than a bump MAX_TTL ago have all expired.
+        epochs.retain(|_, e| e.bumped_at + MAX_TTL + 60 >= at);
+        let epoch = epochs.get(sub).map_or(0, |e| e.epoch) + 1;
+        epochs.insert(
+            sub.to_owned(),
+            Epoch {
+                epoch,
+                bumped_at: at,
+            },
+        );
+        write_private(&self.dir, EPOCHS_FILE, &serde_json::to_vec(&*epochs)?)?;
+        Ok(epoch)
     }
 
     /// Sign `claims` with the current key.
@@ -215,6 +276,9 @@ impl ServiceKeys {
         }
         if claims.exp <= at {
             return Err(TokenError::Expired);
+        }
+        if claims.ep < self.epoch(&claims.sub) {
+            return Err(TokenError::Revoked);
         }
         Ok(claims)
     }
@@ -301,17 +365,25 @@ fn store(dir: &Path, key: &Key) -> anyhow::Result<()> {
         seq: key.seq,
         seed: B64.encode(key.signing.to_bytes()),
     };
-    let path = dir.join(format!("{}.json", key.kid));
-    let tmp = dir.join(format!(".{}.tmp", key.kid));
+    write_private(
+        dir,
+        &format!("{}.json", key.kid),
+        &serde_json::to_vec(&stored)?,
+    )
+}
+
+/// Write `dir/name` (0600) atomically: a temporary file, then a rename.
+fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    std::io::Write::write_all(&mut file, &serde_json::to_vec(&stored)?)?;
+    std::io::Write::write_all(&mut file, bytes)?;
     file.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    std::fs::rename(&tmp, dir.join(name))?;
     Ok(())
 }
 
@@ -343,6 +415,7 @@ mod tests {
             aud: AUD_SERVICE.into(),
             iat: 0,
             exp,
+            ep: 0,
         }
     }
 
@@ -394,6 +467,41 @@ mod tests {
             reopened.verify(&old, AUD_SERVICE),
             Err(TokenError::BadSignature)
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 14 (info): revoking a sandbox's tokens refuses every token
+    /// signed before, keeps new ones valid, survives a restart, and the
+    /// entry goes once every revoked token has expired anyway.
+    #[test]
+    fn revoked_tokens_are_refused() {
+        let dir = tempdir();
+        let keys = ServiceKeys::open(&dir).unwrap();
+        let old = keys.sign(&claims(now() + 60)).unwrap();
+        let other = keys
+            .sign(&Claims {
+                sub: "elsewhere".into(),
+                ..claims(now() + 60)
+            })
+            .unwrap();
+        assert!(keys.verify(&old, AUD_SERVICE).is_ok());
+        assert_eq!(keys.revoke("sb").unwrap(), 1);
+        assert_eq!(keys.verify(&old, AUD_SERVICE), Err(TokenError::Revoked));
+        assert!(keys.verify(&other, AUD_SERVICE).is_ok());
+        let new = keys
+            .sign(&Claims {
+                ep: keys.epoch("sb"),
+                ..claims(now() + 60)
+            })
+            .unwrap();
+        assert!(keys.verify(&new, AUD_SERVICE).is_ok());
+        let reopened = ServiceKeys::open(&dir).unwrap();
+        assert_eq!(reopened.verify(&old, AUD_SERVICE), Err(TokenError::Revoked));
+        assert!(reopened.verify(&new, AUD_SERVICE).is_ok());
+        reopened
+            .revoke_at("elsewhere", now() + MAX_TTL + 3600)
+            .unwrap();
+        assert_eq!(reopened.epoch("sb"), 0);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

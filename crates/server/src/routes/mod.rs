@@ -60,6 +60,10 @@ fn sandboxes_api() -> Router<AppState> {
             get(pools::get).patch(pools::update).delete(pools::delete),
         )
         .route("/boxes/{name}/service-url", post(service_url::create))
+        .route(
+            "/boxes/{name}/service-url/revoke",
+            post(service_url::revoke),
+        )
 }
 
 fn admin_api() -> Router<AppState> {

@@ -73,6 +73,7 @@ pub fn sign(
         aud: aud.to_owned(),
         iat: now.timestamp(),
         exp: expires_at.timestamp(),
+        ep: state.service_keys.epoch(id),
     };
     let token = state
         .service_keys
@@ -121,6 +122,22 @@ pub async fn create(
         token,
         expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     }))
+}
+
+/// `POST /boxes/{name}/service-url/revoke`: refuse every service-URL and
+/// endpoint token signed so far for this sandbox (any port); URLs made
+/// afterwards work.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let row = state.sandboxes.find(&caller, &name).await?;
+    let epoch = state
+        .service_keys
+        .revoke(&row.id)
+        .map_err(ApiError::Internal)?;
+    Ok(Json(serde_json::json!({ "token_epoch": epoch })))
 }
 
 /// `GET /.well-known/jwks.json`: the keys that verify service tokens.
