@@ -264,7 +264,7 @@ fn value_rules_cover_every_value_once() {
             let v = u64::from(v);
             probes.extend([v, v.wrapping_sub(1) & LOW32, (v + 1) & LOW32, v | 1 << 32]);
         }
-        probes.extend((0..64).map(|n| n * 0x0400_0001 & LOW32));
+        probes.extend((0..64).map(|n| (n * 0x0400_0001) & LOW32));
         for probe in probes {
             let low = probe & LOW32;
             let allows = allowed.iter().any(|&v| u64::from(v) == low);
@@ -495,6 +495,7 @@ fn filter_blocks_and_allows_in_a_real_process() {
         // SAFETY: fork in a single-threaded child; the grandchild leaves
         // at once.
         match unsafe { libc::fork() } {
+            // SAFETY: the grandchild leaves without running any handler.
             0 => unsafe { libc::_exit(0) },
             -1 => failures.push_str("fork failed\n"),
             child => {
