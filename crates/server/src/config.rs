@@ -16,6 +16,29 @@ pub struct Defaults {
     /// system has less than this free (disk images are sparse, so their
     /// capacities overcommit the disk).
     pub min_free_disk_bytes: u64,
+    /// The most one sandbox may ask for (422 beyond): by default the host's
+    /// CPUs, the host's memory and 1 TiB.
+    pub max_vcpus: i64,
+    pub max_mem_bytes: i64,
+    pub max_fs_capacity_bytes: i64,
+}
+
+/// The default `max_fs_capacity_bytes`: 1 TiB (disk images are sparse).
+pub const DEFAULT_MAX_FS_CAPACITY_BYTES: i64 = 1 << 40;
+
+/// CPUs this host has (at least 1).
+pub fn host_cpus() -> i64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as i64)
+}
+
+/// Bytes of memory this host has (`MemTotal`), or `i64::MAX` when unknown.
+pub fn host_memory_bytes() -> i64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        .map_or(i64::MAX, |kib| kib.saturating_mul(1024))
 }
 
 impl Default for Defaults {
@@ -28,6 +51,9 @@ impl Default for Defaults {
             delete_after_stop_seconds: 14 * 24 * 3600,
             pids_limit: 1024,
             min_free_disk_bytes: 1 << 30,
+            max_vcpus: host_cpus(),
+            max_mem_bytes: host_memory_bytes(),
+            max_fs_capacity_bytes: DEFAULT_MAX_FS_CAPACITY_BYTES,
         }
     }
 }

@@ -55,6 +55,17 @@ pub struct ServeArgs {
     /// system has less than this many bytes free.
     #[arg(long, default_value_t = 1 << 30)]
     pub min_free_disk_bytes: u64,
+    /// Most vCPUs one sandbox may have (422 beyond; default: this host's
+    /// CPUs).
+    #[arg(long)]
+    pub max_sandbox_vcpus: Option<i64>,
+    /// Most memory one sandbox may have, in bytes (422 beyond; default:
+    /// this host's memory).
+    #[arg(long)]
+    pub max_sandbox_mem_bytes: Option<i64>,
+    /// Largest fs_capacity_bytes of one sandbox (422 beyond; default: 1 TiB).
+    #[arg(long)]
+    pub max_sandbox_fs_capacity_bytes: Option<i64>,
     /// Keep each agent's stdout/stderr in DATA/sandboxes/<id>/agent.log.
     /// Debugging only: the file is unbounded and writable from inside.
     #[arg(long)]
@@ -113,6 +124,7 @@ fn init_tracing() {
 
 fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     let data_dir = std::path::absolute(&args.data_dir).context("resolving --data-dir")?;
+    let host = Defaults::default();
     let defaults = Defaults {
         vcpus: args.default_vcpus,
         mem_bytes: args.default_mem_bytes,
@@ -120,8 +132,27 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         delete_after_stop_seconds: args.default_delete_after_stop_seconds,
         pids_limit: args.pids_limit,
         min_free_disk_bytes: args.min_free_disk_bytes,
-        ..Defaults::default()
+        max_vcpus: args.max_sandbox_vcpus.unwrap_or(host.max_vcpus),
+        max_mem_bytes: args.max_sandbox_mem_bytes.unwrap_or(host.max_mem_bytes),
+        max_fs_capacity_bytes: args
+            .max_sandbox_fs_capacity_bytes
+            .unwrap_or(host.max_fs_capacity_bytes),
+        ..host
     };
+    for (what, default, max) in [
+        ("vcpus", defaults.vcpus, defaults.max_vcpus),
+        ("mem-bytes", defaults.mem_bytes, defaults.max_mem_bytes),
+        (
+            "fs-capacity-bytes",
+            defaults.fs_capacity_bytes,
+            defaults.max_fs_capacity_bytes,
+        ),
+    ] {
+        anyhow::ensure!(
+            default <= max,
+            "the default {what} ({default}) is above --max-sandbox-{what} ({max})"
+        );
+    }
     let egress = match args.no_egress {
         true => None,
         false => Some(sandpit_egress::EgressConfig {

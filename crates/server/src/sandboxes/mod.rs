@@ -216,6 +216,7 @@ impl Sandboxes {
         mut spec: CreateSpec,
     ) -> Result<SandboxRow, ApiError> {
         let choice = self.image_of(caller, &mut spec).await?;
+        validate::within_maxima(&spec, &self.defaults)?;
         let name = spec.name.clone().unwrap_or_else(generated_name);
         let now = crate::store::now();
         let row = SandboxRow {

@@ -177,6 +177,31 @@ fn image_ref(req: &CreateSandboxRequest) -> Result<ImageRef, ApiError> {
     })
 }
 
+/// A sandbox's resources against the server's maxima (`--max-sandbox-*`):
+/// a request, or the template it names, asking for more is refused (422),
+/// so one sandbox cannot take more than the host has.
+pub fn within_maxima(spec: &CreateSpec, defaults: &Defaults) -> Result<(), ApiError> {
+    let source = match &spec.image_ref {
+        ImageRef::Template(name) => format!(" (from template '{name}')"),
+        _ => String::new(),
+    };
+    let limits = [
+        ("vcpus", spec.vcpus, defaults.max_vcpus.min(MAX_VCPUS)),
+        ("mem_bytes", spec.mem_bytes, defaults.max_mem_bytes),
+        (
+            "fs_capacity_bytes",
+            spec.fs_capacity_bytes,
+            defaults.max_fs_capacity_bytes,
+        ),
+    ];
+    match limits.iter().find(|(_, value, max)| value > max) {
+        Some((field, value, max)) => Err(ApiError::Validation(format!(
+            "{field} must be at most {max} on this server, got {value}{source}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<CreateSpec, ApiError> {
     if let Some(name) = &req.name {
         validate_name(name)?;
@@ -193,7 +218,7 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
     )?;
     let mut extra = req.extra;
     extra.retain(|k, _| !RESERVED_FIELDS.contains(&k.as_str()));
-    Ok(CreateSpec {
+    let spec = CreateSpec {
         name: req.name,
         wait_for_ready: req.wait_for_ready.unwrap_or(true),
         wait_seconds,
@@ -235,7 +260,9 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
         run_config: req.run_config,
         labels: req.labels.unwrap_or_default(),
         extra,
-    })
+    };
+    within_maxima(&spec, defaults)?;
+    Ok(spec)
 }
 
 /// A validated `PATCH`.
@@ -379,6 +406,61 @@ mod tests {
             ..Default::default()
         };
         assert!(create_spec(both, &d).is_err());
+    }
+
+    #[test]
+    fn resources_are_bounded_by_the_server_maxima() {
+        let d = Defaults {
+            max_vcpus: 4,
+            max_mem_bytes: 8 << 30,
+            max_fs_capacity_bytes: 1 << 40,
+            ..Defaults::default()
+        };
+        let at_max = CreateSandboxRequest {
+            vcpus: Some(4),
+            mem_bytes: Some(8 << 30),
+            fs_capacity_bytes: Some(1 << 40),
+            ..Default::default()
+        };
+        assert!(create_spec(at_max, &d).is_ok());
+        for (field, req) in [
+            (
+                "mem_bytes",
+                CreateSandboxRequest {
+                    mem_bytes: Some(1 << 62),
+                    ..Default::default()
+                },
+            ),
+            (
+                "vcpus",
+                CreateSandboxRequest {
+                    vcpus: Some(5),
+                    ..Default::default()
+                },
+            ),
+            (
+                "fs_capacity_bytes",
+                CreateSandboxRequest {
+                    fs_capacity_bytes: Some((1 << 40) + 1),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let err = create_spec(req, &d).unwrap_err();
+            let ApiError::Validation(message) = err else {
+                panic!("{field}: {err:?}");
+            };
+            assert!(
+                message.starts_with(&format!("{field} must be at most")),
+                "{message}"
+            );
+        }
+        // A template's resources are checked after it is applied.
+        let mut spec = create_spec(CreateSandboxRequest::default(), &d).unwrap();
+        spec.image_ref = ImageRef::Template("big".into());
+        spec.mem_bytes = 16 << 30;
+        let err = within_maxima(&spec, &d).unwrap_err();
+        assert!(err.to_string().contains("template 'big'"), "{err}");
     }
 
     #[test]
