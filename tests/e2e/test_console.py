@@ -46,6 +46,7 @@ def test_console_page_and_assets(server):
     assert '<script type="module" src="/console/js/app.js">' in page.text
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cross-origin-opener-policy"] == "same-origin"
     script = httpx.get(server.endpoint + "/console/vendor/xterm/xterm.mjs")
     assert script.status_code == 200
     assert script.headers["content-type"].startswith("text/javascript")
