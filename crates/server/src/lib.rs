@@ -13,6 +13,7 @@ pub mod egress;
 pub mod error;
 pub mod gateway;
 pub mod host_lock;
+pub mod opensandbox;
 pub mod paths;
 pub mod proxy_config;
 pub mod routes;

@@ -7,6 +7,8 @@ mod admin;
 mod boxes;
 pub(crate) mod extract;
 mod opensandbox;
+mod opensandbox_execd;
+mod opensandbox_lifecycle;
 mod pools;
 mod secrets;
 mod service_url;
@@ -121,6 +123,8 @@ pub fn app(state: AppState) -> Router {
             "/v1/sandboxes/{id}/endpoints/{port}",
             get(opensandbox::endpoint),
         )
+        .merge(opensandbox_lifecycle::router())
+        .merge(opensandbox_execd::router())
         .merge(crate::console::router())
         .fallback(not_found)
         .layer(axum::middleware::map_response(error_bodies))

@@ -2,7 +2,8 @@
 //!
 //! Sandpit always proxies (`use_server_proxy` is accepted either way): the
 //! endpoint is `{server host}/sandboxes/{id}/port/{port}` and the headers
-//! carry a signed token for that sandbox and port only.
+//! carry a signed token for that sandbox and port only. Port 44772 (execd)
+//! is `{server host}/v1/sandboxes/{id}/execd`, served by Sandpit itself.
 //!
 //! `expires` (OSEP-0011's signed endpoints: a decimal Unix second, as the
 //! OpenSandbox SDK's `get_signed_sandbox_endpoint` sends it) makes the token
@@ -121,7 +122,12 @@ pub async fn endpoint(
         .split_once("://")
         .map_or(base.as_str(), |(_, rest)| rest);
     let body = EndpointResponse {
-        endpoint: format!("{host}/sandboxes/{}/port/{port}", row.id),
+        endpoint: if port == crate::opensandbox::EXECD_PORT {
+            // execd is Sandpit's translation on this server (`crate::opensandbox::execd`).
+            format!("{host}{}", crate::opensandbox::execd_path(&row.id))
+        } else {
+            format!("{host}/sandboxes/{}/port/{port}", row.id)
+        },
         headers: BTreeMap::from([("X-Sandbox-Token".to_owned(), token)]),
     };
     debug_assert_eq!(ENDPOINT_TOKEN_HEADER, "x-sandbox-token");
