@@ -120,9 +120,11 @@ impl Store {
     /// What `tenant_id`'s sandboxes hold now.
     pub async fn usage(&self, tenant_id: &str) -> StoreResult<Usage> {
         let (sandboxes, vcpus, mem_bytes): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+            // PostgreSQL sums BIGINTs as NUMERIC, which the Any driver
+            // cannot decode: cast back (a no-op on SQLite).
             "SELECT COUNT(*), \
-             SUM(CASE WHEN status IN ('provisioning', 'ready') THEN vcpus ELSE 0 END), \
-             SUM(CASE WHEN status IN ('provisioning', 'ready') THEN mem_bytes ELSE 0 END) \
+             CAST(SUM(CASE WHEN status IN ('provisioning', 'ready') THEN vcpus ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN status IN ('provisioning', 'ready') THEN mem_bytes ELSE 0 END) AS BIGINT) \
              FROM sandboxes WHERE tenant_id = $1",
         )
         .bind(tenant_id)

@@ -3,6 +3,9 @@
 //! One data layer over `sqlx::AnyPool`, so the same portable SQL (with `$N`
 //! placeholders, which SQLite accepts too) runs on the embedded SQLite
 //! database by default and on PostgreSQL when one machine is not enough.
+//! Each database has its own migrations directory (`migrations/`,
+//! `migrations-postgres/`) with the same versions; the queries are shared
+//! and tested on both (`tests/store.rs`).
 
 mod keys;
 mod pools;
@@ -83,7 +86,13 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        if is_sqlite {
+            sqlx::migrate!("./migrations").run(&pool).await?;
+        } else {
+            // Same versions as `migrations/`, in PostgreSQL's own dialect
+            // (byte-order "C" collation on text, as SQLite compares).
+            sqlx::migrate!("./migrations-postgres").run(&pool).await?;
+        }
         Ok(Self { pool })
     }
 
