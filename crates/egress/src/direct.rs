@@ -19,7 +19,7 @@
 //! proxy like any other (it treats aliases like the sentinel: the name in
 //! SNI is what counts).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +32,10 @@ use crate::{Lookup, Policy, SENTINEL};
 /// Re-resolve a route's target when the sandbox asks for the name again
 /// after this long (its DNS answers live 5 s, so it asks often).
 const REFRESH: Duration = Duration::from_secs(300);
-/// Routes per sandbox; names past this go through the proxy.
-const MAX_ROUTES_PER_SANDBOX: usize = 1024;
+/// Routes (so aliases) per sandbox; names past this go through the proxy.
+/// The alias range is shared: 131,069 aliases, so at this cap it takes
+/// 512 sandboxes to use it up.
+const MAX_ROUTES_PER_SANDBOX: usize = 256;
 /// Aliases are 198.18.0.2 …, after the sentinel, within 198.18.0.0/15.
 const FIRST_ALIAS: u32 = u32::from_be_bytes([198, 18, 0, 2]);
 const LAST_ALIAS: u32 = u32::from_be_bytes([198, 19, 255, 254]);
@@ -75,7 +77,12 @@ pub struct Direct {
 
 #[derive(Default)]
 struct State {
+    /// The alias of each name some route uses (and only those).
     aliases: HashMap<String, Ipv4Addr>,
+    /// Aliases handed out so far, from [`FIRST_ALIAS`] on.
+    handed_out: u32,
+    /// Aliases whose routes are all gone, the longest-unused first.
+    free: VecDeque<Ipv4Addr>,
     routes: HashMap<(Ipv4Addr, String), Installed>,
     /// The table refused an update: stop using it (the proxy still works).
     broken: bool,
@@ -87,19 +94,35 @@ struct Installed {
 }
 
 impl State {
-    /// The name's alias, the same for every sandbox; none once the range
-    /// is used up.
+    /// The name's alias, the same for every sandbox: the one it has, a
+    /// recycled one, or the next unused; none once the range is used up.
     fn alias(&mut self, name: &str) -> Option<Ipv4Addr> {
         if let Some(alias) = self.aliases.get(name) {
             return Some(*alias);
         }
-        let next = FIRST_ALIAS.checked_add(u32::try_from(self.aliases.len()).ok()?)?;
-        if next > LAST_ALIAS {
-            return None;
-        }
-        let alias = Ipv4Addr::from(next);
+        let alias = match self.free.pop_front() {
+            Some(alias) => alias,
+            None => {
+                let next = FIRST_ALIAS.checked_add(self.handed_out)?;
+                if next > LAST_ALIAS {
+                    return None;
+                }
+                self.handed_out += 1;
+                Ipv4Addr::from(next)
+            }
+        };
         self.aliases.insert(name.to_owned(), alias);
         Some(alias)
+    }
+
+    /// Give `name`'s alias back once no route uses it.
+    fn release_if_unused(&mut self, name: &str) {
+        if self.routes.keys().any(|(_, n)| n == name) {
+            return;
+        }
+        if let Some(alias) = self.aliases.remove(name) {
+            self.free.push_back(alias);
+        }
     }
 
     fn routes_of(&self, sandbox: Ipv4Addr) -> usize {
@@ -183,35 +206,37 @@ impl Direct {
             }
         }
         // Resolve without holding the lock: other sandboxes' queries go on.
-        let target = self.target(policy, name).await;
+        let Some(target) = self.target(policy, name).await else {
+            self.remove(|k, _| *k == key).await;
+            return SENTINEL;
+        };
         let mut state = self.state.lock().await;
         let old = state.routes.get(&key).map(|i| i.route);
-        let route = match (target, state.alias(name)) {
-            (Some(target), Some(alias)) => Route {
-                sandbox,
-                alias,
-                target,
-            },
-            _ => {
-                drop(state);
-                self.remove(|k, _| *k == key).await;
-                return SENTINEL;
-            }
-        };
+        // Only a route that will be made takes an alias: a sandbox past
+        // its cap, or a policy changed since it was read (the route might
+        // not be allowed any more, and the reconcile for that change may
+        // already have run; the next query decides on the new policy),
+        // gets the sentinel without one.
         if old.is_none() && state.routes_of(sandbox) >= MAX_ROUTES_PER_SANDBOX {
             return SENTINEL;
         }
-        // The policy changed since it was read: the route might not be
-        // allowed any more, and the reconcile for that change may already
-        // have run. The next query decides on the new policy.
         if self.changes_seen() != seen {
             return SENTINEL;
         }
+        let Some(alias) = state.alias(name) else {
+            return SENTINEL;
+        };
+        let route = Route {
+            sandbox,
+            alias,
+            target,
+        };
         if old != Some(route) {
             let remove: Vec<Route> = old.into_iter().collect();
             if let Err(err) = self.write(&[route], &remove).await {
                 tracing::warn!(error = %err, "egress: direct routes unavailable; using the proxy");
                 state.broken = true;
+                state.release_if_unused(name);
                 return SENTINEL;
             }
         }
@@ -250,6 +275,7 @@ impl Direct {
         }
         for key in keys {
             state.routes.remove(&key);
+            state.release_if_unused(&key.1);
         }
     }
 
@@ -360,12 +386,11 @@ mod tests {
         assert!(is_alias(a.into()) && is_alias(SENTINEL.into()));
         assert!(is_alias(Ipv4Addr::new(198, 19, 255, 254).into()));
         assert!(!is_alias(Ipv4Addr::new(198, 20, 0, 1).into()));
-        for i in state.aliases.len() as u32..=LAST_ALIAS - FIRST_ALIAS {
-            state
-                .aliases
-                .insert(format!("n{i}.test"), Ipv4Addr::from(FIRST_ALIAS + i));
-        }
+        state.handed_out = LAST_ALIAS - FIRST_ALIAS + 1;
         assert_eq!(state.alias("c.test"), None);
+        // An alias no route uses goes back to the pool.
+        state.release_if_unused("b.test");
+        assert_eq!(state.alias("c.test"), Some(Ipv4Addr::new(198, 18, 0, 3)));
     }
 
     #[test]
@@ -492,5 +517,64 @@ mod tests {
                 .await,
             SENTINEL
         );
+    }
+
+    #[tokio::test]
+    async fn names_that_cannot_be_routed_take_no_alias() {
+        let recorder = Arc::new(Recorder::default());
+        let names: Vec<String> = (0..500).map(|i| format!("n{i}.test")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let direct = direct(recorder.clone(), &refs, false);
+        for name in &names {
+            let got = direct.address(0, SANDBOX, name, &Policy::default()).await;
+            assert_eq!(got, SENTINEL);
+        }
+        let state = direct.state.lock().await;
+        assert_eq!((state.handed_out, state.aliases.len()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_past_its_cap_gets_the_sentinel_and_takes_no_alias() {
+        let recorder = Arc::new(Recorder::default());
+        let names: Vec<String> = (0..MAX_ROUTES_PER_SANDBOX + 50)
+            .map(|i| format!("n{i}.test"))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let direct = direct(recorder.clone(), &refs, true);
+        let open = Policy::default();
+        let mut routed = 0;
+        for name in &names {
+            if direct.address(0, SANDBOX, name, &open).await != SENTINEL {
+                routed += 1;
+            }
+        }
+        assert_eq!(routed, MAX_ROUTES_PER_SANDBOX);
+        let handed_out = direct.state.lock().await.handed_out;
+        assert_eq!(handed_out as usize, MAX_ROUTES_PER_SANDBOX);
+        // Another sandbox is not affected, and shares the names' aliases.
+        let other = Ipv4Addr::new(10, 200, 0, 6);
+        let alias = direct.address(0, other, "n0.test", &open).await;
+        assert_eq!(alias, Ipv4Addr::from(FIRST_ALIAS));
+        let last = &names[names.len() - 1];
+        assert_ne!(direct.address(0, other, last, &open).await, SENTINEL);
+    }
+
+    #[tokio::test]
+    async fn aliases_whose_routes_are_gone_are_handed_out_again() {
+        let recorder = Arc::new(Recorder::default());
+        let direct = direct(recorder.clone(), &["a.test", "b.test", "c.test"], true);
+        let open = Policy::default();
+        let a = direct.address(0, SANDBOX, "a.test", &open).await;
+        let b = direct.address(0, SANDBOX, "b.test", &open).await;
+        // SANDBOX is gone: its routes, then the aliases, are freed.
+        direct.reconcile(&Policies(HashMap::new())).await;
+        {
+            let state = direct.state.lock().await;
+            assert!(state.routes.is_empty() && state.aliases.is_empty());
+        }
+        let other = Ipv4Addr::new(10, 200, 0, 6);
+        let c = direct.address(0, other, "c.test", &open).await;
+        assert!(c == a || c == b, "{c} is recycled");
+        assert_eq!(direct.state.lock().await.handed_out, 2);
     }
 }
