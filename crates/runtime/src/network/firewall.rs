@@ -61,10 +61,19 @@ impl std::str::FromStr for EgressPorts {
     }
 }
 
-/// Conntrack mark of connections the egress redirect let in. It lives in
-/// the host's conntrack table, out of a sandbox's reach, and covers every
-/// packet of the flow: a resolver's back-to-back A and AAAA queries share
-/// one UDP flow before any reply makes it "established".
+/// Conntrack mark of connections the egress redirect let in (HTTP and
+/// HTTPS). It lives in the host's conntrack table, out of a sandbox's
+/// reach, and covers every packet of the flow.
+///
+/// DNS is not tracked at all: every query may come from a new source
+/// port, and one sandbox sending thousands of them would fill the
+/// host-wide conntrack table (new flows are then dropped host-wide). So
+/// the `dns_in` chain (raw priority, before conntrack) marks UDP 53 from
+/// a veth `notrack` and rewrites its port to the proxy's DNS port
+/// (stateless: a redirect would need conntrack), the `input` chain lets
+/// exactly those untracked packets in, and `dns_out` rewrites the
+/// answer's source port back to 53. The sandbox's resolver is the host
+/// end of its veth, so the answer comes from the address it asked.
 const EGRESS_MARK: &str = "0x5a9d0001";
 /// Conntrack mark of connections on a direct route ([`DirectRoute`]).
 const DIRECT_MARK: &str = "0x5a9d0002";
@@ -98,9 +107,16 @@ pub fn ruleset(egress: Option<EgressPorts>) -> String {
 	map {DIRECT_NAT} {{
 		type ipv4_addr . ipv4_addr : ipv4_addr . inet_service;
 	}}
+	chain dns_in {{
+		type filter hook prerouting priority raw; policy accept;
+		iifname "{p}*" udp dport 53 notrack udp dport set {dns}
+	}}
+	chain dns_out {{
+		type filter hook output priority raw; policy accept;
+		oifname "{p}*" udp sport {dns} notrack udp sport set 53
+	}}
 	chain prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
-		iifname "{p}*" udp dport 53 ct mark set {m} redirect to :{dns}
 		iifname "{p}*" tcp dport 53 reject with tcp reset
 		iifname "{p}*" tcp dport 80 ct mark set {m} redirect to :{http}
 		iifname "{p}*" tcp dport 443 ip saddr . ip daddr @{DIRECT_KEYS} ct mark set {d} dnat ip to ip saddr . ip daddr map @{DIRECT_NAT}
@@ -121,7 +137,11 @@ pub fn ruleset(egress: Option<EgressPorts>) -> String {
                 "\t\tiifname \"{p}*\" ct mark {DIRECT_MARK} ip saddr . ct original ip daddr @{DIRECT_KEYS} accept\n\
                  \t\tiifname \"{p}*\" ct mark {DIRECT_MARK} reject with tcp reset\n"
             ),
-            format!("\t\tiifname \"{p}*\" ct mark {EGRESS_MARK} accept\n"),
+            format!(
+                "\t\tiifname \"{p}*\" ct mark {EGRESS_MARK} accept\n\
+                 \t\tiifname \"{p}*\" ct state untracked udp dport {} accept\n",
+                ports.dns
+            ),
             format!("\t\toifname \"{p}*\" ct mark {DIRECT_MARK} ct state established accept\n"),
         ),
         None => Default::default(),
@@ -229,7 +249,19 @@ mod tests {
         let ports: EgressPorts = "15443,15080,15053".parse().unwrap();
         assert_eq!(ports.to_string(), "15443,15080,15053");
         let rules = ruleset(Some(ports));
-        assert!(rules.contains("udp dport 53 ct mark set 0x5a9d0001 redirect to :15053"));
+        // DNS stays out of conntrack: rewritten statelessly both ways.
+        assert!(rules.contains("udp dport 53 notrack udp dport set 15053"));
+        assert!(rules.contains("oifname \"spv*\" udp sport 15053 notrack udp sport set 53"));
+        assert!(!rules.contains("redirect to :15053"));
+        let raw = rules
+            .find("type filter hook prerouting priority raw")
+            .unwrap();
+        assert!(raw < rules.find("udp dport 53 notrack").unwrap());
+        let untracked = rules
+            .find("ct state untracked udp dport 15053 accept")
+            .unwrap();
+        let reject = rules.find("iifname \"spv*\" reject").unwrap();
+        assert!(untracked < reject);
         assert!(rules.contains("tcp dport 80 ct mark set 0x5a9d0001 redirect to :15080"));
         assert!(rules.contains("tcp dport 443 ct mark set 0x5a9d0001 redirect to :15443"));
         let accept = rules.find("ct mark 0x5a9d0001 accept").unwrap();
