@@ -171,7 +171,14 @@ pub struct StatusView {
 /// per-server memory, like the agent sessions it mirrors.
 #[derive(Default)]
 pub struct Executions {
-    map: Mutex<(HashMap<String, Arc<Execution>>, VecDeque<String>)>,
+    map: Mutex<Table>,
+}
+
+/// Executions by id, and their ids oldest first (for eviction).
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<String, Arc<Execution>>,
+    order: VecDeque<String>,
 }
 
 pub fn executions() -> &'static Executions {
@@ -181,15 +188,14 @@ pub fn executions() -> &'static Executions {
 
 impl Executions {
     fn insert(&self, exec: Arc<Execution>) {
-        let mut guard = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, order) = &mut *guard;
-        while order.len() >= MAX_EXECUTIONS {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
+        let mut table = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        while table.order.len() >= MAX_EXECUTIONS {
+            if let Some(old) = table.order.pop_front() {
+                table.by_id.remove(&old);
             }
         }
-        order.push_back(exec.id.clone());
-        map.insert(exec.id.clone(), exec);
+        table.order.push_back(exec.id.clone());
+        table.by_id.insert(exec.id.clone(), exec);
     }
 
     /// Execution `id` of `tenant_id`'s sandbox `sandbox_id`, or 404.
@@ -201,7 +207,7 @@ impl Executions {
     ) -> Result<Arc<Execution>, OsError> {
         let guard = self.map.lock().unwrap_or_else(|e| e.into_inner());
         guard
-            .0
+            .by_id
             .get(id)
             .filter(|e| e.tenant_id == tenant_id && e.sandbox_id == sandbox_id)
             .cloned()
