@@ -44,7 +44,7 @@ impl Dialer {
         let addr = match (host, ip) {
             (Some(host), _) => self.resolve(policy, host, port).await?,
             (None, Some(ip)) => {
-                policy.dial_allowed(ip).map_err(DialError::Denied)?;
+                policy.dial_allowed(ip, port).map_err(DialError::Denied)?;
                 SocketAddr::new(ip, port)
             }
             (None, None) => return Err(DialError::Resolve("(no destination)".into())),
@@ -73,7 +73,9 @@ impl Dialer {
                 .and_then(|mut addrs| addrs.next())
                 .ok_or_else(|| DialError::Resolve(host.to_owned()))?,
         };
-        policy.dial_allowed(addr.ip()).map_err(DialError::Denied)?;
+        policy
+            .dial_allowed(addr.ip(), addr.port())
+            .map_err(DialError::Denied)?;
         Ok(addr)
     }
 }

@@ -29,10 +29,16 @@ pub async fn serve<L: Lookup>(socket: UdpSocket, ctx: Arc<Context<L>>) {
                 continue;
             }
         };
+        // A sandbox past its share of queries in flight loses the query
+        // (its resolver asks again).
+        let Some(slot) = ctx.dns_queries.acquire(peer.ip()) else {
+            continue;
+        };
         let query = buf[..n].to_vec();
         let socket = socket.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Some(reply) = answer(&query, peer, &*ctx.lookup, ctx.direct.as_ref()).await {
                 let _ = socket.send_to(&reply, peer).await;
             }
@@ -75,7 +81,7 @@ async fn answer<L: Lookup>(
     reply.metadata.recursion_desired = request.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
     reply.add_query(question.clone());
-    if policy.check(Some(host), None).is_err() {
+    if policy.check_name(host).is_err() {
         reply.metadata.response_code = ResponseCode::NXDomain;
     } else if question.query_type() == RecordType::A {
         let address = match (direct, seen, peer.ip()) {
@@ -147,5 +153,65 @@ mod tests {
     async fn strangers_are_refused() {
         let reply = run(None, "ok.test.", RecordType::A).await;
         assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::{test_context, Policy};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A lookup that never answers, counting the queries waiting on it.
+    struct Stuck(AtomicUsize);
+
+    impl Lookup for Stuck {
+        async fn policy(&self, _source: IpAddr) -> Option<Policy> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn secret(&self, _tenant: &str, _name: &str) -> Option<String> {
+            None
+        }
+        fn sign_callback(&self, _aud: &str, _body_sha256: &str) -> Option<String> {
+            None
+        }
+        fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+            tokio::sync::watch::channel(0).1
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_has_a_bounded_number_of_queries_in_flight() {
+        let lookup = Arc::new(Stuck(AtomicUsize::new(0)));
+        let ctx = test_context(lookup.clone(), 1);
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(serve(server, ctx.clone()));
+        // Many source ports, one sandbox (the source address).
+        let query = {
+            let mut m = Message::query();
+            m.add_query(hickory_proto::op::Query::query(
+                hickory_proto::rr::Name::from_ascii("a.test.").unwrap(),
+                RecordType::A,
+            ));
+            m.to_vec().unwrap()
+        };
+        let mut sockets = Vec::new();
+        for _ in 0..200 {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            socket.send_to(&query, addr).await.unwrap();
+            sockets.push(socket);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let source = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            lookup.0.load(Ordering::SeqCst),
+            crate::limits::DNS_QUERIES_PER_SANDBOX
+        );
+        assert_eq!(
+            ctx.dns_queries.held_by(source),
+            crate::limits::DNS_QUERIES_PER_SANDBOX
+        );
     }
 }

@@ -18,13 +18,14 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::callback;
 use crate::gcp::{self, GcpError};
-use crate::http::{denied, refuse, Body, GONE};
+use crate::http::{denied, refuse, request_authority, BadAuthority, Body, GONE};
 use crate::inject::{AwsAuth, SecretError};
+use crate::limits::{scaled, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT};
 use crate::live::LivePolicy;
 use crate::sigv4::{sign_request, AwsCredentials};
 use crate::{Context, Lookup, Policy};
@@ -236,6 +237,27 @@ impl Upstream {
         Ok(sender)
     }
 
+    /// Hold `req` to this connection's host: a request naming another
+    /// (its `Host` or absolute URI) is refused with 421, else the policy
+    /// would check the SNI's host and the upstream serve the other, with
+    /// the first one's secrets. A request naming none gets this host.
+    fn bind<B>(&self, req: &mut Request<B>) -> Result<(), BadAuthority> {
+        let bound = self.host.trim_end_matches('.').to_ascii_lowercase();
+        match request_authority(req, self.port)? {
+            Some((host, port)) if host == bound && port == self.port => Ok(()),
+            Some((named, _)) => Err(BadAuthority::Misdirected {
+                named,
+                bound: self.host.clone(),
+            }),
+            None => {
+                let value =
+                    HeaderValue::from_str(&self.host).map_err(|_| BadAuthority::Unparsable)?;
+                req.headers_mut().insert(http::header::HOST, value);
+                Ok(())
+            }
+        }
+    }
+
     fn keep(&self, sender: SendRequest<Body>) {
         *self.sender.lock().expect("upstream sender") = Some(sender);
     }
@@ -257,16 +279,21 @@ where
         .ca
         .server_config(&upstream.host)
         .map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsAcceptor::from(config)
-        .accept(stream)
+    let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    let tls = tokio::time::timeout(scaled(HANDSHAKE_TIMEOUT, ctx.time_scale), handshake)
         .await
+        .map_err(|_| "no TLS handshake from the sandbox in time".to_owned())?
         .map_err(|e| format!("TLS from the sandbox failed: {e}"))?;
+    let header_timeout = scaled(HEADER_TIMEOUT, ctx.time_scale);
     let upstream = Arc::new(upstream);
     let service = hyper::service::service_fn(move |req| {
         let (upstream, live, ctx) = (upstream.clone(), live.clone(), ctx.clone());
         async move { Ok::<_, Infallible>(forward(req, &upstream, &live, &ctx).await) }
     });
+    // The header timeout also ends a kept-alive connection left idle.
     hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(tls), service)
         .await
         .map_err(|e| e.to_string())
@@ -282,7 +309,11 @@ async fn forward<L: Lookup>(
     let Some(policy) = live.current().await else {
         return refuse(StatusCode::FORBIDDEN, GONE.into());
     };
-    if let Err(denial) = policy.check(Some(&upstream.host), upstream.ip) {
+    let mut req = req;
+    if let Err(bad) = upstream.bind(&mut req) {
+        return bad.response();
+    }
+    if let Err(denial) = policy.check_port(Some(&upstream.host), upstream.ip, upstream.port) {
         return denied(&upstream.host, denial);
     }
     let policy = &*policy;
@@ -326,5 +357,40 @@ async fn prepare<L: Lookup>(
     match policy.rules.aws_for(&upstream.host, &path) {
         Some(aws) => sign_aws(req, aws, policy, &*ctx.lookup, &upstream.host).await,
         None => Ok(req),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, host: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder().uri(uri);
+        if let Some(host) = host {
+            builder = builder.header(http::header::HOST, host);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn requests_are_held_to_the_host_of_the_connection() {
+        let upstream = Upstream::new("Allowed.test".into(), None, 443);
+        // The finding: SNI allowed.test, Host denied.test.
+        let mut other = request("/", Some("denied.test"));
+        let refused = upstream.bind(&mut other).unwrap_err();
+        assert_eq!(refused.response().status(), StatusCode::MISDIRECTED_REQUEST);
+        let mut absolute = request("https://denied.test/", Some("allowed.test"));
+        assert!(upstream.bind(&mut absolute).is_err());
+        let mut port = request("/", Some("allowed.test:8443"));
+        assert!(upstream.bind(&mut port).is_err());
+        for host in ["allowed.test", "ALLOWED.test.", "allowed.test:443"] {
+            assert!(
+                upstream.bind(&mut request("/", Some(host))).is_ok(),
+                "{host}"
+            );
+        }
+        let mut bare = request("/", None);
+        upstream.bind(&mut bare).unwrap();
+        assert_eq!(bare.headers()[http::header::HOST], "Allowed.test");
     }
 }

@@ -17,9 +17,13 @@
 //!   Sandpit's CA ([`ca`]), sets the rule's headers on each request (and
 //!   signs it for `aws` rules, [`sigv4`], or sets a Google bearer token for
 //!   `gcp` rules, [`gcp`]) and forwards it over verified TLS ([`upstream`]).
-//! - [`http`] checks each request's `Host` (or absolute URI), sets the
-//!   rules' headers, and forwards it, or answers 403; it also serves
+//! - [`http`] checks each request's `Host` (or absolute URI) and port and
+//!   forwards it (never with a rule's header: plain HTTP is clear text), or
+//!   answers 403 (421 when the URI and `Host` disagree); it also serves
 //!   `CONNECT host:443` for clients that use `HTTPS_PROXY`.
+//!
+//! Every listener caps what one sandbox may hold ([`limits`]): open
+//! connections, DNS queries in flight, and how long a connection may idle.
 //!
 //! **Invariant:** header values and secrets are never logged.
 //!
@@ -38,6 +42,7 @@ pub mod gcp;
 pub mod http;
 pub mod inject;
 pub mod intercept;
+pub mod limits;
 mod live;
 pub mod policy;
 pub mod prefixed;
@@ -85,8 +90,13 @@ pub struct Context<L> {
     pub callbacks: callback::Cache,
     /// Google access tokens of `gcp` rules, cached until near expiry.
     pub gcp_tokens: gcp::TokenCache,
-    /// Divides callback TTLs (tests' `--test-time-scale`; 1 in production).
+    /// Divides callback TTLs and the idle timeouts (tests'
+    /// `--test-time-scale`; 1 in production).
     pub time_scale: u32,
+    /// Open connections per sandbox and in total ([`limits`]).
+    pub connections: Arc<limits::Limit>,
+    /// DNS queries in flight per sandbox and in total.
+    pub dns_queries: Arc<limits::Limit>,
 }
 
 /// Ports the proxy listens on (the firewall redirects to them).
@@ -163,6 +173,11 @@ pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> Result<Eg
         callbacks: callback::Cache::default(),
         gcp_tokens: gcp::TokenCache::default(),
         time_scale: config.time_scale,
+        connections: limits::Limit::new(
+            limits::CONNECTIONS_PER_SANDBOX,
+            limits::connections_total(limits::nofile_soft()),
+        ),
+        dns_queries: limits::Limit::new(limits::DNS_QUERIES_PER_SANDBOX, limits::DNS_QUERIES_TOTAL),
     });
     let tls = tokio::net::TcpListener::bind((any, config.ports.tls)).await?;
     let http = tokio::net::TcpListener::bind((any, config.ports.http)).await?;
@@ -210,6 +225,33 @@ impl Lookup for Policies {
     fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         tokio::sync::watch::channel(0).1
     }
+}
+
+/// A [`Context`] for unit tests: no overrides, no direct routes, a fresh
+/// CA in a temporary directory.
+#[cfg(test)]
+pub(crate) fn test_context<L: Lookup>(lookup: Arc<L>, time_scale: u32) -> Arc<Context<L>> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sandpit-egress-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let ca = Authority::load_or_create(&dir).expect("test CA");
+    let _ = std::fs::remove_dir_all(&dir);
+    Arc::new(Context {
+        lookup,
+        dialer: Arc::new(dial::Dialer::new(HashMap::new())),
+        direct: None,
+        ca: Arc::new(ca),
+        upstream_tls: upstream::client_config(&[]).expect("host trust store"),
+        callbacks: callback::Cache::default(),
+        gcp_tokens: gcp::TokenCache::default(),
+        time_scale,
+        connections: limits::Limit::new(limits::CONNECTIONS_PER_SANDBOX, 4096),
+        dns_queries: limits::Limit::new(limits::DNS_QUERIES_PER_SANDBOX, 4096),
+    })
 }
 
 #[cfg(test)]

@@ -57,8 +57,9 @@ impl<L: Lookup> LivePolicy<L> {
     }
 
     /// Resolves, with the reason, once a policy change denies `host` at
-    /// `ip` (or the sandbox is gone); never while the policy allows it.
-    pub async fn revoked(&self, host: Option<&str>, ip: Option<IpAddr>) -> String {
+    /// `ip` on `port` (or the sandbox is gone); never while the policy
+    /// allows it.
+    pub async fn revoked(&self, host: Option<&str>, ip: Option<IpAddr>, port: u16) -> String {
         let mut changes = self.changes.clone();
         loop {
             if changes.changed().await.is_err() {
@@ -68,7 +69,7 @@ impl<L: Lookup> LivePolicy<L> {
             match self.current().await {
                 None => return "the sandbox is gone".into(),
                 Some(policy) => {
-                    if let Err(denial) = policy.check(host, ip) {
+                    if let Err(denial) = policy.check_port(host, ip, port) {
                         return denial.to_string();
                     }
                 }
@@ -137,7 +138,7 @@ mod tests {
                 .current()
                 .await
                 .unwrap()
-                .check(Some("a.test"), None)
+                .check_port(Some("a.test"), None, 443)
                 .is_ok());
         }
         assert_eq!(lookup.reads.load(Ordering::Relaxed), 1);
@@ -146,7 +147,7 @@ mod tests {
             .current()
             .await
             .unwrap()
-            .check(Some("a.test"), None)
+            .check_port(Some("a.test"), None, 443)
             .is_err());
         assert_eq!(lookup.reads.load(Ordering::Relaxed), 2);
         lookup.set(None);
@@ -159,7 +160,7 @@ mod tests {
         let live = LivePolicy::fetch(lookup.clone(), SOURCE).await.unwrap();
         let watcher = {
             let live = live.clone();
-            tokio::spawn(async move { live.revoked(Some("a.test"), None).await })
+            tokio::spawn(async move { live.revoked(Some("a.test"), None, 443).await })
         };
         lookup.set(Some(deny("b.test")));
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -7,6 +7,12 @@
 //! denied when a `deny_list` entry matches its host name or address; when an
 //! `allow_list` is given, it must also match one of its entries.
 //!
+//! An entry may name a port (`api.example.com:8080`, `127.0.0.1:8080`,
+//! `[::1]:8080`; not a `~regex`): it then matches that port only. Without a
+//! port an allow entry (and the default policy, with no allow list)
+//! reaches ports 80 and 443 only; any other port needs an allow entry that
+//! names it. A deny entry without a port denies every port.
+//!
 //! Private, loopback, link-local (cloud metadata included), CGNAT and other
 //! special-purpose addresses are refused after resolution unless an IP or
 //! CIDR entry of the allow list names them explicitly (see [`Policy::dial_allowed`]).
@@ -106,12 +112,76 @@ impl Pattern {
     }
 }
 
+/// An access-list entry: a pattern, and the one port it is for, if any.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub pattern: Pattern,
+    pub port: Option<u16>,
+}
+
+/// The ports an entry without a port (and the default policy) reaches.
+pub const STANDARD_PORTS: [u16; 2] = [80, 443];
+
+impl Entry {
+    /// `PATTERN` or `PATTERN:PORT` (`[IPv6]:PORT`); a `~regex` has no port.
+    pub fn parse(entry: &str) -> Result<Self, PolicyError> {
+        let trimmed = entry.trim();
+        let whole = |pattern| Self {
+            pattern,
+            port: None,
+        };
+        if trimmed.starts_with('~') || trimmed.parse::<IpAddr>().is_ok() {
+            return Pattern::parse(trimmed).map(whole);
+        }
+        let Some((pattern, port)) = trimmed.rsplit_once(':') else {
+            return Pattern::parse(trimmed).map(whole);
+        };
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| PolicyError::BadEntry {
+                entry: entry.to_owned(),
+                reason: format!("'{port}' is not a port"),
+            })?;
+        let pattern = pattern
+            .strip_prefix('[')
+            .and_then(|p| p.strip_suffix(']'))
+            .unwrap_or(pattern);
+        Ok(Self {
+            pattern: Pattern::parse(pattern)?,
+            port: Some(port),
+        })
+    }
+
+    /// Whether this allow entry lets `port` through (`None`: some port).
+    fn allows_port(&self, port: Option<u16>) -> bool {
+        match (self.port, port) {
+            (_, None) => true,
+            (None, Some(p)) => STANDARD_PORTS.contains(&p),
+            (Some(mine), Some(p)) => mine == p,
+        }
+    }
+
+    /// Whether this deny entry covers `port` (`None`: the name as a
+    /// whole, which only an entry without a port denies).
+    fn denies_port(&self, port: Option<u16>) -> bool {
+        match (self.port, port) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(p)) => mine == p,
+        }
+    }
+}
+
 /// Why a destination was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
     DenyList(String),
     NotAllowed,
     PrivateAddress(IpAddr),
+    /// A port no allow entry names (only 80 and 443 need none).
+    Port(u16),
 }
 
 impl std::fmt::Display for Denial {
@@ -120,14 +190,18 @@ impl std::fmt::Display for Denial {
             Denial::DenyList(what) => write!(f, "{what} is on the deny list"),
             Denial::NotAllowed => f.write_str("destination is not on the allow list"),
             Denial::PrivateAddress(ip) => write!(f, "{ip} is a private or reserved address"),
+            Denial::Port(port) => write!(
+                f,
+                "port {port} is not allowed (only 80 and 443 unless an allow_list entry names the port)"
+            ),
         }
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    allow: Vec<Pattern>,
-    deny: Vec<Pattern>,
+    allow: Vec<Entry>,
+    deny: Vec<Entry>,
     /// Header injection (`rules`, `no_proxy`).
     pub rules: std::sync::Arc<crate::inject::Rules>,
     /// The tenant whose workspace secrets the rules may use.
@@ -139,13 +213,13 @@ pub struct Policy {
 fn patterns(
     access: &serde_json::Map<String, Value>,
     list: &'static str,
-) -> Result<Vec<Pattern>, PolicyError> {
+) -> Result<Vec<Entry>, PolicyError> {
     match access.get(list) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
-                Value::String(s) => Pattern::parse(s),
+                Value::String(s) => Entry::parse(s),
                 _ => Err(PolicyError::NotAList { list }),
             })
             .collect(),
@@ -195,28 +269,66 @@ impl Policy {
         self.allow.is_empty() && self.deny.is_empty()
     }
 
-    /// May the sandbox reach `host` (a name, if known) at `ip` (if known)?
-    pub fn check(&self, host: Option<&str>, ip: Option<IpAddr>) -> Result<(), Denial> {
-        if self.deny.iter().any(|p| p.matches(host, ip)) {
+    /// May the sandbox reach `host` (a name, if known) at `ip` (if known)
+    /// on `port`?
+    pub fn check_port(
+        &self,
+        host: Option<&str>,
+        ip: Option<IpAddr>,
+        port: u16,
+    ) -> Result<(), Denial> {
+        self.check_at(host, ip, Some(port))
+    }
+
+    /// May the sandbox reach `host` on some port? (Whether its name
+    /// resolves: a deny entry naming one port does not hide it.)
+    pub fn check_name(&self, host: &str) -> Result<(), Denial> {
+        self.check_at(Some(host), None, None)
+    }
+
+    fn check_at(
+        &self,
+        host: Option<&str>,
+        ip: Option<IpAddr>,
+        port: Option<u16>,
+    ) -> Result<(), Denial> {
+        let denied = |e: &Entry| e.denies_port(port) && e.pattern.matches(host, ip);
+        if self.deny.iter().any(denied) {
             let what = host.map(str::to_owned).or(ip.map(|i| i.to_string()));
             return Err(Denial::DenyList(what.unwrap_or_default()));
         }
-        if !self.allow.is_empty() && !self.allow.iter().any(|p| p.matches(host, ip)) {
-            return Err(Denial::NotAllowed);
+        let allowed = |e: &Entry| e.allows_port(port) && e.pattern.matches(host, ip);
+        let standard = port.is_none_or(|p| STANDARD_PORTS.contains(&p));
+        if self.allow.is_empty() && !standard {
+            return Err(Denial::Port(port.unwrap_or_default()));
+        }
+        if !self.allow.is_empty() && !self.allow.iter().any(allowed) {
+            let other_port = self.allow.iter().any(|e| e.pattern.matches(host, ip));
+            return Err(match (other_port, port) {
+                (true, Some(port)) => Denial::Port(port),
+                _ => Denial::NotAllowed,
+            });
         }
         Ok(())
     }
 
-    /// May the proxy connect to `ip` (the resolved address)? Reserved
-    /// ranges only when an IP/CIDR allow entry names them, and the deny list
-    /// applies to addresses too.
-    pub fn dial_allowed(&self, ip: IpAddr) -> Result<(), Denial> {
-        if self.deny.iter().any(|p| p.matches(None, Some(ip))) {
+    /// May the proxy connect to `ip` (the resolved address) on `port`?
+    /// Reserved ranges only when an IP/CIDR allow entry names them (and
+    /// the port), and the deny list applies to addresses too.
+    pub fn dial_allowed(&self, ip: IpAddr, port: u16) -> Result<(), Denial> {
+        let port = Some(port);
+        if self
+            .deny
+            .iter()
+            .any(|e| e.denies_port(port) && e.pattern.matches(None, Some(ip)))
+        {
             return Err(Denial::DenyList(ip.to_string()));
         }
         if is_reserved(ip) {
-            let named = self.allow.iter().any(|p| {
-                matches!(p, Pattern::Ip(_) | Pattern::Cidr(_)) && p.matches(None, Some(ip))
+            let named = self.allow.iter().any(|e| {
+                matches!(e.pattern, Pattern::Ip(_) | Pattern::Cidr(_))
+                    && e.allows_port(port)
+                    && e.pattern.matches(None, Some(ip))
             });
             if !named {
                 return Err(Denial::PrivateAddress(ip));
@@ -274,10 +386,10 @@ mod tests {
     #[test]
     fn no_access_control_allows_public_destinations() {
         let p = Policy::from_proxy_config(Some(&json!({"rules": []}))).unwrap();
-        assert!(p.check(Some("example.com"), None).is_ok());
+        assert!(p.check_port(Some("example.com"), None, 443).is_ok());
         assert!(Policy::from_proxy_config(None)
             .unwrap()
-            .check(None, ip("1.1.1.1"))
+            .check_port(None, ip("1.1.1.1"), 443)
             .is_ok());
     }
 
@@ -293,31 +405,31 @@ mod tests {
             ],
             &[],
         );
-        assert!(p.check(Some("API.example.com."), None).is_ok());
-        assert!(p.check(Some("other.example.com"), None).is_err());
-        assert!(p.check(Some("a.svc.test"), None).is_ok());
-        assert!(p.check(Some("a.b.svc.test"), None).is_ok());
-        assert!(p.check(Some("svc.test"), None).is_err());
-        assert!(p.check(None, ip("203.0.113.7")).is_ok());
-        assert!(p.check(Some("203.0.113.7"), None).is_ok());
-        assert!(p.check(None, ip("203.0.113.8")).is_err());
-        assert!(p.check(None, ip("198.51.100.200")).is_ok());
-        assert!(p.check(Some("v2.models.test"), None).is_ok());
-        assert!(p.check(Some("vx.models.test"), None).is_err());
+        assert!(p.check_port(Some("API.example.com."), None, 443).is_ok());
+        assert!(p.check_port(Some("other.example.com"), None, 443).is_err());
+        assert!(p.check_port(Some("a.svc.test"), None, 443).is_ok());
+        assert!(p.check_port(Some("a.b.svc.test"), None, 443).is_ok());
+        assert!(p.check_port(Some("svc.test"), None, 443).is_err());
+        assert!(p.check_port(None, ip("203.0.113.7"), 443).is_ok());
+        assert!(p.check_port(Some("203.0.113.7"), None, 443).is_ok());
+        assert!(p.check_port(None, ip("203.0.113.8"), 443).is_err());
+        assert!(p.check_port(None, ip("198.51.100.200"), 443).is_ok());
+        assert!(p.check_port(Some("v2.models.test"), None, 443).is_ok());
+        assert!(p.check_port(Some("vx.models.test"), None, 443).is_err());
     }
 
     #[test]
     fn deny_wins_over_allow() {
         let p = policy(&["*.example.com"], &["secret.example.com", "10.0.0.0/8"]);
         assert_eq!(
-            p.check(Some("secret.example.com"), None),
+            p.check_port(Some("secret.example.com"), None, 443),
             Err(Denial::DenyList("secret.example.com".into()))
         );
-        assert!(p.check(Some("ok.example.com"), None).is_ok());
-        assert!(p.dial_allowed("10.1.2.3".parse().unwrap()).is_err());
+        assert!(p.check_port(Some("ok.example.com"), None, 443).is_ok());
+        assert!(p.dial_allowed("10.1.2.3".parse().unwrap(), 443).is_err());
         let only_deny = policy(&[], &["*.bad.test"]);
-        assert!(only_deny.check(Some("x.bad.test"), None).is_err());
-        assert!(only_deny.check(Some("good.test"), None).is_ok());
+        assert!(only_deny.check_port(Some("x.bad.test"), None, 443).is_err());
+        assert!(only_deny.check_port(Some("good.test"), None, 443).is_ok());
     }
 
     #[test]
@@ -333,20 +445,82 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
         ] {
-            assert!(p.dial_allowed(addr.parse().unwrap()).is_err(), "{addr}");
+            assert!(
+                p.dial_allowed(addr.parse().unwrap(), 443).is_err(),
+                "{addr}"
+            );
         }
-        assert!(p.dial_allowed("93.184.216.34".parse().unwrap()).is_ok());
+        assert!(p
+            .dial_allowed("93.184.216.34".parse().unwrap(), 443)
+            .is_ok());
         let lan = policy(&["192.168.1.0/24"], &[]);
-        assert!(lan.dial_allowed("192.168.1.9".parse().unwrap()).is_ok());
+        assert!(lan
+            .dial_allowed("192.168.1.9".parse().unwrap(), 443)
+            .is_ok());
         let by_name = policy(&["metadata.internal"], &[]);
         assert!(by_name
-            .dial_allowed("169.254.169.254".parse().unwrap())
+            .dial_allowed("169.254.169.254".parse().unwrap(), 443)
             .is_err());
     }
 
     #[test]
+    fn only_80_and_443_unless_an_allow_entry_names_the_port() {
+        // The default policy: any public name, standard ports only.
+        let open = Policy::default();
+        assert!(open.check_port(Some("a.test"), None, 80).is_ok());
+        assert!(open.check_port(Some("a.test"), None, 443).is_ok());
+        assert_eq!(
+            open.check_port(Some("a.test"), None, 8080),
+            Err(Denial::Port(8080))
+        );
+        // An address allowed without a port: still 80 only (the finding:
+        // `Host: 127.0.0.1:<port>` reached any host port).
+        let lo = policy(&["127.0.0.1"], &[]);
+        assert!(lo.check_port(Some("127.0.0.1"), None, 80).is_ok());
+        assert!(lo.dial_allowed("127.0.0.1".parse().unwrap(), 80).is_ok());
+        assert_eq!(
+            lo.check_port(Some("127.0.0.1"), None, 22),
+            Err(Denial::Port(22))
+        );
+        assert!(lo.dial_allowed("127.0.0.1".parse().unwrap(), 22).is_err());
+        // Entries that name a port match that port only.
+        let ported = policy(&["127.0.0.1:8080", "api.test:8443", "[::1]:9000"], &[]);
+        assert!(ported.check_port(Some("127.0.0.1"), None, 8080).is_ok());
+        assert!(ported
+            .dial_allowed("127.0.0.1".parse().unwrap(), 8080)
+            .is_ok());
+        assert!(ported.check_port(Some("127.0.0.1"), None, 80).is_err());
+        assert!(ported
+            .dial_allowed("127.0.0.1".parse().unwrap(), 80)
+            .is_err());
+        assert!(ported.check_port(Some("api.test"), None, 8443).is_ok());
+        assert!(ported.check_port(Some("api.test"), None, 443).is_err());
+        assert!(ported.check_port(None, ip("::1"), 9000).is_ok());
+        // Its name resolves (DNS does not know the port).
+        assert!(ported.check_name("api.test").is_ok());
+        assert!(ported.check_name("other.test").is_err());
+        // A deny entry with a port denies that port, not the name.
+        let deny = policy(&[], &["api.test:80", "gone.test"]);
+        assert!(deny.check_port(Some("api.test"), None, 80).is_err());
+        assert!(deny.check_port(Some("api.test"), None, 443).is_ok());
+        assert!(deny.check_name("api.test").is_ok());
+        assert!(deny.check_name("gone.test").is_err());
+        assert!(deny.check_port(Some("gone.test"), None, 443).is_err());
+    }
+
+    #[test]
     fn bad_entries_are_rejected_with_the_entry() {
-        for entry in ["", "~(unclosed", "10.0.0.0/33", "bad host!", "a b"] {
+        for entry in [
+            "",
+            "~(unclosed",
+            "10.0.0.0/33",
+            "bad host!",
+            "a b",
+            "a.test:x",
+            "a.test:0",
+            "a.test:99999",
+            ":80",
+        ] {
             let err = Policy::from_proxy_config(Some(
                 &json!({"access_control": {"allow_list": [entry]}}),
             ))

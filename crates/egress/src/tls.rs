@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::limits::{scaled, RELAY_IDLE_TIMEOUT};
 use crate::live::LivePolicy;
 use crate::prefixed::Prefixed;
 use crate::relay::Passthrough;
@@ -30,8 +31,14 @@ pub async fn serve<L: Lookup>(listener: TcpListener, ctx: Arc<Context<L>>) {
                 continue;
             }
         };
+        // Past the sandbox's cap the connection is closed at once.
+        let Some(slot) = ctx.connections.acquire(peer.ip()) else {
+            tracing::debug!(%peer, "egress tls: connection cap reached; closed");
+            continue;
+        };
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(reason) = handle(stream, peer, ctx).await {
                 tracing::debug!(%peer, %reason, "egress tls: refused");
             }
@@ -113,7 +120,9 @@ where
     let policy = live.current().await.ok_or("the sandbox is gone")?;
     let verdict = match (&host, ip) {
         (None, None) => Err("no SNI and no address".to_owned()),
-        _ => policy.check(host.as_deref(), ip).map_err(|d| d.to_string()),
+        _ => policy
+            .check_port(host.as_deref(), ip, target.port)
+            .map_err(|d| d.to_string()),
     };
     if let (Ok(()), Some(name)) = (&verdict, &host) {
         if policy.rules.intercepts(name) {
@@ -144,8 +153,9 @@ where
         .map_err(|e| e.to_string())?;
     // The proxy cannot see the requests of a passed-through stream, so a
     // policy change that denies its host ends it.
+    let idle = scaled(RELAY_IDLE_TIMEOUT, ctx.time_scale);
     tokio::select! {
-        _ = stream.relay(upstream) => Ok(()),
-        why = live.revoked(host.as_deref(), ip) => Err(format!("cut by a policy change: {why}")),
+        _ = stream.relay(upstream, idle) => Ok(()),
+        why = live.revoked(host.as_deref(), ip, target.port) => Err(format!("cut by a policy change: {why}")),
     }
 }

@@ -112,6 +112,11 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     // Handlers first: a signal that arrives during start-up must still mean
     // "shut down cleanly", not the default "die".
     let shutdown = shutdown_signal()?;
+    // The API and the egress proxy's connections share the descriptors.
+    match sandpit_egress::limits::raise_nofile_limit() {
+        Ok((soft, _)) => tracing::debug!(soft, "open-file limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open-file limit"),
+    }
     let (dirs, store, key, agent) = prepare(&config).await?;
     let layers = sandpit_images::LayerStore::open(&dirs.root().join("oci"))
         .context("opening the layer store")?;
