@@ -361,3 +361,91 @@ def test_errors(server):
         )
     finally:
         sandbox.destroy()
+
+
+@pytest.fixture(scope="module")
+def img_workdir():
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp(prefix="sp-os-img-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def img_registry(img_workdir):
+    from registry import start_registry
+
+    reg = start_registry(img_workdir)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def img_server(img_registry, img_workdir):
+    from conftest import checked_server
+
+    with checked_server(
+        img_workdir / "data",
+        api_key="sp_osimg_" + secrets.token_urlsafe(12),
+        extra_args=["--insecure-registry", img_registry.host],
+    ) as srv:
+        yield srv
+
+
+def test_registry_image_and_snapshot_names(img_server, img_registry, img_workdir):
+    """A registry image is pulled once into a snapshot `img-...` (visible to
+    LangSmith), booted with its config, and works with execd's files and
+    commands (busybox userland); a missing image is 400 and leaves nothing."""
+    from registry import build_image
+
+    image = build_image(
+        img_registry,
+        img_workdir,
+        "osbusybox:1",
+        files={"/etc/marker": "from-the-image\n"},
+        env={"GREETING": "hello-from-config", "PATH": "/bin"},
+        working_dir="/srv",
+    )
+    snapshots_url = f"{img_server.api}/snapshots"
+
+    def snapshot_names() -> list[str]:
+        resp = httpx.get(snapshots_url, headers=img_server.headers())
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        items = body["snapshots"] if isinstance(body, dict) else body
+        return sorted(s["name"] for s in items)
+
+    cfg = config_sync(img_server)
+    first = SandboxSync.create(image, connection_config=cfg)
+    try:
+        assert first.get_info().image.image == image
+        run = first.commands.run("cat /etc/marker; echo $GREETING; pwd")
+        assert "".join(m.text for m in run.logs.stdout) == "from-the-image\nhello-from-config\n/srv\n"
+        first.files.write_file("/srv/x.txt", "busybox files")
+        assert first.files.read_file("/srv/x.txt") == "busybox files"
+        assert first.files.get_file_info(["/srv/x.txt"])["/srv/x.txt"].size == 13
+        names = snapshot_names()
+        assert len([n for n in names if n.startswith("img-")]) == 1
+        # Again by URI, then by the snapshot's name: no second pull.
+        second = SandboxSync.create(image, connection_config=cfg)
+        by_name = SandboxSync.create(names[0], connection_config=cfg)
+        try:
+            assert snapshot_names() == names
+            out = by_name.commands.run("cat /etc/marker").logs.stdout
+            assert "".join(m.text for m in out) == "from-the-image\n"
+        finally:
+            second.destroy()
+            by_name.destroy()
+    finally:
+        first.destroy()
+
+    resp = httpx.post(
+        f"{img_server.endpoint}/v1/sandboxes",
+        headers=os_headers(img_server),
+        json={"image": {"uri": f"{img_registry.host}/nope:1"}, "entrypoint": ["true"], "resourceLimits": {}},
+    )
+    assert_error(resp, 400, "INVALID_IMAGE")
+    assert snapshot_names() == names
