@@ -11,6 +11,7 @@ loopback fixture registry in `test_registry_image_and_snapshot_names`.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
@@ -221,6 +222,21 @@ def test_commands(server):
         assert sandbox.commands.get_command_status(forever.id).exit_code == 137
         with pytest.raises(SandboxException):
             sandbox.commands.get_command_status("no-such-command")
+
+        # A foreground command whose client goes away is killed.
+        ep = httpx.get(
+            f"{server.endpoint}/v1/sandboxes/{sandbox.id}/endpoints/44772", headers=os_headers(server)
+        ).json()
+        with httpx.stream(
+            "POST", f"http://{ep['endpoint']}/command", headers=ep["headers"], json={"command": "sleep 300"}
+        ) as resp:
+            assert resp.status_code == 200
+            first = next(resp.iter_lines())
+        cid = json.loads(first.removeprefix("data:").strip())["text"]
+        deadline = time.monotonic() + 10
+        while sandbox.commands.get_command_status(cid).running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sandbox.commands.get_command_status(cid).exit_code == 137
     finally:
         sandbox.destroy()
 
@@ -449,3 +465,39 @@ def test_registry_image_and_snapshot_names(img_server, img_registry, img_workdir
     )
     assert_error(resp, 400, "INVALID_IMAGE")
     assert snapshot_names() == names
+
+
+def test_expired_sandbox():
+    """`timeout` is the sandbox's lifetime: once over, the sandbox is gone
+    (404 NOT_FOUND from the lifecycle API and from execd). The server runs
+    with `--test-time-scale 30`: the 60 s minimum lasts 2 s."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from conftest import checked_server
+
+    fast = ["--test-time-scale", "30", "--reconcile-interval-ms", "200"]
+    data = Path(tempfile.mkdtemp(prefix="sp-os-exp-", dir="/tmp"))
+    with checked_server(data / "data", api_key="sp_osexp_" + secrets.token_urlsafe(12), extra_args=fast) as srv:
+
+        async def main():
+            cfg = config(srv)
+            sandbox = await Sandbox.create("host", connection_config=cfg, timeout=timedelta(seconds=60))
+            keeper = await Sandbox.create("host", connection_config=cfg, timeout=timedelta(seconds=60))
+            await keeper.renew(timedelta(hours=1))
+            assert (await sandbox.commands.run("echo alive")).exit_code == 0
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                resp = httpx.get(f"{srv.endpoint}/v1/sandboxes/{sandbox.id}", headers=os_headers(srv))
+                if resp.status_code == 404:
+                    break
+                time.sleep(0.2)
+            assert_error(resp, 404, "NOT_FOUND")
+            with pytest.raises(SandboxException):
+                await sandbox.commands.run("echo gone")
+            assert (await keeper.get_info()).status.state == "Running"
+            await keeper.kill()
+
+        asyncio.run(main())
+    shutil.rmtree(data, ignore_errors=True)

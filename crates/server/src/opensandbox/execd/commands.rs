@@ -300,7 +300,20 @@ async fn collect(
 ) {
     let mut out: Vec<Event> = Vec::new();
     loop {
-        let next = events.next().await;
+        let next = match &client {
+            Some(tx) => tokio::select! {
+                next = events.next() => Some(next),
+                () = tx.closed() => None,
+            },
+            None => Some(events.next().await),
+        };
+        let Some(next) = next else {
+            // The client of a foreground command went away: kill it, and
+            // keep reading to record how it ended.
+            client = None;
+            let _ = interrupt(&agent, &exec).await;
+            continue;
+        };
         let finished = match next {
             Ok(Some(AgentEvent::Started { .. })) => false,
             Ok(Some(AgentEvent::Stdout(text))) => {
