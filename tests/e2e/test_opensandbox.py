@@ -120,6 +120,7 @@ def test_lifecycle_through_the_manager(server):
             ls_view = httpx.get(f"{server.api}/boxes/{sandbox.id}", headers=server.headers()).json()
             assert (ls_view["vcpus"], ls_view["mem_bytes"]) == (1, 256 << 20)
             assert ls_view["labels"] == info.metadata
+            assert (ls_view["idle_ttl_seconds"], ls_view["delete_after_stop_seconds"]) == (0, 0)
             metrics = await sandbox.get_metrics()
             assert (metrics.cpu_count, metrics.memory_total_in_mib) == (1, 256)
             assert 0 < metrics.memory_used_in_mib < 256

@@ -16,6 +16,10 @@
 //! has: it shows as `Paused` here and `stopped` there, and a data-plane or
 //! execd request starts it again, as LangSmith's do.
 //!
+//! **Retention.** `timeout` is the row's `ttl_seconds` (its lifetime from
+//! creation; renew moves it); an OpenSandbox sandbox has no idle stop and
+//! no deletion after stop, so it lives until then or until it is killed.
+//!
 //! **Entrypoint.** PID 1 is always Sandpit's agent; the entrypoint runs as
 //! a detached command (id [`ENTRYPOINT_ID`]) once the sandbox is ready, and
 //! again after each resume.
@@ -245,6 +249,10 @@ pub async fn create(
     );
     let wire = CreateSandboxRequest {
         wait_for_ready: Some(false),
+        // An OpenSandbox sandbox lives until its timeout or a kill: no idle
+        // stop, and a paused one is not deleted for being stopped.
+        idle_ttl_seconds: Some(0),
+        delete_after_stop_seconds: Some(0),
         vcpus,
         mem_bytes,
         run_config: req.env.filter(|e| !e.is_empty()).map(|env| RunConfig {
