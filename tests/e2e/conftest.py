@@ -206,10 +206,13 @@ def checked_server(data_dir: Path, api_key: str | None, extra_args: list[str] | 
 @pytest.fixture(scope="session")
 def server():
     data_dir = Path(tempfile.mkdtemp(prefix="sp-e2e-", dir="/tmp"))
+    # SANDPIT_E2E_DATABASE_URL: the session server's store is that database
+    # (scripts/test points it at a throwaway PostgreSQL for a subset).
+    database = os.environ.get("SANDPIT_E2E_DATABASE_URL")
     with checked_server(
         data_dir,
         api_key="sp_e2e_" + secrets.token_urlsafe(16),
-        extra_args=["--max-upload-bytes", str(32 << 20)],
+        extra_args=["--max-upload-bytes", str(32 << 20)] + (["--database-url", database] if database else []),
     ) as srv:
         os.environ["LANGSMITH_ENDPOINT"] = f"{srv.endpoint}/api"
         os.environ["LANGSMITH_API_KEY"] = srv.api_key

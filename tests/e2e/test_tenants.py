@@ -66,9 +66,13 @@ def test_cli_verbs_create_list_and_revoke(server):
     listed = json.loads(cli(server, "keys", "list", "--tenant", name, "--json").stdout)
     assert [k["name"] for k in listed] == ["ci"]
     assert listed[0]["prefix"] == key[:8] and key not in json.dumps(listed)
-    db_files = list(server.data_dir.glob("sandpit.db*"))
-    assert db_files
-    assert all(key.encode() not in f.read_bytes() for f in db_files)
+    database = os.environ.get("SANDPIT_E2E_DATABASE_URL")
+    if database:  # the store is PostgreSQL: search a dump of it
+        stored = [subprocess.run(["pg_dump", database], capture_output=True, check=True).stdout]
+    else:
+        stored = [f.read_bytes() for f in server.data_dir.glob("sandpit.db*")]
+    assert stored and all(stored)
+    assert all(key.encode() not in data for data in stored)
 
     out = cli(server, "keys", "revoke", listed[0]["id"])
     assert out.returncode == 0, out.stderr

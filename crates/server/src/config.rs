@@ -91,6 +91,9 @@ pub struct ServerConfig {
     pub egress: Option<sandpit_egress::EgressConfig>,
     /// Registries reached over plain HTTP, and registry credentials.
     pub registries: sandpit_images::PullerConfig,
+    /// `postgres://...` to keep the store in PostgreSQL; `None`: SQLite in
+    /// the data dir.
+    pub database_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +115,7 @@ impl Default for ServerConfig {
             time_scale: 1,
             egress: None,
             registries: sandpit_images::PullerConfig::default(),
+            database_url: None,
         }
     }
 }

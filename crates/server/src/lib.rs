@@ -87,9 +87,11 @@ pub async fn prepare(
         "data dir path {} is too long for unix sockets; choose a shorter --data-dir",
         dirs.root().display()
     );
-    let store = Store::open_sqlite(&dirs.database())
-        .await
-        .context("opening the database")?;
+    let store = match &config.database_url {
+        Some(url) => Store::open(url).await,
+        None => Store::open_sqlite(&dirs.database()).await,
+    }
+    .context("opening the database")?;
     let key = admin_key(config, &dirs)?;
     let tenant = store.ensure_tenant(DEFAULT_TENANT).await?;
     store

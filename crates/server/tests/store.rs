@@ -917,6 +917,24 @@ async fn secrets() {
     .await;
 }
 
+/// Each database has its own migrations directory; they must hold the same
+/// versions under the same names.
+#[test]
+fn both_migration_directories_have_the_same_versions() {
+    let names = |dir: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut names: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let sqlite = names("migrations");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, names("migrations-postgres"));
+}
+
 #[test]
 fn stored_times_parse_back() {
     let now = store::now();

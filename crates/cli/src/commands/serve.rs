@@ -108,6 +108,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub registry_auth: Vec<String>,
+    /// Keep the store in this PostgreSQL database (`postgres://...`)
+    /// instead of SQLite in the data dir.
+    #[arg(long, env = "SANDPIT_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Test only: divide every retention duration by this factor.
     #[arg(long, default_value_t = 1, hide = true)]
     pub test_time_scale: u32,
@@ -193,6 +197,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         time_scale: args.test_time_scale.max(1),
         egress,
         registries: registries(&args.insecure_registries, &args.registry_auth)?,
+        database_url: args.database_url.filter(|u| !u.is_empty()),
     })
 }
 
