@@ -263,13 +263,7 @@ fn symlink(src: &OwnedFd, dst: &OwnedFd, name: &CStr, st: &FileStat) -> io::Resu
         Err(err) => return Err(err.into()),
     };
     symlinkat(target.as_os_str(), Some(dst.as_raw_fd()), name)?;
-    fchownat(
-        Some(dst.as_raw_fd()),
-        name,
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )?;
+    chown_at(dst, name, st)?;
     let (atime, mtime) = times(st);
     utimensat(
         Some(dst.as_raw_fd()),
@@ -293,6 +287,11 @@ fn special(dst: &OwnedFd, name: &CStr, kind: SFlag, st: &FileStat) -> Result<(),
         0,
     )
     .map_err(io)?;
+    chown_at(dst, name, st).map_err(io)
+}
+
+/// Gives the entry `name` of `dst` (never followed) `st`'s owner.
+fn chown_at(dst: &OwnedFd, name: &CStr, st: &FileStat) -> Result<(), Errno> {
     fchownat(
         Some(dst.as_raw_fd()),
         name,
@@ -300,8 +299,6 @@ fn special(dst: &OwnedFd, name: &CStr, kind: SFlag, st: &FileStat) -> Result<(),
         Some(Gid::from_raw(st.st_gid)),
         AtFlags::AT_SYMLINK_NOFOLLOW,
     )
-    .map_err(io)?;
-    Ok(())
 }
 
 fn dir_flags() -> OFlag {
