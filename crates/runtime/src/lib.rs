@@ -16,6 +16,7 @@ pub mod cgroup;
 pub mod error;
 pub mod helper;
 pub mod host_image;
+pub mod idmap;
 pub mod local;
 pub mod mountinfo;
 pub mod network;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     get_default_maskedpaths, get_default_readonly_paths, Capability, Linux, LinuxCapabilities,
-    LinuxNamespace, LinuxNamespaceType, Mount, PosixRlimitBuilder, PosixRlimitType, Process, Root,
-    Spec, User,
+    LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Mount, PosixRlimitBuilder,
+    PosixRlimitType, Process, Root, Spec, User,
 };
 use thiserror::Error;
 
@@ -244,7 +244,16 @@ fn capabilities() -> LinuxCapabilities {
 
 fn linux(inputs: &Inputs<'_>) -> Result<Linux, OciError> {
     let mut linux = Linux::default();
-    linux.set_namespaces(Some(namespaces()));
+    linux.set_namespaces(Some(namespaces(inputs.sandbox.userns_base.is_some())));
+    if let Some(base) = inputs.sandbox.userns_base {
+        let map = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(base)
+            .size(crate::idmap::IDS_PER_SANDBOX)
+            .build()?;
+        linux.set_uid_mappings(Some(vec![map]));
+        linux.set_gid_mappings(Some(vec![map]));
+    }
     linux.set_cgroups_path(Some(cgroup::path(&inputs.sandbox.id)));
     linux.set_resources(Some(cgroup::resources(
         &inputs.sandbox.limits,
@@ -259,10 +268,14 @@ fn linux(inputs: &Inputs<'_>) -> Result<Linux, OciError> {
     Ok(linux)
 }
 
-fn namespaces() -> Vec<LinuxNamespace> {
+/// The sandbox's namespaces; a user namespace only when `user` (it must be
+/// first, so the others belong to it).
+fn namespaces(user: bool) -> Vec<LinuxNamespace> {
     use LinuxNamespaceType::*;
-    [Pid, Mount, Ipc, Uts, Network, Cgroup]
+    let first = user.then_some(User);
+    first
         .into_iter()
+        .chain([Pid, Mount, Ipc, Uts, Network, Cgroup])
         .map(|typ| {
             let mut ns = LinuxNamespace::default();
             ns.set_typ(typ);
@@ -311,6 +324,7 @@ mod tests {
             },
             fs_capacity_bytes: 0,
             net_slot: 3,
+            userns_base: None,
         }
     }
 
@@ -387,6 +401,44 @@ mod tests {
         for pids in [64, 256, 1024, 4096] {
             assert!(pids * nofile(pids, NOFILE_LIMIT) <= SANDBOX_FILES, "{pids}");
         }
+    }
+
+    #[test]
+    fn a_userns_base_adds_a_user_namespace_mapping_65536_ids() {
+        let mut sandbox = sandbox();
+        sandbox.userns_base = Some(165_536);
+        let etc = etc();
+        let inputs = Inputs {
+            sandbox: &sandbox,
+            rootfs: Path::new("/data/0b6e/rootfs"),
+            binds: &[],
+            agent: Path::new("/opt/sandpit-agent"),
+            etc: &etc,
+            swap_accounting: true,
+            ipv6: true,
+            oom_score_adj: None,
+            nofile: NOFILE_LIMIT,
+        };
+        let linux = build(&inputs).unwrap().linux().clone().unwrap();
+        let namespaces = linux.namespaces().clone().unwrap();
+        assert_eq!(namespaces[0].typ(), LinuxNamespaceType::User);
+        assert_eq!(namespaces.len(), 7);
+        for maps in [linux.uid_mappings(), linux.gid_mappings()] {
+            let map = maps.clone().unwrap()[0];
+            assert_eq!(
+                (map.container_id(), map.host_id(), map.size()),
+                (0, 165_536, 65_536)
+            );
+        }
+        let caps = build(&inputs).unwrap().process().clone().unwrap();
+        let bounding = caps
+            .capabilities()
+            .clone()
+            .unwrap()
+            .bounding()
+            .clone()
+            .unwrap();
+        assert!(!bounding.contains(&Capability::SysAdmin));
     }
 
     #[test]

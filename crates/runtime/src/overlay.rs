@@ -17,15 +17,18 @@
 //! sandbox's own among them. So the layers are named to the kernel as
 //! `/proc/self/fd/<n>` of directories the helper opened just before: the
 //! mount table then reveals no host path.
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use thiserror::Error;
+
+use crate::idmap::UserNs;
 
 /// The kernel reads overlay options from one page, NUL included.
 const MAX_OPTIONS: usize = 4095;
@@ -117,10 +120,17 @@ fn checked(path: &Path) -> Result<String, OverlayError> {
 }
 
 /// Mounts an overlay at `target`; read-only when it has no upper.
+///
+/// With `idmap`, every layer is an idmapped clone (see [`UserNs`]): files
+/// owned by disk id `n` show as the namespace's host id for `n`, and the
+/// overlay is mounted with the namespace root's file system ids, so what
+/// it creates in the upper is stored as root's, unshifted. The upper and
+/// work directories must then be siblings (one clone holds both).
 pub fn mount_at(
     target: &Path,
     lower: &[PathBuf],
     upper: Option<Upper<'_>>,
+    idmap: Option<&UserNs>,
 ) -> Result<(), OverlayError> {
     if let Some(u) = upper {
         let _ = fs::remove_dir_all(u.work.join("work/incompat"));
@@ -128,14 +138,24 @@ pub fn mount_at(
     // Held open until the mount is made.
     let lower_fds = lower
         .iter()
-        .map(|p| open_dir(p))
+        .map(|p| open_layer(p, idmap))
         .collect::<Result<Vec<_>, _>>()?;
     let lower_names: Vec<PathBuf> = lower_fds.iter().map(fd_path).collect();
-    let upper_fds = match upper {
-        Some(u) => Some((open_dir(u.upper)?, open_dir(u.work)?)),
-        None => None,
+    let (_upper_fds, upper_names) = match (upper, idmap) {
+        (Some(u), None) => {
+            let (upper, work) = (open_dir(u.upper)?, open_dir(u.work)?);
+            let names = (fd_path(&upper), fd_path(&work));
+            (vec![upper, work], Some(names))
+        }
+        (Some(u), Some(ns)) => {
+            let (parent, upper_name, work_name) = siblings(u)?;
+            let clone = open_layer(parent, Some(ns))?;
+            let base = fd_path(&clone);
+            let names = (base.join(upper_name), base.join(work_name));
+            (vec![clone], Some(names))
+        }
+        (None, _) => (vec![], None),
     };
-    let upper_names = upper_fds.as_ref().map(|(u, w)| (fd_path(u), fd_path(w)));
     let named_upper = upper_names
         .as_ref()
         .map(|(upper, work)| Upper { upper, work });
@@ -144,24 +164,56 @@ pub fn mount_at(
         Some(_) => MsFlags::empty(),
         None => MsFlags::MS_RDONLY,
     };
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        flags,
-        Some(data.as_str()),
-    )
-    .map_err(|source| OverlayError::Mount {
+    let make = || {
+        mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            flags,
+            Some(data.as_str()),
+        )
+    };
+    let made = match (idmap, upper) {
+        (Some(ns), Some(_)) => ns.as_owner(make),
+        _ => make(),
+    };
+    made.map_err(|source| OverlayError::Mount {
         target: target.to_path_buf(),
         source,
     })
 }
 
-fn open_dir(path: &Path) -> Result<File, OverlayError> {
+/// The common parent of the upper and work directories, and their names.
+fn siblings<'a>(u: Upper<'a>) -> Result<(&'a Path, &'a OsStr, &'a OsStr), OverlayError> {
+    let bad = || OverlayError::BadPath(u.work.to_path_buf());
+    let parent = u.upper.parent().ok_or_else(bad)?;
+    if u.work.parent() != Some(parent) {
+        return Err(bad());
+    }
+    Ok((
+        parent,
+        u.upper.file_name().ok_or_else(bad)?,
+        u.work.file_name().ok_or_else(bad)?,
+    ))
+}
+
+fn open_layer(path: &Path, idmap: Option<&UserNs>) -> Result<OwnedFd, OverlayError> {
+    let opened = match idmap {
+        Some(ns) => ns.idmapped_clone(path),
+        None => return open_dir(path),
+    };
+    opened.map_err(|source| OverlayError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd, OverlayError> {
     File::options()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(path)
+        .map(OwnedFd::from)
         .map_err(|source| OverlayError::Open {
             path: path.to_path_buf(),
             source,
@@ -169,7 +221,7 @@ fn open_dir(path: &Path) -> Result<File, OverlayError> {
 }
 
 /// How this process names `fd` to the kernel: `/proc/self/fd/<n>`.
-fn fd_path(fd: &File) -> PathBuf {
+fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 

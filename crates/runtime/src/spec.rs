@@ -51,6 +51,12 @@ pub struct SandboxSpec {
     /// Index of the sandbox's network slot, unique among running sandboxes;
     /// picks the veth names and the /30 the pair is addressed from.
     pub net_slot: u32,
+    /// With a user namespace: the host id that is uid and gid 0 inside
+    /// (ids `0..idmap::IDS_PER_SANDBOX` map from it; see [`crate::idmap`]).
+    /// Ranges of running sandboxes must not overlap. `None`: no user
+    /// namespace, root inside is root on the host.
+    #[serde(default)]
+    pub userns_base: Option<u32>,
 }
 
 /// Resource limits enforced through the cgroup. A zero means "no limit" for

@@ -21,6 +21,10 @@ pub struct Defaults {
     pub max_vcpus: i64,
     pub max_mem_bytes: i64,
     pub max_fs_capacity_bytes: i64,
+    /// With user namespaces: the host id of uid 0 in the sandbox of network
+    /// slot 0 (slot `n` gets the 65536 ids from `base + n * 65536`; see
+    /// `sandpit_runtime::idmap`). `None`: no user namespace.
+    pub userns_base: Option<u32>,
 }
 
 /// The default `max_fs_capacity_bytes`: 1 TiB (disk images are sparse).
@@ -54,6 +58,7 @@ impl Default for Defaults {
             max_vcpus: host_cpus(),
             max_mem_bytes: host_memory_bytes(),
             max_fs_capacity_bytes: DEFAULT_MAX_FS_CAPACITY_BYTES,
+            userns_base: None,
         }
     }
 }

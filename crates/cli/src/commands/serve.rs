@@ -115,6 +115,50 @@ pub struct ServeArgs {
     /// Test only: divide every retention duration by this factor.
     #[arg(long, default_value_t = 1, hide = true)]
     pub test_time_scale: u32,
+    /// Give every sandbox its own user namespace (root inside is an
+    /// unprivileged host id): `auto` where the host supports it (user
+    /// namespaces and idmapped mounts), `on` to refuse to start without.
+    #[arg(long, env = "SANDPIT_USERNS", value_enum, default_value_t = UsernsMode::DEFAULT)]
+    pub userns: UsernsMode,
+    /// First host id of the sandboxes' user namespaces: each running
+    /// sandbox gets 65536 ids of its own from here.
+    #[arg(long, default_value_t = sandpit_runtime::idmap::DEFAULT_BASE)]
+    pub userns_base: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsernsMode {
+    Off,
+    On,
+    Auto,
+}
+
+impl UsernsMode {
+    const DEFAULT: Self = Self::Off;
+}
+
+/// The user-namespace base sandboxes get, from `mode` and what the runtime
+/// helper found the host supports.
+fn userns_base(mode: UsernsMode, base: u32, supported: bool) -> anyhow::Result<Option<u32>> {
+    match (mode, supported) {
+        (UsernsMode::Off, _) => Ok(None),
+        (UsernsMode::On, false) => anyhow::bail!(
+            "--userns on: this host cannot give sandboxes user namespaces with idmapped mounts (see the runtime helper's warning)"
+        ),
+        (UsernsMode::Auto, false) => {
+            tracing::warn!("user namespaces or idmapped mounts are unavailable: sandboxes run without a user namespace (root inside is root on the host)");
+            Ok(None)
+        }
+        (_, true) => {
+            anyhow::ensure!(
+                base > 0
+                    && sandpit_runtime::idmap::slot_base(base, sandpit_runtime::network::max_slot())
+                        .is_ok(),
+                "--userns-base {base}: must be above 0 and leave room for every slot's 65536 ids"
+            );
+            Ok(Some(base))
+        }
+    }
 }
 
 fn init_tracing() {
@@ -218,7 +262,8 @@ fn registries(insecure: &[String], auth: &[String]) -> anyhow::Result<PullerConf
     })
 }
 
-fn backend(config: &ServerConfig, host_lock: HostLock) -> anyhow::Result<Backend> {
+/// The backend, and whether its runtime can give sandboxes user namespaces.
+fn backend(config: &ServerConfig, host_lock: HostLock) -> anyhow::Result<(Backend, bool)> {
     let image = host_image::prepare(&config.data_dir.join("images").join("host"))
         .context("preparing the built-in host image")?;
     let egress = config.egress.as_ref().map(|e| EgressPorts {
@@ -232,7 +277,8 @@ fn backend(config: &ServerConfig, host_lock: HostLock) -> anyhow::Result<Backend
         egress,
     )
     .context("starting the runtime helper")?;
-    Ok(Backend {
+    let userns = runtime.userns_supported();
+    let backend = Backend {
         runtime: Arc::new(runtime),
         host_image: ImageRootfs {
             name: "host".into(),
@@ -243,7 +289,8 @@ fn backend(config: &ServerConfig, host_lock: HostLock) -> anyhow::Result<Backend
             user: None,
         },
         host_lock: Some(host_lock),
-    })
+    };
+    Ok((backend, userns))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -259,10 +306,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &std::path::absolute(&args.data_dir).context("resolving --data-dir")?,
         &args.listen.to_string(),
     )?;
-    let config = config(args)?;
+    let (userns, base) = (args.userns, args.userns_base);
+    let mut config = config(args)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let backend = backend(&config, host_lock)?;
+    let (backend, supported) = backend(&config, host_lock)?;
+    config.defaults.userns_base = userns_base(userns, base, supported)?;
+    if let Some(base) = config.defaults.userns_base {
+        tracing::info!(base, "sandboxes get user namespaces");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(sandpit_server::serve(config, backend))
 }

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ pub struct HelperRuntime {
     args: Vec<OsString>,
     timeout: Duration,
     process: Mutex<Option<HelperProcess>>,
+    /// The last helper said sandboxes may have a user namespace.
+    userns: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -72,6 +75,7 @@ impl HelperRuntime {
             args,
             timeout: DEFAULT_TIMEOUT,
             process: Mutex::new(None),
+            userns: AtomicBool::new(false),
         };
         let process = runtime.launch()?;
         *runtime.lock() = Some(process);
@@ -82,6 +86,12 @@ impl HelperRuntime {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Whether the helper can give sandboxes a user namespace with
+    /// idmapped mounts (probed when it started).
+    pub fn userns_supported(&self) -> bool {
+        self.userns.load(Ordering::Relaxed)
     }
 
     /// Pid of the current helper process, if one runs.
@@ -114,7 +124,10 @@ impl HelperRuntime {
             stdout: LineReader::new(stdout),
         };
         match process.receive(self.timeout) {
-            Ok(Reply::Ready { .. }) => Ok(process),
+            Ok(Reply::Ready { userns, .. }) => {
+                self.userns.store(userns, Ordering::Relaxed);
+                Ok(process)
+            }
             Ok(Reply::Error(err)) => {
                 process.end(Duration::from_secs(1));
                 Err(err)

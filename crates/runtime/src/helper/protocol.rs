@@ -22,6 +22,9 @@ pub enum Reply {
     /// The helper is set up and waits for requests.
     Ready {
         pid: u32,
+        /// Sandboxes may ask for a user namespace (see [`crate::idmap`]).
+        #[serde(default)]
+        userns: bool,
     },
     Started(Started),
     Stopped,

@@ -47,6 +47,7 @@ pub fn serve(state_dir: &Path, egress: Option<EgressPorts>) -> Result<(), ServeE
         &mut replies,
         &Reply::Ready {
             pid: std::process::id(),
+            userns: runtime.userns_supported(),
         },
     )?;
     let mut input = LineReader::new(requests);

@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::agent_socket::AgentSocketError;
 use crate::error::{chain, RuntimeError};
+use crate::idmap::IdmapError;
 use crate::network::NetworkError;
 use crate::oci::OciError;
 use crate::overlay::OverlayError;
@@ -41,6 +42,10 @@ pub enum LocalError {
     InitVanished,
     #[error("failed to remove the cgroup")]
     Cgroup(#[source] io::Error),
+    #[error(transparent)]
+    Idmap(#[from] IdmapError),
+    #[error("this host cannot give sandboxes user namespaces (idmapped mounts)")]
+    NoUserNs,
 }
 
 impl LocalError {
@@ -57,6 +62,7 @@ impl LocalError {
             Self::Network(_) | Self::SlotTaken { .. } => "network",
             Self::InitSurvived | Self::InitVanished => "init process",
             Self::Cgroup(_) => "cgroup",
+            Self::Idmap(_) | Self::NoUserNs => "user namespace",
         }
     }
 

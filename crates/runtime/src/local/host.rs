@@ -22,10 +22,13 @@ pub struct HostFacts {
     pub agent_oom_score_adj: Option<i32>,
     /// The sandbox's open-file limit.
     pub nofile: u64,
+    /// Sandboxes can have a user namespace with idmapped mounts.
+    pub userns: bool,
 }
 
 impl HostFacts {
-    pub fn probe() -> Self {
+    /// `state_dir`: where the idmapped-mount probe may make directories.
+    pub fn probe(state_dir: &Path) -> Self {
         let sys_resource = has_capability(CAP_SYS_RESOURCE);
         if !sys_resource {
             tracing::warn!("no CAP_SYS_RESOURCE: the agent keeps oom_score_adj 0 and the helper's open-file limit");
@@ -35,6 +38,7 @@ impl HostFacts {
             ipv6: Path::new("/proc/sys/net/ipv6").exists(),
             agent_oom_score_adj: sys_resource.then_some(AGENT_OOM_SCORE_ADJ),
             nofile: nofile_limit(sys_resource),
+            userns: userns(state_dir),
         }
     }
 }
@@ -49,6 +53,17 @@ fn nofile_limit(sys_resource: bool) -> u64 {
             .map(|(_, hard)| hard),
     };
     ceiling.map_or(NOFILE_LIMIT, |c| c.min(NOFILE_LIMIT))
+}
+
+fn userns(state_dir: &Path) -> bool {
+    match crate::idmap::probe(state_dir) {
+        Ok(()) => true,
+        Err(err) => {
+            let err = crate::error::chain(&err);
+            tracing::warn!(error = %err, "user namespaces with idmapped mounts are unavailable");
+            false
+        }
+    }
 }
 
 fn read_u64(path: &str) -> Option<u64> {

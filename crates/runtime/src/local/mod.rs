@@ -62,10 +62,15 @@ impl LocalRuntime {
         Ok(Self {
             dirs,
             fd3: Fd3::reserve()?,
-            host: HostFacts::probe(),
+            host: HostFacts::probe(state_dir),
             oom_score_adj: oom.trim().to_owned(),
             children: HashMap::new(),
         })
+    }
+
+    /// Whether sandboxes can have a user namespace on this host.
+    pub fn userns_supported(&self) -> bool {
+        self.host.userns
     }
 
     /// Sandboxes whose init is still alive.

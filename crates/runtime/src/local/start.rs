@@ -16,6 +16,7 @@ use super::layout::SandboxPaths;
 use super::record::{Init, Record};
 use super::{validate, LocalRuntime};
 use crate::agent_socket;
+use crate::idmap::UserNs;
 use crate::network::{self, NetPlan};
 use crate::oci::{self, BindMount};
 use crate::overlay::{self, Upper};
@@ -84,8 +85,19 @@ impl LocalRuntime {
         paths: &SandboxPaths,
         record: &mut Record,
     ) -> Result<Started, LocalError> {
-        let mounted = mount_root(spec, paths, &self.dirs.blanks)?;
-        let etc = rootfs::write_etc(&paths.etc, &spec.hostname, plan)?;
+        if spec.userns_base.is_some() && !self.host.userns {
+            return Err(LocalError::NoUserNs);
+        }
+        let userns = spec.userns_base.map(UserNs::new).transpose()?;
+        let mut mounted = mount_root(spec, paths, &self.dirs.blanks, userns.as_ref())?;
+        let mut etc = rootfs::write_etc(&paths.etc, &spec.hostname, plan)?;
+        let mut paths = paths.clone();
+        if let Some(ns) = &userns {
+            idmap_mounts(spec, &paths, ns, &mut mounted)?;
+            let alias = traversable_alias(spec)?;
+            (paths, etc, mounted) = realias(&spec.state_dir, &alias, etc, mounted);
+        }
+        let paths = &paths;
         let bundle = self.write_bundle(spec, paths, &mounted, &etc)?;
         let listener = agent_socket::bind(&spec.agent_socket)?;
         let mut container = self.create(spec, &bundle, &listener, paths)?;
@@ -206,11 +218,115 @@ fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
     });
     let exposures = (0..exposed_dirs(spec).len()).map(|i| exposure_point(paths, i));
     let disk = disk::used(spec, paths).then(|| paths.disk.clone());
+    let idmapped = spec.mounts.iter().enumerate().filter_map(|(n, m)| {
+        (spec.userns_base.is_some() && needs_idmapped_bind(m))
+            .then(|| idmapped_bind_point(paths, n))
+    });
     disk.into_iter()
         .chain([paths.rootfs.clone(), paths.etc.clone()])
         .chain(exposures)
         .chain(overlays)
+        .chain(idmapped)
+        .chain(spec.userns_base.map(|_| alias_of(spec)))
         .collect()
+}
+
+/// Mounts bound straight from a host path (not through a mount of the
+/// helper's own, which is idmapped in place): with a user namespace they
+/// are bound through an idmapped clone at [`idmapped_bind_point`].
+fn needs_idmapped_bind(mount: &MountSpec) -> bool {
+    match mount {
+        MountSpec::Bind {
+            source, readonly, ..
+        } => !(*readonly && source.is_file()),
+        MountSpec::ReadOnlyOverlay { layers, .. } => layers.len() == 1,
+        MountSpec::Volume { .. } => false,
+    }
+}
+
+/// Where the helper shows a user-namespaced sandbox's state dir (see
+/// [`traversable_alias`]).
+const ALIASES: &str = "/run/sandpit-userns";
+
+fn alias_of(spec: &SandboxSpec) -> PathBuf {
+    Path::new(ALIASES).join(&spec.id)
+}
+
+/// The sandbox's init (an unprivileged host id) must look up its root and
+/// bind sources by path, but the data dir is 0700: the state dir, mounts
+/// and all, is bound (in the helper's mount namespace only) at
+/// [`ALIASES`]`/<id>`, whose parents anyone may traverse.
+fn traversable_alias(spec: &SandboxSpec) -> Result<PathBuf, LocalError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(ALIASES).map_err(LocalError::State)?;
+    fs::set_permissions(ALIASES, fs::Permissions::from_mode(0o711)).map_err(LocalError::State)?;
+    let alias = alias_of(spec);
+    fs::create_dir_all(&alias).map_err(LocalError::State)?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+    mount(
+        Some(&spec.state_dir),
+        &alias,
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .map_err(|e| LocalError::State(e.into()))?;
+    Ok(alias)
+}
+
+/// `paths`, the `/etc` files and the mounts, seen through `alias`.
+fn realias(
+    state_dir: &Path,
+    alias: &Path,
+    etc: EtcFiles,
+    mounted: Mounted,
+) -> (SandboxPaths, EtcFiles, Mounted) {
+    let moved = |p: &Path| match p.strip_prefix(state_dir) {
+        Ok(rest) => alias.join(rest),
+        Err(_) => p.to_path_buf(),
+    };
+    let etc = EtcFiles {
+        hosts: moved(&etc.hosts),
+        hostname: moved(&etc.hostname),
+        resolv_conf: moved(&etc.resolv_conf),
+    };
+    let binds = mounted.binds.into_iter().map(|b| BindMount {
+        source: moved(&b.source),
+        ..b
+    });
+    let mounted = Mounted {
+        binds: binds.collect(),
+        agent: moved(&mounted.agent),
+    };
+    (SandboxPaths::new(alias), etc, mounted)
+}
+
+fn idmapped_bind_point(paths: &SandboxPaths, n: usize) -> PathBuf {
+    paths.mnt.join(format!("idmap-{n}"))
+}
+
+/// Gives the mounts the container binds the user namespace's idmapping
+/// (see [`crate::idmap`]; the overlays got it through their layers): the
+/// `etc` tmpfs and the volumes in place, host paths through an idmapped
+/// clone. After this the helper (host root, not in the mapping) can no
+/// longer create files through them.
+fn idmap_mounts(
+    spec: &SandboxSpec,
+    paths: &SandboxPaths,
+    ns: &UserNs,
+    mounted: &mut Mounted,
+) -> Result<(), LocalError> {
+    ns.remount(&paths.etc)?;
+    for (n, (mount, bind)) in spec.mounts.iter().zip(&mut mounted.binds).enumerate() {
+        if needs_idmapped_bind(mount) {
+            let point = idmapped_bind_point(paths, n);
+            ns.bind(&bind.source, &point)?;
+            bind.source = point;
+        } else if matches!(mount, MountSpec::Volume { .. }) {
+            ns.remount(&bind.source)?;
+        }
+    }
+    Ok(())
 }
 
 /// Directories holding a file the sandbox gets read-only (the agent, the
@@ -245,6 +361,7 @@ fn exposure_point(paths: &SandboxPaths, i: usize) -> PathBuf {
 fn expose_dirs(
     spec: &SandboxSpec,
     paths: &SandboxPaths,
+    userns: Option<&UserNs>,
 ) -> Result<Vec<(PathBuf, PathBuf)>, LocalError> {
     let empty = paths.etc.join(EMPTY_DIR);
     fs::create_dir_all(&empty).map_err(LocalError::State)?;
@@ -252,7 +369,7 @@ fn expose_dirs(
     for (i, dir) in exposed_dirs(spec).into_iter().enumerate() {
         let point = exposure_point(paths, i);
         fs::create_dir_all(&point).map_err(LocalError::State)?;
-        overlay::mount_at(&point, &[dir.clone(), empty.clone()], None)?;
+        overlay::mount_at(&point, &[dir.clone(), empty.clone()], None, userns)?;
         exposed.push((dir, point));
     }
     Ok(exposed)
@@ -284,6 +401,7 @@ fn mount_root(
     spec: &SandboxSpec,
     paths: &SandboxPaths,
     blanks: &Path,
+    userns: Option<&UserNs>,
 ) -> Result<Mounted, LocalError> {
     let (upper_dir, work_dir) = if disk::used(spec, paths) {
         disk::mount(spec.fs_capacity_bytes, paths, blanks).map_err(LocalError::State)?;
@@ -298,15 +416,18 @@ fn mount_root(
         upper: &upper_dir,
         work: &work_dir,
     };
-    overlay::mount_at(&paths.rootfs, &spec.layers, Some(upper))?;
-    rootfs::prepare(&paths.rootfs, &spec.workdir)?;
+    overlay::mount_at(&paths.rootfs, &spec.layers, Some(upper), userns)?;
+    match userns {
+        Some(ns) => ns.as_owner(|| rootfs::prepare(&paths.rootfs, &spec.workdir))?,
+        None => rootfs::prepare(&paths.rootfs, &spec.workdir)?,
+    }
     mount_etc_tmpfs(&paths.etc)?;
-    let exposed = expose_dirs(spec, paths)?;
+    let exposed = expose_dirs(spec, paths, userns)?;
     let binds = spec
         .mounts
         .iter()
         .enumerate()
-        .map(|(n, m)| resolve_mount(n, m, paths, blanks, &exposed));
+        .map(|(n, m)| resolve_mount(n, m, paths, blanks, &exposed, userns));
     Ok(Mounted {
         binds: binds.collect::<Result<_, _>>()?,
         agent: exposed_path(&spec.agent_binary, &exposed),
@@ -319,6 +440,7 @@ fn resolve_mount(
     paths: &SandboxPaths,
     blanks: &Path,
     exposed: &[(PathBuf, PathBuf)],
+    userns: Option<&UserNs>,
 ) -> Result<BindMount, LocalError> {
     match mount {
         MountSpec::Bind {
@@ -347,7 +469,7 @@ fn resolve_mount(
         } => {
             let target = paths.overlay(n);
             fs::create_dir_all(&target).map_err(LocalError::State)?;
-            overlay::mount_at(&target, layers, None)?;
+            overlay::mount_at(&target, layers, None, userns)?;
             Ok(BindMount {
                 source: target,
                 destination: destination.clone(),

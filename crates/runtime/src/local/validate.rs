@@ -25,7 +25,22 @@ pub fn sandbox(spec: &SandboxSpec) -> Check {
     spec.layers
         .iter()
         .try_for_each(|l| existing_dir("layer", l))?;
-    spec.mounts.iter().try_for_each(mount)
+    spec.mounts.iter().try_for_each(mount)?;
+    userns_base(spec.userns_base)
+}
+
+/// A user namespace maps uid 0 to an unprivileged host id, with all its
+/// range within 32 bits.
+fn userns_base(base: Option<u32>) -> Check {
+    match base {
+        Some(0) => Err(invalid(
+            "userns_base 0 would map root to the host's root".into(),
+        )),
+        Some(b) if b.checked_add(crate::idmap::IDS_PER_SANDBOX - 1).is_none() => Err(invalid(
+            format!("userns_base {b} leaves no room for its id range"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Ids name directories, cgroups and container state: keep them plain.

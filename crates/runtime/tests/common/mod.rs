@@ -91,6 +91,7 @@ impl Harness {
             limits,
             fs_capacity_bytes: 0,
             net_slot: NEXT_SLOT.fetch_add(1, Ordering::SeqCst),
+            userns_base: None,
             id,
         }
     }

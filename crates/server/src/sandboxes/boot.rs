@@ -166,6 +166,11 @@ impl Sandboxes {
             },
             fs_capacity_bytes: row.fs_capacity_bytes.max(0) as u64,
             net_slot: slot,
+            // The serve command checked that every slot's range fits.
+            userns_base: self
+                .defaults
+                .userns_base
+                .and_then(|base| sandpit_runtime::idmap::slot_base(base, slot).ok()),
         }
     }
 
