@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -52,24 +53,28 @@ def ids(pid: int, key: str) -> list[int]:
     return [int(v) for v in line.split()[1:]]
 
 
-def host_pid_of(marker: str) -> int:
-    """The host pid of the process whose command line holds `marker`."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in cmdline and b"sh\0-c" not in cmdline:
-            return int(pid)
-    raise AssertionError(f"no process with {marker!r}")
+def host_pid_of(command: bytes) -> int:
+    """The host pid of the process whose command line is `command` (it may
+    take a moment to exec after the shell that started it returned)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline == command:
+                return int(pid)
+        time.sleep(0.05)
+    raise AssertionError(f"no process {command!r}")
 
 
 def start_sleeper(sb) -> tuple[str, int]:
     seconds = f"{900 + secrets.randbelow(10_000)}.{secrets.randbelow(10**6)}"
     sb.run(f"nohup sleep {seconds} >/dev/null 2>&1 &")
-    return seconds, host_pid_of(f"sleep\0{seconds}")
+    return seconds, host_pid_of(f"sleep\0{seconds}\0".encode())
 
 
 def test_processes_run_as_unprivileged_host_ids(sb):

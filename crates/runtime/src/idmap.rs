@@ -133,11 +133,11 @@ impl UserNs {
     /// belongs to root inside, and an overlay mounted by `f` does its
     /// copy-ups as that root. The ids are put back after.
     pub fn as_owner<T>(&self, f: impl FnOnce() -> T) -> T {
-        // SAFETY: prctl with integer arguments; setfsuid/setfsgid only
-        // change this (single-threaded) process's credentials and are
-        // undone below.
+        // SAFETY: prctl with integer arguments only reads the bits.
         let saved = unsafe { libc::prctl(PR_GET_SECUREBITS) };
         let keep = saved.max(0) as libc::c_ulong | SECBIT_NO_SETUID_FIXUP;
+        // SAFETY: prctl and setfsuid/setfsgid with integer arguments only
+        // change this (single-threaded) process's credentials, undone below.
         unsafe {
             libc::prctl(PR_SET_SECUREBITS, keep);
             libc::setfsgid(self.base);

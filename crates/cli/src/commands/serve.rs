@@ -134,7 +134,7 @@ pub enum UsernsMode {
 }
 
 impl UsernsMode {
-    const DEFAULT: Self = Self::Off;
+    const DEFAULT: Self = Self::Auto;
 }
 
 /// The user-namespace base sandboxes get, from `mode` and what the runtime
@@ -327,5 +327,27 @@ pub fn run(args: ServeArgs) -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userns_mode_decides_the_base() {
+        assert_eq!(userns_base(UsernsMode::Off, 100_000, true).unwrap(), None);
+        assert_eq!(
+            userns_base(UsernsMode::Auto, 100_000, true).unwrap(),
+            Some(100_000)
+        );
+        assert_eq!(userns_base(UsernsMode::Auto, 100_000, false).unwrap(), None);
+        assert_eq!(
+            userns_base(UsernsMode::On, 100_000, true).unwrap(),
+            Some(100_000)
+        );
+        assert!(userns_base(UsernsMode::On, 100_000, false).is_err());
+        assert!(userns_base(UsernsMode::On, 0, true).is_err());
+        assert!(userns_base(UsernsMode::Auto, u32::MAX - 1000, true).is_err());
     }
 }

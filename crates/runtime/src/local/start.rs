@@ -218,10 +218,12 @@ fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
     });
     let exposures = (0..exposed_dirs(spec).len()).map(|i| exposure_point(paths, i));
     let disk = disk::used(spec, paths).then(|| paths.disk.clone());
-    let idmapped = spec.mounts.iter().enumerate().filter_map(|(n, m)| {
-        (spec.userns_base.is_some() && needs_idmapped_bind(m))
-            .then(|| idmapped_bind_point(paths, n))
-    });
+    let idmapped = spec
+        .mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| spec.userns_base.is_some() && needs_idmapped_bind(m))
+        .map(|(n, _)| idmapped_bind_point(paths, n));
     disk.into_iter()
         .chain([paths.rootfs.clone(), paths.etc.clone()])
         .chain(exposures)
