@@ -27,7 +27,7 @@ import httpx
 import pytest
 from conftest import checked_server, sandpit_binary
 from langsmith.sandbox import SandboxClient
-from test_egress_inject import make_ca, serve_https
+from test_egress_inject import Recorder, make_ca, serve_https
 
 HOSTS = ["allowed.test", "denied.test", "plain.test"]
 EGRESS_PORTS = "23443,23080,23053"
@@ -36,22 +36,6 @@ SCALE = 30
 # crates/egress/src/limits.rs
 CAP = 256
 SECRET = "s3cret-9d1f"
-
-
-class Recorder(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    seen: list[dict] = []
-
-    def do_GET(self):  # noqa: N802
-        Recorder.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}})
-        body = f"ok {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 def reached(path: str) -> list[dict]:
