@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import pty
-import re
-import select
 import shutil
 import signal
 import subprocess
@@ -19,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import host_free, sandpit_binary, start_server, stop_server
+from test_cli import read_until
 
 LIMIT = 20  # auth::MAX_FAILURES
 
@@ -55,25 +54,6 @@ def test_failed_key_checks_are_throttled_per_address(server):
     assert httpx.get(boxes, headers=good).status_code == 200
 
 
-def _wait_for_line(fd: int, pattern: str, timeout: float = 60) -> str:
-    """Reads a pty until a line matches; returns everything read."""
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-            if re.search(pattern, seen.decode(errors="replace")):
-                return seen.decode(errors="replace")
-    raise AssertionError(f"no {pattern!r} in {seen!r}")
-
-
 def test_the_admin_key_is_printed_on_a_terminal_only():
     data_dir = Path(tempfile.mkdtemp(prefix="sp-seckey-", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if k != "SANDPIT_API_KEY"}
@@ -105,8 +85,8 @@ def test_the_admin_key_is_printed_on_a_terminal_only():
             )
             os.close(slave)
             try:
-                shown = _wait_for_line(master, r"export LANGSMITH_API_KEY=\S+\r?\n")
-                assert f"export LANGSMITH_API_KEY={key}" in shown
+                shown = read_until(master, f"export LANGSMITH_API_KEY={key}".encode(), timeout=60)
+                assert f"export LANGSMITH_API_KEY={key}".encode() in shown
             finally:
                 proc.send_signal(signal.SIGTERM)
                 _, err = proc.communicate(timeout=60)
