@@ -215,3 +215,43 @@ def test_server_shutdown_closes_every_stream(tmp_path):
         else:
             stop_server(srv)  # starts again the server it had suspended
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def tunnel_url(sandbox) -> str:
+    return sandbox.dataplane_url.replace("http://", "ws://") + "/tunnel"
+
+
+def test_an_idle_tunnel_answers_a_close_at_once(server, sb):
+    async def scenario():
+        ws = await connect(tunnel_url(sb), additional_headers=headers(server), close_timeout=5)
+        took = await timed_close(ws)
+        assert took < PROMPT, f"closing a tunnel took {took:.2f}s"
+        assert ws.close_code == 1000
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("ending", ["stop", "delete"])
+def test_a_tunnel_is_closed_by_the_server_when_its_sandbox_goes(server, ending):
+    """The server closes a tunnel itself (a close frame, not a dropped
+    connection) once the sandbox behind it is stopped or deleted."""
+    from langsmith.sandbox import SandboxClient
+
+    name = f"ws-close-tunnel-{ending}"
+    with SandboxClient() as client:
+        sandbox = client.create_sandbox(name=name)
+        try:
+
+            async def scenario():
+                ws = await connect(tunnel_url(sandbox), additional_headers=headers(server), close_timeout=5)
+                await asyncio.to_thread(getattr(client, f"{ending}_sandbox"), name)
+                started = time.monotonic()
+                await asyncio.wait_for(ws.wait_closed(), 10)
+                took = time.monotonic() - started
+                assert ws.close_code is not None and ws.close_code != 1006, ws.close_code
+                assert took < 10
+
+            asyncio.run(scenario())
+        finally:
+            if ending == "stop":
+                client.delete_sandbox(name)

@@ -5,7 +5,7 @@
 //! byte, dials `127.0.0.1:port` inside the sandbox's network namespace and
 //! splices. This is the protocol of the `langsmith` SDK's `sb.tunnel()`.
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
@@ -28,6 +28,10 @@ pub const STATUS_UNSUPPORTED_VERSION: u8 = 3;
 const PIPE: usize = 256 << 10;
 /// Copy buffer per direction of a tunnelled connection.
 const SPLICE_BUFFER: usize = 64 << 10;
+/// How often a session checks that its sandbox still runs.
+const ALIVE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long one side of a closing session waits for the other.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -43,19 +47,39 @@ pub async fn upgrade(
         .live_pid(&caller.tenant_id, &id)
         .ok_or_else(|| ApiError::NotReady(format!("Sandbox '{id}' is not running")))?;
     let guard = state.sandboxes.connection(&id);
+    let sandboxes = state.sandboxes.clone();
+    let tenant = caller.tenant_id.clone();
+    let alive = move || sandboxes.live_pid(&tenant, &id) == Some(pid);
     Ok(ws
         .max_message_size(16 << 20)
-        .on_upgrade(move |socket| session(socket, pid, guard)))
+        .on_upgrade(move |socket| session(socket, pid, guard, alive)))
 }
 
-/// Serve one tunnel session until the client goes away.
-async fn session(socket: WebSocket, pid: i32, guard: ActivityGuard) {
+/// Serve one tunnel session until the client goes away or the sandbox
+/// behind it stops (`alive` turns false): then the pump closes the
+/// WebSocket with a close frame, never by dropping the connection.
+async fn session(
+    socket: WebSocket,
+    pid: i32,
+    guard: ActivityGuard,
+    alive: impl Fn() -> bool + Send + 'static,
+) {
     let (ours, pump_end) = tokio::io::duplex(PIPE);
     tokio::spawn(pump(socket, pump_end));
     let mut connection =
         yamux::Connection::new(ours.compat(), yamux::Config::default(), yamux::Mode::Server);
+    let mut check = tokio::time::interval(ALIVE_CHECK);
     loop {
-        let next = std::future::poll_fn(|cx| connection.poll_next_inbound(cx)).await;
+        let next = tokio::select! {
+            next = std::future::poll_fn(|cx| connection.poll_next_inbound(cx)) => next,
+            _ = check.tick() => {
+                if alive() {
+                    continue;
+                }
+                tracing::debug!("tunnel session ended: its sandbox stopped");
+                break;
+            }
+        };
         match next {
             Some(Ok(stream)) => {
                 tokio::spawn(serve_stream(stream, pid));
@@ -71,7 +95,10 @@ async fn session(socket: WebSocket, pid: i32, guard: ActivityGuard) {
 }
 
 /// Move bytes between the WebSocket's binary messages and the pipe the yamux
-/// session reads and writes.
+/// session reads and writes. When either side ends, the other gets
+/// `CLOSE_GRACE` to finish: a client's close frame ends the session, whose
+/// end sends the answering close frame; a session that ends sends a close
+/// frame and waits for the client's answer.
 async fn pump(socket: WebSocket, pipe: tokio::io::DuplexStream) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut pipe_rx, mut pipe_tx) = tokio::io::split(pipe);
@@ -101,11 +128,24 @@ async fn pump(socket: WebSocket, pipe: tokio::io::DuplexStream) {
                 }
             }
         }
-        let _ = ws_tx.close().await;
+        let _ = ws_tx
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::NORMAL,
+                reason: "tunnel session ended".into(),
+            })))
+            .await;
+        // After the client's close frame that send is refused, and the
+        // answer tungstenite queued goes out only with a flush.
+        let _ = ws_tx.flush().await;
     };
+    tokio::pin!(inbound, outbound);
     tokio::select! {
-        _ = inbound => {}
-        _ = outbound => {}
+        _ = &mut inbound => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, &mut outbound).await;
+        }
+        _ = &mut outbound => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, &mut inbound).await;
+        }
     }
 }
 
