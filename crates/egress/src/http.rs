@@ -393,16 +393,22 @@ mod tests {
         assert_eq!(status(&send(open, other).await), 403);
     }
 
-    #[tokio::test]
-    async fn a_host_header_that_disagrees_with_the_uri_is_misdirected() {
-        let port = echo_upstream().await;
+    /// A proxy that allows `127.0.0.1:port` and has a rule setting
+    /// `X-Secret` for it.
+    async fn secret_rule_proxy(port: u16) -> SocketAddr {
         let named = format!("127.0.0.1:{port}");
         let config = serde_json::json!({
             "access_control": {"allow_list": [named]},
             "rules": [{"name": "r", "match_hosts": ["127.0.0.1"],
                        "headers": [{"name": "X-Secret", "type": "plaintext", "value": "s3cret"}]}],
         });
-        let (addr, _) = proxy(config, 1).await;
+        proxy(config, 1).await.0
+    }
+
+    #[tokio::test]
+    async fn a_host_header_that_disagrees_with_the_uri_is_misdirected() {
+        let port = echo_upstream().await;
+        let addr = secret_rule_proxy(port).await;
         let mismatch = format!(
             "GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: denied.test\r\nConnection: close\r\n\r\n"
         );
@@ -429,13 +435,7 @@ mod tests {
     #[tokio::test]
     async fn plain_http_never_carries_a_rule_header() {
         let port = echo_upstream().await;
-        let named = format!("127.0.0.1:{port}");
-        let config = serde_json::json!({
-            "access_control": {"allow_list": [named]},
-            "rules": [{"name": "r", "match_hosts": ["127.0.0.1"],
-                       "headers": [{"name": "X-Secret", "type": "plaintext", "value": "s3cret"}]}],
-        });
-        let (addr, _) = proxy(config, 1).await;
+        let addr = secret_rule_proxy(port).await;
         let get = format!("GET /p HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
         let answer = send(addr, &get).await;
         assert_eq!(status(&answer), 200, "{answer}");

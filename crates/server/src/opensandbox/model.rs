@@ -93,25 +93,14 @@ pub struct ImageView {
     pub uri: String,
 }
 
-/// `Sandbox` of the spec (GET, list).
+/// `Sandbox` of the spec (GET, list); without the image it is the
+/// spec's `CreateSandboxResponse`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxView {
     pub id: String,
-    pub image: ImageView,
-    pub status: StatusView,
-    pub metadata: BTreeMap<String, String>,
-    pub entrypoint: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    pub created_at: String,
-}
-
-/// `CreateSandboxResponse` of the spec: a `Sandbox` without the image.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateView {
-    pub id: String,
+    pub image: Option<ImageView>,
     pub status: StatusView,
     pub metadata: BTreeMap<String, String>,
     pub entrypoint: Vec<String>,
@@ -215,9 +204,9 @@ pub fn sandbox_view(row: &SandboxRow) -> SandboxView {
     let extra = Extra::of(row);
     SandboxView {
         id: row.id.clone(),
-        image: ImageView {
+        image: Some(ImageView {
             uri: image_uri(row, extra.as_ref()),
-        },
+        }),
         status: status_view(row),
         metadata: labels(row),
         entrypoint: extra.map(|e| e.entrypoint).unwrap_or_default(),
@@ -226,15 +215,10 @@ pub fn sandbox_view(row: &SandboxRow) -> SandboxView {
     }
 }
 
-pub fn create_view(row: &SandboxRow) -> CreateView {
-    let view = sandbox_view(row);
-    CreateView {
-        id: view.id,
-        status: view.status,
-        metadata: view.metadata,
-        entrypoint: view.entrypoint,
-        expires_at: view.expires_at,
-        created_at: view.created_at,
+pub fn create_view(row: &SandboxRow) -> SandboxView {
+    SandboxView {
+        image: None,
+        ..sandbox_view(row)
     }
 }
 
