@@ -4,8 +4,10 @@ A socket whose command another connection reconnected to, or whose command
 ended unread, answers a close frame at once, and the server closes a socket
 itself once it has nothing more to say. Every path is checked with a short
 close timeout: superseded, finished while unread, closed while running,
-client gone, server shutdown (exec WebSocket, SSE, tunnel). And the SDK
-program of the report exits at once instead of hanging at interpreter exit.
+client gone, server shutdown (exec WebSocket, SSE, tunnel), and the same for
+tunnels and service-URL WebSockets (closed by the client, by the app, by a
+client that vanished, and by the sandbox going). And the SDK program of the
+report exits at once instead of hanging at interpreter exit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -255,3 +258,231 @@ def test_a_tunnel_is_closed_by_the_server_when_its_sandbox_goes(server, ending):
         finally:
             if ending == "stop":
                 client.delete_sandbox(name)
+
+
+# A WebSocket echo server from the standard library (the sandbox image has no
+# `websockets`): it answers a close frame, closes itself after "bye", and
+# appends "eof" to /tmp/ws-events when a client's TCP connection ends without
+# a close frame.
+WS_ECHO = r'''
+import base64, hashlib, socket, struct, sys, threading
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+def exact(c, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = c.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+def send(c, op, data):
+    head = bytes([0x80 | op, len(data)]) if len(data) < 126 else bytes([0x80 | op, 126]) + struct.pack(">H", len(data))
+    c.sendall(head + data)
+def frame(c):
+    head = exact(c, 2)
+    n = head[1] & 0x7F
+    if n == 126:
+        n = struct.unpack(">H", exact(c, 2))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", exact(c, 8))[0]
+    mask = exact(c, 4)
+    data = bytes(b ^ mask[i % 4] for i, b in enumerate(exact(c, n)))
+    return head[0] & 0x0F, data
+def event(what):
+    with open("/tmp/ws-events", "a") as f:
+        f.write(what + "\n")
+def serve(c):
+    with c:
+        req = b""
+        while b"\r\n\r\n" not in req:
+            chunk = c.recv(4096)
+            if not chunk:
+                return
+            req += chunk
+        key = [l.split(b":", 1)[1].strip() for l in req.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key:")][0]
+        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        try:
+            while True:
+                op, data = frame(c)
+                if op == 8:
+                    send(c, 8, data[:2])
+                    event("close")
+                    return
+                if op == 1 and data == b"bye":
+                    send(c, 8, struct.pack(">H", 1000) + b"bye")
+                    frame(c)
+                    event("closed-by-server")
+                    return
+                if op == 1:
+                    send(c, 1, data)
+        except (EOFError, ConnectionError):
+            event("eof")
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])), reuse_port=True)
+while True:
+    conn, _ = s.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+'''
+
+WS_PORT = 8600
+
+
+def _events(sandbox) -> list[str]:
+    return sandbox.run("cat /tmp/ws-events 2>/dev/null || true").stdout.split()
+
+
+def _wait_event(sandbox, what: str, count: int = 1, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _events(sandbox).count(what) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {what!r} seen inside the sandbox in {timeout}s: {_events(sandbox)}")
+
+
+def _serve_ws(sandbox):
+    sandbox.write("/app/ws_echo.py", WS_ECHO)
+    handle = sandbox.run(f"python3 /app/ws_echo.py {WS_PORT}", timeout=0, wait=False)
+    deadline = time.monotonic() + 15
+    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {WS_PORT}), 1)\""
+    while sandbox.run(probe, timeout=10).exit_code != 0:
+        assert time.monotonic() < deadline, "the WebSocket echo server did not start"
+        time.sleep(0.2)
+    return handle
+
+
+async def _service_ws(sandbox):
+    svc = sandbox.service(port=WS_PORT)
+    url = svc.service_url.replace("http://", "ws://")
+    return await connect(url, additional_headers={"X-Langsmith-Sandbox-Service-Token": svc.token}, close_timeout=5)
+
+
+@pytest.fixture(scope="module")
+def ws_sb(server):
+    from langsmith.sandbox import SandboxClient
+
+    with SandboxClient() as client:
+        sandbox = client.create_sandbox(name="ws-close-service")
+        handle = _serve_ws(sandbox)
+        yield sandbox
+        handle.kill()
+        client.delete_sandbox("ws-close-service")
+
+
+def test_a_service_websocket_answers_a_close_at_once(ws_sb):
+    async def scenario():
+        ws = await _service_ws(ws_sb)
+        await ws.send("hello")
+        assert await ws.recv() == "hello"
+        took = await timed_close(ws)
+        assert took < PROMPT, f"closing a service WebSocket took {took:.2f}s"
+        assert ws.close_code == 1000
+
+    asyncio.run(scenario())
+    _wait_event(ws_sb, "close")
+
+
+def test_a_service_websocket_closed_by_the_app_reaches_the_client(ws_sb):
+    async def scenario():
+        ws = await _service_ws(ws_sb)
+        await ws.send("bye")
+        await asyncio.wait_for(ws.wait_closed(), PROMPT)
+        assert ws.close_code == 1000 and ws.close_reason == "bye"
+
+    asyncio.run(scenario())
+    _wait_event(ws_sb, "closed-by-server")
+
+
+def test_a_vanished_service_websocket_client_is_seen_by_the_app(ws_sb):
+    before = _events(ws_sb).count("eof")
+
+    async def scenario():
+        ws = await _service_ws(ws_sb)
+        await ws.send("ping")
+        assert await ws.recv() == "ping"
+        ws.transport.abort()  # no close frame: the TCP connection just goes
+
+    asyncio.run(scenario())
+    _wait_event(ws_sb, "eof", before + 1)
+
+
+@pytest.mark.parametrize("ending", ["stop", "delete"])
+def test_a_service_websocket_is_closed_when_its_sandbox_goes(server, ending):
+    """A client holding a service WebSocket is not left hanging on a
+    connection nothing answers once the sandbox behind it stops or goes."""
+    from langsmith.sandbox import SandboxClient
+
+    name = f"ws-close-svc-{ending}"
+    with SandboxClient() as client:
+        sandbox = client.create_sandbox(name=name)
+        try:
+            _serve_ws(sandbox)
+
+            async def scenario():
+                ws = await _service_ws(sandbox)
+                await ws.send("ping")
+                assert await ws.recv() == "ping"
+                await asyncio.to_thread(getattr(client, f"{ending}_sandbox"), name)
+                await asyncio.wait_for(ws.wait_closed(), 10)
+
+            asyncio.run(scenario())
+        finally:
+            if ending == "stop":
+                client.delete_sandbox(name)
+
+
+# Counts the connections that reached it and ended (EOF or reset), in
+# /tmp/tcp-events.
+TCP_WATCH = r'''
+import socket, sys, threading
+def serve(c):
+    with c:
+        try:
+            while c.recv(65536):
+                pass
+        except ConnectionError:
+            pass
+    with open("/tmp/tcp-events", "a") as f:
+        f.write("ended\n")
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])), reuse_port=True)
+while True:
+    conn, _ = s.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+'''
+
+
+def test_a_vanished_tunnel_client_ends_its_connections(server, sb):
+    """A tunnel client whose TCP connection goes without a close frame: the
+    connections it had opened into the sandbox are ended, not left open."""
+    from langsmith.sandbox._tunnel import _WSAdapter
+    from langsmith.sandbox._yamux import YamuxSession
+    from websockets.sync.client import connect as sync_connect
+
+    port = 8601
+    sb.write("/app/tcp_watch.py", TCP_WATCH)
+    handle = sb.run(f"python3 /app/tcp_watch.py {port}", timeout=0, wait=False)
+    try:
+        deadline = time.monotonic() + 15
+        probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 1)\""
+        while sb.run(probe, timeout=10).exit_code != 0:
+            assert time.monotonic() < deadline, "the watch server did not start"
+            time.sleep(0.2)
+        ended = lambda: sb.run("cat /tmp/tcp-events 2>/dev/null || true").stdout.split().count("ended")  # noqa: E731
+        before = ended()
+        with sync_connect(tunnel_url(sb), additional_headers=headers(server), ping_interval=None) as ws:
+            session = YamuxSession(_WSAdapter(ws))
+            for _ in range(3):
+                stream = session.open_stream()
+                stream.write(struct.pack(">BH", 1, port))
+                assert stream.read(1)[0] == 0
+            time.sleep(0.3)
+            assert ended() == before, "a tunnelled connection ended early"
+            # No close frame, no yamux go-away: the client's socket is reset.
+            ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            ws.socket.close()
+            deadline = time.monotonic() + 10
+            while ended() < before + 3:
+                assert time.monotonic() < deadline, f"tunnelled connections left open: {ended() - before}/3 ended"
+                time.sleep(0.1)
+    finally:
+        handle.kill()
