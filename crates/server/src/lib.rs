@@ -1,8 +1,8 @@
 //! `sandpit serve`: the control API, auth, store, lifecycle controller and
 //! the gateway that relays data-plane traffic to each sandbox's agent.
 //!
-//! Architecture invariants: only this crate knows HTTP status codes (mapped in
-//! `error`); the database is the source of truth and the runtime is
+//! Architecture invariants: control-API errors become HTTP status codes in one
+//! place (`error`); the database is the source of truth and the runtime is
 //! reconciled to it (`sandboxes::Sandboxes::recover`); a caller's key is never
 //! relayed into a sandbox (`gateway::relay`).
 
