@@ -68,4 +68,10 @@ pub trait Runtime: Send + Sync {
     fn host_view(&self, path: &std::path::Path) -> std::path::PathBuf {
         path.to_path_buf()
     }
+    /// A process in whose mount namespace the backend makes its mounts
+    /// (the runtime helper), for the caller's own mounts that a sandbox
+    /// binds ([`MountSpec::Fuse`]); `None`: the caller's namespace.
+    fn mount_namespace_pid(&self) -> Option<u32> {
+        None
+    }
 }

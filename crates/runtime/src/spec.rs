@@ -98,6 +98,15 @@ pub enum MountSpec {
         size_bytes: u64,
         destination: String,
     },
+    /// A FUSE file system the caller mounted at `source` in the backend's
+    /// mount namespace (see [`crate::Runtime::mount_namespace_pid`]), bound
+    /// as it is: never idmapped (FUSE refuses idmapped mounts), so its
+    /// files must already show the owners the sandbox should see.
+    Fuse {
+        source: PathBuf,
+        destination: String,
+        readonly: bool,
+    },
 }
 
 /// What `start` returns.

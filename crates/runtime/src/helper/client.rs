@@ -225,6 +225,10 @@ impl Runtime for HelperRuntime {
         }
     }
 
+    fn mount_namespace_pid(&self) -> Option<u32> {
+        self.helper_pid()
+    }
+
     /// The server writes the cgroup itself: freezing forks nothing.
     fn set_frozen(&self, id: &str, frozen: bool) -> Result<(), RuntimeError> {
         crate::cgroup::set_frozen(id, frozen).map_err(|message| RuntimeError::Setup {

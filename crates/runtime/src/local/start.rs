@@ -242,7 +242,7 @@ fn needs_idmapped_bind(mount: &MountSpec) -> bool {
             source, readonly, ..
         } => !(*readonly && source.is_file()),
         MountSpec::ReadOnlyOverlay { layers, .. } => layers.len() == 1,
-        MountSpec::Volume { .. } => false,
+        MountSpec::Volume { .. } | MountSpec::Fuse { .. } => false,
     }
 }
 
@@ -454,6 +454,15 @@ fn resolve_mount(
                 true => exposed_path(source, exposed),
                 false => source.clone(),
             },
+            destination: destination.clone(),
+            readonly: *readonly,
+        }),
+        MountSpec::Fuse {
+            source,
+            destination,
+            readonly,
+        } => Ok(BindMount {
+            source: source.clone(),
             destination: destination.clone(),
             readonly: *readonly,
         }),

@@ -127,6 +127,11 @@ fn mount(m: &MountSpec) -> Check {
             source,
             destination,
             ..
+        }
+        | MountSpec::Fuse {
+            source,
+            destination,
+            ..
         } => {
             inside_path("mount destination", destination, false)?;
             absolute_dir_name("mount source", source)?;
