@@ -220,9 +220,46 @@ def server():
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def client(server):
-    from langsmith.sandbox import SandboxClient
+@pytest.fixture(scope="module")
+def srv(server):
+    """The server a module's tests talk to: the session server, unless the
+    module starts one of its own (it then defines its own `srv`)."""
+    return server
 
-    with SandboxClient() as c:
+
+@pytest.fixture
+def client(srv):
+    """The langsmith SDK's client for the module's server."""
+    from helpers import sdk_client
+
+    with sdk_client(srv) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def workdir(request):
+    """A scratch directory for the module (registries, server data)."""
+    path = Path(tempfile.mkdtemp(prefix=f"sp-{request.module.__name__}-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def registry(workdir):
+    """A throwaway OCI registry on loopback (tests/e2e/registry.py)."""
+    from registry import start_registry
+
+    reg = start_registry(workdir)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def registry_server(registry, workdir):
+    """A server of the module's own that may pull from the module's registry."""
+    with checked_server(
+        workdir / "data",
+        api_key="sp_reg_" + secrets.token_urlsafe(12),
+        extra_args=["--insecure-registry", registry.host],
+    ) as server:
+        yield server

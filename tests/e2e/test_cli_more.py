@@ -17,32 +17,16 @@ import os
 import pty
 import secrets
 import select
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import checked_server, sandpit_binary
-from registry import build_image, start_registry
-
-
-@pytest.fixture(scope="module")
-def workdir():
-    path = Path(tempfile.mkdtemp(prefix="sp-cli2-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def registry(workdir):
-    reg = start_registry(workdir)
-    yield reg
-    reg.stop()
+from conftest import sandpit_binary
+from registry import build_image
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +35,8 @@ def busybox(registry, workdir):
 
 
 @pytest.fixture(scope="module")
-def srv(registry, workdir):
-    with checked_server(
-        workdir / "data",
-        api_key="sp_cli2_" + secrets.token_urlsafe(12),
-        extra_args=["--insecure-registry", registry.host],
-    ) as server:
-        yield server
+def srv(registry_server):
+    return registry_server
 
 
 @pytest.fixture(scope="module")

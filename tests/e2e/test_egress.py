@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import checked_server
 from langsmith.sandbox import SandboxClient
+from helpers import curl as sandbox_curl
 
 
 HOSTS = ["api.example.test", "other.example.test", "x.blocked.test", "plain.example.test"]
@@ -100,9 +101,7 @@ def boxed(client, name, upstreams, access_control=None):
 def curl(sb, url: str, extra: str = "") -> tuple[int, str]:
     # --noproxy: these tests exercise the transparent (redirected) path; the
     # HTTP(S)_PROXY path is tested in test_egress_inject.py.
-    out = sb.run(f"curl -sS --max-time 8 --noproxy '*' --cacert /tmp/ca.pem {extra} {url} 2>&1; echo rc=$?", timeout=30)
-    text, _, rc = out.stdout.rpartition("rc=")
-    return int(rc.strip()), text
+    return sandbox_curl(sb, f"--noproxy '*' --cacert /tmp/ca.pem {extra} {url}")
 
 
 def test_dns_and_default_policy_reach_public_names(client, upstreams):

@@ -25,7 +25,8 @@ from botocore.credentials import Credentials
 from conftest import checked_server
 from langsmith import Langsmith
 from langsmith.sandbox import SandboxClient, aws_auth, opaque_secret, proxy_config, workspace_secret
-from test_egress_inject import make_ca, serve_https, transparent
+from helpers import transparent_curl as curl
+from test_egress_inject import make_ca, serve_https
 
 ACCESS_KEY = "AKIASANDPITTEST0001"
 SECRET_KEY = "sk-sandpit-9c1f0e7a2b4d6f8e0a1c3e5g"
@@ -105,11 +106,6 @@ def client(aws_server):
     with SandboxClient(api_endpoint=aws_server.api, api_key=aws_server.api_key) as c:
         yield c
     ls.workspace_secrets.delete("AWS_SK")
-
-
-def curl(sb, args: str) -> tuple[int, str]:
-    """curl in the sandbox on the transparent path: (exit code, output)."""
-    return transparent(sb, "", args)
 
 
 DUMMY_AUTH = "-H 'Authorization: AWS4-HMAC-SHA256 Credential=AKIDUMMY/20200101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00'"

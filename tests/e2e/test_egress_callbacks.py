@@ -21,7 +21,8 @@ from conftest import checked_server
 from langsmith import Langsmith
 from langsmith.sandbox import SandboxClient, SandboxClientError
 from langsmith.sandbox._verify import CALLBACK_SIGNATURE_HEADER, SandboxTokenVerifier
-from test_egress_inject import make_ca, serve_https, transparent
+from helpers import transparent_curl as curl
+from test_egress_inject import make_ca, serve_https
 
 UPSTREAMS = ["api.example.test", "full.example.test"]
 CALLBACK_URL = "http://callback.example.test/cb"
@@ -106,11 +107,6 @@ def client(cb_server):
     with SandboxClient(api_endpoint=cb_server.api, api_key=cb_server.api_key) as c:
         yield c
     ls.workspace_secrets.delete("CB_AUTH")
-
-
-def curl(sb, args: str) -> tuple[int, str]:
-    """curl in the sandbox on the transparent path: (exit code, output)."""
-    return transparent(sb, "", args)
 
 
 def token_at(path: str) -> str | None:

@@ -40,8 +40,7 @@ from langsmith.sandbox import (
     proxy_config,
     workspace_secret,
 )
-from test_egress_inject import curl as proxied_curl
-from test_egress_inject import make_ca, serve_https, transparent
+from test_egress_inject import make_ca, serve_https, transparent, via_proxy
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 HOSTS = ["oauth2.googleapis.com", "storage.googleapis.com", "api.example.test"]
@@ -191,7 +190,7 @@ def test_google_requests_carry_a_token_minted_outside_the_sandbox(client, gcp_se
             assert rc == 0 and f"ok /storage/v1/b/bkt/o?i={i}" in out, out
             outputs.append(out)
         # And through HTTPS_PROXY (CONNECT), as Google's client libraries do.
-        rc, out = proxied_curl(sb, f"'{STORAGE}?via=connect'", f"-v {FAKE_AUTH}")
+        rc, out = via_proxy(sb, f"'{STORAGE}?via=connect'", f"-v {FAKE_AUTH}")
         assert rc == 0 and "ok /storage/v1/b/bkt/o?via=connect" in out, out
         outputs.append(out)
         # One token, minted once from an assertion Google would accept,

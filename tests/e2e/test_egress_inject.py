@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from langsmith import Langsmith
 from langsmith.sandbox import SandboxClient, workspace_secret
+from helpers import curl, transparent_curl
 
 HOSTS = ["api.example.test", "other.example.test", "bypass.example.test", "plain.example.test"]
 EGRESS_PORTS = "26443,26080,26053"
@@ -153,15 +154,14 @@ def rules() -> list[dict]:
     ]
 
 
-def curl(sb, url: str, extra: str = "") -> tuple[int, str]:
-    out = sb.run(f"curl -sS --max-time 8 {extra} {url} 2>&1; echo rc=$?", timeout=30)
-    text, _, rc = out.stdout.rpartition("rc=")
-    return int(rc.strip()), text
+def via_proxy(sb, url: str, extra: str = "") -> tuple[int, str]:
+    """curl with the proxy variables the sandbox has: the HTTP(S)_PROXY path."""
+    return curl(sb, f"{extra} {url}")
 
 
 def transparent(sb, url: str, extra: str = "") -> tuple[int, str]:
     """Without the proxy variables: the firewall's redirect path."""
-    return curl(sb, url, f"--noproxy '*' {extra}")
+    return transparent_curl(sb, f"{extra} {url}")
 
 
 def test_headers_reach_upstream_and_never_the_sandbox(client, workspace, inject_server):
@@ -233,7 +233,7 @@ def test_explicit_proxy_variables_work(client, workspace, upstreams):
         assert "http://198.18.0.1:80" in env and "/etc/ssl/certs/ca-certificates.crt" in env
         # curl with HTTPS_PROXY (CONNECT), then Python's urllib (CONNECT),
         # then plain HTTP in absolute form.
-        rc, body = curl(sb, "https://api.example.test/v1/curl-proxy")
+        rc, body = via_proxy(sb, "https://api.example.test/v1/curl-proxy")
         assert rc == 0 and "ok /v1/curl-proxy" in body, body
         assert seen("/v1/curl-proxy")["authorization"] == WORKSPACE_SECRET
         out = sb.run("python3 -c \"import urllib.request as u; "
@@ -243,17 +243,17 @@ def test_explicit_proxy_variables_work(client, workspace, upstreams):
         # A host no rule intercepts: the tunnel is passed through (spliced),
         # with the upstream's own certificate.
         sb.write("/tmp/up-ca.pem", upstreams["ca_pem"])
-        rc, body = curl(sb, "https://bypass.example.test/connect-pass", "--cacert /tmp/up-ca.pem")
+        rc, body = via_proxy(sb, "https://bypass.example.test/connect-pass", "--cacert /tmp/up-ca.pem")
         assert rc == 0 and "ok /connect-pass" in body, body
         assert "x-glob" not in seen("/connect-pass")
-        rc, body = curl(sb, "http://plain.example.test/v1/abs")
+        rc, body = via_proxy(sb, "http://plain.example.test/v1/abs")
         assert rc == 0 and "ok /v1/abs" in body
         assert "x-glob" not in seen("/v1/abs")
         # Through the proxy variables, reserved addresses are refused too:
         # plain HTTP with a 403 that says why, HTTPS with a TLS alert.
-        rc, body = curl(sb, "http://169.254.169.254/latest/meta-data/", "-w ' %{http_code}'")
+        rc, body = via_proxy(sb, "http://169.254.169.254/latest/meta-data/", "-w ' %{http_code}'")
         assert body.endswith(" 403") and "private or reserved" in body, body
-        rc, body = curl(sb, "https://169.254.169.254/")
+        rc, body = via_proxy(sb, "https://169.254.169.254/")
         assert rc == 35 and "access denied" in body, body
     finally:
         client.delete_sandbox("explicit")

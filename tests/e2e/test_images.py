@@ -8,10 +8,8 @@ fixture registry it starts.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import secrets
-import tempfile
 import threading
 from pathlib import Path
 
@@ -31,20 +29,6 @@ GiB = 1 << 30
 
 
 @pytest.fixture(scope="module")
-def workdir():
-    path = Path(tempfile.mkdtemp(prefix="sp-img-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def registry(workdir):
-    reg = start_registry(workdir)
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
 def busybox(registry, workdir):
     return build_image(
         registry,
@@ -57,19 +41,8 @@ def busybox(registry, workdir):
 
 
 @pytest.fixture(scope="module")
-def srv(registry, workdir):
-    with checked_server(
-        workdir / "data",
-        api_key="sp_img_" + secrets.token_urlsafe(12),
-        extra_args=["--insecure-registry", registry.host],
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def client(srv):
-    with SandboxClient(api_endpoint=f"{srv.endpoint}/api/v2/sandboxes", api_key=srv.api_key) as c:
-        yield c
+def srv(registry_server):
+    return registry_server
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import leaks  # noqa: E402
 from conftest import checked_server  # noqa: E402
 
 if langsmith.__version__.startswith("0.7."):
-    from langsmith.sandbox import SandboxClient, VolumeMountSpec
+    from langsmith.sandbox import VolumeMountSpec
     from langsmith.sandbox._exceptions import (
         ResourceAlreadyExistsError,
         ResourceInUseError,
@@ -46,12 +46,6 @@ def srv():
     ) as server:
         yield server
     shutil.rmtree(data_dir, ignore_errors=True)
-
-
-@pytest.fixture
-def client(srv):
-    with SandboxClient(api_endpoint=f"{srv.endpoint}/api/v2/sandboxes", api_key=srv.api_key) as c:
-        yield c
 
 
 def pool_state(srv, name: str) -> dict:

@@ -28,6 +28,7 @@ import pytest
 from conftest import checked_server, sandpit_binary
 from langsmith.sandbox import SandboxClient
 from test_egress_inject import Recorder, make_ca, serve_https
+from helpers import curl
 
 HOSTS = ["allowed.test", "denied.test", "plain.test"]
 EGRESS_PORTS = "23443,23080,23053"
@@ -99,12 +100,6 @@ def run_py(sb, script: str, *args, timeout: int = 120) -> str:
     out = sb.run("python3 /tmp/t.py " + " ".join(str(a) for a in args), timeout=timeout)
     assert out.exit_code == 0, out.stderr
     return out.stdout
-
-
-def curl(sb, args: str) -> tuple[int, str]:
-    out = sb.run(f"curl -sS --max-time 8 {args} 2>&1; echo rc=$?", timeout=30)
-    text, _, rc = out.stdout.rpartition("rc=")
-    return int(rc.strip()), text
 
 
 def conntrack_count() -> int:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from conftest import start_server, stop_server
+from helpers import new_tenant_key, wait_listening
 
 TOKEN_HEADER = "X-Langsmith-Sandbox-Service-Token"
 
@@ -104,16 +105,6 @@ def _b64(part: str) -> bytes:
 
 def _claims(token: str) -> dict:
     return json.loads(_b64(token.split(".")[1]))
-
-
-def wait_listening(sb, port: int, timeout: float = 15) -> None:
-    deadline = time.time() + timeout
-    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 1)\""
-    while time.time() < deadline:
-        if sb.run(probe, timeout=10).exit_code == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 # One server per host: starting this one stops the session server until it
@@ -356,17 +347,8 @@ def test_browser_login_sets_a_host_cookie(server, app_sb):
     assert cookie.status_code == 401
 
 
-def _new_tenant_key(server) -> str:
-    name = "svc-" + secrets.token_hex(4)
-    admin = f"{server.endpoint}/api/v1/admin"
-    assert httpx.post(f"{admin}/tenants", headers=server.headers(), json={"name": name}).status_code in (200, 201)
-    resp = httpx.post(f"{admin}/keys", headers=server.headers(), json={"tenant": name})
-    assert resp.status_code in (200, 201), resp.text
-    return resp.json()["key"]
-
-
 def test_other_tenants_get_404(server, app_sb):
-    key = _new_tenant_key(server)
+    key = new_tenant_key(server, "svc")
     resp = httpx.post(
         f"{server.api}/boxes/{app_sb.name}/service-url", headers={"X-Api-Key": key}, json={"port": 8000}
     )
@@ -394,7 +376,7 @@ def test_opensandbox_endpoint(server, app_sb):
     assert httpx.get(f"http://{body['endpoint']}/items").status_code == 401
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers={"OPEN-SANDBOX-API-KEY": "sp_wrong"}).status_code == 401
-    foreign = _new_tenant_key(server)
+    foreign = new_tenant_key(server, "svc")
     assert httpx.get(url, headers={"OPEN-SANDBOX-API-KEY": foreign, "X-Tenant-Id": "default"}).status_code == 403
     assert httpx.get(
         f"{server.endpoint}/v1/sandboxes/nope/endpoints/8000", headers=key
@@ -689,7 +671,7 @@ def test_service_tokens_can_be_revoked(server, app_sb, relay):
     old = app_sb.service(port=8000)
     assert httpx.get(old.service_url + "items", headers={TOKEN_HEADER: old.token}).status_code == 200
     revoke = f"{server.api}/boxes/{app_sb.name}/service-url/revoke"
-    assert httpx.post(revoke, headers={"X-Api-Key": _new_tenant_key(server)}).status_code == 404
+    assert httpx.post(revoke, headers={"X-Api-Key": new_tenant_key(server, "svc")}).status_code == 404
     assert httpx.post(revoke).status_code == 401
     resp = httpx.post(revoke, headers=server.headers())
     assert resp.status_code == 200, resp.text

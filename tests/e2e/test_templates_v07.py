@@ -9,9 +9,6 @@ Runs only under langsmith 0.7.x (scripts/test runs it with that venv).
 
 from __future__ import annotations
 
-import secrets
-import shutil
-import tempfile
 from pathlib import Path
 
 import httpx
@@ -22,8 +19,7 @@ pytestmark = pytest.mark.skipif(
     not langsmith.__version__.startswith("0.7."), reason="template-era SDK (langsmith 0.7.x) only"
 )
 
-from conftest import checked_server  # noqa: E402
-from registry import build_image, start_registry  # noqa: E402
+from registry import build_image  # noqa: E402
 
 if langsmith.__version__.startswith("0.7."):
     from langsmith.sandbox import SandboxClient, VolumeMountSpec
@@ -52,32 +48,13 @@ def cgroup_limits(sandbox_id: str) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def workdir():
-    path = Path(tempfile.mkdtemp(prefix="sp-tpl-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def registry(workdir):
-    reg = start_registry(workdir)
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
 def busybox(registry, workdir):
     return build_image(registry, workdir, "busybox:1", files={"/etc/marker": "template-image\n"})
 
 
 @pytest.fixture(scope="module")
-def srv(registry, workdir):
-    with checked_server(
-        workdir / "data",
-        api_key="sp_tpl_" + secrets.token_urlsafe(12),
-        extra_args=["--insecure-registry", registry.host],
-    ) as server:
-        yield server
+def srv(registry_server):
+    return registry_server
 
 
 @pytest.fixture

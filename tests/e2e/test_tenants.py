@@ -14,6 +14,7 @@ import subprocess
 import httpx
 import pytest
 from conftest import sandpit_binary
+from helpers import new_tenant
 from langsmith.sandbox import (
     QuotaExceededError,
     ResourceNotFoundError,
@@ -29,16 +30,6 @@ def admin(server, method: str, path: str, **kw) -> httpx.Response:
 def cli(server, *args: str, key: str | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, LANGSMITH_ENDPOINT=f"{server.endpoint}/api", LANGSMITH_API_KEY=key or server.api_key)
     return subprocess.run([sandpit_binary(), *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-def new_tenant(server, **quotas) -> tuple[str, str]:
-    """A fresh tenant and a key for it: (tenant name, key)."""
-    name = "t-" + secrets.token_hex(4)
-    r = admin(server, "POST", "/tenants", json={"name": name, **quotas})
-    assert r.status_code == 201, r.text
-    r = admin(server, "POST", "/keys", json={"tenant": name, "name": "e2e"})
-    assert r.status_code == 201, r.text
-    return name, r.json()["key"]
 
 
 def sdk(server, key: str) -> SandboxClient:

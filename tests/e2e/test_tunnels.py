@@ -10,10 +10,15 @@ import os
 import socket
 import struct
 import threading
-import time
 
 import httpx
 import pytest
+
+# `free_port`: `local_port=0` mirrors the remote port in the SDK, and a closed
+# tunnel's listener lingers until its accept thread wakes, so every tunnel
+# here gets its own port.
+from helpers import wait_listening
+from registry import free_port
 
 ECHO = r'''
 import socket, sys, threading
@@ -52,16 +57,6 @@ while True:
 BLOB_BYTES = 64 << 20
 
 
-def wait_listening(sb, port: int, timeout: float = 15) -> None:
-    deadline = time.time() + timeout
-    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 1)\""
-    while time.time() < deadline:
-        if sb.run(probe, timeout=10).exit_code == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 @pytest.fixture(scope="module")
 def tsb(server):
     from langsmith.sandbox import SandboxClient
@@ -80,15 +75,6 @@ def tsb(server):
         yield sb
         for handle in handles:
             handle.kill()
-
-
-def free_port() -> int:
-    """A local port nothing listens on. (`local_port=0` mirrors the remote
-    port in the SDK, and a closed tunnel's listener lingers until its accept
-    thread wakes, so every tunnel here gets its own port.)"""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _echo_once(port: int, payload: bytes) -> bytes:

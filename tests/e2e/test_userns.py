@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from langsmith.sandbox import SandboxClient
 
 from conftest import checked_server
 
@@ -33,12 +32,6 @@ def srv():
     ) as server:
         yield server
     shutil.rmtree(data_dir, ignore_errors=True)
-
-
-@pytest.fixture
-def client(srv):
-    with SandboxClient(api_endpoint=f"{srv.endpoint}/api/v2/sandboxes", api_key=srv.api_key) as c:
-        yield c
 
 
 @pytest.fixture
