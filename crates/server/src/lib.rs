@@ -7,6 +7,7 @@
 //! relayed into a sandbox (`gateway::relay`).
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod egress;
@@ -23,6 +24,7 @@ pub mod snapshots;
 pub mod state;
 pub mod store;
 pub mod templates;
+pub mod tenants;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
@@ -92,6 +94,13 @@ pub async fn prepare(
         None => Store::open_sqlite(&dirs.database()).await,
     }
     .context("opening the database")?;
+    if let Some(cluster) = &config.cluster {
+        // Before anything opens a key file: make them the cluster's.
+        let secret = cluster::keys::Secret::from_file(&cluster.shared_secret_file)?;
+        cluster::keys::share_keys(&store, &secret, dirs.root())
+            .await
+            .context("sharing keys with the other replicas")?;
+    }
     let key = admin_key(config, &dirs)?;
     let tenant = store.ensure_tenant(DEFAULT_TENANT).await?;
     store
@@ -110,7 +119,7 @@ pub async fn prepare(
 }
 
 /// Run the server until SIGINT/SIGTERM, then stop every sandbox and exit.
-pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()> {
+pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result<()> {
     // Handlers first: a signal that arrives during start-up must still mean
     // "shut down cleanly", not the default "die".
     let shutdown = shutdown_signal()?;
@@ -120,6 +129,24 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         Err(err) => tracing::warn!(error = %err, "cannot raise the open-file limit"),
     }
     let (dirs, store, key, agent) = prepare(&config).await?;
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            let secret = cluster::keys::Secret::from_file(&settings.shared_secret_file)?;
+            let joined = cluster::Cluster::join(store.clone(), settings.clone(), secret)?;
+            joined.heartbeat().await.context("recording this node")?;
+            // The CA was loaded before `prepare` made its files the
+            // cluster's: load the shared one.
+            if let Some(egress) = config.egress.as_mut() {
+                egress.ca = Arc::new(
+                    sandpit_egress::Authority::load_or_create(&dirs.root().join("egress"))
+                        .context("loading the shared egress CA")?,
+                );
+            }
+            tracing::info!(node = joined.node_name(), "joined the cluster");
+            Some(joined)
+        }
+        None => None,
+    };
     let layers = sandpit_images::LayerStore::open(&dirs.root().join("oci"))
         .context("opening the layer store")?;
     let puller = Arc::new(sandpit_images::Puller::new(
@@ -150,6 +177,9 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     };
     let sandboxes = Arc::new(Sandboxes::new(store.clone(), backend.runtime, controller));
     sandboxes.attach_snapshots(snapshots);
+    if let Some(cluster) = &cluster {
+        sandboxes.attach_cluster(cluster.clone());
+    }
     sandboxes.recover().await.context("recovering sandboxes")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -162,6 +192,7 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         sandboxes: sandboxes.clone(),
         service_keys,
         secrets: secrets.clone(),
+        cluster: cluster.clone(),
     };
     let endpoint = state
         .config
@@ -214,14 +245,19 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
         }
         None => None,
     };
+    let node = cluster.as_ref().map(|c| {
+        tokio::spawn(cluster::run(c.clone(), state.service_keys.clone()))
+    });
     let pools = tokio::spawn(refill_pools(
         sandboxes.clone(),
         state.config.reconcile_interval,
+        cluster.clone(),
     ));
     let reconciler = tokio::spawn(reconcile(
         sandboxes.clone(),
         state.config.reconcile_interval,
         state.config.time_scale,
+        cluster.clone(),
     ));
     let (listener, accept) =
         gateway::fastpath::listen(listener, state.clone()).context("listening")?;
@@ -246,6 +282,9 @@ pub async fn serve(config: ServerConfig, backend: Backend) -> anyhow::Result<()>
     accept.abort();
     reconciler.abort();
     pools.abort();
+    if let Some(node) = node {
+        node.abort();
+    }
     tracing::info!("shutting down: stopping sandboxes");
     sandboxes.shutdown().await;
     store.close().await;
@@ -297,12 +336,27 @@ fn write_ca_bundle(dirs: &DataDirs, ca_pem: &str) -> anyhow::Result<std::path::P
     Ok(path)
 }
 
-/// The reconciler: enforces retention deadlines every `interval`.
-async fn reconcile(sandboxes: Arc<Sandboxes>, interval: std::time::Duration, time_scale: u32) {
+/// Whether this server runs the work that must run once: always when it is
+/// alone, only while it is the leader among replicas.
+fn leads(cluster: &Option<Arc<cluster::Cluster>>) -> bool {
+    cluster.as_ref().is_none_or(|c| c.is_leader())
+}
+
+/// The reconciler: enforces retention deadlines every `interval` (on the
+/// leader, for every replica's sandboxes).
+async fn reconcile(
+    sandboxes: Arc<Sandboxes>,
+    interval: std::time::Duration,
+    time_scale: u32,
+    cluster: Option<Arc<cluster::Cluster>>,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        if !leads(&cluster) {
+            continue;
+        }
         if let Err(err) = sandboxes.enforce_retention(time_scale).await {
             tracing::warn!(error = format!("{err:#}"), "reconciler pass failed");
         }
@@ -310,10 +364,16 @@ async fn reconcile(sandboxes: Arc<Sandboxes>, interval: std::time::Duration, tim
 }
 
 /// The pool refill task: runs when woken (a claim, a pool change) or every
-/// `interval`.
-async fn refill_pools(sandboxes: Arc<Sandboxes>, interval: std::time::Duration) {
+/// `interval` (on the leader).
+async fn refill_pools(
+    sandboxes: Arc<Sandboxes>,
+    interval: std::time::Duration,
+    cluster: Option<Arc<cluster::Cluster>>,
+) {
     loop {
-        sandboxes.reconcile_pools().await;
+        if leads(&cluster) {
+            sandboxes.reconcile_pools().await;
+        }
         sandboxes.pools_idle(interval).await;
     }
 }
