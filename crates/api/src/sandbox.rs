@@ -1,8 +1,9 @@
 //! Sandbox resources of the LangSmith v2 API (`/api/v2/sandboxes/boxes`).
 //!
 //! Request types keep numeric fields signed and optional so that the server can
-//! answer "must be >= 0" instead of a serde type error, and keep every field the
-//! server does not interpret in `extra`, which is stored and returned as-is.
+//! answer "must be >= 0" instead of a serde type error. A create request keeps
+//! the fields it does not name in `extra`, so the server can refuse them by
+//! name (it never stores and echoes a field it does not implement).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -95,7 +96,19 @@ pub struct CreateSandboxRequest {
     pub proxy_config: Option<Value>,
     pub run_config: Option<RunConfig>,
     pub labels: Option<BTreeMap<String, String>>,
-    /// Fields Sandpit accepts and stores without interpreting them.
+    /// Governed LangSmith tag value ids: stored and returned like labels,
+    /// with no other meaning here.
+    pub tag_value_ids: Option<Vec<String>>,
+    /// Memory suspension on stop: not implemented, only `false` is accepted.
+    pub preserve_memory_on_stop: Option<bool>,
+    /// Resuming a snapshot's memory: not implemented, only `false` is
+    /// accepted.
+    pub restore_memory: Option<bool>,
+    /// API access for code in the sandbox: not implemented, refused.
+    pub access_delegation: Option<Value>,
+    /// Every other field. The `/boxes` route refuses those it does not
+    /// implement (422 naming the field); internal callers use it to store
+    /// their own data with the sandbox.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -33,6 +33,7 @@ pub async fn create(
     headers: HeaderMap,
     Body(req): Body<CreateSandboxRequest>,
 ) -> Result<Response, ApiError> {
+    validate::refuse_unimplemented(&req)?;
     let spec = validate::create_spec(req, state.sandboxes.defaults())?;
     let row = state.sandboxes.create(&caller, spec).await?;
     let mut response = render(&state, &headers, &row)?;

@@ -31,9 +31,8 @@ pub struct ServiceUrlRequest {
     /// Login-gated URLs (LangSmith accounts) do not exist here.
     #[serde(default)]
     access: Option<String>,
-    /// Accepted for compatibility; Sandpit does not issue embed URLs.
+    /// Embed URLs do not exist here: refused unless empty.
     #[serde(default)]
-    #[allow(dead_code)]
     embed_origins: Option<Vec<String>>,
 }
 
@@ -96,9 +95,16 @@ pub async fn create(
             req.expires_in_seconds
         )));
     }
-    if req.access.is_some() {
+    if let Some(access) = &req.access {
+        return Err(ApiError::Validation(format!(
+            "access '{access}' is not supported: Sandpit has no sign-in for service URLs; \
+             omit access to get a token URL"
+        )));
+    }
+    if req.embed_origins.as_ref().is_some_and(|o| !o.is_empty()) {
         return Err(ApiError::Validation(
-            "access is not supported: Sandpit service URLs use tokens".into(),
+            "embed_origins is not supported: Sandpit issues no embed_url; omit embed_origins"
+                .into(),
         ));
     }
     let row = state.sandboxes.find(&caller, &name).await?;

@@ -48,6 +48,10 @@ const RESERVED_FIELDS: &[&str] = &[
     "timeout",
     "snapshot",
     "snapshot_name",
+    "tag_value_ids",
+    "preserve_memory_on_stop",
+    "restore_memory",
+    "access_delegation",
 ];
 
 /// A create request that passed validation.
@@ -202,6 +206,69 @@ pub fn within_maxima(spec: &CreateSpec, defaults: &Defaults) -> Result<(), ApiEr
     }
 }
 
+/// Fields of `POST /boxes` stored in `extra` by the controller that owns
+/// them rather than refused here.
+const PASSED_THROUGH: &[&str] = &["mount_config"];
+/// Most `tag_value_ids` a sandbox may carry, and the longest id.
+pub const MAX_TAG_VALUE_IDS: usize = 64;
+const MAX_TAG_VALUE_ID_LEN: usize = 128;
+
+/// Refuse what a client asked for that Sandpit does not do (issue 17 item
+/// 5): a field must never be stored and echoed as if it had been granted.
+/// Only the `/boxes` route calls this; internal callers put their own data
+/// in `extra`.
+pub fn refuse_unimplemented(req: &CreateSandboxRequest) -> Result<(), ApiError> {
+    if req.preserve_memory_on_stop == Some(true) {
+        return Err(ApiError::Validation(
+            "preserve_memory_on_stop is not supported: Sandpit does not keep a sandbox's \
+             memory across a stop (processes end; files are kept); omit it or pass false"
+                .into(),
+        ));
+    }
+    if req.restore_memory == Some(true) {
+        return Err(ApiError::Validation(
+            "restore_memory is not supported: Sandpit snapshots hold files, never memory; \
+             omit it or pass false"
+                .into(),
+        ));
+    }
+    if req.access_delegation.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::Validation(
+            "access_delegation is not supported: code in a Sandpit sandbox cannot call the \
+             API as its creator; omit it (or pass an API key to the sandbox yourself)"
+                .into(),
+        ));
+    }
+    match req
+        .extra
+        .keys()
+        .find(|k| !PASSED_THROUGH.contains(&k.as_str()))
+    {
+        Some(field) => Err(ApiError::Validation(format!(
+            "Unknown field '{field}': Sandpit does not implement it"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn validate_tag_value_ids(ids: &[String]) -> Result<(), ApiError> {
+    if ids.len() > MAX_TAG_VALUE_IDS {
+        return Err(ApiError::Validation(format!(
+            "tag_value_ids may hold at most {MAX_TAG_VALUE_IDS} ids, got {}",
+            ids.len()
+        )));
+    }
+    let bad = |id: &String| {
+        id.is_empty() || id.len() > MAX_TAG_VALUE_ID_LEN || id.chars().any(char::is_control)
+    };
+    match ids.iter().find(|id| bad(id)) {
+        Some(id) => Err(ApiError::Validation(format!(
+            "tag_value_ids has an invalid id '{id}': use 1-{MAX_TAG_VALUE_ID_LEN} printable characters"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<CreateSpec, ApiError> {
     if let Some(name) = &req.name {
         validate_name(name)?;
@@ -218,6 +285,12 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
     )?;
     let mut extra = req.extra;
     extra.retain(|k, _| !RESERVED_FIELDS.contains(&k.as_str()));
+    crate::mounts::validate(extra.get("mount_config"), req.proxy_config.as_ref())?;
+    if let Some(ids) = req.tag_value_ids {
+        validate_tag_value_ids(&ids)?;
+        // Stored with the sandbox and returned as is (labels-like).
+        extra.insert("tag_value_ids".into(), Value::from(ids));
+    }
     let spec = CreateSpec {
         name: req.name,
         wait_for_ready: req.wait_for_ready.unwrap_or(true),
@@ -406,6 +479,58 @@ mod tests {
             ..Default::default()
         };
         assert!(create_spec(both, &d).is_err());
+    }
+
+    fn wire(body: serde_json::Value) -> CreateSandboxRequest {
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Issue 17 item 5: what Sandpit does not do is refused by name, never
+    /// stored and echoed.
+    #[test]
+    fn unimplemented_fields_are_refused_by_name() {
+        for (body, field) in [
+            (
+                serde_json::json!({"preserve_memory_on_stop": true}),
+                "preserve_memory_on_stop",
+            ),
+            (
+                serde_json::json!({"restore_memory": true}),
+                "restore_memory",
+            ),
+            (
+                serde_json::json!({"access_delegation": {"mode": "INHERIT"}}),
+                "access_delegation",
+            ),
+            (serde_json::json!({"size_class": "small"}), "size_class"),
+        ] {
+            let err = refuse_unimplemented(&wire(body)).unwrap_err();
+            let ApiError::Validation(message) = err else {
+                panic!("{field}: {err:?}");
+            };
+            assert!(message.contains(field), "{message}");
+        }
+        let fine = wire(serde_json::json!({
+            "preserve_memory_on_stop": false,
+            "restore_memory": false,
+            "access_delegation": null,
+            "mount_config": {"mounts": []},
+            "tag_value_ids": ["tv-1"],
+        }));
+        assert!(refuse_unimplemented(&fine).is_ok());
+    }
+
+    #[test]
+    fn tag_value_ids_are_stored_in_extra() {
+        let d = Defaults::default();
+        let spec = create_spec(wire(serde_json::json!({"tag_value_ids": ["a", "b"]})), &d).unwrap();
+        assert_eq!(spec.extra["tag_value_ids"], serde_json::json!(["a", "b"]));
+        for bad in [
+            serde_json::json!({"tag_value_ids": [""]}),
+            serde_json::json!({"tag_value_ids": vec!["x"; MAX_TAG_VALUE_IDS + 1]}),
+        ] {
+            assert!(create_spec(wire(bad), &d).is_err());
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ const DEFAULT_LIMIT: i64 = 50;
 
 /// `POST /snapshots` body.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateSnapshotRequest {
     pub name: String,
     pub docker_image: String,
@@ -22,6 +23,7 @@ pub struct CreateSnapshotRequest {
 
 /// `POST /boxes/{name}/snapshot` body.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CaptureSnapshotRequest {
     pub name: String,
     pub tag: Option<String>,
