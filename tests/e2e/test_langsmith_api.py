@@ -94,3 +94,116 @@ def test_service_url_login_and_embed_modes_are_refused(client, names):
         with pytest.raises(Exception) as caught:
             client.service(sb.name, 8000, **kwargs)
         assert field in str(caught.value), caught.value
+
+
+# --- item 2: download links ---------------------------------------------
+
+
+def fetch(url: str, **headers) -> httpx.Response:
+    """A fetch with no credential at all (what a browser holding the link does)."""
+    return httpx.get(url, headers=headers, timeout=60)
+
+
+def test_download_link_serves_one_file_with_no_credential(client, names):
+    sb = client.create_sandbox(name="dl-one")
+    names.append(sb.name)
+    data = b"id,value\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(2000))
+    sb.write("/tmp/out/report.csv", data)
+    link = sb.generate_download_url("/tmp/out/report.csv", content_type="text/csv",
+                                    content_disposition="inline", expires_in_seconds=300)
+    assert link.token and link.token in link.download_url
+    assert link.expires_at and link.expires_at.endswith("Z")
+    resp = fetch(link.download_url)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == data
+    assert resp.headers["content-type"] == "text/csv"
+    assert resp.headers["content-disposition"].startswith('inline; filename="report.csv"')
+    assert resp.headers["content-security-policy"] == "sandbox"
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    # Range and HEAD, as the SDK documents.
+    part = fetch(link.download_url, Range="bytes=3-7")
+    assert part.status_code == 206 and part.content == data[3:8], part.headers
+    head = httpx.head(link.download_url, timeout=30)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(data)
+    assert head.headers["content-security-policy"] == "sandbox"
+
+
+def test_download_link_defaults_never_expire_and_attach(client, names):
+    sb = client.create_sandbox(name="dl-default")
+    names.append(sb.name)
+    sb.write("/tmp/page.html", b"<script>alert(1)</script>")
+    link = sb.generate_download_url("/tmp/page.html")
+    assert link.expires_at is None
+    resp = fetch(link.download_url)
+    assert resp.status_code == 200 and resp.content == b"<script>alert(1)</script>"
+    # Never sniffed or rendered as the file's own type.
+    assert resp.headers["content-type"] == "application/octet-stream"
+    assert resp.headers["content-disposition"].startswith('attachment; filename="page.html"')
+
+
+def test_download_link_refusals(client, srv, names):
+    sb = client.create_sandbox(name="dl-refuse")
+    names.append(sb.name)
+    sb.write("/tmp/a.txt", b"secret-a")
+    sb.write("/tmp/b.txt", b"secret-b")
+    link = sb.generate_download_url("/tmp/a.txt", expires_in_seconds=1)
+    payload, tag = link.token.split(".")
+    # Repointed at another path: the signature no longer matches.
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["path"] == "/tmp/a.txt"
+    claims["path"] = "/tmp/b.txt"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    base = link.download_url[: -len(link.token)]
+    for bad in (f"{forged_payload}.{tag}", f"{payload}.{tag[:-4]}AAAA", "garbage", f"{payload}"):
+        resp = fetch(base + bad)
+        assert resp.status_code == 401, (bad, resp.status_code, resp.text)
+        assert b"secret" not in resp.content
+    time.sleep(2.2)
+    expired = fetch(link.download_url)
+    assert expired.status_code == 401 and "expired" in message(expired), expired.text
+    # A missing file is 404; a bad request is refused by the server too.
+    gone = sb.generate_download_url("/tmp/none.txt")
+    assert fetch(gone.download_url).status_code == 404
+    with httpx.Client(base_url=srv.api, headers=srv.headers(), timeout=30) as http:
+        for body in ({"path": "/tmp/a.txt", "expires_in_seconds": 0},
+                     {"path": "/tmp/a.txt", "content_disposition": "form-data"},
+                     {"path": "/tmp/a.txt", "content_type": "text/html\r\nSet-Cookie: a=b"},
+                     {"path": ""}):
+            resp = http.post(f"/boxes/{sb.name}/download-url", json=body)
+            assert resp.status_code == 422, (body, resp.text)
+    # Another tenant cannot mint a link to this sandbox.
+    with SandboxClient(api_endpoint=srv.api, api_key=new_tenant_key(srv, "dl")) as other:
+        with pytest.raises(ResourceNotFoundError):
+            other.generate_download_url(sb.name, "/tmp/a.txt")
+
+
+def test_download_link_wakes_a_stopped_sandbox_and_dies_with_it(client, names):
+    sb = client.create_sandbox(name="dl-wake")
+    names.append(sb.name)
+    sb.write("/tmp/kept.txt", b"kept")
+    link = sb.generate_download_url("/tmp/kept.txt")
+    client.stop_sandbox(sb.name)
+    assert client.get_sandbox(sb.name).status == "stopped"
+    resp = fetch(link.download_url)
+    assert resp.status_code == 200 and resp.content == b"kept"
+    client.delete_sandbox(sb.name)
+    assert fetch(link.download_url).status_code == 404
+
+
+def test_download_link_reads_the_sandbox_file_never_the_host_one(client, names, tmp_path: Path):
+    """A hostile sandbox points the link's path at a host path through a
+    symlink: the agent resolves it inside the sandbox, so the host file is
+    never served."""
+    host_secret = Path("/tmp") / f"sp-dl-host-{secrets.token_hex(4)}"
+    host_secret.write_text("HOST-SECRET")
+    try:
+        sb = client.create_sandbox(name="dl-link")
+        names.append(sb.name)
+        sb.run(f"ln -s {host_secret} /tmp/evil && ln -s /proc/1/root{host_secret} /tmp/evil2")
+        for path in ("/tmp/evil", "/tmp/evil2"):
+            link = sb.generate_download_url(path)
+            resp = fetch(link.download_url)
+            assert b"HOST-SECRET" not in resp.content
+            assert resp.status_code == 404, resp.text
+    finally:
+        host_secret.unlink()

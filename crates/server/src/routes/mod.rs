@@ -5,6 +5,8 @@
 
 mod admin;
 mod boxes;
+mod download;
+mod download_link;
 pub(crate) mod extract;
 mod opensandbox;
 mod opensandbox_execd;
@@ -66,6 +68,7 @@ fn sandboxes_api() -> Router<AppState> {
             "/boxes/{name}/service-url/revoke",
             post(service_url::revoke),
         )
+        .route("/boxes/{name}/download-url", post(download::create))
 }
 
 fn admin_api() -> Router<AppState> {
@@ -119,6 +122,7 @@ pub fn app(state: AppState) -> Router {
         .route("/dataplane/{id}/tunnel", get(tunnel::upgrade))
         .route("/dataplane/{id}/{*rest}", any(dataplane::relay))
         .route("/.well-known/jwks.json", get(service_url::jwks))
+        .route("/download/{token}", get(download::fetch))
         .route(
             "/v1/sandboxes/{id}/endpoints/{port}",
             get(opensandbox::endpoint),
