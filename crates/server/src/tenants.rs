@@ -102,7 +102,10 @@ impl<'a> Tenants<'a> {
             None => None,
         };
         let tenants = self.store.tenants().await?;
-        let rows = self.store.keys(filter.as_ref().map(|t| t.id.as_str())).await?;
+        let rows = self
+            .store
+            .keys(filter.as_ref().map(|t| t.id.as_str()))
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|row| {

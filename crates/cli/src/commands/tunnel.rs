@@ -8,8 +8,8 @@ use std::task::Poll;
 
 use anyhow::Context;
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
 use sandpit_client::Client;
+use sandpit_tunnel::{Codec, ConnectHeader, Frame, Status, PIPE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -18,9 +18,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 use super::connect::Connection;
-
-const PROTOCOL_VERSION: u8 = 1;
-const PIPE: usize = 256 << 10;
 
 #[derive(Args)]
 pub struct TunnelArgs {
@@ -94,7 +91,7 @@ async fn main(args: TunnelArgs) -> anyhow::Result<()> {
 
     let (opens, requests) = mpsc::channel::<OpenRequest>(64);
     let (ours, theirs) = tokio::io::duplex(PIPE);
-    tokio::spawn(pump(ws, theirs));
+    tokio::spawn(sandpit_tunnel::pump(ws, theirs, codec()));
     let session = tokio::spawn(drive(
         yamux::Connection::new(ours.compat(), yamux::Config::default(), yamux::Mode::Client),
         requests,
@@ -174,58 +171,27 @@ async fn forward(
     let (reply, stream) = oneshot::channel();
     opens.send(reply).await.context("tunnel closed")?;
     let mut stream = stream.await.context("tunnel closed")?.compat();
-    let [hi, lo] = port.to_be_bytes();
-    stream.write_all(&[PROTOCOL_VERSION, hi, lo]).await?;
+    stream.write_all(&ConnectHeader::new(port).encode()).await?;
     let mut status = [0u8; 1];
     stream.read_exact(&mut status).await?;
-    match status[0] {
-        0 => {}
-        1 => anyhow::bail!("port {port} is not allowed"),
-        2 => anyhow::bail!("nothing is listening on port {port} inside the sandbox"),
-        3 => anyhow::bail!("the server does not speak tunnel protocol version {PROTOCOL_VERSION}"),
-        other => anyhow::bail!("unknown tunnel status {other}"),
+    match Status::from_byte(status[0]) {
+        Some(Status::Ok) => {}
+        Some(refused) => anyhow::bail!(refused.describe(port)),
+        None => anyhow::bail!("unknown tunnel status {}", status[0]),
     }
     tokio::io::copy_bidirectional(&mut tcp, &mut stream).await?;
     Ok(())
 }
 
-/// Binary WebSocket messages ⇄ the byte pipe the yamux session uses.
-async fn pump<S>(ws: tokio_tungstenite::WebSocketStream<S>, pipe: tokio::io::DuplexStream)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let (mut ws_tx, mut ws_rx) = ws.split();
-    let (mut pipe_rx, mut pipe_tx) = tokio::io::split(pipe);
-    let inbound = async {
-        while let Some(Ok(message)) = ws_rx.next().await {
-            let data = match message {
-                Message::Binary(data) => data,
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            if pipe_tx.write_all(&data).await.is_err() {
-                break;
-            }
-        }
-        let _ = pipe_tx.shutdown().await;
-    };
-    let outbound = async {
-        let mut buf = vec![0u8; PIPE];
-        loop {
-            match pipe_rx.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let data = buf[..n].to_vec();
-                    if ws_tx.send(Message::Binary(data.into())).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = ws_tx.close().await;
-    };
-    tokio::select! {
-        _ = inbound => {}
-        _ = outbound => {}
+/// tokio-tungstenite's messages for the shared pump.
+fn codec() -> Codec<Message> {
+    Codec {
+        classify: |message| match message {
+            Message::Binary(data) => Frame::Data(data),
+            Message::Close(_) => Frame::Close,
+            _ => Frame::Other,
+        },
+        binary: Message::Binary,
+        close: || Message::Close(None),
     }
 }

@@ -8,7 +8,7 @@
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use sandpit_tunnel::{Codec, ConnectHeader, Frame, Status, PIPE, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
@@ -17,21 +17,10 @@ use crate::error::ApiError;
 use crate::sandboxes::ActivityGuard;
 use crate::state::AppState;
 
-/// Version of the connect header this server speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
-pub const STATUS_OK: u8 = 0;
-pub const STATUS_PORT_NOT_ALLOWED: u8 = 1;
-pub const STATUS_DIAL_FAILED: u8 = 2;
-pub const STATUS_UNSUPPORTED_VERSION: u8 = 3;
-
-/// Bytes buffered between the WebSocket and the yamux session.
-const PIPE: usize = 256 << 10;
 /// Copy buffer per direction of a tunnelled connection.
 const SPLICE_BUFFER: usize = 64 << 10;
 /// How often a session checks that its sandbox still runs.
 const ALIVE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long one side of a closing session waits for the other.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -65,7 +54,7 @@ async fn session(
     alive: impl Fn() -> bool + Send + 'static,
 ) {
     let (ours, pump_end) = tokio::io::duplex(PIPE);
-    tokio::spawn(pump(socket, pump_end));
+    tokio::spawn(sandpit_tunnel::pump(socket, pump_end, codec()));
     let mut connection =
         yamux::Connection::new(ours.compat(), yamux::Config::default(), yamux::Mode::Server);
     let mut check = tokio::time::interval(ALIVE_CHECK);
@@ -94,83 +83,47 @@ async fn session(
     drop(guard);
 }
 
-/// Move bytes between the WebSocket's binary messages and the pipe the yamux
-/// session reads and writes. When either side ends, the other gets
-/// `CLOSE_GRACE` to finish: a client's close frame ends the session, whose
-/// end sends the answering close frame; a session that ends sends a close
-/// frame and waits for the client's answer.
-async fn pump(socket: WebSocket, pipe: tokio::io::DuplexStream) {
-    let (mut ws_tx, mut ws_rx) = socket.split();
-    let (mut pipe_rx, mut pipe_tx) = tokio::io::split(pipe);
-    let inbound = async {
-        while let Some(Ok(message)) = ws_rx.next().await {
-            let data = match message {
-                Message::Binary(data) => data,
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            if pipe_tx.write_all(&data).await.is_err() {
-                break;
-            }
-        }
-        let _ = pipe_tx.shutdown().await;
-    };
-    let outbound = async {
-        let mut buf = vec![0u8; PIPE];
-        loop {
-            match pipe_rx.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let data = bytes::Bytes::copy_from_slice(&buf[..n]);
-                    if ws_tx.send(Message::Binary(data)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = ws_tx
-            .send(Message::Close(Some(CloseFrame {
+/// axum's messages for the shared pump; a session that ends first closes
+/// with 1000 "tunnel session ended".
+fn codec() -> Codec<Message> {
+    Codec {
+        classify: |message| match message {
+            Message::Binary(data) => Frame::Data(data),
+            Message::Close(_) => Frame::Close,
+            _ => Frame::Other,
+        },
+        binary: Message::Binary,
+        close: || {
+            Message::Close(Some(CloseFrame {
                 code: close_code::NORMAL,
                 reason: "tunnel session ended".into(),
-            })))
-            .await;
-        // After the client's close frame that send is refused, and the
-        // answer tungstenite queued goes out only with a flush.
-        let _ = ws_tx.flush().await;
-    };
-    tokio::pin!(inbound, outbound);
-    tokio::select! {
-        _ = &mut inbound => {
-            let _ = tokio::time::timeout(CLOSE_GRACE, &mut outbound).await;
-        }
-        _ = &mut outbound => {
-            let _ = tokio::time::timeout(CLOSE_GRACE, &mut inbound).await;
-        }
+            }))
+        },
     }
 }
 
 /// One tunnelled connection: header, status, splice.
 async fn serve_stream(stream: yamux::Stream, pid: i32) {
     let mut stream = stream.compat();
-    let mut header = [0u8; 3];
+    let mut header = [0u8; ConnectHeader::LEN];
     if stream.read_exact(&mut header).await.is_err() {
         return;
     }
-    let port = u16::from_be_bytes([header[1], header[2]]);
-    let (status, upstream) = if header[0] != PROTOCOL_VERSION {
-        (STATUS_UNSUPPORTED_VERSION, None)
+    let ConnectHeader { version, port } = ConnectHeader::decode(header);
+    let (status, upstream) = if version != PROTOCOL_VERSION {
+        (Status::UnsupportedVersion, None)
     } else if port == 0 {
-        (STATUS_PORT_NOT_ALLOWED, None)
+        (Status::PortNotAllowed, None)
     } else {
         match super::netns::connect(pid, port).await {
-            Ok(tcp) => (STATUS_OK, Some(tcp)),
+            Ok(tcp) => (Status::Ok, Some(tcp)),
             Err(err) => {
                 tracing::debug!(port, error = %err, "tunnel dial failed");
-                (STATUS_DIAL_FAILED, None)
+                (Status::DialFailed, None)
             }
         }
     };
-    if stream.write_all(&[status]).await.is_err() {
+    if stream.write_all(&[status.byte()]).await.is_err() {
         return;
     }
     let Some(mut tcp) = upstream else {
