@@ -99,6 +99,9 @@ pub struct ServerConfig {
     /// `postgres://...` to keep the store in PostgreSQL; `None`: SQLite in
     /// the data dir.
     pub database_url: Option<String>,
+    /// Several replicas behind one PostgreSQL database (`None`: this
+    /// server is alone).
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +124,7 @@ impl Default for ServerConfig {
             egress: None,
             registries: sandpit_images::PullerConfig::default(),
             database_url: None,
+            cluster: None,
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub service_keys: Arc<ServiceKeys>,
     /// Workspace secrets (sealed at rest).
     pub secrets: Arc<crate::secrets::Secrets>,
+    /// The other replicas, when there are (`crate::cluster`).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {

@@ -140,6 +140,7 @@ async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
             sandpit_server::gateway::tokens::ServiceKeys::open(&dirs.service_keys()).unwrap(),
         ),
         secrets,
+        cluster: None,
     }
 }
 

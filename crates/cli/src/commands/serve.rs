@@ -112,6 +112,23 @@ pub struct ServeArgs {
     /// instead of SQLite in the data dir.
     #[arg(long, env = "SANDPIT_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Run as one of several replicas behind one --database-url: a file
+    /// holding a secret (32 bytes or more) that every replica shares. The
+    /// service-token keys, the secrets key, the egress CA and the admin key
+    /// are kept in the database sealed under it.
+    #[arg(long, env = "SANDPIT_SHARED_SECRET_FILE", requires = "database_url")]
+    pub shared_secret_file: Option<PathBuf>,
+    /// This replica's name among the replicas (default: the host name).
+    #[arg(long, env = "SANDPIT_NODE_NAME", requires = "shared_secret_file")]
+    pub node_name: Option<String>,
+    /// URL the other replicas reach this one's API at (default:
+    /// http://LISTEN).
+    #[arg(long, env = "SANDPIT_NODE_URL", requires = "shared_secret_file")]
+    pub node_url: Option<String>,
+    /// Run no sandboxes here: this replica answers the API and places
+    /// sandboxes on the replicas that run them (no root, no host lock).
+    #[arg(long, requires = "shared_secret_file")]
+    pub no_sandboxes: bool,
     /// Test only: divide every retention duration by this factor.
     #[arg(long, default_value_t = 1, hide = true)]
     pub test_time_scale: u32,
@@ -201,7 +218,8 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             "the default {what} ({default}) is above --max-sandbox-{what} ({max})"
         );
     }
-    let egress = match args.no_egress {
+    let cluster = cluster(&args)?;
+    let egress = match args.no_egress || args.no_sandboxes {
         true => None,
         false => Some(sandpit_egress::EgressConfig {
             ports: sandpit_egress::Ports {
@@ -242,7 +260,60 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         egress,
         registries: registries(&args.insecure_registries, &args.registry_auth)?,
         database_url: args.database_url.filter(|u| !u.is_empty()),
+        cluster,
     })
+}
+
+/// How this server takes part in a cluster of replicas, from its flags.
+fn cluster(args: &ServeArgs) -> anyhow::Result<Option<sandpit_server::cluster::ClusterConfig>> {
+    let Some(secret) = &args.shared_secret_file else {
+        return Ok(None);
+    };
+    let node_name = match &args.node_name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the host name for --node-name")?
+            .trim()
+            .to_owned(),
+    };
+    anyhow::ensure!(
+        !node_name.is_empty() && node_name.chars().all(|c| c.is_ascii_graphic()),
+        "--node-name {node_name:?}: give a non-empty name without spaces"
+    );
+    let node_url = match &args.node_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            anyhow::ensure!(
+                !args.listen.ip().is_unspecified() && args.listen.port() != 0,
+                "--listen {}: give --node-url, the URL other replicas reach this one at",
+                args.listen
+            );
+            format!("http://{}", args.listen)
+        }
+    };
+    Ok(Some(sandpit_server::cluster::ClusterConfig {
+        node_name,
+        node_url,
+        shared_secret_file: std::path::absolute(secret)
+            .context("resolving --shared-secret-file")?,
+        runs_sandboxes: !args.no_sandboxes,
+    }))
+}
+
+/// The backend of a replica that runs no sandboxes.
+fn no_sandboxes_backend() -> Backend {
+    Backend {
+        runtime: Arc::new(sandpit_server::cluster::NoRuntime),
+        host_image: ImageRootfs {
+            name: "host".into(),
+            layers: Vec::new(),
+            mounts: Vec::new(),
+            env: Vec::new(),
+            workdir: "/".into(),
+            user: None,
+        },
+        host_lock: None,
+    }
 }
 
 fn registries(insecure: &[String], auth: &[String]) -> anyhow::Result<PullerConfig> {
@@ -294,6 +365,14 @@ fn backend(config: &ServerConfig, host_lock: HostLock) -> anyhow::Result<(Backen
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.no_sandboxes {
+        // Nothing host-wide: no runtime, cgroups, links or firewall.
+        let config = config(args)?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        return runtime.block_on(sandpit_server::serve(config, no_sandboxes_backend()));
+    }
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
         "sandpit serve must run as root: sandboxes need namespaces, cgroups and network devices"

@@ -48,7 +48,7 @@ pub enum RelayError {
 const SPLICE_BUFFER: usize = 64 << 10;
 
 /// The upgrade protocol a request asks for, if it is an upgrade.
-fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -142,7 +142,7 @@ pub async fn forward_holding<H: Send + 'static>(
 
 /// Send `upstream_req` over `io` and relay the response (or the upgraded
 /// connection) back.
-async fn exchange<I, H>(
+pub(crate) async fn exchange<I, H>(
     io: I,
     upstream_req: Request<Body>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,

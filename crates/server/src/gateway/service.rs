@@ -106,6 +106,11 @@ fn request_host(req: &Request) -> Option<&str> {
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
+/// The sandbox a service-URL request is for (`cluster::forward`).
+pub(crate) fn sandbox_of(config: &ServerConfig, req: &Request) -> Option<String> {
+    target(config, req).map(|t| t.id)
+}
+
 fn target(config: &ServerConfig, req: &Request) -> Option<Target> {
     target_for(config, request_host(req), req.uri().path())
 }

@@ -190,6 +190,51 @@ impl ServiceKeys {
         Ok(())
     }
 
+    /// The directory the keys are kept in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Load key files that appeared in the directory since (another
+    /// replica's keys, written there by `cluster::keys`). Returns how many
+    /// keys were new.
+    pub fn reload_keys(&self) -> anyhow::Result<usize> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                found.push(load(&path)?);
+            }
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let before = keys.len();
+        for key in found {
+            if !keys.iter().any(|k| k.kid == key.kid) {
+                keys.push(key);
+            }
+        }
+        keys.sort_by_key(|k| (k.created_at, k.seq));
+        Ok(keys.len() - before)
+    }
+
+    /// Raise sandboxes' epochs to `(sub, epoch, bumped_at)` as recorded by
+    /// any replica; an epoch never goes down.
+    pub fn merge_epochs(&self, entries: &[(String, u64, i64)]) {
+        let mut epochs = self.epochs.write().unwrap_or_else(|e| e.into_inner());
+        for (sub, epoch, bumped_at) in entries {
+            let current = epochs.get(sub).map_or(0, |e| e.epoch);
+            if *epoch > current {
+                epochs.insert(
+                    sub.clone(),
+                    Epoch {
+                        epoch: *epoch,
+                        bumped_at: *bumped_at,
+                    },
+                );
+            }
+        }
+    }
+
     /// The current token epoch of sandbox `sub` (what new tokens carry).
     pub fn epoch(&self, sub: &str) -> u64 {
         self.epochs

@@ -130,12 +130,18 @@ pub fn app(state: AppState) -> Router {
         .merge(opensandbox_lifecycle::router())
         .merge(opensandbox_execd::router())
         .merge(crate::console::router())
+        .route(crate::cluster::rpc::PATH, post(crate::cluster::rpc::serve))
         .fallback(not_found)
         .layer(axum::middleware::map_response(error_bodies))
         // Outermost: service hosts and paths never reach the API routes.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             service::route,
+        ))
+        // Outermost: another replica's sandboxes are served by it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::forward::route,
         ))
         .with_state(state)
 }

@@ -139,10 +139,12 @@ pub async fn revoke(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let row = state.sandboxes.find(&caller, &name).await?;
-    let epoch = state
-        .service_keys
-        .revoke(&row.id)
-        .map_err(ApiError::Internal)?;
+    let epoch = match &state.cluster {
+        // Every replica refuses the tokens.
+        Some(cluster) => crate::cluster::keys::revoke(cluster, &state.service_keys, &row.id).await,
+        None => state.service_keys.revoke(&row.id),
+    }
+    .map_err(ApiError::Internal)?;
     Ok(Json(serde_json::json!({ "token_epoch": epoch })))
 }
 
@@ -161,5 +163,11 @@ pub async fn rotate(
         return Err(ApiError::Forbidden("This needs an admin API key".into()));
     }
     let kid = state.service_keys.rotate().map_err(ApiError::Internal)?;
+    if let Some(cluster) = &state.cluster {
+        // Other replicas verify its tokens from their next sync on.
+        crate::cluster::keys::sync_service_keys(cluster, &state.service_keys)
+            .await
+            .map_err(ApiError::Internal)?;
+    }
     Ok(Json(serde_json::json!({ "kid": kid })))
 }

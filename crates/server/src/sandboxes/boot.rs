@@ -39,6 +39,12 @@ impl Sandboxes {
     /// Start the runtime side of a sandbox whose row says `provisioning`,
     /// and mark it `ready`; on failure undo everything and mark it `failed`.
     pub(super) async fn boot(self: &Arc<Self>, id: &str) -> Result<(), String> {
+        if let Some(owner) = self.remote_owner(id).await.map_err(|e| e.to_string())? {
+            let op = crate::cluster::rpc::PeerOp::Boot {
+                sandbox_id: id.to_owned(),
+            };
+            return self.call_owner(&owner, &op).await;
+        }
         let row = self.row(id).await?;
         if row.status().map_err(|e| e.to_string())? != SandboxStatus::Provisioning {
             return Err(format!("sandbox {id} is {} and cannot boot", row.status));
@@ -219,6 +225,9 @@ impl Sandboxes {
         status: SandboxStatus,
         message: Option<&str>,
     ) -> Result<(), ApiError> {
+        if let Some(owner) = self.remote_owner(id).await? {
+            return self.halt_remote(id, &owner, status, message).await;
+        }
         let live = lock(&self.live).remove(id);
         if let Some(live) = &live {
             mark_stopping(live);
@@ -268,8 +277,13 @@ impl Sandboxes {
                 SandboxStatus::Deleting,
             ])
             .await?;
+        // With replicas, only this node's sandboxes run here.
+        let nodes = match self.cluster() {
+            Some(_) => self.store.sandbox_nodes().await?,
+            None => HashMap::new(),
+        };
         let mut keep = Vec::new();
-        for row in rows {
+        for row in rows.into_iter().filter(|r| self.is_mine(&nodes, &r.id)) {
             let guard = self.sandbox_lock(&row.id);
             let _held = guard.lock().await;
             if row.status()? == SandboxStatus::Deleting {
@@ -289,6 +303,9 @@ impl Sandboxes {
         let runtime = self.runtime.clone();
         let swept = tokio::task::spawn_blocking(move || runtime.cleanup(&keep)).await??;
         tracing::info!(adopted, swept = swept.len(), "recovered sandboxes");
+        if self.cluster().is_some() {
+            self.sweep_orphan_files().await?;
+        }
         Ok(())
     }
 

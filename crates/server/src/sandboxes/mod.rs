@@ -11,6 +11,7 @@ mod boot;
 mod disk_space;
 mod egress_env;
 mod images;
+mod peer;
 mod pools;
 mod quota;
 mod response;
@@ -98,6 +99,8 @@ pub struct Sandboxes {
     live: Mutex<HashMap<String, Live>>,
     activity: Activity,
     snapshots: OnceLock<Arc<crate::snapshots::Snapshots>>,
+    /// The other replicas, when there are (`peer`).
+    cluster: OnceLock<Arc<crate::cluster::Cluster>>,
     /// Serialises pool refills; woken by claims and pool changes.
     pool_lock: tokio::sync::Mutex<()>,
     pool_wake: tokio::sync::Notify,
@@ -141,6 +144,7 @@ impl Sandboxes {
             tenant_locks: Mutex::default(),
             live: Mutex::default(),
             snapshots: OnceLock::new(),
+            cluster: OnceLock::new(),
             pool_lock: tokio::sync::Mutex::default(),
             pool_wake: tokio::sync::Notify::new(),
             policy_changes: tokio::sync::watch::channel(0).0,
@@ -260,20 +264,15 @@ impl Sandboxes {
             vcpus: row.vcpus,
             mem_bytes: row.mem_bytes,
         };
+        let owner = self.place().await?;
         let tenant = self.tenant_lock(&row.tenant_id);
         let admitting = tenant.lock().await;
-        self.check_quota(&row.tenant_id, &demand).await?;
-        let inserted = self.store.insert_sandbox(&row).await;
+        // Other replicas admit for the same tenant under the database lock.
+        let shared = self.store.lock_tenant(&row.tenant_id).await?;
+        let admitted = self.admit(&row, &demand, &owner).await;
+        shared.release().await?;
         drop(admitting);
-        match inserted {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => {
-                return Err(ApiError::Conflict(format!(
-                    "Sandbox name '{name}' already in use"
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        };
+        admitted?;
         let this = self.clone();
         let id = row.id.clone();
         let boot = tokio::spawn(async move { this.boot_locked(&id).await });
@@ -282,6 +281,25 @@ impl Sandboxes {
         }
         self.await_boot(boot, &row, Duration::from_secs(spec.wait_seconds as u64))
             .await
+    }
+
+    /// Check the quota and insert the row of a new sandbox that is to run
+    /// on `owner`. Caller holds the tenant's locks.
+    async fn admit(
+        &self,
+        row: &SandboxRow,
+        demand: &Demand,
+        owner: &crate::cluster::Owner,
+    ) -> Result<(), ApiError> {
+        self.check_quota(&row.tenant_id, demand).await?;
+        match self.store.insert_sandbox(row).await {
+            Ok(()) => self.record_owner(&row.id, owner).await,
+            Err(StoreError::Conflict) => Err(ApiError::Conflict(format!(
+                "Sandbox name '{}' already in use",
+                row.name
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Wait for a spawned boot; map its outcome to the create response.
@@ -400,10 +418,17 @@ impl Sandboxes {
         {
             let tenant = self.tenant_lock(&row.tenant_id);
             let _admitting = tenant.lock().await;
-            self.check_quota(&row.tenant_id, &demand).await?;
-            self.store
-                .set_status(&row.id, SandboxStatus::Provisioning, None)
-                .await?;
+            let shared = self.store.lock_tenant(&row.tenant_id).await?;
+            let admitted = match self.check_quota(&row.tenant_id, &demand).await {
+                Ok(()) => self
+                    .store
+                    .set_status(&row.id, SandboxStatus::Provisioning, None)
+                    .await
+                    .map_err(ApiError::from),
+                Err(err) => Err(err),
+            };
+            shared.release().await?;
+            admitted?;
         }
         let this = self.clone();
         let id = row.id.clone();
@@ -452,6 +477,12 @@ impl Sandboxes {
 
     /// Stop the sandbox, remove its files and its row. Caller holds the lock.
     async fn destroy(&self, id: &str) -> Result<(), ApiError> {
+        if let Some(owner) = self.remote_owner(id).await? {
+            self.destroy_remote(id, &owner).await?;
+            lock(&self.locks).remove(id);
+            self.activity.forget(id);
+            return Ok(());
+        }
         self.store
             .set_status(id, SandboxStatus::Deleting, None)
             .await?;

@@ -26,6 +26,23 @@ pub enum Due {
     LifetimeOver,
 }
 
+impl Due {
+    /// The name a leader sends to the owner node (`cluster::rpc`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Due::IdleStop => "idle_stop",
+            Due::DeleteAfterStop => "delete_after_stop",
+            Due::LifetimeOver => "lifetime_over",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Due::IdleStop, Due::DeleteAfterStop, Due::LifetimeOver]
+            .into_iter()
+            .find(|d| d.as_str() == name)
+    }
+}
+
 fn elapsed(since: &str, now: DateTime<Utc>, seconds: i64, scale: u32) -> bool {
     let Ok(since) = parse_time(since) else {
         return false;
@@ -87,7 +104,25 @@ impl Sandboxes {
 
     /// Carry out `due` if it still holds under the sandbox's lock (the row
     /// may have changed since the scan).
-    async fn retire(&self, id: &str, due: Due, scale: u32) -> Result<(), crate::error::ApiError> {
+    pub(super) async fn retire(
+        &self,
+        id: &str,
+        due: Due,
+        scale: u32,
+    ) -> Result<(), crate::error::ApiError> {
+        // Another live replica runs it: the owner, which knows its open
+        // connections, decides again and acts.
+        if let Some(owner @ crate::cluster::Owner::Peer(_)) = self.remote_owner(id).await? {
+            let op = crate::cluster::rpc::PeerOp::Retire {
+                sandbox_id: id.to_owned(),
+                due: due.as_str().to_owned(),
+                scale,
+            };
+            return self
+                .call_owner(&owner, &op)
+                .await
+                .map_err(crate::error::ApiError::Upstream);
+        }
         let guard = self.sandbox_lock(id);
         let _held = guard.lock().await;
         let Some(row) = self.store.sandbox(id).await? else {

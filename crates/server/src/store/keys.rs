@@ -39,6 +39,21 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<String>,
 }
 
+/// A held tenant admission lock ([`Store::lock_tenant`]).
+pub struct TenantLock {
+    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+}
+
+impl TenantLock {
+    /// Release the lock now (dropping it releases it too, a little later).
+    pub async fn release(mut self) -> StoreResult<()> {
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
 /// What the sandboxes of one tenant use, for quota checks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -115,6 +130,25 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Serialise admissions (quota check, then the insert or status change
+    /// that uses the quota) for `tenant_id` across every process sharing
+    /// the database, until the returned guard is released. On PostgreSQL
+    /// this is a transaction holding `pg_advisory_xact_lock` on the tenant
+    /// (released at commit, or by the server when the connection dies); on
+    /// SQLite only one process uses the database and the caller's
+    /// in-process lock is enough.
+    pub async fn lock_tenant(&self, tenant_id: &str) -> StoreResult<TenantLock> {
+        if !self.is_postgres() {
+            return Ok(TenantLock { tx: None });
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("sandpit-tenant:{tenant_id}"))
+            .execute(&mut *tx)
+            .await?;
+        Ok(TenantLock { tx: Some(tx) })
     }
 
     /// What `tenant_id`'s sandboxes hold now.

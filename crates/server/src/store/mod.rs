@@ -7,6 +7,7 @@
 //! `migrations-postgres/`) with the same versions; the queries are shared
 //! and tested on both (`tests/store.rs`).
 
+mod cluster;
 mod keys;
 mod pools;
 mod sandboxes;
@@ -20,7 +21,8 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use keys::{ApiKeyRow, QuotaUpdate, TenantRow, Usage};
+pub use cluster::{NodeRow, TicketRow};
+pub use keys::{ApiKeyRow, QuotaUpdate, TenantLock, TenantRow, Usage};
 pub use pools::{is_warm_name, warm_prefix, PoolRow};
 use sandboxes::like_pattern;
 pub use sandboxes::{ListFilter, SandboxRow, SortColumn};
@@ -56,6 +58,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    postgres: bool,
+    url: String,
 }
 
 impl Store {
@@ -93,7 +97,21 @@ impl Store {
             // (byte-order "C" collation on text, as SQLite compares).
             sqlx::migrate!("./migrations-postgres").run(&pool).await?;
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            postgres: !is_sqlite,
+            url: url.to_owned(),
+        })
+    }
+
+    /// Whether this is PostgreSQL (shared by replicas) rather than SQLite.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// The URL the store was opened with (for a dedicated connection).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub async fn close(&self) {

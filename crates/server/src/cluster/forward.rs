@@ -1,0 +1,128 @@
+//! Data-plane requests (`/dataplane/{id}/...`, the console terminal and
+//! service URLs) for a sandbox another replica runs are proxied to
+//! that replica as they came (method, path, headers with the caller's
+//! credentials, streamed body, WebSocket upgrades): the owner
+//! authenticates the caller and relays to the sandbox itself, so this
+//! replica never needs the sandbox's agent, network or files.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Uri, Version};
+
+use super::Owner;
+use crate::error::ApiError;
+use crate::gateway::relay;
+use crate::state::AppState;
+
+/// Set on a proxied request (the forwarding node's name): a request is
+/// proxied at most once, so two replicas that disagree cannot loop.
+pub const FORWARDED_BY: &str = "x-sandpit-forwarded-by";
+
+/// The sandbox a data-plane path addresses.
+pub fn sandbox_of(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("/dataplane/")
+        .or_else(|| path.strip_prefix("/console-terminal/"))?;
+    let id = rest.split('/').next().filter(|id| !id.is_empty())?;
+    uuid::Uuid::parse_str(id).is_ok().then_some(id)
+}
+
+/// Middleware (outermost): proxy data-plane requests for a sandbox a
+/// live peer runs; answer 502 if its node is down.
+pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(cluster) = state.cluster.clone() else {
+        return next.run(req).await;
+    };
+    let id = match sandbox_of(req.uri().path()) {
+        Some(id) => id.to_owned(),
+        // Service URLs (by host or path) name the sandbox too.
+        None => match crate::gateway::service::sandbox_of(&state.config, &req) {
+            Some(id) => id,
+            None => return next.run(req).await,
+        },
+    };
+    if req.headers().contains_key(FORWARDED_BY) || state.sandboxes.runs_here(&id) {
+        return next.run(req).await;
+    }
+    match cluster.owner(&id).await {
+        Ok(Owner::Peer(node)) => proxy(req, &node.url, cluster.node_name())
+            .await
+            .unwrap_or_else(|err| err.into_response()),
+        Ok(Owner::Down(node)) => ApiError::Upstream(format!(
+            "Sandbox '{id}' runs on replica '{node}', which is not answering"
+        ))
+        .into_response(),
+        // Ours, or unknown (the route answers 404): handled here.
+        Ok(Owner::Local) | Err(_) => next.run(req).await,
+    }
+}
+
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+async fn proxy(mut req: Request, url: &str, via: &str) -> Result<Response, ApiError> {
+    let authority = super::rpc::authority(url).map_err(|e| ApiError::Internal(e.into()))?;
+    let upgrade = relay::upgrade_protocol(req.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let authority_header = parts.uri.authority().cloned();
+    parts.version = Version::HTTP_11;
+    parts.uri = Uri::builder()
+        .path_and_query(target)
+        .build()
+        .map_err(|e| ApiError::BadRequest(format!("Invalid request path: {e}")))?;
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    if let Some(protocol) = upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
+    if !parts.headers.contains_key(header::HOST) {
+        let host = authority_header
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .unwrap_or_else(|| HeaderValue::from_static("sandpit"));
+        parts.headers.insert(header::HOST, host);
+    }
+    let via = HeaderValue::from_str(via).map_err(|e| ApiError::Internal(e.into()))?;
+    parts.headers.insert(FORWARDED_BY, via);
+    let unreachable =
+        |e: &dyn std::fmt::Display| ApiError::Upstream(format!("Replica {url} unreachable: {e}"));
+    let io = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    relay::exchange(io, Request::from_parts(parts, body), client_upgrade, ())
+        .await
+        .map_err(|e| unreachable(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_data_plane_paths_of_a_sandbox_id_are_forwarded() {
+        let id = "6f1c1f9e-0a57-4d8e-9d6c-2a3c1d0e5b7a";
+        assert_eq!(sandbox_of(&format!("/dataplane/{id}")), Some(id));
+        assert_eq!(sandbox_of(&format!("/dataplane/{id}/execute/ws")), Some(id));
+        assert_eq!(sandbox_of(&format!("/console-terminal/{id}")), Some(id));
+        assert_eq!(sandbox_of("/dataplane/not-an-id/x"), None);
+        assert_eq!(sandbox_of(&format!("/api/v2/sandboxes/boxes/{id}")), None);
+        assert_eq!(sandbox_of("/dataplane/"), None);
+    }
+}
