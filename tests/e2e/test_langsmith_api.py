@@ -207,3 +207,101 @@ def test_download_link_reads_the_sandbox_file_never_the_host_one(client, names, 
             assert resp.status_code == 404, resp.text
     finally:
         host_secret.unlink()
+
+
+# --- item 3: registries ----------------------------------------------------
+# Last in the module: these start a server of their own (suspending the
+# session server until the module ends).
+
+GiB = 1 << 30
+
+
+@pytest.fixture(scope="module")
+def private(workdir):
+    """A registry demanding credentials (htpasswd), an image pushed to it,
+    and a server of the module's own that reaches it over plain HTTP."""
+    from conftest import checked_server
+    from registry import build_image, start_registry
+
+    creds = ("robot", "s3cret-" + secrets.token_hex(6))
+    reg = start_registry(workdir, credentials=creds)
+    image = build_image(reg, workdir, "private/app:1", files={"/app/marker": "private-ok\n"}, credentials=creds)
+    try:
+        with checked_server(workdir / "data-reg", api_key="sp_lsr_" + secrets.token_urlsafe(8),
+                            extra_args=["--insecure-registry", reg.host]) as server:
+            yield server, reg, image, creds
+    finally:
+        reg.stop()
+
+
+def test_registry_crud_never_returns_the_password(private):
+    server, reg, _, creds = private
+    with SandboxClient(api_endpoint=server.api, api_key=server.api_key) as c:
+        made = c.registries.create(name="crud", url=f"http://{reg.host}/", username=creds[0], password=creds[1])
+        assert (made.name, made.url, made.auth_type) == ("crud", reg.host, "DOCKER_CONFIG")
+        assert made.id and made.created_at
+        assert c.registries.retrieve("crud").id == made.id
+        listed = c.registries.list()
+        assert [r.name for r in listed.items] == ["crud"]
+        renamed = c.registries.update("crud", body_name="crud2", password="new-" + creds[1])
+        assert renamed.name == "crud2" and renamed.id == made.id
+        with pytest.raises(Exception) as caught:
+            c.registries.retrieve("crud")
+        assert getattr(caught.value, "status_code", None) == 404, caught.value
+        with pytest.raises(Exception) as caught:
+            c.registries.create(name="crud2", url=reg.host, username="a", password="b")
+        assert getattr(caught.value, "status_code", None) == 409, caught.value
+        with pytest.raises(Exception) as caught:
+            c.registries.create(name="ecr", url="1.dkr.ecr.us-east-1.amazonaws.com", auth_type="AWS_ROLE",
+                                aws_role_arn="arn:aws:iam::1:role/pull")
+        assert getattr(caught.value, "status_code", None) == 422 and "AWS_ROLE" in str(caught.value)
+        # The password is in no answer, and sealed at rest.
+        with httpx.Client(base_url=server.api, headers=server.headers(), timeout=30) as http:
+            for path in ("/registries", "/registries/crud2"):
+                text = http.get(path).text
+                assert creds[1] not in text and "password" not in text, text
+        for db in server.data_dir.glob("sandpit.db*"):  # with the WAL
+            assert creds[1].encode() not in db.read_bytes(), db
+        c.registries.delete("crud2")
+        assert c.registries.list().items == []
+        # Another tenant sees none of it.
+        c.registries.create(name="mine", url=reg.host, username=creds[0], password=creds[1])
+        with SandboxClient(api_endpoint=server.api, api_key=new_tenant_key(server, "reg")) as other:
+            assert other.registries.list().items == []
+            with pytest.raises(Exception) as caught:
+                other.registries.retrieve("mine")
+            assert getattr(caught.value, "status_code", None) == 404
+        c.registries.delete("mine")
+
+
+def test_create_snapshot_pulls_with_the_registry(private):
+    from langsmith.sandbox import ResourceCreationError
+
+    server, reg, image, creds = private
+    with SandboxClient(api_endpoint=server.api, api_key=server.api_key) as c:
+        with pytest.raises(ResourceCreationError, match="registry refused access"):
+            c.create_snapshot("no-creds", docker_image=image, fs_capacity_bytes=GiB)
+        reg_row = c.registries.create(name="priv", url=reg.host, username=creds[0], password=creds[1])
+        snap = c.create_snapshot("with-creds", docker_image=image, fs_capacity_bytes=GiB, registry_id=reg_row.id)
+        assert snap.status == "ready"
+        with c.sandbox(snapshot_id=snap.id) as sb:
+            assert sb.run("cat /app/marker").stdout == "private-ok\n"
+        # Another tenant can neither use the id nor ride on the pull: its
+        # own pull without credentials is still refused.
+        with SandboxClient(api_endpoint=server.api, api_key=new_tenant_key(server, "reg")) as other:
+            with pytest.raises(ResourceNotFoundError):
+                other.create_snapshot("steal", docker_image=image, fs_capacity_bytes=GiB, registry_id=reg_row.id)
+            with pytest.raises(ResourceCreationError, match="registry refused access"):
+                other.create_snapshot("steal", docker_image=image, fs_capacity_bytes=GiB)
+        # Unknown ids are 404; an image on another host never gets the password.
+        with pytest.raises(ResourceNotFoundError):
+            c.create_snapshot("x", docker_image=image, fs_capacity_bytes=GiB, registry_id="no-such-registry")
+        with pytest.raises(Exception) as caught:
+            c.create_snapshot("x", docker_image="127.0.0.2:1/other:1", fs_capacity_bytes=GiB,
+                              registry_id=reg_row.id)
+        assert "not on registry" in str(caught.value)
+        # A wrong password fails the pull with the registry's refusal.
+        c.registries.update("priv", password="wrong")
+        with pytest.raises(ResourceCreationError, match="registry refused access"):
+            c.create_snapshot("wrong", docker_image=image, fs_capacity_bytes=GiB, registry_id=reg_row.id)
+        c.delete_snapshot(snap.id)

@@ -13,5 +13,5 @@ pub mod store;
 pub mod unpack;
 
 pub use config::ImageConfig;
-pub use pull::{PullError, Puller, PullerConfig};
+pub use pull::{registry_of, Credentials, PullError, Puller, PullerConfig};
 pub use store::{ImageRecord, LayerStore, StoreError};

@@ -51,6 +51,36 @@ pub struct PullerConfig {
 
 type Shared = Arc<OnceCell<Result<ImageRecord, PullError>>>;
 
+/// Credentials for one pull (a tenant's private registry), in place of the
+/// server-wide ones.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Distinguishes pulls made with different credentials (a digest, so
+    /// the password is not kept in the key).
+    fn key(&self) -> String {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.username.as_bytes());
+        hash.update([0]);
+        hash.update(self.password.as_bytes());
+        hex::encode(hash.finalize())
+    }
+}
+
 pub struct Puller {
     client: Client,
     store: Arc<LayerStore>,
@@ -60,14 +90,27 @@ pub struct Puller {
     layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// The registry host (and port) `image` is pulled from, Docker Hub as
+/// `docker.io`.
+pub fn registry_of(image: &str) -> Result<String, PullError> {
+    let reference: Reference = image
+        .parse()
+        .map_err(|_| PullError::Reference(image.to_owned()))?;
+    Ok(reference.registry().to_owned())
+}
+
+fn new_client(config: &PullerConfig) -> Client {
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()),
+        platform_resolver: Some(Box::new(linux_amd64_resolver)),
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        ..Default::default()
+    })
+}
+
 impl Puller {
     pub fn new(store: Arc<LayerStore>, config: PullerConfig) -> Self {
-        let client = Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()),
-            platform_resolver: Some(Box::new(linux_amd64_resolver)),
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
-            ..Default::default()
-        });
+        let client = new_client(&config);
         Self {
             client,
             store,
@@ -84,10 +127,27 @@ impl Puller {
     /// Pull `image` (e.g. `registry:5000/busybox:1`), or join the pull of it
     /// already running.
     pub async fn pull(&self, image: &str) -> Result<ImageRecord, PullError> {
+        self.pull_with(image, None).await
+    }
+
+    /// [`Puller::pull`] with `credentials` instead of the server-wide ones.
+    /// Such a pull uses a client of its own: `oci-client` keeps the first
+    /// credentials (and the tokens they earned) per registry for the life of
+    /// a client, so a shared one would lend a tenant's access to every later
+    /// pull from that registry. It only joins a running pull made with the
+    /// same credentials.
+    pub async fn pull_with(
+        &self,
+        image: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<ImageRecord, PullError> {
         let reference: Reference = image
             .parse()
             .map_err(|_| PullError::Reference(image.to_owned()))?;
-        let key = reference.whole();
+        let key = match credentials {
+            Some(c) => format!("{}\0{}", reference.whole(), c.key()),
+            None => reference.whole(),
+        };
         let cell = self
             .inflight
             .lock()
@@ -96,7 +156,19 @@ impl Puller {
             .or_default()
             .clone();
         let result = cell
-            .get_or_init(|| self.pull_now(image, &reference))
+            .get_or_init(|| async {
+                match credentials {
+                    Some(c) => {
+                        let auth = RegistryAuth::Basic(c.username.clone(), c.password.clone());
+                        let client = new_client(&self.config);
+                        self.pull_now(&client, image, &reference, auth).await
+                    }
+                    None => {
+                        let auth = self.auth(&reference);
+                        self.pull_now(&self.client, image, &reference, auth).await
+                    }
+                }
+            })
             .await
             .clone();
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,11 +185,15 @@ impl Puller {
         }
     }
 
-    async fn pull_now(&self, image: &str, reference: &Reference) -> Result<ImageRecord, PullError> {
+    async fn pull_now(
+        &self,
+        client: &Client,
+        image: &str,
+        reference: &Reference,
+        auth: RegistryAuth,
+    ) -> Result<ImageRecord, PullError> {
         tracing::info!(%image, "pulling image");
-        let auth = self.auth(reference);
-        let (manifest, digest, config) = self
-            .client
+        let (manifest, digest, config) = client
             .pull_manifest_and_config(reference, &auth)
             .await
             .map_err(|e| classify(image, e))?;
@@ -136,7 +212,7 @@ impl Puller {
         })?;
         let mut layers = Vec::with_capacity(manifest.layers.len());
         for layer in &manifest.layers {
-            self.fetch_layer(image, reference, layer).await?;
+            self.fetch_layer(client, image, reference, layer).await?;
             layers.push(layer.digest.clone());
         }
         let record = ImageRecord {
@@ -154,6 +230,7 @@ impl Puller {
 
     async fn fetch_layer(
         &self,
+        client: &Client,
         image: &str,
         reference: &Reference,
         layer: &oci_client::manifest::OciDescriptor,
@@ -178,7 +255,7 @@ impl Puller {
         let downloaded = async {
             let file = tokio::fs::File::create(&blob).await?;
             let writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
-            self.client.pull_blob(reference, layer, writer).await
+            client.pull_blob(reference, layer, writer).await
         }
         .await;
         if let Err(err) = downloaded {

@@ -148,6 +148,11 @@ impl Secrets {
         Self { store, vault }
     }
 
+    /// The key other sealed values (registry passwords) are sealed with.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
     pub async fn set(&self, tenant: &str, name: &str, value: &str) -> Result<(), ApiError> {
         check_name(name)?;
         check_value(value)?;

@@ -12,6 +12,7 @@ mod opensandbox;
 mod opensandbox_execd;
 mod opensandbox_lifecycle;
 mod pools;
+mod registries;
 mod secrets;
 mod service_url;
 mod snapshots;
@@ -69,6 +70,16 @@ fn sandboxes_api() -> Router<AppState> {
             post(service_url::revoke),
         )
         .route("/boxes/{name}/download-url", post(download::create))
+        .route(
+            "/registries",
+            post(registries::create).get(registries::list),
+        )
+        .route(
+            "/registries/{name}",
+            get(registries::get)
+                .patch(registries::update)
+                .delete(registries::delete),
+        )
 }
 
 fn admin_api() -> Router<AppState> {

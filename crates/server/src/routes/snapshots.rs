@@ -28,7 +28,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let snapshots = state.sandboxes.snapshots()?;
     let spec = validate::create_snapshot(req, state.sandboxes.defaults().fs_capacity_bytes)?;
-    let row = snapshots.create(&caller, spec).await?;
+    let credentials = match &spec.registry_id {
+        Some(id) => {
+            super::registries::credentials_for(&state, &caller, id, &spec.docker_image).await?
+        }
+        None => None,
+    };
+    let row = snapshots.create_with(&caller, spec, credentials).await?;
     let body = render(snapshots, &row).await?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }

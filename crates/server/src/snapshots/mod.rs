@@ -15,7 +15,7 @@ pub mod validate;
 use std::sync::Arc;
 
 use sandpit_api::sandbox::RunConfig;
-use sandpit_images::{ImageConfig, ImageRecord, Puller};
+use sandpit_images::{Credentials, ImageConfig, ImageRecord, Puller};
 
 pub use capture::{Capture, Freeze};
 pub use reference::SnapshotRef;
@@ -64,6 +64,17 @@ impl Snapshots {
         caller: &Caller,
         req: CreateSnapshot,
     ) -> Result<SnapshotRow, ApiError> {
+        self.create_with(caller, req, None).await
+    }
+
+    /// [`Snapshots::create`] pulling with `credentials` (the tenant's
+    /// registry named by `registry_id`).
+    pub async fn create_with(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: CreateSnapshot,
+        credentials: Option<Credentials>,
+    ) -> Result<SnapshotRow, ApiError> {
         let now = crate::store::now();
         let row = SnapshotRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -84,12 +95,16 @@ impl Snapshots {
         self.store.insert_snapshot(&row, &req.tag).await?;
         let this = self.clone();
         let id = row.id.clone();
-        tokio::spawn(async move { this.build(&id, req).await });
+        tokio::spawn(async move { this.build(&id, req, credentials).await });
         Ok(row)
     }
 
-    async fn build(&self, id: &str, req: CreateSnapshot) {
-        let outcome = match self.puller.pull(&req.docker_image).await {
+    async fn build(&self, id: &str, req: CreateSnapshot, credentials: Option<Credentials>) {
+        let pulled = self
+            .puller
+            .pull_with(&req.docker_image, credentials.as_ref())
+            .await;
+        let outcome = match pulled {
             Ok(record) => {
                 let run_config = merged_run_config(&record.config, req.run_config.as_ref());
                 let text = serde_json::to_string(&run_config).ok();

@@ -10,6 +10,7 @@
 mod cluster;
 mod keys;
 mod pools;
+mod registries;
 mod sandboxes;
 mod secrets;
 mod snapshots;
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Executor};
 pub use cluster::{NodeRow, TicketRow};
 pub use keys::{ApiKeyRow, QuotaUpdate, TenantLock, TenantRow, Usage};
 pub use pools::{is_warm_name, warm_prefix, PoolRow};
+pub use registries::RegistryRow;
 use sandboxes::like_pattern;
 pub use sandboxes::{ListFilter, SandboxRow, SortColumn};
 pub use snapshots::SnapshotRow;
