@@ -14,6 +14,7 @@ pub mod egress;
 pub mod error;
 pub mod gateway;
 pub mod host_lock;
+pub mod mounts;
 pub mod opensandbox;
 pub mod paths;
 pub mod proxy_config;
@@ -167,6 +168,7 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         Some(egress) => Some(write_ca_bundle(&dirs, egress.ca.cert_pem())?),
         None => None,
     };
+    let mounts = mounts_of(&config, secrets.clone(), dirs.root())?;
     let controller = SandboxesConfig {
         ca_bundle,
         dirs,
@@ -177,6 +179,7 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
     };
     let sandboxes = Arc::new(Sandboxes::new(store.clone(), backend.runtime, controller));
     sandboxes.attach_snapshots(snapshots);
+    sandboxes.attach_mounts(mounts);
     if let Some(cluster) = &cluster {
         sandboxes.attach_cluster(cluster.clone());
     }
@@ -322,6 +325,23 @@ fn key_line(key: &str, from_env: bool, file: &std::path::Path, terminal: bool) -
 
 /// Write the trust bundle sandboxes get: the host's roots (if any) and
 /// Sandpit's egress CA, so intercepted TLS verifies inside.
+/// Sandbox mounts dial like the egress proxy: its `--egress-resolve`
+/// overrides and `--egress-upstream-ca` roots.
+fn mounts_of(
+    config: &ServerConfig,
+    secrets: Arc<secrets::Secrets>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<mounts::Mounts>> {
+    let (resolve, upstream_ca) = match &config.egress {
+        Some(egress) => (egress.resolve.clone(), egress.upstream_ca.clone()),
+        None => Default::default(),
+    };
+    let bundle = data_dir.join("mounts-ca.crt");
+    let mounts = mounts::Mounts::new(secrets, resolve, &upstream_ca, bundle)
+        .context("writing the mounts' trust bundle")?;
+    Ok(Arc::new(mounts))
+}
+
 fn write_ca_bundle(dirs: &DataDirs, ca_pem: &str) -> anyhow::Result<std::path::PathBuf> {
     let path = dirs.sandbox_ca_bundle();
     let mut bundle =

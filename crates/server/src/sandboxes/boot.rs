@@ -62,6 +62,9 @@ impl Sandboxes {
         if let Err(message) = self.apply_template(&row, &mut spec).await {
             return self.fail_boot(id, Some(slot), message).await;
         }
+        if let Err(message) = self.prepare_mounts(&row, &mut spec).await {
+            return self.fail_boot(id, Some(slot), message).await;
+        }
         let runtime = self.runtime.clone();
         let started = tokio::task::spawn_blocking(move || runtime.start(&spec))
             .await
@@ -109,6 +112,7 @@ impl Sandboxes {
         if let Ok(Err(err)) = tokio::task::spawn_blocking(move || runtime.stop(&owned)).await {
             tracing::error!(sandbox = %id, error = %err, "cleaning up a failed boot failed");
         }
+        self.release_mounts(id).await;
         if let Some(slot) = slot {
             self.slots.release(slot);
         }
@@ -239,6 +243,7 @@ impl Sandboxes {
         let stopped = tokio::task::spawn_blocking(move || runtime.stop(&owned))
             .await
             .map_err(|e| ApiError::Internal(e.into()))?;
+        self.release_mounts(id).await;
         if let Some(live) = live {
             self.slots.release(live.net_slot);
         }
@@ -326,6 +331,7 @@ impl Sandboxes {
             return false;
         }
         self.slots.reserve(slot);
+        self.adopt_mounts(row).await;
         self.register(&row.tenant_id, &row.id, slot, started);
         let _ = self
             .store

@@ -11,6 +11,7 @@ mod boot;
 mod disk_space;
 mod egress_env;
 mod images;
+mod mounting;
 mod peer;
 mod pools;
 mod quota;
@@ -99,6 +100,8 @@ pub struct Sandboxes {
     live: Mutex<HashMap<String, Live>>,
     activity: Activity,
     snapshots: OnceLock<Arc<crate::snapshots::Snapshots>>,
+    /// Git and bucket mounts (`mounting`).
+    mounts: OnceLock<Arc<crate::mounts::Mounts>>,
     /// The other replicas, when there are (`peer`).
     cluster: OnceLock<Arc<crate::cluster::Cluster>>,
     /// Serialises pool refills; woken by claims and pool changes.
@@ -144,6 +147,7 @@ impl Sandboxes {
             tenant_locks: Mutex::default(),
             live: Mutex::default(),
             snapshots: OnceLock::new(),
+            mounts: OnceLock::new(),
             cluster: OnceLock::new(),
             pool_lock: tokio::sync::Mutex::default(),
             pool_wake: tokio::sync::Notify::new(),
@@ -253,7 +257,8 @@ impl Sandboxes {
             last_activity_at: now,
         };
         if let Some(template) = row.template_name.as_deref() {
-            if !crate::store::is_warm_name(&row.name) {
+            // A warm member booted without the request's mounts.
+            if !crate::store::is_warm_name(&row.name) && !crate::mounts::has_mounts(&spec.extra) {
                 if let Some(claimed) = self.claim_warm(template, &row).await? {
                     return Ok(claimed);
                 }

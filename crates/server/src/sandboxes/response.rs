@@ -59,6 +59,10 @@ pub fn sandbox_response(row: &SandboxRow, base_url: &str) -> StoreResult<Sandbox
             .map(|t| json::<RunConfig>("run_config", t))
             .transpose()?,
         labels: json("labels", &row.labels)?,
-        extra: json::<Map<String, Value>>("extra", &row.extra)?,
+        extra: {
+            let mut extra = json::<Map<String, Value>>("extra", &row.extra)?;
+            crate::mounts::redact_extra(&mut extra);
+            extra
+        },
     })
 }
