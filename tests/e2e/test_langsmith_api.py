@@ -209,6 +209,39 @@ def test_download_link_reads_the_sandbox_file_never_the_host_one(client, names, 
         host_secret.unlink()
 
 
+# --- item 4: semantics -----------------------------------------------------
+
+
+def test_proxy_update_on_a_stopped_sandbox_is_not_ready(client, names):
+    from langsmith.sandbox import SandboxNotReadyError
+
+    sb = client.create_sandbox(name="proxy-stopped")
+    names.append(sb.name)
+    client.stop_sandbox(sb.name)
+    with pytest.raises(SandboxNotReadyError):
+        client.update_sandbox(sb.name, proxy_config={"access_control": {"allow_list": ["example.com"]}})
+    client.start_sandbox(sb.name)
+    client.update_sandbox(sb.name, proxy_config={"access_control": {"allow_list": ["example.com"]}})
+
+
+# --- item 7: Dockerfile snapshots ----------------------------------------
+
+
+def test_dockerfile_snapshots_are_refused_clearly(client, http, names, tmp_path: Path):
+    from langsmith.sandbox import ResourceCreationError
+
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN true\n")
+    with pytest.raises(ResourceCreationError):
+        client.create_snapshot_from_dockerfile("from-dockerfile", tmp_path / "Dockerfile", context=tmp_path,
+                                               timeout=120)
+    assert not [s for s in client.list_sandboxes() if s.name.startswith("snapshot-builder-")]
+    sb = client.create_sandbox(name="export-img")
+    names.append(sb.name)
+    resp = http.post(f"/boxes/{sb.name}/snapshot", json={"name": "x", "docker_image": "built:1"})
+    assert resp.status_code == 422, resp.text
+    assert "create_snapshot_from_dockerfile" in message(resp) and "docker_image" in message(resp)
+
+
 # --- item 3: registries ----------------------------------------------------
 # Last in the module: these start a server of their own (suspending the
 # session server until the module ends).
@@ -305,3 +338,37 @@ def test_create_snapshot_pulls_with_the_registry(private):
         with pytest.raises(ResourceCreationError, match="registry refused access"):
             c.create_snapshot("wrong", docker_image=image, fs_capacity_bytes=GiB, registry_id=reg_row.id)
         c.delete_snapshot(snap.id)
+
+
+def test_snapshot_capacity_and_bare_names(private):
+    """A sandbox gets its snapshot's disk unless it asks for more (never
+    less); a bare name is `latest`, else the newest untagged snapshot."""
+    server, reg, image, creds = private
+    with SandboxClient(api_endpoint=server.api, api_key=server.api_key) as c:
+        reg_row = c.registries.create(name="cap", url=reg.host, username=creds[0], password=creds[1])
+        small = 256 << 20
+        first = c.create_snapshot("cap", docker_image=image, fs_capacity_bytes=small, registry_id=reg_row.id,
+                                  tag="v")
+        sb = c.create_sandbox(name="cap-default", snapshot_id=first.id)
+        try:
+            assert sb.fs_capacity_bytes == small
+            assert sb.run("cat /app/marker").stdout == "private-ok\n"
+        finally:
+            c.delete_sandbox(sb.name)
+        with pytest.raises(Exception) as caught:
+            c.create_sandbox(name="cap-small", snapshot_id=first.id, fs_capacity_bytes=small - (1 << 20))
+        assert "at least the snapshot" in str(caught.value)
+        bigger = c.create_sandbox(name="cap-big", snapshot_id=first.id, fs_capacity_bytes=2 * small)
+        assert bigger.fs_capacity_bytes == 2 * small
+        c.delete_sandbox(bigger.name)
+        # Re-using tag "v" leaves `first` untagged: the bare name finds it,
+        # not the newer tagged one (there is no `latest`).
+        second = c.create_snapshot("cap", docker_image=image, fs_capacity_bytes=small, registry_id=reg_row.id,
+                                   tag="v")
+        assert c.get_snapshot("cap:v").id == second.id
+        assert c.get_snapshot("cap").id == first.id
+        c.delete_snapshot(first.id)
+        with pytest.raises(ResourceNotFoundError):
+            c.get_snapshot("cap")
+        c.delete_snapshot(second.id)
+        c.registries.delete("cap")

@@ -603,8 +603,10 @@ async fn snapshots_and_tags() {
         assert_eq!(got.image_digest.as_deref(), Some("sha256:abc"));
         assert_eq!(got.run_config.as_deref(), Some(r#"{"env":[]}"#));
         assert_eq!(got.fs_used_bytes, Some(12345));
+        // Untagged only (a bare name's fallback, issue 17): the newer one
+        // is ready now but carries `latest`.
         let ready = s.newest_ready_snapshot(&t.id, "py").await.unwrap();
-        assert_eq!(ready.unwrap().id, new.id);
+        assert_eq!(ready.unwrap().id, old.id);
         assert!(s.snapshot("other", &new.id).await.unwrap().is_none());
 
         let all = s.list_snapshots(&t.id, None, 10, 0).await.unwrap();

@@ -60,7 +60,9 @@ pub fn decide(action: SandboxAction, status: SandboxStatus, name: &str) -> Decis
         ))),
 
         (A::UpdateProxy | A::Dataplane, S::Ready) => Decision::Proceed,
-        (A::UpdateProxy, _) => Decision::Reject(ApiError::NotReady(format!(
+        // `InvalidRequest` (400): the error the SDKs turn into
+        // `SandboxNotReadyError` for a proxy update.
+        (A::UpdateProxy, _) => Decision::Reject(ApiError::BadRequest(format!(
             "Sandbox '{name}' is {status}; its proxy configuration can only change while it is ready"
         ))),
         (A::Dataplane, S::Stopped) => Decision::StartFirst,

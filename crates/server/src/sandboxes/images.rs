@@ -64,6 +64,7 @@ impl Sandboxes {
             }),
             ImageRef::Snapshot(reference) => {
                 let snapshot = self.snapshots()?.for_boot(caller, reference).await?;
+                spec.fs_capacity_bytes = snapshot_capacity(spec, snapshot.fs_capacity_bytes)?;
                 let digest = snapshot.image_digest.clone().unwrap_or_default();
                 Ok(ImageChoice {
                     image: format!("{OCI_PREFIX}{digest}"),
@@ -225,4 +226,20 @@ fn volume_mount(data_dir: &std::path::Path, volume: &VolumeRow, destination: Str
         size_bytes: volume.size_bytes.max(0) as u64,
         destination,
     }
+}
+
+/// The disk of a sandbox booted from a snapshot of `snapshot_bytes`: the
+/// snapshot's capacity unless the request named one, which may not be
+/// smaller (LangSmith: "defaults to the snapshot's and cannot be smaller").
+fn snapshot_capacity(spec: &CreateSpec, snapshot_bytes: i64) -> Result<i64, ApiError> {
+    if !spec.fs_capacity_given {
+        return Ok(snapshot_bytes);
+    }
+    if spec.fs_capacity_bytes < snapshot_bytes {
+        return Err(ApiError::Validation(format!(
+            "fs_capacity_bytes must be at least the snapshot's {snapshot_bytes}, got {}",
+            spec.fs_capacity_bytes
+        )));
+    }
+    Ok(spec.fs_capacity_bytes)
 }

@@ -64,6 +64,9 @@ pub struct CreateSpec {
     pub vcpus: i64,
     pub mem_bytes: i64,
     pub fs_capacity_bytes: i64,
+    /// Whether the request named `fs_capacity_bytes` (else a snapshot's
+    /// capacity replaces the server default).
+    pub fs_capacity_given: bool,
     pub idle_ttl_seconds: i64,
     pub delete_after_stop_seconds: i64,
     pub ttl_seconds: Option<i64>,
@@ -285,7 +288,6 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
     )?;
     let mut extra = req.extra;
     extra.retain(|k, _| !RESERVED_FIELDS.contains(&k.as_str()));
-    crate::mounts::validate(extra.get("mount_config"), req.proxy_config.as_ref())?;
     if let Some(ids) = req.tag_value_ids {
         validate_tag_value_ids(&ids)?;
         // Stored with the sandbox and returned as is (labels-like).
@@ -314,6 +316,7 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
             1 << 20,
             None,
         )?,
+        fs_capacity_given: req.fs_capacity_bytes.is_some(),
         idle_ttl_seconds: validate_ttl(
             "idle_ttl_seconds",
             req.idle_ttl_seconds.unwrap_or(defaults.idle_ttl_seconds),

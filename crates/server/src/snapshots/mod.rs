@@ -132,7 +132,7 @@ impl Snapshots {
     }
 
     /// A caller's snapshot by id, `name:tag` or bare name (`name:latest`,
-    /// else the newest ready snapshot of that name).
+    /// else the newest ready untagged snapshot of that name).
     pub async fn get(&self, caller: &Caller, reference: &str) -> Result<SnapshotRow, ApiError> {
         let tenant = &caller.tenant_id;
         let found = match SnapshotRef::parse(reference) {

@@ -39,7 +39,11 @@ pub fn capture_names(req: &CaptureSnapshotRequest) -> Result<(String, String), A
     check_name("tag", &tag, &[])?;
     if req.docker_image.is_some() {
         return Err(ApiError::Validation(
-            "docker_image exports are not supported; omit it to capture the sandbox's files".into(),
+            "docker_image exports are not supported: Sandpit has no BuildKit inside a sandbox, \
+             so create_snapshot_from_dockerfile cannot work here; build the image elsewhere, push \
+             it to a registry and use create_snapshot (with registry_id for a private one), or omit \
+             docker_image to capture the sandbox's files"
+                .into(),
         ));
     }
     if let Some(fs) = req.fs_capacity_bytes {

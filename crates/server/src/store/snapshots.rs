@@ -105,7 +105,7 @@ impl Store {
         .await?)
     }
 
-    /// The newest ready snapshot called `name`.
+    /// The newest ready snapshot called `name` that no tag points at.
     pub async fn newest_ready_snapshot(
         &self,
         tenant_id: &str,
@@ -113,7 +113,9 @@ impl Store {
     ) -> StoreResult<Option<SnapshotRow>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM snapshots WHERE tenant_id = $1 AND name = $2 \
-             AND status = 'ready' ORDER BY created_at DESC, id DESC LIMIT 1"
+             AND status = 'ready' AND NOT EXISTS \
+             (SELECT 1 FROM snapshot_tags t WHERE t.snapshot_id = snapshots.id) \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
         ))
         .bind(tenant_id)
         .bind(name)
