@@ -35,8 +35,8 @@
 //!
 //! **SSE exec.** The same session model over server-sent events: `started`,
 //! `stdout`/`stderr` with base64 `data`, `stream_end`, `exit`, `error`, and
-//! `ack_required` when a response has carried half a ring of
-//! unacknowledged output; resuming with the new offsets acknowledges it, and
+//! `ack_required` when a response has carried 1 MiB of unacknowledged
+//! output (as LangSmith); resuming with the new offsets acknowledges it, and
 //! until then (at most 30 s) that output stays protected from eviction.
 //! Heartbeat comments every 15 s.
 //!

@@ -36,9 +36,11 @@ use crate::wire::{
 /// Interval of heartbeat comments on a quiet stream.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
-/// Unacknowledged output one response may carry: half a ring, so the
-/// command keeps running while the client comes back to acknowledge.
-pub const ACK_WINDOW_BYTES: u64 = RING_BYTES as u64 / 2;
+/// Unacknowledged output one response may carry: 1 MiB, as LangSmith asks
+/// (well within the ring, so the command keeps running while the client
+/// comes back to acknowledge).
+pub const ACK_WINDOW_BYTES: u64 = 1 << 20;
+const _: () = assert!(ACK_WINDOW_BYTES <= RING_BYTES as u64 / 2);
 
 pub async fn start(
     State(app): State<Arc<AppState>>,
