@@ -105,12 +105,19 @@ impl ExecRequest {
     /// Validates the blocking `POST /execute` body. Its result cannot be
     /// fetched again, so the session dies with the request.
     pub fn from_blocking(req: BlockingExecuteRequest) -> Result<Self, ExecError> {
+        let run_config = req.run_config.unwrap_or_default();
+        if req.env.is_some() && run_config.env_vars.is_some() {
+            return Err(ExecError::Conflict("env", "env_vars"));
+        }
+        if req.cwd.is_some() && run_config.work_dir.is_some() {
+            return Err(ExecError::Conflict("cwd", "work_dir"));
+        }
         Self::checked(Self {
             command: req.command,
             shell: req.shell.unwrap_or_else(|| DEFAULT_SHELL.to_string()),
-            env: req.env.unwrap_or_default(),
-            cwd: req.cwd,
-            user: None,
+            env: req.env.or(run_config.env_vars).unwrap_or_default(),
+            cwd: req.cwd.or(run_config.work_dir),
+            user: run_config.user,
             lifecycle: Lifecycle {
                 timeout: positive_seconds(req.timeout),
                 idle_timeout: None,
@@ -341,6 +348,24 @@ mod tests {
         assert_eq!(env_of(&spec, "B").as_deref(), Some("b"));
         assert_eq!(env_of(&spec, "TERM").as_deref(), Some(DEFAULT_TERM));
         assert_eq!(spec.terminal, Some(WindowSize::default()));
+    }
+
+    /// Issue 17: the JS SDK without `ws` posts `run_config` to the
+    /// blocking `/execute`; it was ignored there.
+    #[test]
+    fn blocking_requests_honour_run_config() {
+        let body = json!({"command": "x",
+            "run_config": {"user": "65534", "work_dir": "/tmp", "env_vars": {"A": "a"}}});
+        let req = ExecRequest::from_blocking(serde_json::from_value(body).expect("parses"))
+            .expect("valid");
+        assert_eq!(req.user.as_deref(), Some("65534"));
+        assert_eq!(req.cwd.as_deref(), Some("/tmp"));
+        assert_eq!(req.env.get("A").map(String::as_str), Some("a"));
+        let both = json!({"command": "x", "env": {}, "run_config": {"env_vars": {}}});
+        assert!(matches!(
+            ExecRequest::from_blocking(serde_json::from_value(both).expect("parses")),
+            Err(ExecError::Conflict("env", "env_vars"))
+        ));
     }
 
     #[test]

@@ -114,6 +114,10 @@ pub struct BlockingExecuteRequest {
     pub env: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub cwd: Option<String>,
+    /// As on the streaming transports (the JS SDK sends it here when the
+    /// optional `ws` package is missing).
+    #[serde(default)]
+    pub run_config: Option<RunConfig>,
 }
 
 /// Response of the blocking `POST /execute`.
