@@ -224,6 +224,26 @@ def test_proxy_update_on_a_stopped_sandbox_is_not_ready(client, names):
     client.update_sandbox(sb.name, proxy_config={"access_control": {"allow_list": ["example.com"]}})
 
 
+def test_non_persistent_sandboxes_start_fresh(client, http, names):
+    """`persistent: false` discards the files at every stop (and such a
+    sandbox cannot be captured); a persistent one keeps them."""
+    for persistent in (False, True):
+        sb = client.create_sandbox(name=f"persist-{str(persistent).lower()}", persistent=persistent)
+        names.append(sb.name)
+        assert http.get(f"/boxes/{sb.name}").json()["persistent"] is persistent
+        sb.write("/root/kept.txt", b"written")
+        sb.run("mkdir -p /opt/made && echo x > /opt/made/f")
+        client.stop_sandbox(sb.name)
+        client.start_sandbox(sb.name)
+        after = sb.run("cat /root/kept.txt /opt/made/f 2>&1; true").stdout
+        if persistent:
+            assert after == "writtenx\n", after
+        else:
+            assert "written" not in after and "No such file" in after, after
+            resp = http.post(f"/boxes/{sb.name}/snapshot", json={"name": "never"})
+            assert resp.status_code == 422 and "persistent" in message(resp), resp.text
+
+
 # --- item 7: Dockerfile snapshots ----------------------------------------
 
 

@@ -58,6 +58,11 @@ impl Sandboxes {
             Ok(image) => image,
             Err(message) => return self.fail_boot(id, Some(slot), message).await,
         };
+        if row.persistent == 0 {
+            if let Err(message) = self.discard_writes(&row.id).await {
+                return self.fail_boot(id, Some(slot), message).await;
+            }
+        }
         let mut spec = self.spec(&row, &image, slot);
         if let Err(message) = self.apply_template(&row, &mut spec).await {
             return self.fail_boot(id, Some(slot), message).await;
@@ -91,6 +96,34 @@ impl Sandboxes {
         }
         self.register(&row.tenant_id, id, slot, &started);
         Ok(())
+    }
+
+    /// `persistent: false`: every boot starts from the image alone, so what
+    /// the sandbox wrote before its last stop (whichever stop: API, idle,
+    /// shutdown, crash) is gone. Removes the writable layer the runtime
+    /// recreates at start (`upper`/`work`, or the `disk.img` holding them);
+    /// `remove_dir_all` never follows a link the sandbox made.
+    async fn discard_writes(&self, id: &str) -> Result<(), String> {
+        let dir = self.dirs.sandbox(id);
+        let work = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            for name in ["upper", "work"] {
+                match std::fs::remove_dir_all(dir.join(name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            match std::fs::remove_file(dir.join("disk.img")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        });
+        match work.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(format!(
+                "discarding the writes of a non-persistent sandbox failed: {err}"
+            )),
+            Err(join) => Err(join.to_string()),
+        }
     }
 
     async fn wait_agent(&self, id: &str) -> Result<(), String> {

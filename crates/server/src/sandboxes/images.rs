@@ -143,6 +143,12 @@ impl Sandboxes {
                 "Sandbox '{name}' is {status} and cannot be captured"
             )));
         }
+        if row.persistent == 0 {
+            return Err(ApiError::Validation(format!(
+                "Sandbox '{name}' is not persistent (persistent: false): its files are discarded \
+                 at every stop, so it cannot be captured"
+            )));
+        }
         let Some(digest) = row.image.strip_prefix(OCI_PREFIX).map(str::to_owned) else {
             return Err(ApiError::Validation(format!(
                 "Sandbox '{name}' runs the built-in host image; only sandboxes booted from a \
