@@ -161,6 +161,20 @@ def run(replica: Replica, key: str, name: str, command: str) -> str:
         return client.get_sandbox(name).run(command, timeout=60).stdout
 
 
+def terminal_status(replica: Replica, sandbox_id: str, ticket: str) -> int:
+    """The status of a console terminal WebSocket handshake."""
+    with socket.create_connection(("127.0.0.1", replica.port), timeout=20) as s:
+        s.sendall(
+            (
+                f"GET /console-terminal/{sandbox_id}?ticket={ticket} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{replica.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        status_line = s.makefile("rb").readline().decode()
+    return int(status_line.split()[1])
+
+
 def test_shared_keys_and_admin_key(cluster):
     a, b, _ = cluster
     # One admin key for the cluster: "b" took the one "a" made.
@@ -191,15 +205,17 @@ def test_concurrent_creates_at_the_quota_edge_across_replicas(cluster):
     codes = sorted(r.status_code for r in results)
     assert codes.count(201) == 3 and codes.count(429) == 5, [(r.status_code, r.text[:120]) for r in results]
     # Admitted through both replicas, every one runs on "a".
-    wait_for(
-        lambda: all(
-            httpx.get(f"{b.api}/boxes/{r.json()['name']}", headers=headers(key)).json()["status"] == "ready"
+    def statuses():
+        return [
+            httpx.get(f"{b.api}/boxes/{r.json()['name']}", headers=headers(key)).json()
             for r in results
             if r.status_code == 201
-        ),
-        60,
-        "the admitted sandboxes to boot",
-    )
+        ]
+
+    try:
+        wait_for(lambda: all(s["status"] == "ready" for s in statuses()), 60, "the admitted sandboxes to boot")
+    except AssertionError as err:
+        raise AssertionError((statuses(), a.log[-30:])) from err
     delete_all(b, key)
 
 
@@ -227,6 +243,14 @@ def test_a_sandbox_on_one_replica_is_used_through_the_other(cluster):
     r = httpx.post(f"{b.api}/boxes/via-b/service-url/revoke", headers=headers(key))
     assert r.status_code == 200, r.text
     wait_for(lambda: fetch(a).status_code == 401, 10, "a to refuse the revoked token")
+    # A console terminal ticket issued by "b" is redeemed by "a" (the
+    # terminal is proxied there), once.
+    for issuer, opener in ((b, b), (b, a)):
+        r = httpx.post(f"{issuer.endpoint}/api/v1/console/terminal-tickets", headers=headers(key), json={"sandbox": "via-b"})
+        assert r.status_code == 200, r.text
+        ticket = r.json()["ticket"]
+        assert terminal_status(opener, box["id"], ticket) == 101
+        assert terminal_status(opener, box["id"], ticket) == 401, "a ticket is spent once"
     # Stop and delete through "b" reach the owner.
     r = httpx.post(f"{b.api}/boxes/via-b/stop", headers=headers(key), timeout=60)
     assert r.status_code == 200 and r.json()["status"] == "stopped", r.text

@@ -8,6 +8,11 @@
 //! data-plane route (the query string is dropped, so the agent never sees
 //! the ticket). A ticket that leaks through a log is already spent or
 //! about to expire.
+//!
+//! With several replicas (`crate::cluster`) the ticket is a row of
+//! `terminal_tickets` (its SHA-256 only), so the replica that redeems it —
+//! the sandbox's owner, to which the terminal is proxied — need not be the
+//! one that issued it; redeeming deletes the row, so it is spent once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -103,11 +108,14 @@ pub async fn issue(
     Body(req): Body<TicketRequest>,
 ) -> Result<Json<TicketResponse>, ApiError> {
     let row = state.sandboxes.find(&caller, &req.sandbox).await?;
-    let ticket = tickets.insert(Ticket {
-        caller,
-        sandbox_id: row.id.clone(),
-        issued: Instant::now(),
-    })?;
+    let ticket = match state.cluster {
+        Some(_) => shared::issue(&state.store, caller, &row.id).await?,
+        None => tickets.insert(Ticket {
+            caller,
+            sandbox_id: row.id.clone(),
+            issued: Instant::now(),
+        })?,
+    };
     Ok(Json(TicketResponse {
         ticket,
         sandbox_id: row.id,
@@ -129,9 +137,66 @@ pub async fn connect(
     Query(query): Query<ConnectQuery>,
     mut req: Request,
 ) -> Result<Response, ApiError> {
-    let caller = tickets.redeem(&query.ticket, &id)?;
+    let caller = match state.cluster {
+        Some(_) => shared::redeem(&state.store, &query.ticket, &id).await?,
+        None => tickets.redeem(&query.ticket, &id)?,
+    };
     *req.uri_mut() = Uri::from_static("/execute/ws");
     dataplane::forward(state, caller, id, "execute/ws".into(), req).await
+}
+
+/// Tickets in the database, for replicas.
+mod shared {
+    use rand::RngCore;
+    use sha2::{Digest, Sha256};
+
+    use super::TICKET_TTL;
+    use crate::auth::Caller;
+    use crate::error::ApiError;
+    use crate::store::{Store, TicketRow};
+
+    fn hash(secret: &str) -> String {
+        hex::encode(Sha256::digest(secret.as_bytes()))
+    }
+
+    pub async fn issue(
+        store: &Store,
+        caller: Caller,
+        sandbox_id: &str,
+    ) -> Result<String, ApiError> {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let secret = hex::encode(bytes);
+        let expires_ms = chrono::Utc::now().timestamp_millis() + TICKET_TTL.as_millis() as i64;
+        store
+            .insert_ticket(&TicketRow {
+                ticket_hash: hash(&secret),
+                tenant_id: caller.tenant_id,
+                key_id: caller.key_id,
+                is_admin: i64::from(caller.is_admin),
+                sandbox_id: sandbox_id.to_owned(),
+                expires_ms,
+            })
+            .await?;
+        Ok(secret)
+    }
+
+    pub async fn redeem(store: &Store, secret: &str, id: &str) -> Result<Caller, ApiError> {
+        match store.take_ticket(&hash(secret)).await? {
+            Some(t)
+                if t.sandbox_id == id && t.expires_ms > chrono::Utc::now().timestamp_millis() =>
+            {
+                Ok(Caller {
+                    tenant_id: t.tenant_id,
+                    is_admin: t.is_admin == 1,
+                    key_id: t.key_id,
+                })
+            }
+            _ => Err(ApiError::Unauthorized(
+                "Invalid or expired terminal ticket".into(),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

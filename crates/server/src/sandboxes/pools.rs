@@ -100,6 +100,8 @@ impl Sandboxes {
     /// are returned after the members that could be made were made.
     pub async fn reconcile_pool(self: &Arc<Self>, pool: &PoolRow) -> Result<(), ApiError> {
         let _serial = self.pool_lock.lock().await;
+        // And across replicas; released when this returns.
+        let _shared = self.store.lock_pool(&pool.id).await?;
         // The pool may have been deleted or resized since it was read.
         let Some(pool) = self.store.pool_by_id(&pool.id).await? else {
             return Ok(());

@@ -140,12 +140,20 @@ impl Store {
     /// SQLite only one process uses the database and the caller's
     /// in-process lock is enough.
     pub async fn lock_tenant(&self, tenant_id: &str) -> StoreResult<TenantLock> {
+        self.advisory_lock(&format!("sandpit-tenant:{tenant_id}"))
+            .await
+    }
+
+    /// A transaction-scoped advisory lock on `key` (PostgreSQL), held until
+    /// the guard is released or dropped (the pool flushes the rollback when
+    /// the connection returns to it); nothing on SQLite.
+    pub(super) async fn advisory_lock(&self, key: &str) -> StoreResult<TenantLock> {
         if !self.is_postgres() {
             return Ok(TenantLock { tx: None });
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("sandpit-tenant:{tenant_id}"))
+            .bind(key)
             .execute(&mut *tx)
             .await?;
         Ok(TenantLock { tx: Some(tx) })

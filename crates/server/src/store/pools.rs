@@ -138,6 +138,13 @@ impl Store {
             .await?)
     }
 
+    /// Serialise refills of pool `pool_id` across replicas (a pool's
+    /// refill on the leader and one a pool change runs on another replica
+    /// would otherwise both add the missing members).
+    pub async fn lock_pool(&self, pool_id: &str) -> StoreResult<super::TenantLock> {
+        self.advisory_lock(&format!("sandpit-pool:{pool_id}")).await
+    }
+
     /// Hand a warm sandbox out: it takes the user's name and settings, and
     /// its lifetime starts now. Fails (`Ok(false)`) if it is no longer warm.
     pub async fn claim_warm(&self, warm_name: &str, row: &SandboxRow) -> StoreResult<bool> {
