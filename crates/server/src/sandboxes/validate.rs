@@ -288,6 +288,7 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
     )?;
     let mut extra = req.extra;
     extra.retain(|k, _| !RESERVED_FIELDS.contains(&k.as_str()));
+    crate::mounts::validate(extra.get("mount_config"), req.proxy_config.as_ref())?;
     if let Some(ids) = req.tag_value_ids {
         validate_tag_value_ids(&ids)?;
         // Stored with the sandbox and returned as is (labels-like).
