@@ -387,12 +387,16 @@ def test_git_mounts_show_a_ref_read_only_and_follow_new_commits(client, upstream
         git_mount(id="repo", mount_path="/mnt/repo", remote_url=url,
                   ref={"type": "branch", "name": "main"}, refresh_interval_seconds=2),
         git_mount(id="pinned", mount_path="/mnt/mounts/pinned", remote_url=url, ref={"type": "tag", "name": "v1"}),
+        git_mount(id="commit", mount_path="/mnt/mounts/commit", remote_url=url),
     ])
+    # Sandpit's extension: a commit id (the SDK's helper knows branch and tag).
+    cfg["mounts"][2]["git"]["ref"] = {"type": "commit", "name": upstreams["first"]}
     with client.sandbox(name="git-mounts", mount_config=cfg) as sb:
         out = sb.run("ls -A /mnt/repo; cat /mnt/repo/README.md; stat -c '%U %a' /mnt/repo/README.md")
         assert out.exit_code == 0, out.stderr
         assert out.stdout.split() == ["README.md", "src", "hello", "from", "git", "root", "644"], out.stdout
         assert sb.run("cat /mnt/mounts/pinned/src/main.py").stdout == "print('v1')\n"
+        assert sb.run("cat /mnt/mounts/commit/README.md").stdout == "hello from git\n"
         # Read-only inside, whatever the user.
         write = sb.run("echo x > /mnt/repo/new.txt; rm /mnt/repo/README.md")
         assert write.exit_code != 0 and "Read-only file system" in write.stderr, write.stderr
@@ -538,11 +542,32 @@ def test_bad_mount_configs_are_refused_with_the_field_named(client, srv):
     assert all(s.name not in ("bad-mount", "hub-mount") for s in client.list_sandboxes())
 
 
-def test_a_mount_that_cannot_be_fetched_fails_the_boot_and_leaves_nothing(client, srv):
-    cfg = mount_config(mounts=[git_mount(id="gone", mount_path="/mnt/repo",
-                                         remote_url="https://git.mounts.test/missing.git")])
-    with pytest.raises(Exception, match="gone"):
-        client.create_sandbox(name="git-missing", mount_config=cfg)
-    box = raw_sandbox(srv, "git-missing")
-    assert box["status"] == "failed" and "git fetch failed" in (box.get("status_message") or ""), box
-    client.delete_sandbox("git-missing")
+def test_mounts_that_cannot_be_reached_fail_the_boot_and_leave_nothing(client, srv, upstreams):
+    missing = mount_config(mounts=[git_mount(id="gone", mount_path="/mnt/repo",
+                                             remote_url="https://git.mounts.test/missing.git")])
+    # The sandbox's own deny list holds for its mounts too.
+    denied = mount_config(mounts=[git_mount(id="denied", mount_path="/mnt/repo",
+                                            remote_url="https://git.mounts.test/proj.git")])
+    no_bucket = mount_config(
+        auth=[aws_auth(access_key_id=opaque_secret(AWS_KEY_ID), secret_access_key=workspace_secret("MOUNT_AWS_SECRET"))],
+        mounts=[s3_mount(id="nb", mount_path="/mnt/mounts/nb", bucket="no-such-bucket",
+                         endpoint_url="https://s3.mounts.test", path_style=True)])
+    no_secret = mount_config(
+        auth=[aws_auth(access_key_id=opaque_secret(AWS_KEY_ID), secret_access_key=workspace_secret("NOT_SET"))],
+        mounts=[s3_mount(id="ns", mount_path="/mnt/mounts/ns", bucket="data-bkt",
+                         endpoint_url="https://s3.mounts.test", path_style=True)])
+    cases = [
+        ("git-missing", missing, {}, "git fetch failed"),
+        ("git-denied", denied, {"proxy_config": {"access_control": {"deny_list": ["git.mounts.test"]}}},
+         "git fetch failed"),
+        ("s3-no-bucket", no_bucket, {}, "bucket 'no-such-bucket' not found"),
+        ("s3-no-secret", no_secret, {}, "workspace secret NOT_SET is not set"),
+    ]
+    for name, cfg, extra, want in cases:
+        with pytest.raises(ResourceCreationError):
+            client.create_sandbox(name=name, mount_config=cfg, **extra)
+        box = raw_sandbox(srv, name)
+        assert box["status"] == "failed" and want in (box.get("status_message") or ""), box
+        assert rclones(box["id"]) == []
+        assert box["id"] not in helper_mounts(srv.proc.pid)
+        client.delete_sandbox(name)

@@ -653,7 +653,7 @@ fn secret(value: Option<&Value>, at: &str) -> Result<SecretRef, ConfigError> {
     }
 }
 
-fn enabled_rules<'a>(proxy_config: Option<&'a Value>) -> impl Iterator<Item = &'a Value> {
+fn enabled_rules(proxy_config: Option<&Value>) -> impl Iterator<Item = &Value> {
     proxy_config
         .and_then(|c| c.get("rules"))
         .and_then(Value::as_array)

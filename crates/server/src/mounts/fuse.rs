@@ -21,10 +21,13 @@ use super::config::{BucketMount, Store};
 
 /// How long rclone has to show its mount.
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the reachability check may take before the mount goes ahead.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long rclone has to flush and unmount after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Credentials for one bucket mount, resolved at mount time.
+#[derive(Clone)]
 pub enum Credentials {
     Aws { key_id: String, secret: String },
     Gcp { service_account_json: String },
@@ -70,19 +73,12 @@ pub async fn mount(
     for d in [&point, &cache] {
         fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
     }
-    let mut cmd = Command::new("rclone");
-    cmd.env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-        .env("HOME", dir)
-        .env("HTTPS_PROXY", cx.proxy_url)
-        .env("HTTP_PROXY", cx.proxy_url);
-    for (key, value) in remote_settings(mount, credentials) {
-        cmd.env(format!("RCLONE_CONFIG_SANDPIT_{key}"), value);
-    }
+    check_reachable(mount, &credentials, cx, dir).await?;
+    let mut cmd = rclone(mount, &credentials, cx, dir);
     cmd.arg("mount")
         .arg(remote_path(mount))
         .arg(&point)
-        .args(["--config", "/dev/null", "--allow-other"])
+        .arg("--allow-other")
         .args([
             "--uid",
             &cx.owner.to_string(),
@@ -100,8 +96,6 @@ pub async fn mount(
         .args(["--dir-cache-time", "10s", "--poll-interval", "0"])
         .arg("--cache-dir")
         .arg(&cache)
-        .arg("--ca-cert")
-        .arg(cx.ca_bundle)
         .arg("--log-file")
         .arg(&log)
         .args(["--log-level", "NOTICE"]);
@@ -153,8 +147,87 @@ pub async fn mount(
     }
 }
 
+/// An rclone with an empty environment but for the remote's settings
+/// (credentials included) and the proxy, trusting `ca_bundle`.
+fn rclone(
+    mount: &BucketMount,
+    credentials: &Credentials,
+    cx: &FuseContext<'_>,
+    dir: &Path,
+) -> Command {
+    let mut cmd = Command::new("rclone");
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", dir)
+        .env("HTTPS_PROXY", cx.proxy_url)
+        .env("HTTP_PROXY", cx.proxy_url);
+    for (key, value) in remote_settings(mount, credentials) {
+        cmd.env(format!("RCLONE_CONFIG_SANDPIT_{key}"), value);
+    }
+    cmd.args(["--config", "/dev/null", "--ca-cert"])
+        .arg(cx.ca_bundle);
+    cmd
+}
+
+/// List the bucket's root once with the mount's credentials, so that a
+/// missing bucket, refused credentials or an unreachable endpoint fail the
+/// boot with rclone's message instead of showing an empty directory. The
+/// first name listed is enough; a listing slower than [`CHECK_TIMEOUT`]
+/// lets the mount go ahead.
+async fn check_reachable(
+    mount: &BucketMount,
+    credentials: &Credentials,
+    cx: &FuseContext<'_>,
+    dir: &Path,
+) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let mut cmd = rclone(mount, credentials, cx, dir);
+    cmd.arg("lsf")
+        .arg(format!("sandpit:{}", mount.bucket))
+        .args([
+            "--max-depth",
+            "1",
+            "--retries",
+            "1",
+            "--low-level-retries",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run rclone (is it installed?): {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("no rclone output")?;
+    let checked = tokio::time::timeout(CHECK_TIMEOUT, async {
+        let mut first = [0u8; 1];
+        if stdout.read(&mut first).await.unwrap_or(0) > 0 {
+            return Ok(());
+        }
+        let output = child.wait_with_output().await.map_err(|e| e.to_string())?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let why = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .next_back()
+            .unwrap_or("no message")
+            .trim()
+            .to_owned();
+        Err(match output.status.code() {
+            Some(3) => format!("bucket '{}' not found ({why})", mount.bucket),
+            _ => format!("cannot list bucket '{}': {why}", mount.bucket),
+        })
+    })
+    .await;
+    checked.unwrap_or(Ok(()))
+}
+
 /// The `RCLONE_CONFIG_SANDPIT_*` settings of the remote.
-fn remote_settings(mount: &BucketMount, credentials: Credentials) -> Vec<(&'static str, String)> {
+fn remote_settings(mount: &BucketMount, credentials: &Credentials) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     match &mount.store {
         Store::S3 {
@@ -191,12 +264,12 @@ fn remote_settings(mount: &BucketMount, credentials: Credentials) -> Vec<(&'stat
     }
     match credentials {
         Credentials::Aws { key_id, secret } => {
-            out.push(("ACCESS_KEY_ID", key_id));
-            out.push(("SECRET_ACCESS_KEY", secret));
+            out.push(("ACCESS_KEY_ID", key_id.clone()));
+            out.push(("SECRET_ACCESS_KEY", secret.clone()));
         }
         Credentials::Gcp {
             service_account_json,
-        } => out.push(("SERVICE_ACCOUNT_CREDENTIALS", service_account_json)),
+        } => out.push(("SERVICE_ACCOUNT_CREDENTIALS", service_account_json.clone())),
     }
     out
 }
@@ -393,7 +466,7 @@ mod tests {
             key_id: "AK".into(),
             secret: "SK".into(),
         };
-        let settings = remote_settings(&mount, creds);
+        let settings = remote_settings(&mount, &creds);
         assert!(settings.contains(&("SECRET_ACCESS_KEY", "SK".into())));
         assert!(settings.contains(&("PROVIDER", "Other".into())));
         assert!(settings.contains(&("FORCE_PATH_STYLE", "true".into())));

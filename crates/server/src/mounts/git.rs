@@ -83,7 +83,7 @@ async fn run(mut cmd: Command, what: &str, timeout: Duration) -> Result<String, 
     let last = stderr
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .last()
+        .next_back()
         .unwrap_or("no message");
     Err(format!("git {what} failed: {}", last.trim()))
 }
