@@ -571,3 +571,48 @@ def test_mounts_that_cannot_be_reached_fail_the_boot_and_leave_nothing(client, s
         assert rclones(box["id"]) == []
         assert box["id"] not in helper_mounts(srv.proc.pid)
         client.delete_sandbox(name)
+
+
+def test_mounts_are_adopted_after_a_server_crash(client, srv, upstreams):
+    from conftest import _resume
+
+    s3 = moto_client(upstreams)
+    s3.create_bucket(Bucket="crash-bkt")
+    s3.put_object(Bucket="crash-bkt", Key="before.txt", Body=b"before the crash\n")
+    cfg = mount_config(
+        auth=[aws_auth(access_key_id=opaque_secret(AWS_KEY_ID), secret_access_key=workspace_secret("MOUNT_AWS_SECRET"))],
+        mounts=[
+            git_mount(id="repo", mount_path="/mnt/repo", remote_url="https://git.mounts.test/proj.git",
+                      refresh_interval_seconds=2),
+            s3_mount(id="b", mount_path="/mnt/mounts/b", bucket="crash-bkt", endpoint_url="https://s3.mounts.test",
+                     path_style=True),
+        ],
+    )
+    client.create_sandbox(name="crash-mounts", mount_config=cfg)
+    sandbox_id = raw_sandbox(srv, "crash-mounts")["id"]
+    before = sorted(rclones(sandbox_id))
+    assert len(before) == 1
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait(30)
+    _resume(srv)
+    try:
+        # Adopted: the same rclone serves the bucket (its proxy is back on
+        # the same port), and the Git mount follows the branch again.
+        assert raw_sandbox(srv, "crash-mounts")["status"] == "ready"
+        sb = client.get_sandbox("crash-mounts")
+        assert sorted(rclones(sandbox_id)) == before
+        assert sb.run("cat /mnt/mounts/b/before.txt").stdout == "before the crash\n"
+        assert sb.run("echo after > /mnt/mounts/b/after.txt").exit_code == 0
+
+        def uploaded():
+            try:
+                return s3.get_object(Bucket="crash-bkt", Key="after.txt")["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                return None
+        assert wait_for(uploaded, 30, "the upload through the adopted rclone") == b"after\n"
+        upstreams["repo"].commit({"AFTER.md": "after the crash\n"}, "after")
+        wait_for(lambda: sb.run("cat /mnt/repo/AFTER.md 2>/dev/null").stdout == "after the crash\n", 30,
+                 "a refresh after the restart")
+    finally:
+        client.delete_sandbox("crash-mounts")
+    assert rclones(sandbox_id) == []
