@@ -96,6 +96,9 @@ pub struct CreateSandboxRequest {
     pub proxy_config: Option<Value>,
     pub run_config: Option<RunConfig>,
     pub labels: Option<BTreeMap<String, String>>,
+    /// `"namespaces"` or `"gvisor"` (default: the server's
+    /// `--default-isolation`); returned as `isolation`.
+    pub isolation: Option<String>,
     /// Governed LangSmith tag value ids: stored and returned like labels,
     /// with no other meaning here.
     pub tag_value_ids: Option<Vec<String>>,

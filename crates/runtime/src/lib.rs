@@ -14,6 +14,7 @@
 pub mod agent_socket;
 pub mod cgroup;
 pub mod error;
+pub mod gvisor;
 pub mod helper;
 pub mod host_image;
 pub mod idmap;
@@ -29,6 +30,7 @@ pub mod spec;
 pub mod tree_copy;
 
 pub use error::{chain as error_chain, RuntimeError};
+pub use gvisor::Isolation;
 pub use helper::HelperRuntime;
 pub use spec::{Limits, MountSpec, RunningSandbox, SandboxSpec, Started};
 

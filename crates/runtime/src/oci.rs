@@ -325,6 +325,7 @@ mod tests {
             fs_capacity_bytes: 0,
             net_slot: 3,
             userns_base: None,
+            isolation: Default::default(),
         }
     }
 

@@ -57,6 +57,11 @@ pub struct SandboxSpec {
     /// namespace, root inside is root on the host.
     #[serde(default)]
     pub userns_base: Option<u32>,
+    /// How the sandbox is isolated from the host kernel (see
+    /// [`crate::gvisor`]). Under gVisor `userns_base` is ignored: gVisor has
+    /// its own user namespaces and its Sentry runs as nobody.
+    #[serde(default)]
+    pub isolation: crate::gvisor::Isolation,
 }
 
 /// Resource limits enforced through the cgroup. A zero means "no limit" for

@@ -25,6 +25,13 @@ pub struct Defaults {
     /// slot 0 (slot `n` gets the 65536 ids from `base + n * 65536`; see
     /// `sandpit_runtime::idmap`). `None`: no user namespace.
     pub userns_base: Option<u32>,
+    /// Isolation of sandboxes created without one (`--default-isolation`).
+    pub isolation: sandpit_runtime::Isolation,
+    /// `runsc` was found: `gvisor` sandboxes can run here.
+    pub gvisor_available: bool,
+    /// The built-in `host` image can run here. Not on Kubernetes, where a
+    /// sandbox is a Pod of a registry image: asking for it is a 422 there.
+    pub host_image_available: bool,
 }
 
 /// The default `max_fs_capacity_bytes`: 1 TiB (disk images are sparse).
@@ -59,6 +66,9 @@ impl Default for Defaults {
             max_mem_bytes: host_memory_bytes(),
             max_fs_capacity_bytes: DEFAULT_MAX_FS_CAPACITY_BYTES,
             userns_base: None,
+            isolation: sandpit_runtime::Isolation::Namespaces,
+            gvisor_available: false,
+            host_image_available: true,
         }
     }
 }

@@ -141,6 +141,10 @@ pub struct ServeArgs {
     /// sandbox gets 65536 ids of its own from here.
     #[arg(long, default_value_t = sandpit_runtime::idmap::DEFAULT_BASE)]
     pub userns_base: u32,
+    /// Isolation of sandboxes created without an `isolation` field:
+    /// `namespaces`, or `gvisor` (runsc on PATH; refused without).
+    #[arg(long, env = "SANDPIT_DEFAULT_ISOLATION", default_value = "namespaces")]
+    pub default_isolation: sandpit_runtime::Isolation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -386,16 +390,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &args.listen.to_string(),
     )?;
     let (userns, base) = (args.userns, args.userns_base);
+    let default_isolation = args.default_isolation;
     let mut config = config(args)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (backend, supported) = backend(&config, host_lock)?;
     config.defaults.userns_base = userns_base(userns, base, supported)?;
+    config.defaults.isolation = default_isolation;
+    config.defaults.gvisor_available = gvisor_available(default_isolation)?;
     if let Some(base) = config.defaults.userns_base {
         tracing::info!(base, "sandboxes get user namespaces");
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(sandpit_server::serve(config, backend))
+}
+
+/// Whether runsc is installed; `--default-isolation gvisor` requires it.
+fn gvisor_available(default: sandpit_runtime::Isolation) -> anyhow::Result<bool> {
+    match sandpit_runtime::gvisor::runsc::Runsc::version() {
+        Ok(version) => {
+            tracing::info!(%version, "gVisor available: sandboxes may ask for isolation \"gvisor\"");
+            Ok(true)
+        }
+        Err(err) if default == sandpit_runtime::Isolation::Gvisor => {
+            anyhow::bail!("--default-isolation gvisor: {err}")
+        }
+        Err(err) => {
+            tracing::info!(error = %err, "gVisor unavailable: isolation \"gvisor\" is refused");
+            Ok(false)
+        }
+    }
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {

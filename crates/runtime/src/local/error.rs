@@ -46,6 +46,8 @@ pub enum LocalError {
     Idmap(#[from] IdmapError),
     #[error("this host cannot give sandboxes user namespaces (idmapped mounts)")]
     NoUserNs,
+    #[error(transparent)]
+    Runsc(#[from] crate::gvisor::runsc::RunscError),
 }
 
 impl LocalError {
@@ -63,6 +65,7 @@ impl LocalError {
             Self::InitSurvived | Self::InitVanished => "init process",
             Self::Cgroup(_) => "cgroup",
             Self::Idmap(_) | Self::NoUserNs => "user namespace",
+            Self::Runsc(_) => "gVisor",
         }
     }
 

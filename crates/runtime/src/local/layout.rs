@@ -13,6 +13,8 @@ pub struct StateDirs {
     pub records: PathBuf,
     /// Pre-formatted disk images that new disks are copied from.
     pub blanks: PathBuf,
+    /// runsc's root: its state of gVisor sandboxes.
+    pub runsc: PathBuf,
 }
 
 impl StateDirs {
@@ -22,11 +24,18 @@ impl StateDirs {
             bundles: root.join("bundles"),
             records: root.join("records"),
             blanks: root.join("blanks"),
+            runsc: root.join("runsc"),
         }
     }
 
-    pub fn all(&self) -> [&Path; 4] {
-        [&self.containers, &self.bundles, &self.records, &self.blanks]
+    pub fn all(&self) -> [&Path; 5] {
+        [
+            &self.containers,
+            &self.bundles,
+            &self.records,
+            &self.blanks,
+            &self.runsc,
+        ]
     }
 
     pub fn container(&self, id: &str) -> PathBuf {
@@ -70,6 +79,12 @@ impl SandboxPaths {
             disk_image: state_dir.join("disk.img"),
             disk: state_dir.join("disk"),
         }
+    }
+
+    /// Under gVisor: the tmpfs the agent binds its socket in (see
+    /// [`crate::gvisor::relay`]).
+    pub fn agent_dir(&self) -> PathBuf {
+        self.mnt.join("agent")
     }
 
     /// Mount point of the `n`th read-only overlay.

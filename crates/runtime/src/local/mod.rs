@@ -11,6 +11,7 @@
 
 mod disk;
 mod error;
+mod gvisor;
 mod host;
 mod layout;
 mod record;

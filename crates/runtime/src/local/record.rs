@@ -23,6 +23,16 @@ pub struct Record {
     pub init: Option<Init>,
     /// Set when `start` succeeded.
     pub started: Option<Started>,
+    /// A gVisor sandbox: runsc has state for it, and its agent relay once
+    /// started (see [`crate::gvisor`]).
+    #[serde(default)]
+    pub gvisor: Option<GvisorRecord>,
+}
+
+/// What a gVisor sandbox has beyond a namespaces one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GvisorRecord {
+    pub relay: Option<Init>,
 }
 
 /// The init process: pid plus start time, so a recycled pid is never
@@ -72,6 +82,7 @@ mod tests {
                 start_time: 34,
             }),
             started: None,
+            gvisor: None,
         };
         record.save(&path).unwrap();
         assert_eq!(Record::load(&path).unwrap(), record);

@@ -13,7 +13,7 @@ use nix::mount::{mount, MsFlags};
 use super::disk;
 use super::error::LocalError;
 use super::layout::SandboxPaths;
-use super::record::{Init, Record};
+use super::record::{GvisorRecord, Init, Record};
 use super::{validate, LocalRuntime};
 use crate::agent_socket;
 use crate::idmap::UserNs;
@@ -23,10 +23,12 @@ use crate::overlay::{self, Upper};
 use crate::process::{PidFd, ProcStat};
 use crate::rootfs::{self, EtcFiles};
 use crate::spec::{MountSpec, SandboxSpec, Started};
+use crate::Isolation;
 
 impl LocalRuntime {
     /// Starts sandbox `spec.id`. On failure everything done so far is undone.
     pub fn start(&mut self, spec: &SandboxSpec) -> Result<Started, LocalError> {
+        let spec = &super::gvisor::normalized(spec);
         validate::sandbox(spec)?;
         let plan = NetPlan::for_slot(spec.net_slot)?;
         self.clear_previous(&spec.id)?;
@@ -40,6 +42,7 @@ impl LocalRuntime {
             helper_mounts: planned_mounts(spec, &paths),
             init: None,
             started: None,
+            gvisor: (spec.isolation == Isolation::Gvisor).then(GvisorRecord::default),
         };
         self.save(&record)?;
         self.launch(spec, &plan, &paths, &mut record).inspect_err(|err| {
@@ -85,6 +88,9 @@ impl LocalRuntime {
         paths: &SandboxPaths,
         record: &mut Record,
     ) -> Result<Started, LocalError> {
+        if spec.isolation == Isolation::Gvisor {
+            return self.launch_gvisor(spec, plan, paths, record);
+        }
         if spec.userns_base.is_some() && !self.host.userns {
             return Err(LocalError::NoUserNs);
         }
@@ -199,11 +205,11 @@ const ETC_TMPFS: &str = "size=1m,nr_inodes=64,mode=0755";
 const EMPTY_DIR: &str = ".empty";
 
 /// What the helper mounted for the container, as the container binds it.
-struct Mounted {
+pub(super) struct Mounted {
     /// The sandbox's extra mounts, in order.
-    binds: Vec<BindMount>,
+    pub(super) binds: Vec<BindMount>,
     /// Where the agent binary is bound from.
-    agent: PathBuf,
+    pub(super) agent: PathBuf,
 }
 
 /// Helper-side mounts `start` will make, in order: the disk image, the
@@ -230,6 +236,7 @@ fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
         .chain(overlays)
         .chain(idmapped)
         .chain(spec.userns_base.map(|_| alias_of(spec)))
+        .chain((spec.isolation == Isolation::Gvisor).then(|| paths.agent_dir()))
         .collect()
 }
 
@@ -399,7 +406,7 @@ fn mount_etc_tmpfs(dir: &Path) -> Result<(), LocalError> {
 /// Mounts the overlay root, the `etc` tmpfs, the read-only file overlays,
 /// the read-only overlays and volumes; returns the extra mounts as binds
 /// for the container, and the agent's path.
-fn mount_root(
+pub(super) fn mount_root(
     spec: &SandboxSpec,
     paths: &SandboxPaths,
     blanks: &Path,
@@ -503,6 +510,14 @@ fn resolve_mount(
             })
         }
     }
+}
+
+/// Mounts a small tmpfs at `dir` (see [`mount_etc_tmpfs`]) with `options`.
+pub(super) fn mount_small_tmpfs(dir: &Path, options: &str) -> Result<(), LocalError> {
+    fs::create_dir_all(dir).map_err(LocalError::State)?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("sandpit"), dir, Some("tmpfs"), flags, Some(options))
+        .map_err(|e| LocalError::State(e.into()))
 }
 
 /// Notes the paused init's pid and start time in the record.

@@ -12,7 +12,7 @@ use super::{validate, LocalRuntime};
 use crate::{agent_socket, cgroup, overlay, process};
 
 /// How long a SIGKILLed init may take to exit.
-const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl LocalRuntime {
     /// Stops sandbox `id`; stopping one that is not running succeeds.
@@ -38,6 +38,7 @@ impl LocalRuntime {
     pub(super) fn teardown(&mut self, record: &Record) -> Result<(), LocalError> {
         let steps = [
             self.kill_init(record),
+            self.teardown_gvisor(record),
             self.remove_container(&record.id),
             unmount_all(record),
             agent_socket::remove_stale(&record.agent_socket).map_err(LocalError::from),

@@ -92,6 +92,7 @@ impl Harness {
             fs_capacity_bytes: 0,
             net_slot: NEXT_SLOT.fetch_add(1, Ordering::SeqCst),
             userns_base: None,
+            isolation: Default::default(),
             id,
         }
     }

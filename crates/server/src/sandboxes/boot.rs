@@ -214,6 +214,7 @@ impl Sandboxes {
                 .defaults
                 .userns_base
                 .and_then(|base| sandpit_runtime::idmap::slot_base(base, slot).ok()),
+            isolation: isolation_of(row),
         }
     }
 
@@ -377,6 +378,15 @@ impl Sandboxes {
 
 /// The agent's command line: its working directory and the default user of
 /// commands (the sandbox's `run_config.user`, else the image's `User`).
+/// The isolation a sandbox was created with (stored in `extra`; rows from
+/// before it existed are `namespaces`).
+fn isolation_of(row: &SandboxRow) -> sandpit_runtime::Isolation {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&row.extra)
+        .ok()
+        .and_then(|extra| extra.get("isolation")?.as_str()?.parse().ok())
+        .unwrap_or_default()
+}
+
 fn agent_args(workdir: &str, user: Option<&String>) -> Vec<String> {
     let mut args: Vec<String> = ["agent", "--listen-fd", "3", "--workdir", workdir]
         .map(String::from)

@@ -3,6 +3,7 @@
 
 use sandpit_api::sandbox::RunConfig;
 use sandpit_api::{CreateSandboxRequest, ListSandboxesQuery, SandboxStatus, UpdateSandboxRequest};
+use sandpit_runtime::Isolation;
 use serde_json::{Map, Value};
 
 use crate::config::Defaults;
@@ -52,6 +53,7 @@ const RESERVED_FIELDS: &[&str] = &[
     "preserve_memory_on_stop",
     "restore_memory",
     "access_delegation",
+    "isolation",
 ];
 
 /// A create request that passed validation.
@@ -294,6 +296,8 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
         // Stored with the sandbox and returned as is (labels-like).
         extra.insert("tag_value_ids".into(), Value::from(ids));
     }
+    let isolation = isolation(req.isolation.as_deref(), &extra, defaults)?;
+    extra.insert("isolation".into(), Value::from(isolation.as_str()));
     let spec = CreateSpec {
         name: req.name,
         wait_for_ready: req.wait_for_ready.unwrap_or(true),
@@ -341,6 +345,42 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
     within_maxima(&spec, defaults)?;
     Ok(spec)
 }
+
+/// The sandbox's isolation level: the request's, else the server default;
+/// `gvisor` only where runsc is installed, and without what gVisor cannot
+/// give (422 naming it).
+fn isolation(
+    asked: Option<&str>,
+    extra: &Map<String, Value>,
+    defaults: &Defaults,
+) -> Result<Isolation, ApiError> {
+    let isolation = match asked {
+        Some(name) => name.parse().map_err(ApiError::Validation)?,
+        None => defaults.isolation,
+    };
+    if isolation != Isolation::Gvisor {
+        return Ok(isolation);
+    }
+    if !defaults.gvisor_available {
+        return Err(ApiError::Validation(
+            "isolation \"gvisor\" is not available on this server: runsc (gVisor) is not \
+             installed; use \"namespaces\""
+                .into(),
+        ));
+    }
+    if let Some(field) = GVISOR_UNSUPPORTED.iter().find(|f| extra.contains_key(**f)) {
+        return Err(ApiError::Validation(format!(
+            "{field} is not supported with isolation \"gvisor\": use isolation \"namespaces\" \
+             or omit {field}"
+        )));
+    }
+    Ok(isolation)
+}
+
+/// Create fields a gVisor sandbox cannot honour: FUSE mounts are made by
+/// the server in the helper's mount namespace and bound as host FUSE file
+/// systems, which runsc's gofer does not serve.
+const GVISOR_UNSUPPORTED: &[&str] = &["mount_config"];
 
 /// A validated `PATCH`.
 #[derive(Debug, Clone, Default)]
