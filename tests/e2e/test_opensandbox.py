@@ -242,6 +242,49 @@ def test_commands(server):
         sandbox.destroy()
 
 
+def test_command_table_is_bounded(server):
+    """Kept executions are bounded per sandbox: old finished ones (and their
+    logs) are evicted, and a sandbox full of running background commands
+    is refused with 429 in OpenSandbox's error shape (128 kept, 16 MiB of
+    logs per sandbox)."""
+    sandbox = SandboxSync.create("host", connection_config=config_sync(server))
+    execd = f"{server.endpoint}/v1/sandboxes/{sandbox.id}/execd"
+    headers = os_headers(server)
+
+    def start(command: str, background: bool) -> tuple[int, str]:
+        with httpx.stream("POST", f"{execd}/command", headers=headers, timeout=120,
+                          json={"command": command, "background": background}) as resp:
+            if resp.status_code != 200:
+                resp.read()
+                return resp.status_code, resp.text
+            first = ""
+            for line in resp.iter_lines():
+                if line.startswith("data:") and not first:
+                    first = json.loads(line[5:])["text"]
+            return 200, first
+
+    try:
+        # 20 commands of 1 MiB of output: over the sandbox's 16 MiB budget.
+        ids = []
+        for _ in range(20):
+            status, cid = start("head -c 1048000 /dev/zero | tr '\\0' x | fold -w 1000", False)
+            assert status == 200, cid
+            ids.append(cid)
+        assert httpx.get(f"{execd}/command/status/{ids[0]}", headers=headers).status_code == 404
+        last = httpx.get(f"{execd}/command/{ids[-1]}/logs", headers=headers)
+        assert last.status_code == 200 and len(last.text) > 1_000_000
+        # Fill the sandbox with running commands: the 129th is refused.
+        for n in range(128):
+            status, text = start("sleep 300", True)
+            assert status == 200, (n, text)
+        status, text = start("sleep 300", True)
+        assert status == 429, text
+        body = json.loads(text)
+        assert body["code"] == "TOO_MANY_COMMANDS" and "interrupt" in body["message"], body
+    finally:
+        sandbox.kill()
+
+
 def test_files(server):
     async def main():
         sandbox = await Sandbox.create("host", connection_config=config(server))

@@ -8,29 +8,24 @@
 //! client goes away is killed, like execd does; a background one runs
 //! until it exits.
 //!
-//! Executions are remembered in memory (the last [`MAX_EXECUTIONS`], with
-//! at most [`MAX_LOG_BYTES`] of output each): status and logs of commands
-//! started before a server restart are gone.
+//! Executions are remembered in memory, bounded per sandbox and in all
+//! (`super::executions`): status and logs of commands started before a
+//! server restart are gone.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+pub use super::executions::{executions, Execution};
 use super::now_millis;
 use crate::opensandbox::agent::{sh_quote, Agent, AgentEvent, EventStream, RunAs, StartRequest};
 use crate::opensandbox::error::OsError;
 use crate::opensandbox::model::rfc3339;
-
-/// Executions remembered for status and logs.
-pub const MAX_EXECUTIONS: usize = 4096;
-/// Output kept per execution for `logs` (oldest lines dropped first).
-pub const MAX_LOG_BYTES: usize = 1 << 20;
 
 /// `POST /command` body.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -84,76 +79,6 @@ impl RunCommand {
     }
 }
 
-/// Output lines, for `logs` with a line cursor.
-#[derive(Debug, Default)]
-struct Log {
-    lines: VecDeque<String>,
-    /// Index of `lines[0]` (lines dropped before it).
-    first: usize,
-    partial: String,
-    bytes: usize,
-}
-
-impl Log {
-    fn push(&mut self, text: &str) {
-        let mut rest = text;
-        while let Some(end) = rest.find('\n') {
-            self.partial.push_str(&rest[..=end]);
-            let line = std::mem::take(&mut self.partial);
-            self.bytes += line.len();
-            self.lines.push_back(line);
-            rest = &rest[end + 1..];
-        }
-        self.partial.push_str(rest);
-        while self.bytes > MAX_LOG_BYTES {
-            let Some(old) = self.lines.pop_front() else {
-                break;
-            };
-            self.bytes -= old.len();
-            self.first += 1;
-        }
-    }
-
-    /// Lines from `cursor` on (and the unfinished last line if `all`), and
-    /// the cursor for the next read.
-    fn since(&self, cursor: usize, all: bool) -> (String, usize) {
-        let skip = cursor.saturating_sub(self.first);
-        let mut out: String = self.lines.iter().skip(skip).map(String::as_str).collect();
-        let mut next = self.first + self.lines.len();
-        if all && !self.partial.is_empty() {
-            out.push_str(&self.partial);
-            next += 1;
-        }
-        (out, next.max(cursor))
-    }
-}
-
-#[derive(Debug, Default)]
-struct ExecState {
-    pid: Option<i32>,
-    finished_at: Option<chrono::DateTime<chrono::Utc>>,
-    exit_code: Option<i32>,
-    error: Option<String>,
-    log: Log,
-}
-
-/// One command run through execd.
-#[derive(Debug)]
-pub struct Execution {
-    pub id: String,
-    tenant_id: String,
-    sandbox_id: String,
-    content: String,
-    started_at: chrono::DateTime<chrono::Utc>,
-    state: Mutex<ExecState>,
-}
-
-impl Execution {
-    fn state(&self) -> std::sync::MutexGuard<'_, ExecState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// `GET /command/status/{id}` body.
 #[derive(Debug, Serialize)]
 pub struct StatusView {
@@ -165,60 +90,6 @@ pub struct StatusView {
     error: Option<String>,
     started_at: String,
     finished_at: Option<String>,
-}
-
-/// The executions of every sandbox, by id. Process-wide because it is
-/// per-server memory, like the agent sessions it mirrors.
-#[derive(Default)]
-pub struct Executions {
-    map: Mutex<Table>,
-}
-
-/// Executions by id, and their ids oldest first (for eviction).
-#[derive(Default)]
-struct Table {
-    by_id: HashMap<String, Arc<Execution>>,
-    order: VecDeque<String>,
-}
-
-pub fn executions() -> &'static Executions {
-    static EXECUTIONS: OnceLock<Executions> = OnceLock::new();
-    EXECUTIONS.get_or_init(Executions::default)
-}
-
-impl Executions {
-    fn insert(&self, exec: Arc<Execution>) {
-        let mut table = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        while table.order.len() >= MAX_EXECUTIONS {
-            if let Some(old) = table.order.pop_front() {
-                table.by_id.remove(&old);
-            }
-        }
-        table.order.push_back(exec.id.clone());
-        table.by_id.insert(exec.id.clone(), exec);
-    }
-
-    /// Execution `id` of `tenant_id`'s sandbox `sandbox_id`, or 404.
-    pub fn get(
-        &self,
-        tenant_id: &str,
-        sandbox_id: &str,
-        id: &str,
-    ) -> Result<Arc<Execution>, OsError> {
-        let guard = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .by_id
-            .get(id)
-            .filter(|e| e.tenant_id == tenant_id && e.sandbox_id == sandbox_id)
-            .cloned()
-            .ok_or_else(|| {
-                OsError::new(
-                    StatusCode::NOT_FOUND,
-                    "COMMAND_NOT_FOUND",
-                    format!("No command '{id}' in this sandbox"),
-                )
-            })
-    }
 }
 
 fn event(kind: &str, extra: serde_json::Value) -> Event {
@@ -239,31 +110,20 @@ pub async fn run(
 ) -> Result<Response, OsError> {
     let id = uuid::Uuid::new_v4().to_string();
     let start = req.start_request(&id)?;
-    let mut events = agent.start(&start).await?;
-    let pid = match events.next().await? {
-        Some(AgentEvent::Started { pid, .. }) => pid,
-        Some(AgentEvent::Error { error_type, error }) => {
-            return Err(OsError::bad_request(format!("{error_type}: {error}")))
+    let content = req.command.clone().unwrap_or_else(|| start.command.clone());
+    let exec = Arc::new(Execution::new(id.clone(), tenant_id, sandbox_id, content));
+    // Kept before it starts: a command the table refuses never runs.
+    executions().insert(exec.clone())?;
+    let events = match started(&agent, &start).await {
+        Ok((events, pid)) => {
+            exec.state().pid = Some(pid);
+            events
         }
-        other => {
-            return Err(OsError::internal(
-                "starting an execd command",
-                format!("first agent event {other:?}"),
-            ))
+        Err(e) => {
+            executions().remove(&id);
+            return Err(e);
         }
     };
-    let exec = Arc::new(Execution {
-        id: id.clone(),
-        tenant_id: tenant_id.to_owned(),
-        sandbox_id: sandbox_id.to_owned(),
-        content: req.command.clone().unwrap_or_else(|| start.command.clone()),
-        started_at: chrono::Utc::now(),
-        state: Mutex::new(ExecState {
-            pid: Some(pid),
-            ..ExecState::default()
-        }),
-    });
-    executions().insert(exec.clone());
     let init = event("init", json!({"text": id}));
     if req.background {
         tokio::spawn(collect(events, exec, agent, None));
@@ -280,6 +140,21 @@ pub async fn run(
     });
     let stream = futures_util::StreamExt::chain(futures_util::stream::iter([Ok(init)]), rest);
     Ok(sse(stream))
+}
+
+/// Starts the command; its events after `Started`, and its pid.
+async fn started(agent: &Agent, start: &StartRequest) -> Result<(EventStream, i32), OsError> {
+    let mut events = agent.start(start).await?;
+    match events.next().await? {
+        Some(AgentEvent::Started { pid, .. }) => Ok((events, pid)),
+        Some(AgentEvent::Error { error_type, error }) => {
+            Err(OsError::bad_request(format!("{error_type}: {error}")))
+        }
+        other => Err(OsError::internal(
+            "starting an execd command",
+            format!("first agent event {other:?}"),
+        )),
+    }
 }
 
 fn sse<S>(stream: S) -> Response
@@ -317,12 +192,12 @@ async fn collect(
         let finished = match next {
             Ok(Some(AgentEvent::Started { .. })) => false,
             Ok(Some(AgentEvent::Stdout(text))) => {
-                exec.state().log.push(&text);
+                executions().append(&exec, &text);
                 out.push(event("stdout", json!({"text": text})));
                 false
             }
             Ok(Some(AgentEvent::Stderr(text))) => {
-                exec.state().log.push(&text);
+                executions().append(&exec, &text);
                 out.push(event("stderr", json!({"text": text})));
                 false
             }
@@ -423,21 +298,6 @@ pub fn logs(exec: &Execution, cursor: usize) -> (String, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_cursor_counts_lines_and_drops_the_oldest() {
-        let mut log = Log::default();
-        log.push("a\nb");
-        assert_eq!(log.since(0, false), ("a\n".to_owned(), 1));
-        log.push("c\nd\n");
-        assert_eq!(log.since(1, false), ("bc\nd\n".to_owned(), 3));
-        assert_eq!(log.since(3, true), (String::new(), 3));
-        let big = "x".repeat(1000) + "\n";
-        for _ in 0..(MAX_LOG_BYTES / 1000 + 10) {
-            log.push(&big);
-        }
-        assert!(log.first > 0 && log.bytes <= MAX_LOG_BYTES);
-    }
 
     #[test]
     fn argv_is_quoted_and_exactly_one_form_is_taken() {

@@ -5,6 +5,7 @@
 //!
 //! - `commands`: `POST /command` (SSE; foreground and background), status,
 //!   logs and interrupt, on the agent's SSE exec sessions.
+//! - `executions`: the bounded in-memory table of those commands.
 //! - `files`: files and directories, through the agent's `/upload`,
 //!   `/download` and `/glob` and small POSIX `sh` scripts (`stat`, `rm`,
 //!   `mv`, `chmod`, `chown`, `mkdir`, `find`) run with `/execute`, so an
@@ -12,6 +13,7 @@
 //! - `metrics`: the sandbox's cgroup (CPU, memory) read the same way.
 
 pub mod commands;
+pub mod executions;
 pub mod files;
 pub mod metrics;
 
