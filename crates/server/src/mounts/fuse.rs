@@ -212,8 +212,7 @@ async fn check_reachable(
         let stderr = String::from_utf8_lossy(&output.stderr);
         let why = stderr
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .next_back()
+            .rfind(|l| !l.trim().is_empty())
             .unwrap_or("no message")
             .trim()
             .to_owned();

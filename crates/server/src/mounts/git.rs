@@ -82,8 +82,7 @@ async fn run(mut cmd: Command, what: &str, timeout: Duration) -> Result<String, 
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .next_back()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or("no message");
     Err(format!("git {what} failed: {}", last.trim()))
 }
