@@ -20,6 +20,10 @@ pub struct RuntimeHelperArgs {
     /// Redirect sandbox DNS, HTTP and HTTPS to these host ports (TLS,HTTP,DNS).
     #[arg(long)]
     pub egress_ports: Option<sandpit_runtime::network::firewall::EgressPorts>,
+    /// Work in the mount namespace of this running helper (one of several
+    /// working in parallel) and leave the firewall to it.
+    #[arg(long)]
+    pub join_mounts: Option<u32>,
 }
 
 pub fn run(args: RuntimeHelperArgs) -> ExitCode {
@@ -32,7 +36,11 @@ pub fn run(args: RuntimeHelperArgs) -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
-    match sandpit_runtime::helper::serve(&args.state_dir, args.egress_ports) {
+    match sandpit_runtime::helper::serve_joined(
+        &args.state_dir,
+        args.egress_ports,
+        args.join_mounts,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %sandpit_runtime::error_chain(&err), "runtime helper failed");

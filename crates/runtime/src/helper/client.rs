@@ -1,12 +1,13 @@
 //! The server's side: [`HelperRuntime`] implements [`Runtime`] by asking a
 //! helper process.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Condvar, LockResult, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -22,18 +23,53 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an exiting helper may take to finish before it is killed.
 const HELPER_GRACE: Duration = Duration::from_secs(5);
 
-/// A [`Runtime`] backed by a `runtime-helper` child process running the
-/// local backend. Calls are serialised; call it from blocking threads (for
-/// example tokio's `spawn_blocking`). If the helper dies, the call in flight
-/// fails and the next call starts a new helper.
+/// Helpers that may work at once unless [`HelperRuntime::with_helpers`]
+/// says otherwise. A start spends most of its time waiting (cgroup v1 task
+/// migration waits for an RCU grace period, the kernel tears network
+/// namespaces down asynchronously), so more helpers than cores pay off.
+pub const DEFAULT_HELPERS: usize = 4;
+
+/// Environment variable overriding [`DEFAULT_HELPERS`] (`sandpit serve`).
+pub const HELPERS_ENV: &str = "SANDPIT_RUNTIME_HELPERS";
+
+/// How long a call waits for a free helper before looking again (a safety
+/// net: a freed helper wakes waiters at once).
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// A [`Runtime`] backed by `runtime-helper` child processes running the
+/// local backend. Each helper serves one call at a time; up to
+/// [`HelperRuntime::with_helpers`] of them work in parallel, the extra ones
+/// started the first time every running helper is busy. They share one
+/// private mount namespace (each one after the first joins it), so any of
+/// them sees every sandbox's mounts. A sandbox is stopped by the helper
+/// that started it (its init's parent, which reaps it) while that helper
+/// lives. Call it from blocking threads (for example tokio's
+/// `spawn_blocking`). If a helper dies, the call in flight fails and the
+/// next call on that slot starts a new helper.
 #[derive(Debug)]
 pub struct HelperRuntime {
     program: PathBuf,
     args: Vec<OsString>,
     timeout: Duration,
-    process: Mutex<Option<HelperProcess>>,
+    slots: Vec<Slot>,
+    /// Held while a helper is being launched: one at a time, so their
+    /// set-up probes (which use fixed paths in the state dir) never overlap.
+    launching: Mutex<()>,
+    /// Signalled, under its mutex, whenever a slot is released.
+    freed: (Mutex<()>, Condvar),
+    /// The slot that started each running sandbox.
+    owners: Mutex<HashMap<String, usize>>,
     /// The last helper said sandboxes may have a user namespace.
     userns: AtomicBool,
+    /// Calls waiting for a helper or in flight.
+    pending: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    process: Mutex<Option<HelperProcess>>,
+    /// The helper's pid, 0 while none runs; readable while it is busy.
+    pid: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -41,6 +77,35 @@ struct HelperProcess {
     child: Child,
     stdin: ChildStdin,
     stdout: LineReader<ChildStdout>,
+}
+
+/// One slot, held for one call; wakes a waiting call when dropped.
+struct Held<'a> {
+    index: usize,
+    guard: Option<MutexGuard<'a, Option<HelperProcess>>>,
+    freed: &'a (Mutex<()>, Condvar),
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let (gate, cond) = self.freed;
+        let _gate = relock(gate.lock());
+        cond.notify_all();
+    }
+}
+
+/// [`HELPERS_ENV`] if set to a number of 1 or more, else [`DEFAULT_HELPERS`].
+fn helpers_wanted() -> usize {
+    std::env::var(HELPERS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n >= 1)
+        .unwrap_or(DEFAULT_HELPERS)
+}
+
+fn relock<T>(result: LockResult<T>) -> T {
+    result.unwrap_or_else(PoisonError::into_inner)
 }
 
 impl HelperRuntime {
@@ -74,11 +139,18 @@ impl HelperRuntime {
             program: program.into(),
             args,
             timeout: DEFAULT_TIMEOUT,
-            process: Mutex::new(None),
+            slots: (0..helpers_wanted()).map(|_| Slot::default()).collect(),
+            launching: Mutex::new(()),
+            freed: (Mutex::new(()), Condvar::new()),
+            owners: Mutex::new(HashMap::new()),
             userns: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
         };
         let process = runtime.launch()?;
-        *runtime.lock() = Some(process);
+        runtime.slots[0]
+            .pid
+            .store(process.child.id(), Ordering::Relaxed);
+        *relock(runtime.slots[0].process.lock()) = Some(process);
         Ok(runtime)
     }
 
@@ -88,28 +160,56 @@ impl HelperRuntime {
         self
     }
 
+    /// Lets up to `helpers` (at least 1) helpers work in parallel instead
+    /// of [`DEFAULT_HELPERS`].
+    pub fn with_helpers(mut self, helpers: usize) -> Self {
+        let helpers = helpers.max(1);
+        if helpers < self.slots.len() {
+            for slot in self.slots.drain(helpers..) {
+                if let Some(process) = relock(slot.process.into_inner()) {
+                    process.end(HELPER_GRACE);
+                }
+            }
+        }
+        while self.slots.len() < helpers {
+            self.slots.push(Slot::default());
+        }
+        self
+    }
+
     /// Whether the helper can give sandboxes a user namespace with
     /// idmapped mounts (probed when it started).
     pub fn userns_supported(&self) -> bool {
         self.userns.load(Ordering::Relaxed)
     }
 
-    /// Pid of the current helper process, if one runs.
+    /// Pid of a running helper (the first one, if it runs); all of them
+    /// share one mount namespace.
     pub fn helper_pid(&self) -> Option<u32> {
-        self.lock().as_ref().map(|p| p.child.id())
+        self.slots
+            .iter()
+            .map(|s| s.pid.load(Ordering::Relaxed))
+            .find(|&pid| pid != 0)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<HelperProcess>> {
-        self.process
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Pids of the helpers running now.
+    pub fn helper_pids(&self) -> Vec<u32> {
+        let pids = self.slots.iter().map(|s| s.pid.load(Ordering::Relaxed));
+        pids.filter(|&pid| pid != 0).collect()
     }
 
+    /// Starts a helper; it joins the mount namespace of one already
+    /// running, if any.
     fn launch(&self) -> Result<HelperProcess, RuntimeError> {
+        let _one_at_a_time = relock(self.launching.lock());
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        if let Some(pid) = self.helper_pid() {
+            command.arg("--join-mounts").arg(pid.to_string());
+        }
         let failed =
             |what: &str, e: &dyn std::fmt::Display| RuntimeError::Helper(format!("{what}: {e}"));
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -145,16 +245,84 @@ impl HelperRuntime {
         }
     }
 
+    /// A free slot: a running helper if one is idle, else one to launch,
+    /// else the first to be released.
+    fn any_slot(&self) -> Held<'_> {
+        let (gate, cond) = &self.freed;
+        let mut gate = relock(gate.lock());
+        loop {
+            let running = |s: &Slot| s.pid.load(Ordering::Relaxed) != 0;
+            let order = (self.slots.iter().enumerate().filter(|(_, s)| running(s)))
+                .chain(self.slots.iter().enumerate().filter(|(_, s)| !running(s)));
+            for (index, slot) in order {
+                let guard = match slot.process.try_lock() {
+                    Ok(guard) => guard,
+                    Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                    Err(TryLockError::WouldBlock) => continue,
+                };
+                return Held {
+                    index,
+                    guard: Some(guard),
+                    freed: &self.freed,
+                };
+            }
+            gate = relock(cond.wait_timeout(gate, RECHECK)).0;
+        }
+    }
+
+    /// The slot that started sandbox `id` if its helper still runs, else
+    /// any.
+    fn slot_for(&self, id: &str) -> Held<'_> {
+        let owner = relock(self.owners.lock()).get(id).copied();
+        match owner.filter(|&i| self.slots[i].pid.load(Ordering::Relaxed) != 0) {
+            Some(index) => Held {
+                index,
+                guard: Some(relock(self.slots[index].process.lock())),
+                freed: &self.freed,
+            },
+            None => self.any_slot(),
+        }
+    }
+
     fn call(&self, request: &Request) -> Result<Reply, RuntimeError> {
-        let mut guard = self.lock();
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let _pending = Pending(&self.pending);
+        let mut held = match request {
+            Request::Stop { id } => self.slot_for(id),
+            _ => self.any_slot(),
+        };
+        let index = held.index;
+        let reply = self.call_on(&mut held, request);
+        match (request, &reply) {
+            (Request::Start { spec }, Ok(_)) => {
+                relock(self.owners.lock()).insert(spec.id.clone(), index);
+            }
+            (Request::Stop { id }, _) => {
+                relock(self.owners.lock()).remove(id);
+            }
+            _ => {}
+        }
+        reply
+    }
+
+    fn call_on(&self, held: &mut Held<'_>, request: &Request) -> Result<Reply, RuntimeError> {
+        let slot = &self.slots[held.index];
+        let Some(guard) = held.guard.as_mut() else {
+            return Err(RuntimeError::Helper("helper slot not held".into()));
+        };
         let process = match guard.as_mut() {
             Some(process) => process,
-            None => guard.insert(self.launch()?),
+            None => {
+                let process = self.launch()?;
+                slot.pid.store(process.child.id(), Ordering::Relaxed);
+                guard.insert(process)
+            }
         };
         match process.exchange(request, self.timeout) {
             Ok(Reply::Error(err)) => Err(err),
             Ok(reply) => Ok(reply),
             Err(err) => {
+                slot.pid.store(0, Ordering::Relaxed);
                 if let Some(dead) = guard.take() {
                     dead.end(Duration::ZERO);
                 }
@@ -162,6 +330,26 @@ impl HelperRuntime {
                 Err(err)
             }
         }
+    }
+
+    /// Ends every helper, the first one last (it applied the firewall and
+    /// releases stopped sandboxes' links as it exits).
+    fn end_all(&self) {
+        for slot in self.slots.iter().rev() {
+            if let Some(process) = relock(slot.process.lock()).take() {
+                slot.pid.store(0, Ordering::Relaxed);
+                process.end(HELPER_GRACE);
+            }
+        }
+    }
+}
+
+/// Counts a call out of [`HelperRuntime::pending`] when it ends.
+struct Pending<'a>(&'a AtomicUsize);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -208,9 +396,7 @@ impl HelperProcess {
 
 impl Drop for HelperRuntime {
     fn drop(&mut self) {
-        if let Some(process) = self.lock().take() {
-            process.end(HELPER_GRACE);
-        }
+        self.end_all();
     }
 }
 
@@ -260,12 +446,10 @@ impl Runtime for HelperRuntime {
         }
     }
 
-    /// The helper releases stopped sandboxes' links when its stdin closes;
-    /// wait for it to finish.
+    /// The helpers release stopped sandboxes' links when their stdin closes;
+    /// wait for them to finish.
     fn shutdown(&self) {
-        if let Some(process) = self.lock().take() {
-            process.end(HELPER_GRACE);
-        }
+        self.end_all();
     }
 
     fn cleanup(&self, keep_ids: &[String]) -> Result<Vec<String>, RuntimeError> {

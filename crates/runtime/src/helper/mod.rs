@@ -1,19 +1,22 @@
-//! The runtime helper: the single-threaded process that runs the local
-//! backend for the multithreaded server.
+//! The runtime helpers: single-threaded processes that run the local
+//! backend for the multithreaded server, several in parallel.
 //!
 //! libcontainer forks with clone3, changes the process-wide working
 //! directory and logs from its children, none of which mixes with a tokio
 //! server; so the server spawns `sandpit runtime-helper --state-dir DIR`
 //! and talks to it over the child's stdin and stdout, one JSON request and
 //! one JSON reply per line ([`protocol`]), errors carried as
-//! [`crate::RuntimeError`] data. [`HelperRuntime`] is that client;
-//! [`serve`] is the helper's loop.
+//! [`crate::RuntimeError`] data. [`HelperRuntime`] is that client (it
+//! spreads calls over up to [`DEFAULT_HELPERS`] helpers, or
+//! [`HELPERS_ENV`]); [`serve`] is the helper's loop.
 //!
-//! The helper moves into a private mount namespace first (with `/`
+//! The first helper moves into a private mount namespace (with `/`
 //! rprivate), so its overlay mounts never appear in the host's mount table;
-//! containers' mount namespaces are cloned from it. It survives SIGINT and
-//! SIGTERM (the server stops sandboxes first) and exits when its stdin
-//! closes; sandboxes outlive it and a new helper finds them again.
+//! containers' mount namespaces are cloned from it. The other helpers join
+//! that namespace ([`serve_joined`]), so every helper sees every mount. A
+//! helper survives SIGINT and SIGTERM (the server stops sandboxes first)
+//! and exits when its stdin closes; sandboxes outlive it and a new helper
+//! finds them again.
 
 mod client;
 mod lines;
@@ -21,6 +24,6 @@ pub mod protocol;
 mod server;
 mod setup;
 
-pub use client::{HelperRuntime, DEFAULT_TIMEOUT};
-pub use server::{serve, ServeError};
+pub use client::{HelperRuntime, DEFAULT_HELPERS, DEFAULT_TIMEOUT, HELPERS_ENV};
+pub use server::{serve, serve_joined, ServeError};
 pub use setup::SetupError;

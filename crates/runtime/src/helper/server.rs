@@ -34,8 +34,19 @@ const LINK_GRACE: Duration = Duration::from_secs(1);
 /// Runs the helper on this process's stdin and stdout. Returns when stdin
 /// closes (the server is gone or done); sandboxes keep running.
 pub fn serve(state_dir: &Path, egress: Option<EgressPorts>) -> Result<(), ServeError> {
+    serve_joined(state_dir, egress, None)
+}
+
+/// [`serve`]; with `join_mounts`, in the mount namespace of that (running)
+/// helper instead of a new one, and without touching the firewall, which
+/// the helper that made the namespace set up.
+pub fn serve_joined(
+    state_dir: &Path,
+    egress: Option<EgressPorts>,
+    join_mounts: Option<u32>,
+) -> Result<(), ServeError> {
     let (requests, mut replies) = setup::take_stdio()?;
-    let mut runtime = match init(state_dir, egress) {
+    let mut runtime = match init(state_dir, egress, join_mounts) {
         Ok(runtime) => runtime,
         Err(err) => {
             let reply = Reply::Error(RuntimeError::Helper(chain(&err)));
@@ -71,10 +82,16 @@ pub fn serve(state_dir: &Path, egress: Option<EgressPorts>) -> Result<(), ServeE
     }
 }
 
-fn init(state_dir: &Path, egress: Option<EgressPorts>) -> Result<LocalRuntime, ServeError> {
-    setup::prepare()?;
+fn init(
+    state_dir: &Path,
+    egress: Option<EgressPorts>,
+    join_mounts: Option<u32>,
+) -> Result<LocalRuntime, ServeError> {
+    setup::prepare(join_mounts)?;
     let runtime = LocalRuntime::new(state_dir)?;
-    firewall::apply(egress)?;
+    if join_mounts.is_none() {
+        firewall::apply(egress)?;
+    }
     Ok(runtime)
 }
 

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::mount::{mount, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::dup2;
@@ -20,6 +20,8 @@ pub enum SetupError {
     Status(#[source] io::Error),
     #[error("failed to create a private mount namespace (is this root?)")]
     MountNamespace(#[source] nix::Error),
+    #[error("failed to join the mount namespace {0}")]
+    JoinMounts(String, #[source] io::Error),
     #[error("failed to set up signal handling")]
     Signals(#[source] nix::Error),
     #[error("failed to move the request pipes off stdin and stdout")]
@@ -47,11 +49,15 @@ fn private_copy(fd: RawFd) -> Result<File, SetupError> {
 
 /// Prepares this process: checks it is single-threaded (libcontainer forks
 /// with clone3 and changes the process-wide working directory), moves it into
-/// a private mount namespace so its overlay mounts never appear on the host,
-/// and sets up signals.
-pub fn prepare() -> Result<(), SetupError> {
+/// a private mount namespace so its overlay mounts never appear on the host
+/// (the one helper `join` made, if given, so that helpers working in
+/// parallel see each other's mounts), and sets up signals.
+pub fn prepare(join: Option<u32>) -> Result<(), SetupError> {
     single_threaded()?;
-    private_mounts()?;
+    match join {
+        Some(pid) => join_mounts(pid)?,
+        None => private_mounts()?,
+    }
     signals()?;
     umask(Mode::from_bits_truncate(0o022));
     let _ = std::env::set_current_dir("/");
@@ -76,6 +82,13 @@ fn private_mounts() -> Result<(), SetupError> {
     unshare(CloneFlags::CLONE_NEWNS).map_err(SetupError::MountNamespace)?;
     let flags = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(SetupError::MountNamespace)
+}
+
+/// Enters the mount namespace of process `pid` (another helper).
+fn join_mounts(pid: u32) -> Result<(), SetupError> {
+    let path = format!("/proc/{pid}/ns/mnt");
+    let ns = File::open(&path).map_err(|e| SetupError::JoinMounts(path.clone(), e))?;
+    setns(ns, CloneFlags::CLONE_NEWNS).map_err(|e| SetupError::JoinMounts(path, e.into()))
 }
 
 extern "C" fn ignore(_: libc::c_int) {}

@@ -74,6 +74,16 @@ struct Blank {
 impl Blank {
     /// Creates `image` as a copy of this blank (made first if needed).
     fn copy_to(&self, image: &Path, blanks: &Path) -> io::Result<()> {
+        let src = {
+            let _lock = exclusive(blanks)?;
+            self.open(blanks)?
+        };
+        copy_sparse(&src, image)
+    }
+
+    /// Opens this blank, formatting it first if needed. Call under
+    /// [`exclusive`]: another helper may be making or evicting blanks.
+    fn open(&self, blanks: &Path) -> io::Result<File> {
         let blank = blanks.join(format!("{}-{}.img", self.capacity, self.inode_ratio));
         if !blank.exists() {
             fs::create_dir_all(blanks)?;
@@ -82,14 +92,32 @@ impl Blank {
         }
         let src = File::open(&blank)?;
         let _ = src.set_modified(SystemTime::now()); // recently used
-        let staging = image.with_extension("img.new");
-        let dst = File::create(&staging)?;
-        if let Err(err) = sparse::copy(&src, &dst) {
-            let _ = fs::remove_file(&staging);
-            return Err(err);
-        }
-        fs::rename(&staging, image)
+        Ok(src)
     }
+}
+
+fn copy_sparse(src: &File, image: &Path) -> io::Result<()> {
+    let staging = image.with_extension("img.new");
+    let dst = File::create(&staging)?;
+    if let Err(err) = sparse::copy(src, &dst) {
+        let _ = fs::remove_file(&staging);
+        return Err(err);
+    }
+    fs::rename(&staging, image)
+}
+
+/// Several runtime helpers start sandboxes in parallel (see
+/// `crate::helper`): making or evicting a blank, and attaching a volume's
+/// image (which sandboxes share), happen under this exclusive lock on a
+/// file beside `blanks`. Released when the file is dropped.
+fn exclusive(blanks: &Path) -> io::Result<File> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(blanks.with_extension("lock"))?;
+    lock.lock()?;
+    Ok(lock)
 }
 
 /// Keeps the `MAX_BLANKS` most recently used blanks (callers choose
@@ -147,16 +175,27 @@ pub fn mount_image(image: &Path, target: &Path) -> io::Result<()> {
         .arg(target))
 }
 
+/// Makes a volume's image ready (see [`prepare_volume`]) and loop-mounts
+/// it at `target`, under [`exclusive`]: two sandboxes of one volume
+/// starting at once must share one loop device, and a resize must not run
+/// while another helper attaches the image.
+pub fn attach_volume(image: &Path, size: u64, blanks: &Path, target: &Path) -> io::Result<()> {
+    let _lock = exclusive(blanks)?;
+    prepare_volume(image, size, blanks)?;
+    mount_image(image, target)
+}
+
 /// Makes a volume's image ready to mount: creates it, or grows it to
 /// `size` when the volume was resized and no sandbox has it mounted (a
-/// mounted image keeps its size until its last user stops).
-pub fn prepare_volume(image: &Path, size: u64, blanks: &Path) -> io::Result<()> {
+/// mounted image keeps its size until its last user stops). Call under
+/// [`exclusive`].
+fn prepare_volume(image: &Path, size: u64, blanks: &Path) -> io::Result<()> {
     if !image.exists() {
         let blank = Blank {
             capacity: size,
             inode_ratio: VOLUME_INODE_RATIO,
         };
-        return blank.copy_to(image, blanks);
+        return copy_sparse(&blank.open(blanks)?, image);
     }
     if fs::metadata(image)?.len() >= size || attached(image) {
         return Ok(());

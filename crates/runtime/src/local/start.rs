@@ -501,8 +501,7 @@ fn resolve_mount(
         } => {
             let target = paths.overlay(n);
             fs::create_dir_all(&target).map_err(LocalError::State)?;
-            disk::prepare_volume(image, *size_bytes, blanks).map_err(LocalError::State)?;
-            disk::mount_image(image, &target).map_err(LocalError::State)?;
+            disk::attach_volume(image, *size_bytes, blanks, &target).map_err(LocalError::State)?;
             Ok(BindMount {
                 source: target,
                 destination: destination.clone(),
