@@ -58,6 +58,7 @@ mod escape;
 mod exec;
 mod files;
 mod http_client;
+mod pools;
 mod service_url;
 mod snapshots;
 mod templates;
