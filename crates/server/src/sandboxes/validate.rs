@@ -565,6 +565,23 @@ mod tests {
     }
 
     #[test]
+    fn isolation_defaults_to_the_server_and_gvisor_needs_runsc() {
+        let mut d = Defaults::default();
+        let level =
+            |d: &Defaults, body| create_spec(wire(body), d).map(|s| s.extra["isolation"].clone());
+        assert_eq!(level(&d, serde_json::json!({})).unwrap(), "namespaces");
+        let err = level(&d, serde_json::json!({"isolation": "gvisor"})).unwrap_err();
+        assert!(err.to_string().contains("runsc"), "{err}");
+        d.gvisor_available = true;
+        d.isolation = Isolation::Gvisor;
+        assert_eq!(level(&d, serde_json::json!({})).unwrap(), "gvisor");
+        let asked = serde_json::json!({"isolation": "namespaces"});
+        assert_eq!(level(&d, asked).unwrap(), "namespaces");
+        let err = level(&d, serde_json::json!({"isolation": "kata"})).unwrap_err();
+        assert!(err.to_string().contains("kata"), "{err}");
+    }
+
+    #[test]
     fn tag_value_ids_are_stored_in_extra() {
         let d = Defaults::default();
         let spec = create_spec(wire(serde_json::json!({"tag_value_ids": ["a", "b"]})), &d).unwrap();
