@@ -1,0 +1,69 @@
+//! Several runtime helpers working in parallel: one mount namespace, each
+//! sandbox stopped cleanly whichever helper started it.
+
+mod common;
+
+use std::fs;
+use std::thread;
+
+use common::{default_limits, start_with, Harness};
+use sandpit_runtime::Runtime;
+
+fn mount_ns(pid: u32) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn parallel_helpers_share_one_mount_namespace() {
+    let h = Harness::new();
+    let runtime = &h.runtime;
+    let specs: Vec<_> = (0..6)
+        .map(|i| h.spec(&format!("par{i}"), default_limits()))
+        .collect();
+    // Six starts at once: the busy first helper makes the runtime launch
+    // others (up to DEFAULT_HELPERS).
+    let sandboxes = thread::scope(|s| {
+        let started: Vec<_> = specs
+            .into_iter()
+            .map(|spec| s.spawn(move || start_with(runtime, spec)))
+            .collect();
+        started
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let pids = runtime.helper_pids();
+    assert!(
+        pids.len() > 1,
+        "only {pids:?} helper(s) ran six starts at once"
+    );
+    let namespaces: Vec<_> = pids.iter().map(|&p| mount_ns(p)).collect();
+    assert!(
+        namespaces.iter().all(|n| n == &namespaces[0]),
+        "helpers in different mount namespaces: {namespaces:?}"
+    );
+    assert_ne!(
+        namespaces[0],
+        mount_ns(std::process::id()),
+        "helpers share the host's mounts"
+    );
+    for sandbox in &sandboxes {
+        // Every sandbox's root is mounted where any helper looks.
+        let root = runtime.host_view(&sandbox.spec.state_dir.join("rootfs").join("etc"));
+        assert!(
+            root.join("passwd").exists(),
+            "{} not visible",
+            root.display()
+        );
+    }
+    let ids: Vec<_> = sandboxes.iter().map(|s| s.spec.id.clone()).collect();
+    drop(sandboxes);
+    let running = runtime.running().unwrap();
+    assert!(
+        running.iter().all(|r| !ids.contains(&r.id)),
+        "still running after stop: {running:?}"
+    );
+}
