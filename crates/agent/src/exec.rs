@@ -22,7 +22,7 @@ use crate::paths::{self, PathError};
 use crate::process::SpawnSpec;
 use crate::pty::WindowSize;
 use crate::user::{Accounts, UserError};
-use crate::wire::{BlockingExecuteRequest, ExecuteRequest};
+use crate::wire::{BlockingExecuteRequest, ExecuteRequest, RunConfig};
 
 /// The SDK's default shell, which falls back to `/bin/sh` when missing.
 pub const DEFAULT_SHELL: &str = "/bin/bash";
@@ -72,6 +72,8 @@ pub enum ExecError {
     ShellMissing(String),
     #[error("invalid user")]
     User(#[source] UserError),
+    #[error("run_config.work_dir must be an absolute path")]
+    RelativeWorkdir,
 }
 
 impl ExecRequest {
@@ -175,6 +177,30 @@ impl ExecContext {
             etc: PathBuf::from("/etc"),
             default_user: default_user.filter(|u| !u.is_empty()),
         }
+    }
+
+    /// Applies new sandbox defaults (`PUT /_sandpit/run-config`): its
+    /// variables override the base environment, and a working directory or
+    /// user, when given, replaces the current one. Relative working
+    /// directories are refused (the server validated them already).
+    pub fn apply(&mut self, defaults: RunConfig) -> Result<(), ExecError> {
+        if let Some(dir) = defaults.work_dir.filter(|d| !d.is_empty()) {
+            let dir = PathBuf::from(dir);
+            if !dir.is_absolute() {
+                return Err(ExecError::RelativeWorkdir);
+            }
+            if let Err(error) = std::fs::create_dir_all(&dir) {
+                tracing::warn!(workdir = %dir.display(), %error, "cannot create the working directory");
+            }
+            self.workdir = dir;
+        }
+        if let Some(user) = defaults.user {
+            self.default_user = Some(user).filter(|u| !u.is_empty());
+        }
+        let mut env = Env::new(&self.base_env);
+        env.set_all(&defaults.env_vars.unwrap_or_default());
+        self.base_env = env.into_vec();
+        Ok(())
     }
 
     /// Resolves `req` into a command line, environment, directory and user.
@@ -348,6 +374,29 @@ mod tests {
         assert_eq!(env_of(&spec, "B").as_deref(), Some("b"));
         assert_eq!(env_of(&spec, "TERM").as_deref(), Some(DEFAULT_TERM));
         assert_eq!(spec.terminal, Some(WindowSize::default()));
+    }
+
+    /// Issue 17: a `run_config` update reaches the next command of a
+    /// running sandbox (pushed to the agent), not only after a restart.
+    #[test]
+    fn pushed_defaults_apply_to_the_next_command() {
+        let mut ctx = context();
+        let defaults = serde_json::from_value(json!({"work_dir": "/",
+            "env_vars": {"A": "pushed", "FOO": "bar"}}))
+        .expect("parses");
+        ctx.apply(defaults).expect("applies");
+        let spec = ctx
+            .spawn_spec(&request(json!({"command": "x"})).expect("valid"))
+            .expect("resolves");
+        assert_eq!(env_of(&spec, "A").as_deref(), Some("pushed"));
+        assert_eq!(env_of(&spec, "FOO").as_deref(), Some("bar"));
+        assert_eq!(env_of(&spec, "PATH").as_deref(), Some("/usr/bin:/bin"));
+        assert_eq!(spec.cwd, PathBuf::from("/"));
+        let relative = serde_json::from_value(json!({"work_dir": "rel"})).expect("parses");
+        assert!(matches!(
+            ctx.apply(relative),
+            Err(ExecError::RelativeWorkdir)
+        ));
     }
 
     /// Issue 17: the JS SDK without `ws` posts `run_config` to the

@@ -7,12 +7,13 @@
 //! reconnect learns "expired" rather than "not found".
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::exec::{ExecContext, ExecError, ExecRequest};
 use crate::process::{self, SpawnError};
 use crate::reaper::Reaper;
 use crate::session::Session;
+use crate::wire::RunConfig;
 
 /// How many expired command ids are remembered.
 pub const EXPIRED_MEMORY: usize = 4096;
@@ -37,7 +38,9 @@ pub struct Sessions {
     live: Mutex<HashMap<String, Arc<Session>>>,
     expired: Mutex<Expired>,
     reaper: Arc<Reaper>,
-    context: ExecContext,
+    /// Replaced whole by [`Sessions::set_defaults`]; running commands keep
+    /// what they started with.
+    context: RwLock<ExecContext>,
 }
 
 impl Sessions {
@@ -46,7 +49,7 @@ impl Sessions {
             live: Mutex::new(HashMap::new()),
             expired: Mutex::new(Expired::default()),
             reaper,
-            context,
+            context: RwLock::new(context),
         })
     }
 
@@ -67,7 +70,11 @@ impl Sessions {
         if self.expired().contains(&id) {
             return Err(SessionError::Expired(id));
         }
-        let spec = self.context.spawn_spec(req)?;
+        let spec = self
+            .context
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .spawn_spec(req)?;
         let child = process::spawn(&self.reaper, &spec)?;
         let pid = child.pid;
         let session = Session::start(id.clone(), child, req.lifecycle, req.close_stdin)
@@ -116,6 +123,19 @@ impl Sessions {
     fn forget(&self, id: &str) {
         self.live().remove(id);
         self.expired().insert(id.to_string());
+    }
+
+    /// New defaults (working directory, user, variables) for the commands
+    /// started from now on.
+    pub fn set_defaults(&self, defaults: RunConfig) -> Result<(), ExecError> {
+        let mut next = self
+            .context
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        next.apply(defaults)?;
+        *self.context.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(())
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {

@@ -2,6 +2,7 @@
 //! endpoint family. Handlers only parse and shape answers; sessions, files
 //! and searches live outside `http`.
 
+mod control;
 mod error;
 mod exec;
 mod exec_sse;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -34,6 +35,9 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
+/// Where the server pushes a running sandbox's new `run_config`.
+pub const CONTROL_RUN_CONFIG: &str = "/_sandpit/run-config";
+
 /// The data-plane router.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
@@ -46,6 +50,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/download", get(files::download).head(files::stat))
         .route("/glob", post(search::glob))
         .route("/grep", post(search::grep))
+        .route(CONTROL_RUN_CONFIG, put(control::run_config))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Uploads count their own bytes against `max_upload_bytes`.

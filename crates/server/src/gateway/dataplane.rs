@@ -38,6 +38,13 @@ pub(crate) async fn forward(
     req: Request,
 ) -> Result<Response, ApiError> {
     check_upload_size(&req, state.config.max_upload_bytes)?;
+    // The agent's control paths are the server's alone.
+    if rest.starts_with("_sandpit/") || rest == "_sandpit" {
+        return Err(ApiError::NotFound {
+            kind: "Endpoint",
+            name: format!("/{rest}"),
+        });
+    }
     let socket = state.sandboxes.dataplane_socket(&caller, &id).await?;
     let mut target = format!("/{rest}");
     if let Some(query) = req.uri().query() {

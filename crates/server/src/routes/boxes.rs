@@ -89,8 +89,12 @@ pub async fn update(
     Path(name): Path<String>,
     Body(req): Body<UpdateSandboxRequest>,
 ) -> Result<Response, ApiError> {
+    let run_config_changes = req.run_config.is_some();
     let spec = validate::update_spec(req)?;
     let row = state.sandboxes.update(&caller, &name, spec).await?;
+    if run_config_changes {
+        state.sandboxes.push_run_config(&row).await;
+    }
     render(&state, &headers, &row)
 }
 

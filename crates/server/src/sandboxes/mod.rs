@@ -11,6 +11,7 @@ mod boot;
 mod disk_space;
 mod egress_env;
 mod images;
+mod live_config;
 mod mounting;
 mod peer;
 mod pools;
