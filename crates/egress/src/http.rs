@@ -143,6 +143,7 @@ pub(crate) fn request_authority<B>(
 
 /// A 403 saying which policy entry refused `name`.
 pub(crate) fn denied(name: &str, why: impl std::fmt::Display) -> Response<Body> {
+    crate::stats::global().verdict(crate::stats::Verdict::Denied);
     refuse(
         StatusCode::FORBIDDEN,
         format!("Sandpit egress policy denied {name}: {why}"),
@@ -278,7 +279,10 @@ async fn forward<L: Lookup>(
         }
     }
     let upstream = match ctx.dialer.dial(policy, host.as_deref(), ip, port).await {
-        Ok(s) => s,
+        Ok(s) => {
+            crate::stats::global().verdict(crate::stats::Verdict::Allowed);
+            s
+        }
         Err(crate::dial::DialError::Denied(denial)) => return denied(&name, denial),
         Err(err) => return refuse(StatusCode::BAD_GATEWAY, format!("Sandpit egress: {err}")),
     };

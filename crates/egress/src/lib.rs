@@ -48,6 +48,7 @@ pub mod policy;
 pub mod prefixed;
 pub mod relay;
 pub mod sigv4;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 

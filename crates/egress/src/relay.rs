@@ -57,7 +57,7 @@ impl Passthrough for TokioIo<Upgraded> {
     async fn relay(mut self, mut upstream: TcpStream, _idle: Duration) -> io::Result<()> {
         tokio::io::copy_bidirectional(&mut self, &mut upstream)
             .await
-            .map(|_| ())
+            .map(|(up, down)| crate::stats::global().bytes(up + down))
     }
 }
 
@@ -141,6 +141,7 @@ async fn splice_one_way(from: &TcpStream, to: &TcpStream, activity: &Activity) -
         drain(&pipe_out, to, n).await?;
         activity.touch();
         moved += n as u64;
+        crate::stats::global().bytes(n as u64);
     }
 }
 

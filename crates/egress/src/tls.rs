@@ -126,11 +126,16 @@ where
     };
     if let (Ok(()), Some(name)) = (&verdict, &host) {
         if policy.rules.intercepts(name) {
+            crate::stats::global().verdict(crate::stats::Verdict::Intercepted);
             let stream = Prefixed::new(hello, stream);
             let upstream = intercept::Upstream::new(name.clone(), ip, target.port);
             return intercept::serve(stream, upstream, live, ctx).await;
         }
     }
+    crate::stats::global().verdict(match verdict {
+        Ok(()) => crate::stats::Verdict::Allowed,
+        Err(_) => crate::stats::Verdict::Denied,
+    });
     let upstream = match verdict {
         Ok(()) => ctx
             .dialer

@@ -28,11 +28,13 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod tree_copy;
+pub mod usage;
 
 pub use error::{chain as error_chain, RuntimeError};
 pub use gvisor::Isolation;
 pub use helper::HelperRuntime;
 pub use spec::{Limits, MountSpec, RunningSandbox, SandboxSpec, Started};
+pub use usage::Usage;
 
 /// A sandbox backend.
 pub trait Runtime: Send + Sync {
@@ -75,5 +77,18 @@ pub trait Runtime: Send + Sync {
     /// binds ([`MountSpec::Fuse`]); `None`: the caller's namespace.
     fn mount_namespace_pid(&self) -> Option<u32> {
         None
+    }
+    /// Calls waiting for or being served by the backend (the runtime
+    /// helper serves one at a time); `None`: the backend does not queue.
+    fn queue_depth(&self) -> Option<usize> {
+        None
+    }
+    /// What running sandbox `id` uses now (`None`: it is not running).
+    /// Backends that cannot tell say so.
+    fn usage(&self, id: &str) -> Result<Option<Usage>, RuntimeError> {
+        let _ = id;
+        Err(RuntimeError::Helper(
+            "this runtime cannot report usage".into(),
+        ))
     }
 }

@@ -112,6 +112,10 @@ pub struct ServerConfig {
     /// Several replicas behind one PostgreSQL database (`None`: this
     /// server is alone).
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Serve `GET /metrics` without a key on this address too.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate and key (reloaded on SIGHUP).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -135,6 +139,8 @@ impl Default for ServerConfig {
             registries: sandpit_images::PullerConfig::default(),
             database_url: None,
             cluster: None,
+            metrics_listen: None,
+            tls: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! reconciled to it (`sandboxes::Sandboxes::recover`); a caller's key is never
 //! relayed into a sandbox (`gateway::relay`).
 
+pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -13,11 +14,14 @@ pub mod console;
 pub mod egress;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod host_lock;
+pub mod metrics;
 pub mod mounts;
 pub mod opensandbox;
 pub mod paths;
 pub mod proxy_config;
+pub mod request_id;
 pub mod routes;
 pub mod sandboxes;
 pub mod secrets;
@@ -26,6 +30,7 @@ pub mod state;
 pub mod store;
 pub mod templates;
 pub mod tenants;
+pub mod tls;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
@@ -148,8 +153,9 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         }
         None => None,
     };
-    let layers = sandpit_images::LayerStore::open(&dirs.root().join("oci"))
-        .context("opening the layer store")?;
+    let layers_dir = dirs.root().join("oci");
+    let layers =
+        sandpit_images::LayerStore::open(&layers_dir).context("opening the layer store")?;
     let puller = Arc::new(sandpit_images::Puller::new(
         Arc::new(layers),
         config.registries.clone(),
@@ -177,6 +183,17 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         defaults: config.defaults,
         agent_log: config.agent_log,
     };
+    let probes = Arc::new(health::Probes {
+        runtime: backend.runtime.clone(),
+        egress: config
+            .egress
+            .as_ref()
+            .map(|e| std::net::SocketAddr::from(([127, 0, 0, 1], e.ports.http))),
+    });
+    let scrape = Arc::new(metrics::ScrapeSources {
+        runtime: backend.runtime.clone(),
+        layers: layers_dir,
+    });
     let sandboxes = Arc::new(Sandboxes::new(store.clone(), backend.runtime, controller));
     sandboxes.attach_snapshots(snapshots);
     sandboxes.attach_mounts(mounts);
@@ -201,7 +218,10 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         .config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| match state.config.tls {
+            Some(_) => format!("https://{addr}"),
+            None => format!("http://{addr}"),
+        });
     let mut host_lock = backend.host_lock;
     if let Some(lock) = host_lock.as_mut() {
         if let Err(err) = lock.record(&state.config.data_dir, &addr.to_string()) {
@@ -248,9 +268,9 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         }
         None => None,
     };
-    let node = cluster.as_ref().map(|c| {
-        tokio::spawn(cluster::run(c.clone(), state.service_keys.clone()))
-    });
+    let node = cluster
+        .as_ref()
+        .map(|c| tokio::spawn(cluster::run(c.clone(), state.service_keys.clone())));
     let pools = tokio::spawn(refill_pools(
         sandboxes.clone(),
         state.config.reconcile_interval,
@@ -262,12 +282,29 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         state.config.time_scale,
         cluster.clone(),
     ));
+    let metrics_server = match state.config.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, state.clone(), scrape.clone()).await?),
+        None => None,
+    };
+    let tls = match &state.config.tls {
+        Some(files) => {
+            let acceptor = Arc::new(
+                tls::Acceptor::load(files.clone()).context("loading --tls-cert and --tls-key")?,
+            );
+            tls::reload_on_sighup(acceptor.clone()).context("installing the SIGHUP handler")?;
+            Some(acceptor)
+        }
+        None => None,
+    };
     let (listener, accept) =
-        gateway::fastpath::listen(listener, state.clone()).context("listening")?;
+        gateway::fastpath::listen(listener, state.clone(), tls).context("listening")?;
     let (stopping, stop_requested) = tokio::sync::watch::channel(false);
     let server = axum::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<ClientAddr>(),
+        app(state)
+            .layer(axum::Extension(probes))
+            .layer(axum::Extension(scrape))
+            .into_make_service_with_connect_info::<ClientAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
@@ -283,6 +320,9 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         }
     }
     accept.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     reconciler.abort();
     pools.abort();
     if let Some(node) = node {
@@ -293,6 +333,27 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
     store.close().await;
     drop(host_lock);
     Ok(())
+}
+
+/// Serve `GET /metrics` without a key on `addr` (`--metrics-listen`).
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    state: AppState,
+    scrape: Arc<metrics::ScrapeSources>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --metrics-listen {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics::scrape))
+        .layer(axum::Extension(scrape))
+        .with_state(state);
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "the metrics listener failed");
+        }
+    }))
 }
 
 /// How long, after SIGTERM/SIGINT, requests in flight may finish before

@@ -24,7 +24,7 @@ pub struct AppState {
 
 impl AppState {
     /// Base URL clients reach this server at: `--public-url`, else the
-    /// request's `Host`.
+    /// request's `Host` (`https` with `--tls-cert`).
     pub fn base_url(&self, headers: &http::HeaderMap) -> String {
         if let Some(url) = &self.config.public_url {
             return url.trim_end_matches('/').to_owned();
@@ -35,6 +35,11 @@ impl AppState {
             .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
             .map(str::to_owned)
             .unwrap_or_else(|| self.config.listen.to_string());
-        format!("http://{host}")
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{host}")
     }
 }

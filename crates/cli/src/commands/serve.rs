@@ -129,6 +129,33 @@ pub struct ServeArgs {
     /// sandboxes on the replicas that run them (no root, no host lock).
     #[arg(long, requires = "shared_secret_file")]
     pub no_sandboxes: bool,
+    /// Also serve Prometheus metrics at http://ADDR/metrics without a key
+    /// (on the API address they need the admin key). Bind it where only
+    /// the monitoring system reaches.
+    #[arg(long, env = "SANDPIT_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key). Send
+    /// SIGHUP to read a renewed one. A wildcard certificate for
+    /// --service-domain covers every service host.
+    #[arg(
+        long,
+        env = "SANDPIT_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "SANDPIT_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Log lines as text (coloured only on a terminal) or JSON, one object
+    /// per line.
+    #[arg(long, env = "SANDPIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Test only: divide every retention duration by this factor.
     #[arg(long, default_value_t = 1, hide = true)]
     pub test_time_scale: u32,
@@ -182,13 +209,34 @@ fn userns_base(mode: UsernsMode, base: u32, supported: bool) -> anyhow::Result<O
     }
 }
 
-fn init_tracing() {
+/// How `sandpit serve` writes its log lines (to stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event; coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line (fields, span fields such as request_id,
+    /// target `audit` for admin actions).
+    Json,
+}
+
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            // Colour codes only for a terminal: a log file or the journal
+            // gets plain text.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
@@ -265,6 +313,14 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         registries: registries(&args.insecure_registries, &args.registry_auth)?,
         database_url: args.database_url.filter(|u| !u.is_empty()),
         cluster,
+        metrics_listen: args.metrics_listen,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(sandpit_server::tls::TlsFiles {
+                cert: std::path::absolute(cert).context("resolving --tls-cert")?,
+                key: std::path::absolute(key).context("resolving --tls-key")?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -423,7 +479,7 @@ fn gvisor_available(default: sandpit_runtime::Isolation) -> anyhow::Result<bool>
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    init_tracing();
+    init_tracing(args.log_format);
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

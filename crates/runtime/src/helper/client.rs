@@ -415,6 +415,15 @@ impl Runtime for HelperRuntime {
         self.helper_pid()
     }
 
+    fn queue_depth(&self) -> Option<usize> {
+        Some(self.pending.load(Ordering::Relaxed))
+    }
+
+    /// The server reads the cgroup itself: nothing to ask the helper.
+    fn usage(&self, id: &str) -> Result<Option<crate::Usage>, RuntimeError> {
+        Ok(crate::usage::read(id))
+    }
+
     /// The server writes the cgroup itself: freezing forks nothing.
     fn set_frozen(&self, id: &str, frozen: bool) -> Result<(), RuntimeError> {
         crate::cgroup::set_frozen(id, frozen).map_err(|message| RuntimeError::Setup {

@@ -37,7 +37,60 @@ const BUF: usize = 16 << 10;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection the fast path handed to hyper.
-pub type Accepted = (Prefixed<TcpStream>, SocketAddr);
+pub type Accepted = (Conn, SocketAddr);
+
+/// A connection hyper serves: cleartext (with the bytes the fast path read)
+/// or TLS (`--tls-cert`; the fast path takes cleartext only).
+pub enum Conn {
+    Plain(Prefixed<TcpStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => std::pin::Pin::new(io).poll_read(cx, buf),
+            Conn::Tls(io) => std::pin::Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(io) => std::pin::Pin::new(io).poll_write(cx, buf),
+            Conn::Tls(io) => std::pin::Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => std::pin::Pin::new(io).poll_flush(cx),
+            Conn::Tls(io) => std::pin::Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => std::pin::Pin::new(io).poll_shutdown(cx),
+            Conn::Tls(io) => std::pin::Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// The connections hyper serves, as an [`axum::serve::Listener`].
 pub struct Handoff {
@@ -46,7 +99,7 @@ pub struct Handoff {
 }
 
 impl axum::serve::Listener for Handoff {
-    type Io = Prefixed<TcpStream>;
+    type Io = Conn;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> Accepted {
@@ -62,11 +115,13 @@ impl axum::serve::Listener for Handoff {
     }
 }
 
-/// Accept connections on `listener`, each starting on the fast path.
-/// Returns what hyper is to serve and the accept loop's task.
+/// Accept connections on `listener`, each starting on the fast path (or,
+/// with `tls`, going to hyper after the handshake). Returns what hyper is
+/// to serve and the accept loop's task.
 pub fn listen(
     listener: TcpListener,
     state: AppState,
+    tls: Option<std::sync::Arc<crate::tls::Acceptor>>,
 ) -> std::io::Result<(Handoff, JoinHandle<()>)> {
     let local = listener.local_addr()?;
     let (tx, connections) = mpsc::channel(64);
@@ -86,10 +141,28 @@ pub fn listen(
             if let Err(err) = stream.set_nodelay(true) {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
-            tokio::spawn(connection(stream, peer, state.clone(), tx.clone()));
+            match &tls {
+                Some(tls) => tokio::spawn(handshake(tls.clone(), stream, peer, tx.clone())),
+                None => tokio::spawn(connection(stream, peer, state.clone(), tx.clone())),
+            };
         }
     });
     Ok((Handoff { connections, local }, accept))
+}
+
+/// The TLS handshake of a connection, then hyper serves it.
+async fn handshake(
+    tls: std::sync::Arc<crate::tls::Acceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    handoff: mpsc::Sender<Accepted>,
+) {
+    match tls.accept(stream).await {
+        Ok(io) => {
+            let _ = handoff.send((Conn::Tls(Box::new(io)), peer)).await;
+        }
+        Err(err) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+    }
 }
 
 /// A keep-alive connection into a sandbox, owned by one client connection.
@@ -156,7 +229,7 @@ async fn connection(
             Outcome::Close => return,
             Outcome::HandOff => {
                 let io = Prefixed::new(buf.to_vec(), client);
-                let _ = handoff.send((io, peer)).await;
+                let _ = handoff.send((Conn::Plain(io), peer)).await;
                 return;
             }
         }
@@ -273,6 +346,11 @@ async fn relay(
         return Outcome::Close;
     };
     upstream.reused = true;
+    let length = match response.framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    crate::metrics::global().fast_service_request(exchange.body, length);
     if response_body(upstream, client, response.head, response.framing)
         .await
         .is_err()

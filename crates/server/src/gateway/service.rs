@@ -115,6 +115,12 @@ fn target(config: &ServerConfig, req: &Request) -> Option<Target> {
     target_for(config, request_host(req), req.uri().path())
 }
 
+/// Whether a request for `host` and `path` is for a sandbox's service (the
+/// metrics count it as one).
+pub(crate) fn is_service(config: &ServerConfig, host: Option<&str>, path: &str) -> bool {
+    target_for(config, host, path).is_some()
+}
+
 /// The service a request for `host` and `path` (without the query) is for.
 pub(super) fn target_for(config: &ServerConfig, host: Option<&str>, path: &str) -> Option<Target> {
     if let Some(label) = host.and_then(|h| host_label(h, config.service_domain.as_deref())) {

@@ -130,7 +130,7 @@ async fn serve_stream(stream: yamux::Stream, pid: i32) {
         let _ = stream.shutdown().await;
         return;
     };
-    if let Err(err) = tokio::io::copy_bidirectional_with_sizes(
+    match tokio::io::copy_bidirectional_with_sizes(
         &mut stream,
         &mut tcp,
         SPLICE_BUFFER,
@@ -138,6 +138,9 @@ async fn serve_stream(stream: yamux::Stream, pid: i32) {
     )
     .await
     {
-        tracing::debug!(port, error = %err, "tunnelled connection ended with an error");
+        Ok((up, down)) => crate::metrics::global().tunnel_bytes(up + down),
+        Err(err) => {
+            tracing::debug!(port, error = %err, "tunnelled connection ended with an error")
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP surface: control API routes (under both `/api/v2/sandboxes` and
 //! `/v2/sandboxes`), the data-plane gateway, service URLs and OpenSandbox
 //! endpoints (`gateway::service`, in front of every route), the JWKS, the
-//! web console (`crate::console`, at `/`) and `/healthz`.
+//! web console (`crate::console`, at `/`) and the probes `/healthz` and
+//! `/readyz` (`crate::health`).
 
 mod admin;
 mod boxes;
@@ -17,6 +18,7 @@ mod secrets;
 mod service_url;
 mod snapshots;
 mod templates;
+mod usage;
 mod volumes;
 
 use axum::http::StatusCode;
@@ -36,6 +38,7 @@ fn sandboxes_api() -> Router<AppState> {
             get(boxes::get).patch(boxes::update).delete(boxes::delete),
         )
         .route("/boxes/{name}/status", get(boxes::status))
+        .route("/boxes/{name}/usage", get(usage::get))
         .route("/boxes/{name}/stop", post(boxes::stop))
         .route("/boxes/{name}/start", post(boxes::start))
         .route("/boxes/{name}/snapshot", post(snapshots::capture))
@@ -95,10 +98,7 @@ fn admin_api() -> Router<AppState> {
         .route("/keys", post(admin::create_key).get(admin::list_keys))
         .route("/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/service-keys/rotate", post(service_url::rotate))
-}
-
-async fn healthz() -> &'static str {
-    "ok"
+        .route_layer(axum::middleware::from_fn(crate::audit::layer))
 }
 
 async fn not_found() -> Response {
@@ -120,14 +120,18 @@ async fn error_bodies(response: Response) -> Response {
 /// The whole application, ready to serve or to test with `oneshot`.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
+        .route("/metrics", get(crate::metrics::scrape_authenticated))
         .nest("/api/v2/sandboxes", sandboxes_api())
         .nest("/v2/sandboxes", sandboxes_api())
         .nest("/api/v1/admin", admin_api())
         .route("/api/v1/workspaces/current/secrets", get(secrets::list))
         .route(
             "/api/v1/workspaces/current/secrets/{key}",
-            axum::routing::put(secrets::upsert).delete(secrets::delete),
+            axum::routing::put(secrets::upsert)
+                .delete(secrets::delete)
+                .route_layer(axum::middleware::from_fn(crate::audit::layer)),
         )
         .route("/dataplane/{id}", any(dataplane::relay_root))
         .route("/dataplane/{id}/tunnel", get(tunnel::upgrade))
@@ -154,5 +158,12 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::cluster::forward::route,
         ))
+        // Every request is counted (`crate::metrics`)...
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        // ... and has a request id, in every log line written for it.
+        .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(state)
 }

@@ -104,6 +104,7 @@ impl Snapshots {
             .puller
             .pull_with(&req.docker_image, credentials.as_ref())
             .await;
+        crate::metrics::global().image_pull(pulled.is_ok());
         let outcome = match pulled {
             Ok(record) => {
                 let run_config = merged_run_config(&record.config, req.run_config.as_ref());

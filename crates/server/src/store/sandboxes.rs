@@ -199,6 +199,23 @@ impl Store {
             .await?)
     }
 
+    /// A query that touches no table: the database answers (`/readyz`).
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// How many sandboxes each tenant (by name) has in each status (the
+    /// metrics scrape).
+    pub async fn sandbox_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT t.name, s.status, CAST(COUNT(*) AS BIGINT) FROM sandboxes s \
+             JOIN tenants t ON t.id = s.tenant_id GROUP BY t.name, s.status",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Every sandbox in one of `statuses`, across tenants (for recovery and
     /// the reconciler).
     pub async fn sandboxes_with_status(
