@@ -1,5 +1,5 @@
 // One sandbox: its fields, stop/start/delete, retention, the Open service
-// widget and a terminal. The fields refresh by polling.
+// widget, live usage charts and a terminal. The fields refresh by polling.
 
 import { api, path } from './api.js';
 import { errorBox, field, h, replace, showError, statusLine } from './dom.js';
@@ -7,6 +7,7 @@ import { bytes, date, deadline, seconds, source } from './format.js';
 import { statusBadge } from './sandboxes.js';
 import { serviceWidget } from './service.js';
 import { terminalPanel } from './terminal.js';
+import { usagePanel } from './usage.js';
 
 const POLL_MS = 2000;
 
@@ -101,6 +102,7 @@ export function sandboxPage(main, name) {
   const bar = actions(name, () => sandbox, () => load(), error, announce);
   const retention = retentionForm(name, (sb) => render(sb));
   const terminal = terminalPanel(name, () => sandbox);
+  const usage = usagePanel(name, () => sandbox);
 
   function render(sb) {
     sandbox = sb;
@@ -128,11 +130,13 @@ export function sandboxPage(main, name) {
       h('section', { class: 'card', 'aria-labelledby': 'fields-title' },
         h('h2', { id: 'fields-title' }, 'Details'), dl),
       h('div', { class: 'stack' }, serviceWidget(name), retention)),
+    usage.element,
     terminal.element);
   load();
   timer = setInterval(() => { if (!document.hidden) load(); }, POLL_MS);
   return () => {
     clearInterval(timer);
+    usage.close();
     terminal.close();
   };
 }

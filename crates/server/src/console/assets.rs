@@ -45,6 +45,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/sandbox.js", JS),
     asset!("js/service.js", JS),
     asset!("js/terminal.js", JS),
+    asset!("js/usage.js", JS),
     asset!("js/resources.js", JS),
     asset!("vendor/xterm/xterm.mjs", JS),
     asset!("vendor/xterm/addon-fit.mjs", JS),
