@@ -36,6 +36,8 @@ enum Command {
     /// Internal: the single-threaded process that forks sandboxes for `serve`.
     #[command(hide = true)]
     RuntimeHelper(commands::runtime_helper::RuntimeHelperArgs),
+    /// Check that this host can run `sandpit serve`, and say what to fix.
+    Doctor(commands::doctor::DoctorArgs),
     /// Measure create and exec latency against a running server.
     Bench(commands::bench::BenchArgs),
     /// Check an endpoint and API key and save them for the other verbs.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::RuntimeHelper(args) => commands::runtime_helper::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Doctor(args) => commands::doctor::run(args),
         Command::Login(args) => commands::run(commands::boxes::login(args)),
         Command::Create(args) => commands::run(commands::boxes::create(args)),
         Command::Ls(args) => commands::run(commands::boxes::list(args)),

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod boxes;
 pub mod connect;
 pub mod cp;
+pub mod doctor;
 pub mod exec;
 pub mod parse;
 pub mod progress;
