@@ -8,7 +8,7 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Uri, Version};
 
 use super::Owner;
@@ -29,6 +29,13 @@ pub fn sandbox_of(path: &str) -> Option<&str> {
     uuid::Uuid::parse_str(id).is_ok().then_some(id)
 }
 
+/// The sandbox a download link (`/download/{token}`) names; the replica
+/// that runs it checks the token.
+fn download_sandbox(path: &str) -> Option<String> {
+    let token = path.strip_prefix("/download/")?;
+    crate::routes::download_link::unverified_sandbox(token)
+}
+
 /// Middleware (outermost): proxy data-plane requests for a sandbox a
 /// live peer runs; answer 502 if its node is down.
 pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -37,8 +44,11 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
     };
     let id = match sandbox_of(req.uri().path()) {
         Some(id) => id.to_owned(),
-        // Service URLs (by host or path) name the sandbox too.
-        None => match crate::gateway::service::sandbox_of(&state.config, &req) {
+        // Download links and service URLs (by host or path) name the
+        // sandbox too.
+        None => match download_sandbox(req.uri().path())
+            .or_else(|| crate::gateway::service::sandbox_of(&state.config, &req))
+        {
             Some(id) => id,
             None => return next.run(req).await,
         },
@@ -59,13 +69,13 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
     }
 }
 
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 async fn proxy(mut req: Request, url: &str, via: &str) -> Result<Response, ApiError> {
