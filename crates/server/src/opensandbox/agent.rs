@@ -208,6 +208,11 @@ impl Agent {
         Self { socket }
     }
 
+    /// The agent's unix socket.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
     async fn send(&self, req: Request<Body>) -> Result<Response<Body>, AgentError> {
         let target = req
             .uri()

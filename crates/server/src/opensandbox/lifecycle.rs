@@ -550,7 +550,9 @@ pub async fn renew(
 /// `DELETE /v1/sandboxes/{id}`.
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<(), OsError> {
     let row = find(state, caller, id).await?;
-    Ok(state.sandboxes.delete(caller, &row.id).await?)
+    state.sandboxes.delete(caller, &row.id).await?;
+    super::sweeper::forget_sandbox(&row.id);
+    Ok(())
 }
 
 impl From<crate::store::StoreError> for OsError {

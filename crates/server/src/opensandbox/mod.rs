@@ -11,10 +11,12 @@
 
 pub mod agent;
 pub mod auth;
+pub mod code;
 pub mod error;
 pub mod execd;
 pub mod lifecycle;
 pub mod model;
+pub mod sweeper;
 
 /// execd's port: the SDK asks for the endpoint of this port and finds
 /// Sandpit's execd translation there.

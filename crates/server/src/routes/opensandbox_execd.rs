@@ -4,8 +4,10 @@
 //! sandbox's tenant); a paused (stopped) sandbox is started first, as for
 //! LangSmith's data plane.
 //!
-//! Code interpreting (`/code`, `/code/context(s)`), bash sessions
-//! (`/session`) and isolated sessions (`/v1/isolated/...`) answer 501
+//! Code interpreting (`/code`, `/code/context(s)`) is
+//! `crate::opensandbox::code`. Bash sessions (`/session`), isolated
+//! sessions (`/v1/isolated/...`), PTY sessions (`/pty`) and caller-bound
+//! operations (`/execution/...`, `/command/operations`) answer 501
 //! `NOT_IMPLEMENTED`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +29,7 @@ use super::opensandbox_lifecycle::{parse_json, stamped};
 use crate::auth::Caller;
 use crate::opensandbox::agent::Agent;
 use crate::opensandbox::auth::execd_caller;
+use crate::opensandbox::code;
 use crate::opensandbox::error::OsError;
 use crate::opensandbox::execd::{commands, files, metrics};
 use crate::sandboxes::ActivityGuard;
@@ -56,8 +59,17 @@ pub fn router() -> Router<AppState> {
         .route("/directories/list", get(list_dir))
         .route("/metrics", get(get_metrics))
         .route("/metrics/watch", get(watch_metrics))
-        .route("/code", any(code))
-        .route("/code/{*rest}", any(code))
+        .route("/code", post(run_code).delete(interrupt_code))
+        .route("/code/context", post(create_context))
+        .route("/code/contexts", get(list_contexts).delete(delete_contexts))
+        .route(
+            "/code/contexts/{ctx}",
+            get(get_context).delete(delete_context),
+        )
+        .route("/command/operations", any(operations))
+        .route("/execution/{*rest}", any(operations))
+        .route("/pty", any(pty))
+        .route("/pty/{*rest}", any(pty))
         .route("/session", any(session))
         .route("/session/{*rest}", any(session))
         .route("/v1/isolated/{*rest}", any(isolated));
@@ -89,6 +101,7 @@ impl FromRequestParts<AppState> for Execd {
         let caller = execd_caller(state, parts, &id).await?;
         let row = state.sandboxes.find(&caller, &id).await?;
         let socket = state.sandboxes.dataplane_socket(&caller, &row.id).await?;
+        crate::opensandbox::sweeper::ensure_running(&state.store);
         Ok(Self {
             guard: state.sandboxes.connection(&row.id),
             caller,
@@ -143,7 +156,8 @@ fn ok() -> Response {
     stamped(StatusCode::OK.into_response())
 }
 
-async fn ping(_: Execd) -> Response {
+async fn ping(execd: Execd) -> Response {
+    code::ensure_runtime(&execd.agent).await;
     ok()
 }
 
@@ -389,8 +403,113 @@ async fn watch_metrics(execd: Execd) -> Response {
     )
 }
 
-async fn code(_: Execd) -> OsError {
-    OsError::not_implemented("Code interpreting (/code, /code/context, /code/contexts)")
+fn tenant_and_sandbox(execd: &Execd) -> (&str, &str) {
+    (&execd.caller.tenant_id, &execd.id)
+}
+
+async fn create_context(execd: Execd, body: Bytes) -> Result<Response, OsError> {
+    let req: code::ContextRequest = if body.is_empty() {
+        code::ContextRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let (tenant, sandbox) = tenant_and_sandbox(&execd);
+    let context = code::contexts()
+        .create(execd.agent.socket(), tenant, sandbox, req, false)
+        .await?;
+    Ok(json(&context.view()))
+}
+
+async fn run_code(execd: Execd, body: Bytes) -> Result<Response, OsError> {
+    let req: code::RunRequest = parse_json(&body)?;
+    let source = req
+        .code
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| OsError::bad_request("code is required"))?;
+    let wanted = req.context.unwrap_or_default();
+    let (tenant, sandbox) = tenant_and_sandbox(&execd);
+    let context = match wanted.id.filter(|id| !id.is_empty()) {
+        Some(id) => {
+            let context = code::contexts().get(tenant, sandbox, &id)?;
+            if let Some(language) = wanted.language.as_deref().filter(|l| !l.is_empty()) {
+                if code::check_language(Some(language))? != context.language {
+                    return Err(OsError::bad_request(format!(
+                        "context {id} is a {} context, not {language}",
+                        context.language
+                    )));
+                }
+            }
+            context
+        }
+        None => {
+            let language = code::check_language(wanted.language.as_deref())?;
+            code::contexts()
+                .default_for(execd.agent.socket(), tenant, sandbox, &language)
+                .await?
+        }
+    };
+    Ok(stamped(code::run(context, source, execd.guard).await?))
+}
+
+/// `DELETE /code?id=`: `id` is the context (execd's `init` event carries it).
+async fn interrupt_code(execd: Execd, uri: Uri) -> Result<Response, OsError> {
+    let id = one(&pairs(&uri)?, "id")?;
+    let (tenant, sandbox) = tenant_and_sandbox(&execd);
+    code::contexts().get(tenant, sandbox, &id)?.interrupt();
+    Ok(ok())
+}
+
+async fn list_contexts(execd: Execd, uri: Uri) -> Result<Response, OsError> {
+    let language = values(&pairs(&uri)?, "language")
+        .into_iter()
+        .find(|l| !l.is_empty())
+        .map(|l| code::check_language(Some(&l)))
+        .transpose()?;
+    let (tenant, sandbox) = tenant_and_sandbox(&execd);
+    Ok(json(&code::contexts().list(
+        tenant,
+        sandbox,
+        language.as_deref(),
+    )))
+}
+
+async fn delete_contexts(execd: Execd, uri: Uri) -> Result<Response, OsError> {
+    let language = code::check_language(Some(&one(&pairs(&uri)?, "language")?))?;
+    let (tenant, sandbox) = tenant_and_sandbox(&execd);
+    code::contexts().delete_language(tenant, sandbox, &language);
+    Ok(ok())
+}
+
+fn context_id(params: &HashMap<String, String>) -> String {
+    params.get("ctx").cloned().unwrap_or_default()
+}
+
+async fn get_context(
+    execd: Execd,
+    Path(params): Path<HashMap<String, String>>,
+) -> Result<Response, OsError> {
+    let (tenant, sandbox) = tenant_and_sandbox(&execd);
+    let context = code::contexts().get(tenant, sandbox, &context_id(&params))?;
+    Ok(json(&context.view()))
+}
+
+async fn delete_context(
+    execd: Execd,
+    Path(params): Path<HashMap<String, String>>,
+) -> Result<Response, OsError> {
+    let (tenant, sandbox) = tenant_and_sandbox(&execd);
+    code::contexts().delete(tenant, sandbox, &context_id(&params))?;
+    Ok(ok())
+}
+
+async fn operations(_: Execd) -> OsError {
+    OsError::not_implemented(
+        "Caller-bound execution operations (/execution/..., /command/operations)",
+    )
+}
+
+async fn pty(_: Execd) -> OsError {
+    OsError::not_implemented("PTY sessions (/pty; Sandpit's own API has terminals)")
 }
 
 async fn session(_: Execd) -> OsError {

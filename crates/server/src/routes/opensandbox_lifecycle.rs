@@ -26,6 +26,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/sandboxes", post(create).get(list))
+        .route("/v1/metrics/events", post(metrics_event))
         .route("/v1/sandboxes/{id}", get(get_one).delete(delete))
         .route("/v1/sandboxes/{id}/pause", post(pause))
         .route("/v1/sandboxes/{id}/resume", post(resume))
@@ -153,6 +154,13 @@ async fn patch_metadata(
     };
     let row = state.sandboxes.update(&caller, &row.id, spec).await?;
     Ok(stamped(Json(model::sandbox_view(&row)).into_response()))
+}
+
+/// `POST /v1/metrics/events`: the SDKs' best-effort telemetry, accepted
+/// (204) and not recorded.
+async fn metrics_event(OsCaller(_): OsCaller, body: Bytes) -> Result<Response, OsError> {
+    let _: serde_json::Value = parse_json(&body)?;
+    Ok(stamped(StatusCode::NO_CONTENT.into_response()))
 }
 
 async fn network_policy(OsCaller(_): OsCaller) -> OsError {

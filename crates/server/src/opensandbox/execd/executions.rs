@@ -232,9 +232,9 @@ impl Table {
     /// false if there is none.
     fn evict_finished(&mut self, sandbox_id: Option<&str>) -> bool {
         let victim = self.order.iter().find(|id| {
-            self.by_id.get(*id).is_some_and(|e| {
-                sandbox_id.is_none_or(|s| e.sandbox_id == s) && e.finished()
-            })
+            self.by_id
+                .get(*id)
+                .is_some_and(|e| sandbox_id.is_none_or(|s| e.sandbox_id == s) && e.finished())
         });
         match victim.cloned() {
             Some(id) => self.remove(&id).is_some(),
@@ -557,8 +557,8 @@ mod tests {
         table.append(&e, &line(400));
         assert!(table.total_bytes() <= 1500);
         assert!(!kept(&table, &all[0]), "the finished one was evicted");
-        let sum: usize = all.iter().chain([&e]).map(|e| logs_len(e)).sum::<usize>()
-            - logs_len(&all[0]);
+        let sum: usize =
+            all.iter().chain([&e]).map(|e| logs_len(e)).sum::<usize>() - logs_len(&all[0]);
         assert_eq!(sum, table.total_bytes());
     }
 
