@@ -251,6 +251,15 @@ def test_a_sandbox_on_one_replica_is_used_through_the_other(cluster):
         ticket = r.json()["ticket"]
         assert terminal_status(opener, box["id"], ticket) == 101
         assert terminal_status(opener, box["id"], ticket) == 401, "a ticket is spent once"
+    # A download link minted on "b" works through either replica (one
+    # shared key; "b" forwards it to "a", which runs the sandbox).
+    run(a, key, "via-b", "echo linked > /tmp/linked.txt")
+    link = httpx.post(f"{b.api}/boxes/via-b/download-url", headers=headers(key), json={"path": "/tmp/linked.txt"})
+    assert link.status_code in (200, 201), link.text
+    link_path = urlsplit(link.json()["download_url"]).path
+    for replica in (a, b):
+        got = httpx.get(f"{replica.endpoint}{link_path}", timeout=20)
+        assert (got.status_code, got.text) == (200, "linked\n"), replica.name
     # Stop and delete through "b" reach the owner.
     r = httpx.post(f"{b.api}/boxes/via-b/stop", headers=headers(key), timeout=60)
     assert r.status_code == 200 and r.json()["status"] == "stopped", r.text

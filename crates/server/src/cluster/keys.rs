@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Cluster, ClusterError};
 use crate::gateway::tokens::{ServiceKeys, MAX_TTL};
+use crate::routes::download_link;
 use crate::store::Store;
 
 /// The secret every replica reads from its shared secret file, and what
@@ -130,13 +131,15 @@ enum Group {
     Secrets,
     EgressCa,
     ServiceKeys,
+    DownloadLinks,
 }
 
-const GROUPS: [Group; 4] = [
+const GROUPS: [Group; 5] = [
     Group::Admin,
     Group::Secrets,
     Group::EgressCa,
     Group::ServiceKeys,
+    Group::DownloadLinks,
 ];
 
 impl Group {
@@ -146,6 +149,7 @@ impl Group {
             Group::Secrets => "secrets-key",
             Group::EgressCa => "egress-ca",
             Group::ServiceKeys => "service-keys",
+            Group::DownloadLinks => "download-links",
         }
     }
 
@@ -155,6 +159,7 @@ impl Group {
             Group::Admin => vec!["admin-api-key".into()],
             Group::Secrets => vec!["secrets.key".into()],
             Group::EgressCa => vec!["egress/ca.key".into(), "egress/ca.crt".into()],
+            Group::DownloadLinks => vec![download_link::KEY_FILE.into()],
             Group::ServiceKeys => {
                 let dir = root.join("service-keys");
                 let mut names = Vec::new();
@@ -203,6 +208,7 @@ impl Group {
             Group::ServiceKeys => {
                 ServiceKeys::open(&root.join("service-keys"))?;
             }
+            Group::DownloadLinks => download_link::LinkKey::ensure(root)?,
         }
         Ok(())
     }

@@ -82,6 +82,12 @@ impl LinkKey {
         Ok(key)
     }
 
+    /// Makes the key file of `data_dir` if it is missing, without loading
+    /// it for this process (replicas share it before anything reads it).
+    pub fn ensure(data_dir: &Path) -> Result<(), KeyError> {
+        Self::open(&data_dir.join(KEY_FILE)).map(|_| ())
+    }
+
     fn open(path: &Path) -> Result<Self, KeyError> {
         let io = |e| KeyError::Io(path.display().to_string(), e);
         if !path.exists() {
@@ -141,6 +147,17 @@ impl LinkKey {
     }
 }
 
+/// The sandbox id a token names, its signature NOT checked: for routing
+/// only (a replica sends the request on to the replica that runs the
+/// sandbox, which verifies the token).
+pub fn unverified_sandbox(token: &str) -> Option<String> {
+    let (payload, _) = token.split_once('.')?;
+    let bytes = B64.decode(payload).ok()?;
+    serde_json::from_slice::<LinkClaims>(&bytes)
+        .ok()
+        .map(|claims| claims.sub)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +179,16 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let key = LinkKey::of(&dir).unwrap();
         (dir, key)
+    }
+
+    #[test]
+    fn routing_reads_the_sandbox_without_the_key() {
+        let (dir, key) = fresh_key();
+        let token = key.sign(&claims(None)).unwrap();
+        assert_eq!(unverified_sandbox(&token).as_deref(), Some("sb"));
+        assert_eq!(unverified_sandbox("garbage"), None);
+        assert_eq!(unverified_sandbox("e30.x"), None); // `{}`: no claims
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

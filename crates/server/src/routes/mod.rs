@@ -7,7 +7,7 @@
 mod admin;
 mod boxes;
 mod download;
-mod download_link;
+pub mod download_link;
 pub(crate) mod extract;
 mod opensandbox;
 mod opensandbox_execd;
