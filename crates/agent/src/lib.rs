@@ -118,6 +118,8 @@ pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
     };
     init_tracing();
     make_undumpable();
+    // Before any thread exists: it removes the variable from the environment.
+    let credential = listener::Credential::take_from_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,7 +130,7 @@ pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(args));
+    let result = runtime.block_on(run(args, credential));
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,9 +142,9 @@ pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
 }
 
 /// Serves until SIGTERM (or SIGINT), then kills every command's group.
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, credential: Option<listener::Credential>) -> anyhow::Result<()> {
     // First: claim the inherited socket (and mark it close-on-exec).
-    let listener = Listener::open(&args.listen_target()).await?;
+    let listener = Listener::open(&args.listen_target(), credential.as_ref()).await?;
     let shutdown = shutdown::Signals::install().context("cannot watch termination signals")?;
     let reaper = Reaper::start().context("cannot watch SIGCHLD")?;
     if let Err(error) = std::fs::create_dir_all(&args.workdir) {
@@ -161,7 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app = http::app(Arc::clone(&state));
     tracing::debug!("serving");
     tokio::select! {
-        served = listener.serve(app) => served.context("serving failed")?,
+        served = listener.serve(app, credential) => served.context("serving failed")?,
         signal = shutdown.recv() => tracing::info!(signal, "shutting down"),
     }
     // Exec sockets get a close frame (1001) instead of a silent drop.

@@ -23,6 +23,9 @@ struct Cli {
     command: Command,
 }
 
+// `serve`'s flags make its variant large; the enum is parsed once per
+// process, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the Sandpit server (control API, dataplane relay, local runtime).
@@ -74,6 +77,9 @@ enum Command {
     Template(commands::template::TemplateArgs),
     /// Workspace secrets for egress header injection: set, list, delete.
     Secrets(commands::secrets::SecretsArgs),
+    /// Dev: the objects the Kubernetes runtime creates (`render --out DIR`).
+    #[command(hide = true)]
+    Kubernetes(commands::kubernetes::KubernetesArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,5 +107,6 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => commands::run(commands::snapshot::run(args)),
         Command::Template(args) => commands::run(commands::template::run(args)),
         Command::Secrets(args) => commands::secrets::run(args),
+        Command::Kubernetes(args) => commands::run(async { commands::kubernetes::run(args) }),
     }
 }

@@ -172,6 +172,8 @@ pub struct ServeArgs {
     /// `namespaces`, or `gvisor` (runsc on PATH; refused without).
     #[arg(long, env = "SANDPIT_DEFAULT_ISOLATION", default_value = "namespaces")]
     pub default_isolation: sandpit_runtime::Isolation,
+    #[command(flatten)]
+    pub kubernetes: super::kubernetes::KubernetesServeArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -239,7 +241,7 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
+pub(super) fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     let data_dir = std::path::absolute(&args.data_dir).context("resolving --data-dir")?;
     let host = Defaults::default();
     let defaults = Defaults {
@@ -425,6 +427,9 @@ fn backend(config: &ServerConfig, host_lock: HostLock) -> anyhow::Result<(Backen
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.kubernetes.runtime == super::kubernetes::RuntimeKind::Kubernetes {
+        return super::kubernetes::serve(args);
+    }
     if args.no_sandboxes {
         // Nothing host-wide: no runtime, cgroups, links or firewall.
         let config = config(args)?;

@@ -18,3 +18,4 @@ pub mod relay;
 pub mod service;
 pub mod tokens;
 pub mod tunnel;
+pub mod upstream_pod;

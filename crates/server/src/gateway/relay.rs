@@ -26,6 +26,8 @@ pub enum Upstream {
     /// `127.0.0.1:port` inside the network namespace of process `pid`
     /// (a sandbox's init): services a sandbox runs, loopback-only included.
     Netns { pid: i32, port: u16 },
+    /// An address on the pod network (the Kubernetes runtime).
+    Pod(super::upstream_pod::PodUpstream),
 }
 
 /// Why a request could not be relayed. Carries which side failed.
@@ -103,6 +105,9 @@ pub async fn forward_holding<H: Send + 'static>(
         .build()
         .map_err(RelayError::BadTarget)?;
     super::forwarding::filter_request(&mut parts.headers);
+    if let Upstream::Pod(pod) = upstream {
+        pod.authorize(&mut parts.headers);
+    }
     if let Some(protocol) = &upgrade {
         parts
             .headers
@@ -135,6 +140,10 @@ pub async fn forward_holding<H: Send + 'static>(
             let io = super::netns::connect(*pid, *port)
                 .await
                 .map_err(RelayError::Connect)?;
+            exchange(io, upstream_req, client_upgrade, hold).await
+        }
+        Upstream::Pod(pod) => {
+            let io = pod.connect().await.map_err(RelayError::Connect)?;
             exchange(io, upstream_req, client_upgrade, hold).await
         }
     }

@@ -57,7 +57,7 @@ impl Sandboxes {
         spec: &mut CreateSpec,
     ) -> Result<ImageChoice, ApiError> {
         match &spec.image_ref {
-            ImageRef::Host => Ok(ImageChoice {
+            ImageRef::Host => self.host_image_allowed().map(|()| ImageChoice {
                 image: self.host_image.name.clone(),
                 snapshot_id: None,
                 template_name: None,
@@ -89,9 +89,23 @@ impl Sandboxes {
         }
     }
 
+    /// 422 where the built-in `host` image cannot run (the Kubernetes runtime).
+    fn host_image_allowed(&self) -> Result<(), ApiError> {
+        if self.defaults.host_image_available {
+            return Ok(());
+        }
+        Err(ApiError::Validation(
+            "the built-in host image cannot run on this server's Kubernetes runtime (a sandbox \
+             there is a Pod of a registry image): create it from a template or snapshot with an \
+             OCI image"
+                .into(),
+        ))
+    }
+
     /// `host`, or `oci:<digest>` of the template's image, pulled on first use.
     async fn template_image(&self, template: &TemplateRow) -> Result<String, ApiError> {
         if template.image == HOST_IMAGE {
+            self.host_image_allowed()?;
             return Ok(self.host_image.name.clone());
         }
         let puller = self.snapshots()?.puller();

@@ -1,0 +1,428 @@
+//! [`KubernetesRuntime`]: the [`Runtime`] trait over the Kubernetes API.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::Resource;
+use rand::RngCore;
+use sandpit_runtime::{RunningSandbox, Runtime, RuntimeError, SandboxSpec, Started};
+use serde::de::DeserializeOwned;
+
+use crate::config::{KubernetesConfig, AGENT_TOKEN_KEY};
+use crate::error::KubeError;
+use crate::manifests::{self, PodRequest};
+use crate::plan::SpecPlanner;
+
+/// How the server reaches a sandbox's agent over the pod network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodAddress {
+    pub ip: IpAddr,
+    pub agent_port: u16,
+    /// The bearer credential the agent demands on every request.
+    pub token: String,
+}
+
+/// Sandboxes as Pods in one namespace.
+pub struct KubernetesRuntime {
+    client: kube::Client,
+    config: KubernetesConfig,
+    planner: SpecPlanner,
+    /// The runtime the synchronous [`Runtime`] calls block on.
+    handle: tokio::runtime::Handle,
+    addresses: Mutex<HashMap<String, PodAddress>>,
+}
+
+impl KubernetesRuntime {
+    pub fn new(
+        client: kube::Client,
+        config: KubernetesConfig,
+        planner: SpecPlanner,
+        handle: tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            config,
+            planner,
+            handle,
+            addresses: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &KubernetesConfig {
+        &self.config
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.config.namespace)
+    }
+
+    /// Creates the sandbox's objects and waits until its agent is ready.
+    pub async fn start_pod(&self, req: &PodRequest) -> Result<Started, KubeError> {
+        let pod = manifests::pod(&self.config, req).map_err(KubeError::Unsupported)?;
+        let token = new_token();
+        for volume in &req.volumes {
+            let claim = manifests::volume_claim(&self.config, volume);
+            create_if_absent(&self.api::<PersistentVolumeClaim>(), &claim).await?;
+        }
+        let secret = manifests::secret(&self.config, &req.id, &token);
+        replace(&self.api::<Secret>(), &secret).await?;
+        let policy = manifests::network_policy(&self.config, &req.id);
+        replace(&self.api::<NetworkPolicy>(), &policy).await?;
+        self.api::<Pod>()
+            .create(&PostParams::default(), &pod)
+            .await?;
+        let name = manifests::object_name(&req.id);
+        let ready = tokio::time::timeout(self.config.start_timeout, self.wait_ready(&name))
+            .await
+            .map_err(|_| KubeError::Pod {
+                pod: name.clone(),
+                message: format!("not ready after {} s", self.config.start_timeout.as_secs()),
+            })??;
+        let started = started_of(&name, &ready)?;
+        let ip = started
+            .sandbox_ip
+            .parse()
+            .map_err(|_| KubeError::NoAddress(name))?;
+        self.remember(&req.id, ip, token);
+        Ok(started)
+    }
+
+    fn remember(&self, id: &str, ip: IpAddr, token: String) {
+        let address = PodAddress {
+            ip,
+            agent_port: self.config.agent_port,
+            token,
+        };
+        self.addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), address);
+    }
+
+    /// Where sandbox `id`'s agent listens and its credential: remembered
+    /// from the start, or read back from the pod and its Secret (another
+    /// replica started it, or the server restarted).
+    pub async fn address(&self, id: &str) -> Result<PodAddress, KubeError> {
+        if let Some(known) = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+        {
+            return Ok(known.clone());
+        }
+        let name = manifests::object_name(id);
+        let pod = self.api::<Pod>().get(&name).await?;
+        let ip = pod_ip(&pod)
+            .and_then(|ip| ip.parse().ok())
+            .ok_or_else(|| KubeError::NoAddress(name.clone()))?;
+        let secret = self.api::<Secret>().get(&name).await?;
+        let token = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(AGENT_TOKEN_KEY))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .ok_or_else(|| KubeError::Pod {
+                pod: name,
+                message: "its Secret holds no agent credential".into(),
+            })?;
+        self.remember(id, ip, token.clone());
+        Ok(PodAddress {
+            ip,
+            agent_port: self.config.agent_port,
+            token,
+        })
+    }
+
+    /// The pod once it is ready; an error once it failed or vanished.
+    async fn wait_ready(&self, name: &str) -> Result<Pod, KubeError> {
+        let api = self.api::<Pod>();
+        loop {
+            let current = api.get(name).await?;
+            if let Some(done) = readiness(name, &current)? {
+                return Ok(done);
+            }
+            let version = current
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default();
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(60);
+            let mut events = api.watch(&params, &version).await?.boxed();
+            while let Some(event) = events.try_next().await? {
+                match event {
+                    WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
+                        if let Some(done) = readiness(name, &pod)? {
+                            return Ok(done);
+                        }
+                    }
+                    WatchEvent::Deleted(_) => {
+                        return Err(KubeError::Pod {
+                            pod: name.to_owned(),
+                            message: "deleted while starting".into(),
+                        })
+                    }
+                    WatchEvent::Bookmark(_) => {}
+                    // 410 Gone and friends: read it again and watch anew.
+                    WatchEvent::Error(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Deletes the sandbox's pod, Secret and NetworkPolicy (claims stay)
+    /// and waits until the pod is gone, so the id can start again.
+    pub async fn stop_pod(&self, id: &str) -> Result<(), KubeError> {
+        let name = manifests::object_name(id);
+        self.addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        let grace = DeleteParams::default().grace_period(2);
+        delete_if_present(&self.api::<Pod>(), &name, &grace).await?;
+        delete_if_present(&self.api::<Secret>(), &name, &DeleteParams::default()).await?;
+        delete_if_present(
+            &self.api::<NetworkPolicy>(),
+            &name,
+            &DeleteParams::default(),
+        )
+        .await?;
+        let gone = async {
+            while self.api::<Pod>().get_opt(&name).await?.is_some() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok::<_, KubeError>(())
+        };
+        tokio::time::timeout(Duration::from_secs(60), gone)
+            .await
+            .map_err(|_| KubeError::Pod {
+                pod: name,
+                message: "still terminating after 60 s".into(),
+            })?
+    }
+
+    /// Sandboxes whose pod is running.
+    pub async fn running_pods(&self) -> Result<Vec<RunningSandbox>, KubeError> {
+        let params = ListParams::default().labels(&manifests::managed_selector());
+        let pods = self.api::<Pod>().list(&params).await?;
+        let mut running = Vec::new();
+        for pod in pods.items {
+            let Some(id) = manifests::sandbox_id(&pod.metadata).map(str::to_owned) else {
+                continue;
+            };
+            let name = manifests::object_name(&id);
+            if pod.metadata.deletion_timestamp.is_none() && phase(&pod) == Some("Running") {
+                if let Ok(started) = started_of(&name, &pod) {
+                    running.push(RunningSandbox { id, started });
+                }
+            }
+        }
+        Ok(running)
+    }
+
+    /// Deletes the objects of every sandbox not in `keep`.
+    pub async fn cleanup_pods(&self, keep: &[String]) -> Result<Vec<String>, KubeError> {
+        let mut ids = BTreeSet::new();
+        ids.extend(self.stale_ids::<Pod>(keep).await?);
+        ids.extend(self.stale_ids::<Secret>(keep).await?);
+        ids.extend(self.stale_ids::<NetworkPolicy>(keep).await?);
+        for id in &ids {
+            self.stop_pod(id).await?;
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    async fn stale_ids<K>(&self, keep: &[String]) -> Result<Vec<String>, KubeError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let params = ListParams::default().labels(&manifests::managed_selector());
+        let list = self.api::<K>().list(&params).await?;
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|o| manifests::sandbox_id(o.meta()))
+            .filter(|id| !keep.iter().any(|k| k == id))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Runs `work` on the server's runtime from a synchronous caller (the
+    /// server calls the [`Runtime`] trait from `spawn_blocking`).
+    fn block<F: std::future::Future>(&self, work: F) -> F::Output {
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(|| self.handle.block_on(work)),
+            Err(_) => self.handle.block_on(work),
+        }
+    }
+}
+
+impl Runtime for KubernetesRuntime {
+    fn start(&self, spec: &SandboxSpec) -> Result<Started, RuntimeError> {
+        let req = self.planner.plan(spec)?;
+        Ok(self.block(self.start_pod(&req))?)
+    }
+
+    fn stop(&self, id: &str) -> Result<(), RuntimeError> {
+        Ok(self.block(self.stop_pod(id))?)
+    }
+
+    fn running(&self) -> Result<Vec<RunningSandbox>, RuntimeError> {
+        Ok(self.block(self.running_pods())?)
+    }
+
+    fn cleanup(&self, keep_ids: &[String]) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.block(self.cleanup_pods(keep_ids))?)
+    }
+}
+
+/// A client from the pod's service account, else the kubeconfig.
+pub async fn connect() -> Result<kube::Client, KubeError> {
+    Ok(kube::Client::try_default().await?)
+}
+
+/// 32 random bytes, URL-safe base64.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.phase.as_deref()
+}
+
+fn pod_ip(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.pod_ip.as_deref()
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `Some(pod)` once ready, `None` while starting, `Err` once it failed.
+fn readiness(name: &str, pod: &Pod) -> Result<Option<Pod>, KubeError> {
+    match phase(pod) {
+        Some("Failed") | Some("Succeeded") => Err(KubeError::Pod {
+            pod: name.to_owned(),
+            message: format!("ended while starting: {}", why_not_running(pod)),
+        }),
+        Some("Running") if is_ready(pod) && pod_ip(pod).is_some() => Ok(Some(pod.clone())),
+        _ => Ok(None),
+    }
+}
+
+/// The most telling reason a pod gives for not running.
+fn why_not_running(pod: &Pod) -> String {
+    let status = pod.status.as_ref();
+    let waiting = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref())
+        .find_map(|s| {
+            let t = s
+                .terminated
+                .as_ref()
+                .map(|t| (t.reason.clone().unwrap_or_default(), t.message.clone()));
+            t.or_else(|| {
+                s.waiting
+                    .as_ref()
+                    .map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone()))
+            })
+        });
+    match (waiting, status.and_then(|s| s.message.clone())) {
+        (Some((reason, Some(message))), _) => format!("{reason}: {message}"),
+        (Some((reason, None)), _) => reason,
+        (None, Some(message)) => message,
+        (None, None) => "no reason given".into(),
+    }
+}
+
+/// What the server records of a running pod: PID 1 in its own PID
+/// namespace, its start time as the identity check, its and its node's IP.
+fn started_of(name: &str, pod: &Pod) -> Result<Started, KubeError> {
+    let status = pod.status.as_ref();
+    let ip = pod_ip(pod).ok_or_else(|| KubeError::NoAddress(name.to_owned()))?;
+    let start_time = status
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0.timestamp().max(0) as u64)
+        .unwrap_or(0);
+    Ok(Started {
+        pid: 1,
+        start_time,
+        sandbox_ip: ip.to_owned(),
+        host_ip: status.and_then(|s| s.host_ip.clone()).unwrap_or_default(),
+    })
+}
+
+fn is_status(err: &kube::Error, code: u16) -> bool {
+    matches!(err, kube::Error::Api(response) if response.code == code)
+}
+
+async fn create_if_absent<K>(api: &Api<K>, object: &K) -> Result<(), KubeError>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        Err(err) if is_status(&err, 409) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Creates `object`, replacing one of the same name a crash left behind.
+async fn replace<K>(api: &Api<K>, object: &K) -> Result<(), KubeError>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        Err(err) if is_status(&err, 409) => {
+            let name = object.meta().name.clone().unwrap_or_default();
+            delete_if_present(api, &name, &DeleteParams::default()).await?;
+            api.create(&PostParams::default(), object).await?;
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn delete_if_present<K>(
+    api: &Api<K>,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<(), KubeError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, params).await {
+        Ok(_) => Ok(()),
+        Err(err) if is_status(&err, 404) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}

@@ -1,0 +1,350 @@
+//! The Kubernetes runtime against an IN-PROCESS FAKE API server
+//! (`common/fake_api.rs`), not a real cluster: no API server or kubelet can
+//! run where these tests run. What is proved here is what the runtime asks
+//! of the API (the manifests, the calls, the reactions to pod status); that
+//! a real cluster runs those pods is what `scripts/e2e-kubernetes` checks.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake_api::Fake;
+use sandpit_kubernetes::{KubeError, KubernetesConfig, KubernetesRuntime, SpecPlanner};
+use sandpit_runtime::{Isolation, Limits, MountSpec, Runtime, SandboxSpec};
+use serde_json::Value;
+
+const ID: &str = "6f1c2b7e-1d2a-4c3b-9e8f-0123456789ab";
+
+fn spec(id: &str, isolation: Isolation) -> SandboxSpec {
+    SandboxSpec {
+        id: id.into(),
+        state_dir: PathBuf::from("/unused"),
+        agent_log: false,
+        layers: vec![],
+        mounts: vec![MountSpec::Volume {
+            image: "/data/volumes/tenant-1/cache.img".into(),
+            size_bytes: 2 << 30,
+            destination: "/cache".into(),
+        }],
+        agent_binary: PathBuf::from("/unused"),
+        agent_args: ["agent", "--listen-fd", "3", "--workdir", "/home/user"]
+            .map(String::from)
+            .to_vec(),
+        agent_socket: PathBuf::from("/unused"),
+        env: vec![("LANG".into(), "C.UTF-8".into())],
+        workdir: "/home/user".into(),
+        hostname: "my-box".into(),
+        limits: Limits {
+            cpu_millis: 2000,
+            memory_bytes: 512 << 20,
+            pids: 1024,
+        },
+        fs_capacity_bytes: 8 << 30,
+        net_slot: 0,
+        userns_base: None,
+        isolation,
+    }
+}
+
+fn runtime(fake: &Fake) -> Arc<KubernetesRuntime> {
+    let mut config = KubernetesConfig::new("sandboxes", "ghcr.example/sandpit:1.0");
+    config.start_timeout = Duration::from_secs(10);
+    let planner = SpecPlanner::new(Arc::new(|s: &SandboxSpec| {
+        if s.id.starts_with("host") {
+            Err(KubeError::Unsupported("the host image".into()))
+        } else {
+            Ok("python:3.12-slim".to_owned())
+        }
+    }));
+    KubernetesRuntime::new(
+        fake.client(),
+        config,
+        planner,
+        tokio::runtime::Handle::current(),
+    )
+}
+
+/// Runs a synchronous `Runtime` call the way the server does.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_creates_a_hardened_pod_with_its_secret_policy_and_claim() {
+    let fake = Fake::start().await;
+    let rt = runtime(&fake);
+    let r = rt.clone();
+    let started = blocking(move || r.start(&spec(ID, Isolation::Gvisor)))
+        .await
+        .expect("started");
+    assert_eq!(started.sandbox_ip, "10.244.0.1");
+    assert_eq!(started.pid, 1);
+
+    let pods = fake.created("pods");
+    assert_eq!(pods.len(), 1);
+    let pod = &pods[0];
+    let spec = &pod["spec"];
+    assert_eq!(pod["metadata"]["name"], format!("sandbox-{ID}"));
+    assert_eq!(spec["automountServiceAccountToken"], false);
+    assert_eq!(spec["enableServiceLinks"], false);
+    assert_eq!(spec["runtimeClassName"], "gvisor");
+    assert_eq!(spec["restartPolicy"], "Never");
+    assert_eq!(spec["hostname"], "my-box");
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+
+    let init = &spec["initContainers"][0];
+    assert_eq!(init["image"], "ghcr.example/sandpit:1.0");
+    assert_eq!(init["command"][2], "/.sandpit/sandpit");
+
+    let sandbox = &spec["containers"][0];
+    assert_eq!(sandbox["image"], "python:3.12-slim");
+    assert_eq!(sandbox["command"][0], "/.sandpit/sandpit");
+    let args: Vec<&str> = sandbox["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "agent",
+            "--listen",
+            "tcp:0.0.0.0:7070",
+            "--workdir",
+            "/home/user"
+        ]
+    );
+    let resources = &sandbox["resources"];
+    assert_eq!(resources["requests"], resources["limits"]);
+    assert_eq!(resources["limits"]["cpu"], "2000m");
+    assert_eq!(resources["limits"]["memory"], (512u64 << 20).to_string());
+    assert_eq!(
+        resources["limits"]["ephemeral-storage"],
+        (8u64 << 30).to_string()
+    );
+    let security = &sandbox["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["privileged"], false);
+    for cap in ["NET_RAW", "MKNOD", "AUDIT_WRITE"] {
+        assert!(security["capabilities"]["drop"]
+            .as_array()
+            .expect("drop")
+            .iter()
+            .any(|c| c == cap));
+    }
+    let token_env = sandbox["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "SANDPIT_AGENT_TOKEN")
+        .expect("token env");
+    assert!(
+        token_env.get("value").is_none(),
+        "the token is never inline"
+    );
+    assert_eq!(
+        token_env["valueFrom"]["secretKeyRef"]["name"],
+        format!("sandbox-{ID}")
+    );
+    let mounts = sandbox["volumeMounts"].as_array().expect("mounts");
+    assert!(mounts
+        .iter()
+        .any(|m| m["mountPath"] == "/.sandpit" && m["readOnly"] == true));
+    assert!(mounts.iter().any(|m| m["mountPath"] == "/cache"));
+
+    let secrets = fake.created("secrets");
+    let token = secrets[0]["stringData"]["agent-token"]
+        .as_str()
+        .expect("token");
+    assert!(token.len() >= 43, "32 random bytes: {token}");
+    let address = rt.address(ID).await.expect("address");
+    assert_eq!(address.token, token);
+    assert_eq!(address.ip.to_string(), "10.244.0.1");
+
+    let claims = fake.created("persistentvolumeclaims");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        claims[0]["spec"]["resources"]["requests"]["storage"],
+        (2u64 << 30).to_string()
+    );
+    assert!(claims[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .starts_with("volume-cache-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_policy_admits_only_sandpit_and_lets_out_only_dns_and_the_proxy() {
+    let fake = Fake::start().await;
+    let rt = runtime(&fake);
+    blocking(move || rt.start(&spec(ID, Isolation::Namespaces)))
+        .await
+        .expect("started");
+    let policy = &fake.created("networkpolicies")[0]["spec"];
+    assert_eq!(
+        policy["podSelector"]["matchLabels"]["sandpit.dev/sandbox"],
+        ID
+    );
+    assert_eq!(
+        policy["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    let ingress = policy["ingress"].as_array().expect("ingress");
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(
+        ingress[0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "server"
+    );
+    assert!(
+        ingress[0]["from"][0].get("namespaceSelector").is_none(),
+        "same namespace only"
+    );
+    let egress = policy["egress"].as_array().expect("egress");
+    assert_eq!(egress.len(), 2, "{egress:?}");
+    assert_eq!(
+        egress[0]["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+        "kube-dns"
+    );
+    let dns_ports: Vec<i64> = egress[0]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["port"].as_i64())
+        .collect();
+    assert_eq!(dns_ports, [53, 53]);
+    assert_eq!(
+        egress[1]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "egress"
+    );
+    // No rule without a `to`: that would mean anywhere.
+    assert!(egress
+        .iter()
+        .all(|rule| rule["to"].as_array().is_some_and(|t| !t.is_empty())));
+    // Namespace isolation: no runtimeClassName.
+    assert!(fake.created("pods")[0]["spec"]
+        .get("runtimeClassName")
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_deletes_pod_secret_and_policy_but_keeps_the_volume() {
+    let fake = Fake::start().await;
+    let rt = runtime(&fake);
+    let r = rt.clone();
+    blocking(move || r.start(&spec(ID, Isolation::Namespaces)))
+        .await
+        .expect("started");
+    let r = rt.clone();
+    blocking(move || r.stop(ID)).await.expect("stopped");
+    assert!(fake.live_names("pods").is_empty());
+    assert!(fake.live_names("secrets").is_empty());
+    assert!(fake.live_names("networkpolicies").is_empty());
+    assert_eq!(fake.live_names("persistentvolumeclaims").len(), 1);
+    // Stopping again (nothing left) succeeds; starting again works.
+    let r = rt.clone();
+    blocking(move || r.stop(ID)).await.expect("stopped twice");
+    let r = rt.clone();
+    blocking(move || r.start(&spec(ID, Isolation::Namespaces)))
+        .await
+        .expect("restarted");
+    assert_eq!(fake.live_names("pods").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_fails_to_start_is_an_error_naming_the_reason() {
+    let fake = Fake::start().await;
+    fake.objects.lock().expect("lock").fail_next_pod = Some("ErrImagePull".into());
+    let rt = runtime(&fake);
+    let err = blocking(move || rt.start(&spec(ID, Isolation::Namespaces)))
+        .await
+        .expect_err("failed");
+    let message = err.to_string();
+    assert!(message.contains("ErrImagePull"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_pod_cannot_do_is_refused_before_anything_is_created() {
+    let fake = Fake::start().await;
+    let mut config = KubernetesConfig::new("sandboxes", "sandpit:1");
+    config.gvisor_runtime_class = None;
+    let planner = SpecPlanner::new(Arc::new(|_: &SandboxSpec| Ok("img".to_owned())));
+    let rt = KubernetesRuntime::new(
+        fake.client(),
+        config,
+        planner,
+        tokio::runtime::Handle::current(),
+    );
+    let r = rt.clone();
+    let err = blocking(move || r.start(&spec(ID, Isolation::Gvisor)))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("RuntimeClass"), "{err}");
+
+    let mut host = spec("host-1", Isolation::Namespaces);
+    host.mounts = vec![MountSpec::Bind {
+        source: "/usr".into(),
+        destination: "/usr".into(),
+        readonly: true,
+    }];
+    let r = rt.clone();
+    let err = blocking(move || r.start(&host)).await.expect_err("refused");
+    assert!(err.to_string().contains("host path"), "{err}");
+    assert!(fake.created("pods").is_empty());
+    assert!(fake.created("secrets").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_and_cleanup_follow_the_cluster() {
+    let fake = Fake::start().await;
+    let rt = runtime(&fake);
+    let other = "0a0a0a0a-0000-4000-8000-000000000002";
+    let r = rt.clone();
+    blocking(move || {
+        r.start(&spec(ID, Isolation::Namespaces))?;
+        r.start(&spec(other, Isolation::Namespaces))
+    })
+    .await
+    .expect("started");
+    let r = rt.clone();
+    let mut running: Vec<String> = blocking(move || r.running())
+        .await
+        .expect("running")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    running.sort();
+    assert_eq!(running, [other.to_owned(), ID.to_owned()]);
+
+    let r = rt.clone();
+    let keep = vec![ID.to_owned()];
+    let swept = blocking(move || r.cleanup(&keep)).await.expect("cleanup");
+    assert_eq!(swept, [other.to_owned()]);
+    assert_eq!(fake.live_names("pods"), [format!("sandbox-{ID}")]);
+    assert_eq!(fake.live_names("secrets"), [format!("sandbox-{ID}")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pod_watch_reports_a_sandbox_whose_pod_ended() {
+    let fake = Fake::start().await;
+    let rt = runtime(&fake);
+    let r = rt.clone();
+    blocking(move || r.start(&spec(ID, Isolation::Namespaces)))
+        .await
+        .expect("started");
+    let mut exits = sandpit_kubernetes::watch::exits(fake.client(), "sandboxes");
+    // Let the watch start, then the kubelet reports the agent dead.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fake.set_phase(&format!("sandbox-{ID}"), "Failed");
+    let exit = tokio::time::timeout(Duration::from_secs(5), exits.recv())
+        .await
+        .expect("in time")
+        .expect("an exit");
+    assert_eq!(exit.id, ID);
+    assert_eq!(exit.how, "Failed");
+}
