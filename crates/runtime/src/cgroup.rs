@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -111,8 +112,23 @@ fn v2_swap_accounting(mounts: &[mountinfo::MountEntry]) -> bool {
 }
 
 /// Mount points of every cgroup hierarchy (v1 controllers, named v1
-/// hierarchies, v2).
+/// hierarchies, v2), read once per process: they do not move while Sandpit
+/// runs, and `/proc/self/mountinfo` of the runtime helpers lists every
+/// sandbox's mounts (~7 each), so reading it on every start and stop made
+/// each one cost more the more sandboxes ran.
 pub fn hierarchies() -> Vec<PathBuf> {
+    static FOUND: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    if let Some(found) = FOUND.get() {
+        return found.clone();
+    }
+    let found = read_hierarchies();
+    if found.is_empty() {
+        return found;
+    }
+    FOUND.get_or_init(|| found).clone()
+}
+
+fn read_hierarchies() -> Vec<PathBuf> {
     let mounts = mountinfo::read_self().unwrap_or_default();
     let mut seen = HashSet::new();
     mounts
