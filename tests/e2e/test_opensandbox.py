@@ -410,7 +410,7 @@ def test_errors(server):
         other_port = httpx.get(f"{base}/{sandbox.id}/endpoints/8000", headers=os_headers(server)).json()
         assert_error(httpx.get(f"http://{ep['endpoint']}/ping", headers=other_port["headers"]), 401)
         assert_error(
-            httpx.post(f"http://{ep['endpoint']}/code/context", headers=ep["headers"], json={"language": "python"}),
+            httpx.post(f"http://{ep['endpoint']}/code/context", headers=ep["headers"], json={"language": "java"}),
             501,
             "NOT_IMPLEMENTED",
         )
