@@ -161,11 +161,14 @@ async fn image_ref(state: &AppState, caller: &Caller, uri: &str) -> Result<Image
             }
         }
     }
+    // Tagged `latest`, so that the bare name finds it again (a bare name
+    // is `name:latest`, else the newest untagged snapshot; the image's own
+    // tag is part of the name already).
     let request = CreateSnapshotRequest {
         name,
         docker_image: uri.to_owned(),
         fs_capacity_bytes: None,
-        tag: None,
+        tag: Some("latest".into()),
         registry_id: None,
         run_config: None,
     };
