@@ -114,7 +114,7 @@ fn free_bytes(dir: &Path) -> Option<u64> {
         at = at.parent()?.to_path_buf();
     }
     let stat = nix::sys::statvfs::statvfs(&at).ok()?;
-    Some(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+    Some(stat.blocks_available().saturating_mul(stat.fragment_size()))
 }
 
 /// Mount point of the cgroup2 hierarchy, if mounted.
