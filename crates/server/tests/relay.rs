@@ -88,6 +88,20 @@ impl Runtime for FakeRuntime {
     fn cleanup(&self, _: &[String]) -> Result<Vec<String>, RuntimeError> {
         Ok(Vec::new())
     }
+    /// Fixed numbers for a running sandbox, none for another.
+    fn usage(&self, id: &str) -> Result<Option<sandpit_runtime::Usage>, RuntimeError> {
+        Ok(self
+            .running
+            .lock()
+            .unwrap()
+            .contains_key(id)
+            .then_some(sandpit_runtime::Usage {
+                cpu_usec: 1_500_000,
+                memory_bytes: 4096,
+                memory_peak_bytes: Some(8192),
+                processes: 2,
+            }))
+    }
 }
 
 async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
@@ -415,5 +429,42 @@ async fn errors_have_the_api_shape() {
             "{method} {uri}: {body}"
         );
     }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_is_the_runtimes_per_tenant_and_metrics_need_the_admin_key() {
+    let dir = temp_dir();
+    let state = state(&dir, 1 << 20).await;
+    let probes = Arc::new(sandpit_server::health::Probes {
+        runtime: state.sandboxes.runtime(),
+        egress: None,
+    });
+    let router = app(state).layer(axum::Extension(probes));
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/api/v2/sandboxes/boxes",
+        Some(KEY),
+        Some(json!({"name": "used"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let uri = "/api/v2/sandboxes/boxes/used/usage";
+    let (status, usage) = call(&router, "GET", uri, Some(KEY), None).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(usage["running"], true);
+    assert_eq!(usage["cpu_seconds"], 1.5);
+    assert_eq!(usage["memory_bytes"], 4096);
+    assert_eq!(usage["memory_peak_bytes"], 8192);
+    assert_eq!(usage["processes"], 2);
+    let (status, _) = call(&router, "GET", uri, Some(OTHER_KEY), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&router, "GET", uri, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&router, "GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&router, "GET", "/metrics", Some(OTHER_KEY), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -169,6 +169,11 @@ impl Sandboxes {
         &self.defaults
     }
 
+    /// The runtime backend (for probes and usage).
+    pub fn runtime(&self) -> Arc<dyn Runtime> {
+        self.runtime.clone()
+    }
+
     fn sandbox_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.locks).entry(id.to_owned()).or_default().clone()
     }
