@@ -77,6 +77,9 @@ enum Command {
     Template(commands::template::TemplateArgs),
     /// Workspace secrets for egress header injection: set, list, delete.
     Secrets(commands::secrets::SecretsArgs),
+    /// Dev: the objects the Kubernetes runtime creates (`render --out DIR`).
+    #[command(hide = true)]
+    Kubernetes(commands::kubernetes::KubernetesArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,5 +107,6 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => commands::run(commands::snapshot::run(args)),
         Command::Template(args) => commands::run(commands::template::run(args)),
         Command::Secrets(args) => commands::secrets::run(args),
+        Command::Kubernetes(args) => commands::run(async { commands::kubernetes::run(args) }),
     }
 }
