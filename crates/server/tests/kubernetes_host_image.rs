@@ -123,6 +123,9 @@ async fn the_host_image_is_a_422_on_kubernetes() {
     // (This runtime fails every start, which the API reports as
     // SandboxCreationFailed.)
     let (status, body, starts) = create(true).await;
-    assert_ne!(body["detail"]["error"], "ValidationError", "{status} {body}");
+    assert_ne!(
+        body["detail"]["error"], "ValidationError",
+        "{status} {body}"
+    );
     assert_eq!(starts, 1, "{status} {body}");
 }

@@ -77,7 +77,10 @@ async fn admit(store: Store, tenant: String, name: String, max: i64) -> bool {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let admitted = usage.sandboxes < max;
     if admitted {
-        store.insert_sandbox(&sandbox(&tenant, &name)).await.unwrap();
+        store
+            .insert_sandbox(&sandbox(&tenant, &name))
+            .await
+            .unwrap();
     }
     lock.release().await.unwrap();
     admitted
@@ -95,7 +98,12 @@ async fn admissions_for_a_tenant_are_serialised_across_processes() {
     let mut tasks = Vec::new();
     for i in 0..12 {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.push(tokio::spawn(admit(store, tenant.clone(), format!("s{i}"), 3)));
+        tasks.push(tokio::spawn(admit(
+            store,
+            tenant.clone(),
+            format!("s{i}"),
+            3,
+        )));
     }
     let mut admitted = 0;
     for task in tasks {
@@ -162,7 +170,10 @@ async fn shared_keys_first_writer_wins_and_epochs_never_go_down() {
     // A replacement needs the version it read.
     assert!(!store.replace_cluster_key("k", "stale", 0).await.unwrap());
     assert!(store.replace_cluster_key("k", "new", 1).await.unwrap());
-    assert_eq!(store.cluster_key("k").await.unwrap(), Some(("new".into(), 2)));
+    assert_eq!(
+        store.cluster_key("k").await.unwrap(),
+        Some(("new".into(), 2))
+    );
 
     store.record_token_epoch("sb", 3, 100).await.unwrap();
     store.record_token_epoch("sb", 2, 101).await.unwrap();

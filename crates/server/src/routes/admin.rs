@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use sandpit_api::admin::{
-    CreateKeyRequest, CreateTenantRequest, CreatedKeyResponse, KeyListResponse,
-    TenantListResponse, TenantResponse, UpdateTenantRequest,
+    CreateKeyRequest, CreateTenantRequest, CreatedKeyResponse, KeyListResponse, TenantListResponse,
+    TenantResponse, UpdateTenantRequest,
 };
 use serde::Deserialize;
 
