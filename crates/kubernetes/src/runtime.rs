@@ -299,7 +299,17 @@ impl Runtime for KubernetesRuntime {
 
 /// A client from the pod's service account, else the kubeconfig.
 pub async fn connect() -> Result<kube::Client, KubeError> {
+    install_crypto_provider();
     Ok(kube::Client::try_default().await?)
+}
+
+/// Makes ring the process's rustls provider unless one is set. The
+/// workspace links rustls with both ring and aws-lc-rs (oci-client's
+/// reqwest asks for the latter), and then rustls cannot pick one for the
+/// kube client by itself: it panics. Call before building a `kube::Client`.
+pub fn install_crypto_provider() {
+    // An error means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// 32 random bytes, URL-safe base64.

@@ -76,6 +76,7 @@ impl Fake {
     }
 
     pub fn client(&self) -> kube::Client {
+        sandpit_kubernetes::runtime::install_crypto_provider();
         let config = kube::Config::new(self.url.parse().expect("url"));
         kube::Client::try_from(config).expect("client")
     }
