@@ -21,6 +21,9 @@ const LEADER_KEY: i64 = 0x5341_4e44_5049_5431; // "SANDPIT1"
 /// Compete for leadership against the database at `url`; the receiver
 /// says whether this node leads now.
 pub fn spawn(url: String, node: String) -> watch::Receiver<bool> {
+    // Its own connection through `sqlx::any`, which needs the drivers
+    // (`Store::open` installs them too; this does not rely on it).
+    sqlx::any::install_default_drivers();
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         loop {
