@@ -21,7 +21,10 @@ from langsmith.sandbox import (
 def detail(resp: httpx.Response) -> dict:
     body = resp.json()
     assert set(body) == {"detail"}, body
-    assert set(body["detail"]) == {"error", "message"}, body
+    # The LangSmith shape, plus the id of the request (also in the
+    # `x-request-id` header) to find it in the server's log.
+    assert set(body["detail"]) == {"error", "message", "request_id"}, body
+    assert body["detail"]["request_id"] == resp.headers["x-request-id"], body
     assert body["detail"]["message"], body
     return body["detail"]
 
