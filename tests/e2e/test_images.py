@@ -367,8 +367,10 @@ def test_other_tenants_see_nothing(srv, client, bb_snapshot):
     assert client.get_snapshot(bb_snapshot.id).status == "ready"
 
 
-def test_fs_capacity_is_enforced(client, srv, bb_snapshot):
-    sb = client.create_sandbox(snapshot_id=bb_snapshot.id, fs_capacity_bytes=32 << 20, name="small-disk")
+def test_fs_capacity_is_enforced(client, srv, busybox, bb_snapshot):
+    # A sandbox gets its snapshot's capacity and cannot ask for less.
+    small = client.create_snapshot("bb-small", docker_image=busybox, fs_capacity_bytes=32 << 20)
+    sb = client.create_sandbox(snapshot_id=small.id, name="small-disk")
     try:
         result = sb.run("dd if=/dev/zero of=/big bs=1M count=64")
         assert result.exit_code != 0

@@ -133,7 +133,8 @@ impl Snapshots {
     }
 
     /// A caller's snapshot by id, `name:tag` or bare name (`name:latest`,
-    /// else the newest ready untagged snapshot of that name).
+    /// else the newest ready untagged snapshot of that name, else the
+    /// newest ready one).
     pub async fn get(&self, caller: &Caller, reference: &str) -> Result<SnapshotRow, ApiError> {
         let tenant = &caller.tenant_id;
         let found = match SnapshotRef::parse(reference) {
@@ -144,7 +145,16 @@ impl Snapshots {
             SnapshotRef::Name(name) => {
                 match self.store.snapshot_by_tag(tenant, &name, "latest").await? {
                     Some(row) => Some(row),
-                    None => self.store.newest_ready_snapshot(tenant, &name).await?,
+                    None => match self.store.newest_ready_snapshot(tenant, &name).await? {
+                        Some(row) => Some(row),
+                        // Only tagged ones (e.g. with their image's tag,
+                        // which is Sandpit's default): the newest of them.
+                        None => {
+                            self.store
+                                .newest_ready_snapshot_any_tag(tenant, &name)
+                                .await?
+                        }
+                    },
                 }
             }
         };

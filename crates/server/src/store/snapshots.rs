@@ -105,6 +105,22 @@ impl Store {
         .await?)
     }
 
+    /// The newest ready snapshot called `name`, tagged or not.
+    pub async fn newest_ready_snapshot_any_tag(
+        &self,
+        tenant_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<SnapshotRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM snapshots WHERE tenant_id = $1 AND name = $2 \
+             AND status = 'ready' ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// The newest ready snapshot called `name` that no tag points at.
     pub async fn newest_ready_snapshot(
         &self,
