@@ -8,10 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod gc;
 pub mod pull;
+pub mod stats;
 pub mod store;
 pub mod unpack;
 
 pub use config::ImageConfig;
+pub use gc::{GcOptions, GcReport};
 pub use pull::{registry_of, Credentials, PullError, Puller, PullerConfig};
 pub use store::{ImageRecord, LayerStore, StoreError};

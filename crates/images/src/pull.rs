@@ -157,7 +157,8 @@ impl Puller {
             .clone();
         let result = cell
             .get_or_init(|| async {
-                match credentials {
+                let started = std::time::Instant::now();
+                let result = match credentials {
                     Some(c) => {
                         let auth = RegistryAuth::Basic(c.username.clone(), c.password.clone());
                         let client = new_client(&self.config);
@@ -167,7 +168,9 @@ impl Puller {
                         let auth = self.auth(&reference);
                         self.pull_now(&self.client, image, &reference, auth).await
                     }
-                }
+                };
+                crate::stats::record_pull(result.is_ok(), started.elapsed());
+                result
             })
             .await
             .clone();
@@ -197,6 +200,12 @@ impl Puller {
             .pull_manifest_and_config(reference, &auth)
             .await
             .map_err(|e| classify(image, e))?;
+        // Pinned until the pull ends: garbage collection keeps the image and
+        // its layers, whether present already or being fetched.
+        let _pins: Vec<_> = std::iter::once(&digest)
+            .chain(manifest.layers.iter().map(|l| &l.digest))
+            .map(|d| self.store.pin(d))
+            .collect();
         if let Some(record) = self
             .store
             .image(&digest)

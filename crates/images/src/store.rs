@@ -11,10 +11,12 @@
 //! afterwards and is shared read-only by every sandbox as an overlay lower
 //! directory.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +51,7 @@ pub enum StoreError {
     Unpack(#[from] UnpackError),
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_owned(),
         source,
@@ -70,6 +72,31 @@ pub fn digest_key(digest: &str) -> Result<String, StoreError> {
 pub struct LayerStore {
     root: PathBuf,
     tmp_seq: AtomicU64,
+    /// Digests (images and layers) a pull in flight uses: garbage
+    /// collection never removes them ([`LayerStore::pin`]). The collector
+    /// holds this lock while it decides on and moves out each entry.
+    pub(crate) pins: Mutex<HashMap<String, usize>>,
+    /// One collection at a time.
+    pub(crate) gc_lock: Mutex<()>,
+}
+
+/// Keeps a digest from garbage collection while it lives.
+#[derive(Debug)]
+pub struct Pin {
+    store: Arc<LayerStore>,
+    digest: String,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut pins = self.store.pins.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = pins.get_mut(&self.digest) {
+            *count -= 1;
+            if *count == 0 {
+                pins.remove(&self.digest);
+            }
+        }
+    }
 }
 
 impl LayerStore {
@@ -86,7 +113,26 @@ impl LayerStore {
         Ok(Self {
             root: root.to_owned(),
             tmp_seq: AtomicU64::new(0),
+            pins: Mutex::default(),
+            gc_lock: Mutex::default(),
         })
+    }
+
+    /// Keep `digest` (an image's or a layer's) from garbage collection until
+    /// the returned guard is dropped. Pin before checking whether it is
+    /// present: a collection either ran before (and the check sees it
+    /// gone) or sees the pin.
+    pub fn pin(self: &Arc<Self>, digest: &str) -> Pin {
+        *self
+            .pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(digest.to_owned())
+            .or_default() += 1;
+        Pin {
+            store: self.clone(),
+            digest: digest.to_owned(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -189,7 +235,10 @@ impl LayerStore {
     }
 }
 
-fn remove_any(path: &Path) -> io::Result<()> {
+/// Remove `path` (a directory tree, a file or a link) without following
+/// any symbolic link: `remove_dir_all` walks with `openat`/`unlinkat` and
+/// `O_NOFOLLOW`.
+pub(crate) fn remove_any(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),
         Ok(_) => fs::remove_file(path),
