@@ -318,6 +318,30 @@ def test_a_pool_claimed_through_both_replicas_never_hands_out_one_member_twice(c
     assert r.status_code in (200, 204), r.text
 
 
+def test_opensandbox_sdk_through_the_replica_that_does_not_run_the_sandbox(cluster):
+    """The OpenSandbox SDK pointed at "b": lifecycle calls and execd
+    (commands, files) reach the sandbox on "a"."""
+    from opensandbox import SandboxSync
+    from opensandbox.config import ConnectionConfigSync
+
+    a, b, _ = cluster
+    _, key = new_tenant(a.srv, "osb")
+    sandbox = SandboxSync.create("host", connection_config=ConnectionConfigSync(domain=b.endpoint, api_key=key))
+    try:
+        assert (a.data_dir / "sandboxes" / sandbox.id).exists(), "placed on a"
+        assert sandbox.commands.run("echo via-b").logs.stdout[0].text.strip() == "via-b"
+        sandbox.files.write_file("/tmp/os.txt", "from b")
+        assert sandbox.files.read_file("/tmp/os.txt") == "from b"
+        sandbox.pause()
+        resumed = SandboxSync.resume(sandbox.id, connection_config=ConnectionConfigSync(domain=b.endpoint, api_key=key))
+        assert resumed.files.read_file("/tmp/os.txt") == "from b"
+        assert resumed.get_info().status.state == "Running"
+    finally:
+        sandbox.kill()
+        sandbox.close()
+    assert not (a.data_dir / "sandboxes" / sandbox.id).exists()
+
+
 def test_the_leader_killed_hands_its_duties_over(cluster):
     a, b, database = cluster
     _, key = new_tenant(a.srv, "leader")

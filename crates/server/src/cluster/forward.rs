@@ -1,5 +1,7 @@
-//! Data-plane requests (`/dataplane/{id}/...`, the console terminal and
-//! service URLs) for a sandbox another replica runs are proxied to
+//! Data-plane requests (`/dataplane/{id}/...`, the console terminal,
+//! service URLs, and every OpenSandbox route of one sandbox,
+//! `/v1/sandboxes/{id}/...`: its lifecycle and execd answer from the
+//! owner's live state) for a sandbox another replica runs are proxied to
 //! that replica as they came (method, path, headers with the caller's
 //! credentials, streamed body, WebSocket upgrades): the owner
 //! authenticates the caller and relays to the sandbox itself, so this
@@ -24,7 +26,8 @@ pub const FORWARDED_BY: &str = "x-sandpit-forwarded-by";
 pub fn sandbox_of(path: &str) -> Option<&str> {
     let rest = path
         .strip_prefix("/dataplane/")
-        .or_else(|| path.strip_prefix("/console-terminal/"))?;
+        .or_else(|| path.strip_prefix("/console-terminal/"))
+        .or_else(|| path.strip_prefix("/v1/sandboxes/"))?;
     let id = rest.split('/').next().filter(|id| !id.is_empty())?;
     uuid::Uuid::parse_str(id).is_ok().then_some(id)
 }
@@ -131,6 +134,9 @@ mod tests {
         assert_eq!(sandbox_of(&format!("/dataplane/{id}")), Some(id));
         assert_eq!(sandbox_of(&format!("/dataplane/{id}/execute/ws")), Some(id));
         assert_eq!(sandbox_of(&format!("/console-terminal/{id}")), Some(id));
+        assert_eq!(sandbox_of(&format!("/v1/sandboxes/{id}")), Some(id));
+        assert_eq!(sandbox_of(&format!("/v1/sandboxes/{id}/execd/ping")), Some(id));
+        assert_eq!(sandbox_of("/v1/sandboxes"), None);
         assert_eq!(sandbox_of("/dataplane/not-an-id/x"), None);
         assert_eq!(sandbox_of(&format!("/api/v2/sandboxes/boxes/{id}")), None);
         assert_eq!(sandbox_of("/dataplane/"), None);
