@@ -107,7 +107,10 @@ pub struct CreateSandboxRequest {
     /// Resuming a snapshot's memory: not implemented, only `false` is
     /// accepted.
     pub restore_memory: Option<bool>,
-    /// API access for code in the sandbox: not implemented, refused.
+    /// API access for code in the sandbox, as the creator:
+    /// `{"mode": "EXPLICIT", "permissions": ["sandboxes:read", ...]}`
+    /// (validated by the server, which names what is wrong; returned as
+    /// stored).
     pub access_delegation: Option<Value>,
     /// Every other field. The `/boxes` route refuses those it does not
     /// implement (422 naming the field); internal callers use it to store

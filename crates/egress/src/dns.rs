@@ -81,7 +81,21 @@ async fn answer<L: Lookup>(
     reply.metadata.recursion_desired = request.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
     reply.add_query(question.clone());
-    if policy.check_name(host).is_err() {
+    // Sandpit's own API: only for a sandbox with an access_delegation grant.
+    let delegated = host.eq_ignore_ascii_case(crate::delegate::HOST);
+    if delegated {
+        match lookup.delegation(&policy).await {
+            None => reply.metadata.response_code = ResponseCode::NXDomain,
+            Some(_) if question.query_type() == RecordType::A => {
+                reply.add_answer(Record::from_rdata(
+                    question.name().clone(),
+                    TTL,
+                    RData::A(A(SENTINEL)),
+                ));
+            }
+            Some(_) => {}
+        }
+    } else if policy.check_name(host).is_err() {
         reply.metadata.response_code = ResponseCode::NXDomain;
     } else if question.query_type() == RecordType::A {
         let address = match (direct, seen, peer.ip()) {

@@ -256,6 +256,10 @@ async fn forward<L: Lookup>(
             "Sandpit egress: request without a Host".into(),
         );
     }
+    if host.as_deref() == Some(crate::delegate::HOST) {
+        let grant = ctx.lookup.delegation(policy).await;
+        return crate::delegate::forward(req, port, grant).await;
+    }
     if let Err(denial) = policy.check_port(host.as_deref(), ip, port) {
         return denied(&name, denial);
     }

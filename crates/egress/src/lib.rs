@@ -35,6 +35,7 @@
 
 pub mod ca;
 pub mod callback;
+pub mod delegate;
 pub mod dial;
 pub mod direct;
 pub mod dns;
@@ -77,6 +78,11 @@ pub trait Lookup: Send + Sync + 'static {
     /// A count of policy changes (any sandbox's): open connections read
     /// their policy again when it moves, so an update applies to them too.
     fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// The `access_delegation` grant of the sandbox `policy` is of, with a
+    /// fresh token ([`delegate`]); none: the sandbox may not call the API.
+    fn delegation(&self, _policy: &Policy) -> impl Future<Output = Option<delegate::Grant>> + Send {
+        async { None }
+    }
 }
 
 /// What every listener shares.

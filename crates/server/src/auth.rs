@@ -316,6 +316,17 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // A delegated request (access_delegation) was authorised, route and
+        // permission included, by `crate::delegation::layer`; one that did
+        // not pass through it is refused rather than read as a key request.
+        if let Some(crate::delegation::Delegated(caller)) = parts.extensions.get() {
+            return Ok(caller.clone());
+        }
+        if parts.headers.contains_key(crate::delegation::HEADER) {
+            return Err(ApiError::Forbidden(
+                "Delegated access (access_delegation) cannot call this route".into(),
+            ));
+        }
         let key = header(parts, API_KEY_HEADER)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| {

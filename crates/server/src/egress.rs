@@ -33,7 +33,13 @@ impl DirectTable for FirewallRoutes {
 }
 
 /// Looks sandboxes up by the address of their veth end.
-pub struct EgressLookup(pub Arc<Sandboxes>, pub Arc<Secrets>, pub Arc<ServiceKeys>);
+pub struct EgressLookup(
+    pub Arc<Sandboxes>,
+    pub Arc<Secrets>,
+    pub Arc<ServiceKeys>,
+    /// Tokens for sandboxes with an `access_delegation` grant.
+    pub Arc<crate::delegation::Minter>,
+);
 
 /// `sub` of a callback signature, as the SDK's verifier expects it.
 const CALLBACK_SUBJECT: &str = "langsmith-sandbox-callback";
@@ -58,6 +64,11 @@ impl Lookup for EgressLookup {
 
     fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.policy_changes()
+    }
+
+    async fn delegation(&self, policy: &Policy) -> Option<sandpit_egress::delegate::Grant> {
+        let (tenant, sandbox) = (policy.tenant.as_deref()?, policy.sandbox.as_deref()?);
+        self.3.grant(tenant, sandbox).await
     }
 
     async fn secret(&self, tenant: &str, name: &str) -> Option<String> {

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod delegation;
 pub mod egress;
 pub mod error;
 pub mod gateway;
@@ -253,6 +254,12 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
                     sandboxes.clone(),
                     secrets,
                     state.service_keys.clone(),
+                    Arc::new(delegation::Minter::new(
+                        state.store.clone(),
+                        state.config.data_dir.clone(),
+                        addr,
+                        state.config.tls.is_some(),
+                    )),
                 )),
             )
             .await

@@ -34,8 +34,10 @@ pub async fn create(
     Body(req): Body<CreateSandboxRequest>,
 ) -> Result<Response, ApiError> {
     validate::refuse_unimplemented(&req)?;
+    crate::delegation::refuse_redelegation(&headers, req.access_delegation.as_ref())?;
     let spec = validate::create_spec(req, state.sandboxes.defaults())?;
     let row = state.sandboxes.create(&caller, spec).await?;
+    crate::delegation::record(&state.store, &caller, &row).await?;
     let mut response = render(&state, &headers, &row)?;
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)

@@ -147,6 +147,11 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::console::router())
         .route(crate::cluster::rpc::PATH, post(crate::cluster::rpc::serve))
         .fallback(not_found)
+        // Delegated requests (access_delegation) are authorised here.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::delegation::layer,
+        ))
         .layer(axum::middleware::map_response(error_bodies))
         // Outermost: service hosts and paths never reach the API routes.
         .layer(axum::middleware::from_fn_with_state(

@@ -179,6 +179,7 @@ impl Sandboxes {
         let rule_vars = super::egress_env::rule_variables(row.proxy_config.as_deref());
         for (k, v) in rule_vars
             .into_iter()
+            .chain(super::egress_env::delegation_variables(&row.extra))
             .chain(run_config.env_vars.unwrap_or_default())
         {
             env.retain(|(name, _)| *name != k);

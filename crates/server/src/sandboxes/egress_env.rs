@@ -44,6 +44,20 @@ pub fn rule_variables(proxy_config: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// For a sandbox with an `access_delegation` grant: the LangSmith SDKs'
+/// endpoint, Sandpit's API by the name the egress proxy answers for it
+/// (`crate::delegation`). No key: the proxy adds the credential. Applied
+/// when the sandbox boots; `run_config.env_vars` may override.
+pub fn delegation_variables(extra: &str) -> Vec<(String, String)> {
+    if crate::delegation::Grant::of_extra(extra).is_none() {
+        return Vec::new();
+    }
+    let endpoint = format!("http://{}", crate::delegation::HOST);
+    ["LANGSMITH_ENDPOINT", "LANGCHAIN_ENDPOINT"]
+        .map(|k| (k.to_owned(), endpoint.clone()))
+        .into()
+}
+
 /// Environment variables (a sandbox's `run_config.env_vars` may override).
 pub fn variables() -> [(&'static str, &'static str); 11] {
     [
@@ -80,5 +94,19 @@ mod tests {
         );
         assert!(rule_variables(None).is_empty());
         assert!(rule_variables(Some("not json")).is_empty());
+    }
+
+    #[test]
+    fn a_grant_points_the_sdks_at_the_api_name_and_nothing_else_does() {
+        let with =
+            r#"{"access_delegation": {"mode": "EXPLICIT", "permissions": ["sandboxes:read"]}}"#;
+        let vars = delegation_variables(with);
+        assert!(vars.contains(&(
+            "LANGSMITH_ENDPOINT".into(),
+            "http://sandpit.internal".into()
+        )));
+        assert!(vars.iter().all(|(k, _)| !k.contains("KEY")));
+        assert!(delegation_variables(r#"{"isolation": "namespaces"}"#).is_empty());
+        assert!(delegation_variables("not json").is_empty());
     }
 }

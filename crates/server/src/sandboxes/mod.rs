@@ -264,7 +264,11 @@ impl Sandboxes {
         };
         if let Some(template) = row.template_name.as_deref() {
             // A warm member booted without the request's mounts.
-            if !crate::store::is_warm_name(&row.name) && !crate::mounts::has_mounts(&spec.extra) {
+            // Nor with an access_delegation grant (its environment is set at boot).
+            if !crate::store::is_warm_name(&row.name)
+                && !crate::mounts::has_mounts(&spec.extra)
+                && !spec.extra.contains_key(crate::delegation::FIELD)
+            {
                 if let Some(claimed) = self.claim_warm(template, &row).await? {
                     return Ok(claimed);
                 }

@@ -237,13 +237,6 @@ pub fn refuse_unimplemented(req: &CreateSandboxRequest) -> Result<(), ApiError> 
                 .into(),
         ));
     }
-    if req.access_delegation.as_ref().is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::Validation(
-            "access_delegation is not supported: code in a Sandpit sandbox cannot call the \
-             API as its creator; omit it (or pass an API key to the sandbox yourself)"
-                .into(),
-        ));
-    }
     match req
         .extra
         .keys()
@@ -295,6 +288,12 @@ pub fn create_spec(req: CreateSandboxRequest, defaults: &Defaults) -> Result<Cre
         validate_tag_value_ids(&ids)?;
         // Stored with the sandbox and returned as is (labels-like).
         extra.insert("tag_value_ids".into(), Value::from(ids));
+    }
+    if let Some(grant) = req.access_delegation.as_ref().filter(|v| !v.is_null()) {
+        // Stored and returned normalised; recorded with the creating key
+        // by `crate::delegation::record`.
+        let grant = crate::delegation::Grant::parse(grant)?;
+        extra.insert(crate::delegation::FIELD.into(), grant.to_json());
     }
     let isolation = isolation(req.isolation.as_deref(), &extra, defaults)?;
     extra.insert("isolation".into(), Value::from(isolation.as_str()));
@@ -542,10 +541,6 @@ mod tests {
                 serde_json::json!({"restore_memory": true}),
                 "restore_memory",
             ),
-            (
-                serde_json::json!({"access_delegation": {"mode": "INHERIT"}}),
-                "access_delegation",
-            ),
             (serde_json::json!({"size_class": "small"}), "size_class"),
         ] {
             let err = refuse_unimplemented(&wire(body)).unwrap_err();
@@ -562,6 +557,40 @@ mod tests {
             "tag_value_ids": ["tv-1"],
         }));
         assert!(refuse_unimplemented(&fine).is_ok());
+    }
+
+    #[test]
+    fn access_delegation_is_stored_normalised_and_bad_grants_are_refused() {
+        let d = Defaults::default();
+        let body = serde_json::json!({"access_delegation":
+            {"mode": "EXPLICIT", "permissions": ["sandboxes:read", "sandboxes:read"]}});
+        let spec = create_spec(wire(body), &d).unwrap();
+        assert_eq!(
+            spec.extra["access_delegation"],
+            serde_json::json!({"mode": "EXPLICIT", "permissions": ["sandboxes:read"]})
+        );
+        for (grant, says) in [
+            (serde_json::json!({"mode": "INHERIT"}), "INHERIT"),
+            (
+                serde_json::json!({"mode": "EXPLICIT", "permissions": ["root"]}),
+                "'root'",
+            ),
+        ] {
+            let body = serde_json::json!({"access_delegation": grant});
+            let err = create_spec(wire(body), &d).unwrap_err();
+            let ApiError::Validation(message) = err else {
+                panic!("{err:?}");
+            };
+            assert!(
+                message.contains("access_delegation") && message.contains(says),
+                "{message}"
+            );
+        }
+        let none = serde_json::json!({"access_delegation": null});
+        assert!(!create_spec(wire(none), &d)
+            .unwrap()
+            .extra
+            .contains_key("access_delegation"));
     }
 
     #[test]

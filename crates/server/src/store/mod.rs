@@ -8,6 +8,7 @@
 //! and tested on both (`tests/store.rs`).
 
 mod cluster;
+mod delegations;
 mod keys;
 mod pools;
 mod registries;
@@ -23,6 +24,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use cluster::{NodeRow, TicketRow};
+pub use delegations::DelegationRow;
 pub use keys::{ApiKeyRow, QuotaUpdate, TenantLock, TenantRow, Usage};
 pub use pools::{is_warm_name, warm_prefix, PoolRow};
 pub use registries::RegistryRow;
