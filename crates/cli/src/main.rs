@@ -77,6 +77,9 @@ enum Command {
     Template(commands::template::TemplateArgs),
     /// Workspace secrets for egress header injection: set, list, delete.
     Secrets(commands::secrets::SecretsArgs),
+    /// Admin: remove image layers no snapshot, template or sandbox uses
+    /// (after the server's grace period); --dry-run only reports.
+    Gc(commands::gc::GcArgs),
     /// Dev: the objects the Kubernetes runtime creates (`render --out DIR`).
     #[command(hide = true)]
     Kubernetes(commands::kubernetes::KubernetesArgs),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => commands::run(commands::snapshot::run(args)),
         Command::Template(args) => commands::run(commands::template::run(args)),
         Command::Secrets(args) => commands::secrets::run(args),
+        Command::Gc(args) => commands::run(commands::gc::gc(args)),
         Command::Kubernetes(args) => commands::run(async { commands::kubernetes::run(args) }),
     }
 }

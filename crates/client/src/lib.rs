@@ -57,6 +57,7 @@
 mod escape;
 mod exec;
 mod files;
+mod gc;
 mod http_client;
 mod pools;
 mod service_url;

@@ -24,6 +24,7 @@ pub fn action(method: &Method, route: &str) -> Option<&'static str> {
         ("POST", "/admin/keys") => "key.create",
         ("DELETE", "/admin/keys/{id}") => "key.revoke",
         ("POST", "/admin/service-keys/rotate") => "service_keys.rotate",
+        ("POST", "/admin/gc") => "layers.gc",
         ("PUT", "/workspaces/current/secrets/{key}") => "secret.upsert",
         ("DELETE", "/workspaces/current/secrets/{key}") => "secret.delete",
         _ => return None,

@@ -116,6 +116,8 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Serve HTTPS with this certificate and key (reloaded on SIGHUP).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Garbage collection of the layer store.
+    pub gc: crate::gc::GcConfig,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +143,7 @@ impl Default for ServerConfig {
             cluster: None,
             metrics_listen: None,
             tls: None,
+            gc: crate::gc::GcConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod delegation;
 pub mod egress;
 pub mod error;
 pub mod gateway;
+pub mod gc;
 pub mod health;
 pub mod host_lock;
 pub mod metrics;
@@ -155,10 +156,11 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         None => None,
     };
     let layers_dir = dirs.root().join("oci");
-    let layers =
-        sandpit_images::LayerStore::open(&layers_dir).context("opening the layer store")?;
+    let layers = Arc::new(
+        sandpit_images::LayerStore::open(&layers_dir).context("opening the layer store")?,
+    );
     let puller = Arc::new(sandpit_images::Puller::new(
-        Arc::new(layers),
+        layers.clone(),
         config.registries.clone(),
     ));
     let snapshots = Arc::new(snapshots::Snapshots::new(store.clone(), puller));
@@ -283,6 +285,11 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         state.config.reconcile_interval,
         cluster.clone(),
     ));
+    let collector = tokio::spawn(gc::periodic(
+        store.clone(),
+        layers.clone(),
+        state.config.gc,
+    ));
     let reconciler = tokio::spawn(reconcile(
         sandboxes.clone(),
         state.config.reconcile_interval,
@@ -331,6 +338,7 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         metrics_server.abort();
     }
     reconciler.abort();
+    collector.abort();
     pools.abort();
     if let Some(node) = node {
         node.abort();

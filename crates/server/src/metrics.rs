@@ -89,7 +89,11 @@ pub struct Metrics {
     bytes: Family<BytesLabels, Counter>,
     tunnel_bytes: Counter,
     image_pulls: Family<OutcomeLabel, Counter>,
+    image_pull_seconds: Histograms<OutcomeLabel>,
     layer_store_bytes: Gauge,
+    layer_gc_runs: Counter,
+    layer_gc_removed: Family<KindLabel, Counter>,
+    layer_gc_freed_bytes: Counter,
     sandboxes: Family<SandboxLabels, Gauge>,
     runtime_queue: Gauge,
     database_seconds: Histogram,
@@ -156,11 +160,35 @@ impl Metrics {
             "Image pulls from registries by outcome",
             image_pulls.clone(),
         );
+        let image_pull_seconds: Histograms<OutcomeLabel> = Family::new_with_constructor(seconds);
+        registry.register(
+            "image_pull_seconds",
+            "Duration of image pulls (snapshots and templates; a caller joining a running pull not counted)",
+            image_pull_seconds.clone(),
+        );
         let layer_store_bytes = Gauge::default();
         registry.register(
             "layer_store_bytes",
             "Bytes of image layers kept in the data dir",
             layer_store_bytes.clone(),
+        );
+        let layer_gc_runs = Counter::default();
+        registry.register(
+            "layer_gc_runs",
+            "Garbage collections of the layer store (dry runs included)",
+            layer_gc_runs.clone(),
+        );
+        let layer_gc_removed = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "layer_gc_removed",
+            "Entries garbage collection removed from the layer store: kind=image (records) or layer",
+            layer_gc_removed.clone(),
+        );
+        let layer_gc_freed_bytes = Counter::default();
+        registry.register(
+            "layer_gc_freed_bytes",
+            "Bytes of layer files garbage collection removed",
+            layer_gc_freed_bytes.clone(),
         );
         let sandboxes = Family::<SandboxLabels, Gauge>::default();
         registry.register(
@@ -209,7 +237,11 @@ impl Metrics {
             bytes,
             tunnel_bytes,
             image_pulls,
+            image_pull_seconds,
             layer_store_bytes,
+            layer_gc_runs,
+            layer_gc_removed,
+            layer_gc_freed_bytes,
             sandboxes,
             runtime_queue,
             database_seconds,
@@ -272,6 +304,32 @@ impl Metrics {
         self.image_pulls
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
+    }
+
+    /// Pulls the puller recorded since the last scrape, into the histogram.
+    fn take_pulls(&self) {
+        for (ok, took) in sandpit_images::stats::take_pulls() {
+            let outcome = if ok { "ok" } else { "error" };
+            self.image_pull_seconds
+                .get_or_create(&OutcomeLabel { outcome })
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// A garbage collection of the layer store ran (dry runs remove
+    /// nothing and count only as a run).
+    pub fn layer_gc(&self, report: &sandpit_images::GcReport) {
+        self.layer_gc_runs.inc();
+        if report.dry_run {
+            return;
+        }
+        self.layer_gc_removed
+            .get_or_create(&KindLabel { kind: "image" })
+            .inc_by(report.images_removed);
+        self.layer_gc_removed
+            .get_or_create(&KindLabel { kind: "layer" })
+            .inc_by(report.layers_removed);
+        self.layer_gc_freed_bytes.inc_by(report.bytes_freed);
     }
 
     /// A database query took `took`.
@@ -364,6 +422,7 @@ pub async fn scrape(
         }
     }
     refresh_process(metrics);
+    metrics.take_pulls();
     match metrics.encode() {
         Ok(text) => (
             [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],

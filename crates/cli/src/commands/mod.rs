@@ -7,6 +7,7 @@ pub mod connect;
 pub mod cp;
 pub mod doctor;
 pub mod exec;
+pub mod gc;
 pub mod kubernetes;
 pub mod parse;
 pub mod progress;

@@ -156,6 +156,14 @@ pub struct ServeArgs {
     /// per line.
     #[arg(long, env = "SANDPIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Garbage-collect the layer store every this many seconds: image
+    /// layers no snapshot, template or sandbox uses (0: only `sandpit gc`).
+    #[arg(long, env = "SANDPIT_GC_INTERVAL_SECONDS", default_value_t = 600)]
+    pub gc_interval_seconds: u64,
+    /// How long an image or layer must have been unused before garbage
+    /// collection removes it (a pull in progress is never collected).
+    #[arg(long, env = "SANDPIT_GC_GRACE_SECONDS", default_value_t = 3600)]
+    pub gc_grace_seconds: u64,
     /// Test only: divide every retention duration by this factor.
     #[arg(long, default_value_t = 1, hide = true)]
     pub test_time_scale: u32,
@@ -322,6 +330,11 @@ pub(super) fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
                 key: std::path::absolute(key).context("resolving --tls-key")?,
             }),
             _ => None,
+        },
+        gc: sandpit_server::gc::GcConfig {
+            interval: (args.gc_interval_seconds > 0)
+                .then(|| Duration::from_secs(args.gc_interval_seconds)),
+            grace: Duration::from_secs(args.gc_grace_seconds),
         },
     })
 }

@@ -94,3 +94,27 @@ pub async fn revoke_key(
     admin(&state, &caller)?.revoke_key(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Debug, Default, Deserialize)]
+pub struct GcQuery {
+    /// Report what would be removed; remove nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /api/v1/admin/gc`: garbage-collect this server's layer store now
+/// (`crate::gc`); the answer says what was (or would be) removed.
+pub async fn collect_garbage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<GcQuery>,
+) -> Result<Json<sandpit_images::GcReport>, ApiError> {
+    if !caller.is_admin {
+        return Err(ApiError::Forbidden("This needs an admin API key".into()));
+    }
+    let layers = state.sandboxes.snapshots()?.puller().store().clone();
+    let report = crate::gc::collect(&state.store, &layers, state.config.gc.grace, query.dry_run)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(report))
+}

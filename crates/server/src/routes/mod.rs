@@ -97,6 +97,7 @@ fn admin_api() -> Router<AppState> {
         )
         .route("/keys", post(admin::create_key).get(admin::list_keys))
         .route("/keys/{id}", axum::routing::delete(admin::revoke_key))
+        .route("/gc", post(admin::collect_garbage))
         .route("/service-keys/rotate", post(service_url::rotate))
         .route_layer(axum::middleware::from_fn(crate::audit::layer))
 }

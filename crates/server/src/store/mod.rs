@@ -8,6 +8,7 @@
 //! and tested on both (`tests/store.rs`).
 
 mod cluster;
+mod gc;
 mod delegations;
 mod keys;
 mod pools;
