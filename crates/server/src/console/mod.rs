@@ -15,6 +15,8 @@ mod terminal;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 
+use crate::gateway::grants;
+use crate::routes::service_url;
 use crate::state::AppState;
 
 /// Path of the terminal-ticket endpoint (an ordinary authenticated POST).
@@ -27,5 +29,9 @@ pub fn router() -> Router<AppState> {
         .route("/console/{*path}", get(assets::asset))
         .route(TICKETS_PATH, post(terminal::issue))
         .route("/console-terminal/{id}", get(terminal::connect))
+        // Sign-in hop of login-gated service URLs (`gateway::grants`).
+        .route(grants::SIGN_IN_PATH, get(service_url::sign_in_page))
+        .route(grants::SIGN_IN_SCRIPT_PATH, get(service_url::sign_in_script))
+        .route(grants::SERVICE_LOGINS_PATH, post(service_url::service_login))
         .layer(Extension(terminal::Tickets::shared()))
 }

@@ -11,6 +11,7 @@
 pub mod dataplane;
 pub mod fastpath;
 pub mod forwarding;
+pub mod grants;
 mod h1;
 pub mod netns;
 pub mod pool;

@@ -28,7 +28,9 @@ use http::StatusCode;
 
 use super::forwarding::{self, TokenSource};
 use super::relay::{self, Upstream};
-use super::tokens::{Claims, TokenError, AUD_ENDPOINT, AUD_SERVICE};
+use super::grants;
+use super::tokens::{Claims, TokenError, AUD_ENDPOINT, AUD_LOGIN, AUD_SERVICE, AUD_SESSION};
+use crate::store::ServiceGrantRow;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -40,6 +42,9 @@ pub const PATH_PREFIX: &str = "/svc/";
 pub const ENDPOINT_PREFIX: &str = "/sandboxes/";
 /// Path, inside a service, that exchanges `?token=` for the cookie.
 const AUTH_PATH: &str = "/_svc/auth";
+/// Path, inside a service host, that redeems a sign-in ticket for a login
+/// session (`grants`).
+const LOGIN_PATH: &str = "/_svc/login";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Door {
@@ -72,6 +77,11 @@ impl Target {
         self.door == Door::Service && !self.is_path_form() && self.path == AUTH_PATH
     }
 
+    /// `/_svc/login` on a service host, which the gateway answers itself.
+    pub fn is_login(&self) -> bool {
+        self.door == Door::Service && !self.is_path_form() && self.path == LOGIN_PATH
+    }
+
     /// Where this door takes its token from.
     pub fn token_source(&self) -> TokenSource {
         match (self.door, self.is_path_form()) {
@@ -83,7 +93,7 @@ impl Target {
 }
 
 /// `{id}--{port}` → (id, port).
-fn parse_label(label: &str) -> Option<(String, u16)> {
+pub(crate) fn parse_label(label: &str) -> Option<(String, u16)> {
     let (id, port) = label.rsplit_once("--")?;
     let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
     let valid = !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
@@ -172,12 +182,30 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
 
 async fn serve(state: AppState, target: Target, req: Request) -> Result<Response, ApiError> {
     if target.is_token_exchange() {
-        return exchange_token(&state, &target, &req);
+        return exchange_token(&state, &target, req.uri()).await;
     }
-    let claims = authorise(&state, &target, req.headers())?;
+    if target.is_login() {
+        return redeem_ticket(&state, &target, req.uri()).await;
+    }
+    let grant = match target.door {
+        Door::Service => grants::lookup(&state.store, &target.id, target.port).await?,
+        Door::Endpoint => None,
+    };
+    // Who may come in, and who may frame what they get.
+    let (tid, frame_policy) = match &grant {
+        Some(grant) => match session(&state, &target, grant, req.headers()) {
+            Ok(claims) => (claims.tid, Some(grants::frame_ancestors(&grant.origins()))),
+            Err(err) => return sign_in(&target, grant, &req, err),
+        },
+        None => {
+            let claims = authorise(&state, &target, req.headers())?;
+            let policy = (!claims.eo.is_empty()).then(|| grants::frame_ancestors(&claims.eo));
+            (claims.tid, policy)
+        }
+    };
     let pid = state
         .sandboxes
-        .live_pid(&claims.tid, &target.id)
+        .live_pid(&tid, &target.id)
         .ok_or_else(unreachable)?;
     let path_form = target.is_path_form();
     let mut path = target.path;
@@ -202,6 +230,14 @@ async fn serve(state: AppState, target: Target, req: Request) -> Result<Response
             HeaderValue::from_static(forwarding::PATH_FORM_CSP),
         );
     }
+    if let Some(policy) = frame_policy {
+        // Framing is decided by the URL's embed origins, not by the app.
+        let headers = response.headers_mut();
+        headers.remove(header::X_FRAME_OPTIONS);
+        if let Ok(value) = HeaderValue::from_str(&policy) {
+            headers.append(header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     Ok(response)
 }
 
@@ -214,10 +250,25 @@ fn unreachable() -> ApiError {
 fn authorise(state: &AppState, target: &Target, headers: &HeaderMap) -> Result<Claims, ApiError> {
     let token = forwarding::presented_in(target.token_source(), headers)
         .ok_or_else(|| ApiError::Unauthorized("Authentication required".into()))?;
-    check(state, target, token)
+    token_claims(state, target, token)
 }
 
+/// The fast path's gate: a token-mode token for `target` whose responses
+/// need nothing added, on a port known to have no login grant. Anything
+/// else is handed to [`serve`] (the error is not shown to anyone).
 pub(super) fn check(state: &AppState, target: &Target, token: &str) -> Result<Claims, ApiError> {
+    let claims = token_claims(state, target, token)?;
+    let gated = target.door == Door::Service
+        && (target.is_login() || !grants::known_absent(&target.id, target.port));
+    if gated || !claims.eo.is_empty() {
+        return Err(ApiError::Unauthorized("Not for the fast path".into()));
+    }
+    Ok(claims)
+}
+
+/// The claims of a token-mode `token` for `target`: signed by us,
+/// unexpired, unrevoked, for this sandbox and port.
+fn token_claims(state: &AppState, target: &Target, token: &str) -> Result<Claims, ApiError> {
     let aud = match target.door {
         Door::Service => AUD_SERVICE,
         Door::Endpoint => AUD_ENDPOINT,
@@ -240,28 +291,199 @@ pub(super) fn check(state: &AppState, target: &Target, token: &str) -> Result<Cl
 
 /// `/_svc/auth?token=...`: check the token, set it as an HttpOnly cookie
 /// scoped to this host (and mount path), and redirect to the service root.
-fn exchange_token(state: &AppState, target: &Target, req: &Request) -> Result<Response, ApiError> {
-    let token = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .filter(|t| !t.is_empty())
+/// A URL with embed origins is also opened inside a cross-site frame, where
+/// a `SameSite=Lax` cookie is never sent: its cookie is `SameSite=None;
+/// Secure` (browsers accept `Secure` on `*.localhost` over http too) and
+/// `Partitioned`, so it is kept per embedding site where third-party
+/// cookies are blocked.
+async fn exchange_token(
+    state: &AppState,
+    target: &Target,
+    uri: &http::Uri,
+) -> Result<Response, ApiError> {
+    let token = query_param(uri, "token")
         .ok_or_else(|| ApiError::Unauthorized("Authentication required".into()))?;
-    let claims = check(state, target, token)?;
+    let claims = token_claims(state, target, token)?;
+    if let Some(grant) = grants::lookup(&state.store, &target.id, target.port).await? {
+        return Err(ApiError::Unauthorized(format!(
+            "This service is open to signed-in users only (access={}); open its browser_url",
+            grant.access
+        )));
+    }
     let max_age = (claims.exp - chrono::Utc::now().timestamp()).max(0);
     let root = format!("{}/", target.base);
-    let cookie =
-        format!("{COOKIE}={token}; Path={root}; Max-Age={max_age}; HttpOnly; SameSite=Lax");
-    let response = Response::builder()
+    let cookie = session_cookie(token, &root, max_age, !claims.eo.is_empty(), true);
+    redirect(&root, Some(cookie))
+}
+
+/// The value of query parameter `name` (not decoded: tokens and tickets
+/// are base64url), if present and not empty.
+fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .filter(|t| !t.is_empty())
+}
+
+/// The `Set-Cookie` value that carries a token or session on a service
+/// host: HttpOnly and host-only always; for a framed URL `SameSite=None;
+/// Secure` (and `Partitioned` when set inside the frame).
+fn session_cookie(value: &str, path: &str, max_age: i64, framed: bool, partitioned: bool) -> String {
+    let site = match (framed, partitioned) {
+        (false, _) => "SameSite=Lax",
+        (true, false) => "SameSite=None; Secure",
+        (true, true) => "SameSite=None; Secure; Partitioned",
+    };
+    format!("{COOKIE}={value}; Path={path}; Max-Age={max_age}; HttpOnly; {site}")
+}
+
+/// A 302 to `location` (a path on this host or a console URL) that
+/// caches nothing and sends no `Referer` on.
+fn redirect(location: &str, cookie: Option<String>) -> Result<Response, ApiError> {
+    let mut builder = Response::builder()
         .status(StatusCode::FOUND)
-        .header(header::LOCATION, &root)
-        .header(header::SET_COOKIE, cookie)
+        .header(header::LOCATION, location)
         .header(header::CACHE_CONTROL, "no-store")
+        .header(header::REFERRER_POLICY, "no-referrer");
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::SET_COOKIE, cookie);
+    }
+    builder
         .body(Body::empty())
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// The login session a request for a login-gated `target` carries: the
+/// service-host cookie, signed by us as a session of this very grant.
+fn session(
+    state: &AppState,
+    target: &Target,
+    grant: &ServiceGrantRow,
+    headers: &HeaderMap,
+) -> Result<Claims, ApiError> {
+    if target.is_path_form() {
+        return Err(ApiError::Unauthorized(format!(
+            "This service is open to signed-in users only (access={}); open its browser_url \
+             in a browser",
+            grant.access
+        )));
+    }
+    let token = forwarding::presented_in(TokenSource::ServiceHeaderOrCookie, headers)
+        .ok_or_else(|| ApiError::Unauthorized("Sign-in required".into()))?;
+    let claims = state
+        .service_keys
+        .verify(token, AUD_SESSION)
+        .map_err(|err| match err {
+            TokenError::Expired => ApiError::Unauthorized("Session has expired".into()),
+            TokenError::Revoked => ApiError::Unauthorized("Session has been revoked".into()),
+            _ => ApiError::Unauthorized("Sign-in required".into()),
+        })?;
+    let ours = claims.sub == target.id
+        && claims.port == target.port
+        && claims.tid == grant.tenant_id
+        && claims.gid.as_deref() == Some(grant.id.as_str());
+    if !ours {
+        return Err(ApiError::Unauthorized("Sign-in required".into()));
+    }
+    Ok(claims)
+}
+
+/// No session for a login-gated service: a browser's page load goes to
+/// the console's sign-in page (which comes back with a ticket); anything
+/// else gets the error.
+fn sign_in(
+    target: &Target,
+    grant: &ServiceGrantRow,
+    req: &Request,
+    err: ApiError,
+) -> Result<Response, ApiError> {
+    let navigation = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+    if target.is_path_form() || !navigation {
+        return Err(err);
+    }
+    let next = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str());
+    let location = format!(
+        "{}{}?service={}--{}&next={}",
+        grant.console_url.trim_end_matches('/'),
+        grants::SIGN_IN_PATH,
+        target.id,
+        target.port,
+        grants::encode_query_value(&grants::same_host_path(next)),
+    );
+    let mut response = redirect(&location, None)?;
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
     Ok(response)
+}
+
+/// `/_svc/login?ticket=...` on a service host: check the sign-in ticket
+/// (signed by us, for this service, of the grant in place, unexpired),
+/// spend it (single use, in the database), set the session cookie and go
+/// on to the page the browser first asked for. The ticket never reaches
+/// the app.
+async fn redeem_ticket(
+    state: &AppState,
+    target: &Target,
+    uri: &http::Uri,
+) -> Result<Response, ApiError> {
+    let ticket = query_param(uri, "ticket")
+        .ok_or_else(|| ApiError::Unauthorized("Sign-in ticket required".into()))?;
+    let claims = state
+        .service_keys
+        .verify(ticket, AUD_LOGIN)
+        .map_err(|err| match err {
+            TokenError::Expired => ApiError::Unauthorized("Sign-in ticket has expired".into()),
+            _ => ApiError::Unauthorized("Invalid sign-in ticket".into()),
+        })?;
+    if claims.sub != target.id || claims.port != target.port {
+        return Err(ApiError::Forbidden(
+            "This sign-in ticket is not valid for this service".into(),
+        ));
+    }
+    let grant = grants::lookup_fresh(&state.store, &target.id, target.port)
+        .await?
+        .filter(|g| claims.gid.as_deref() == Some(g.id.as_str()) && g.tenant_id == claims.tid)
+        .ok_or_else(|| ApiError::Unauthorized("This service's sign-in grant has been removed".into()))?;
+    let jti = claims
+        .jti
+        .as_deref()
+        .ok_or_else(|| ApiError::Unauthorized("Invalid sign-in ticket".into()))?;
+    let expires = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default();
+    let fresh = state
+        .store
+        .spend_login_ticket(jti, &crate::store::format_time(expires))
+        .await?;
+    if !fresh {
+        return Err(ApiError::Unauthorized(
+            "This sign-in ticket has already been used".into(),
+        ));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let session = Claims {
+        sub: claims.sub.clone(),
+        port: claims.port,
+        tid: claims.tid.clone(),
+        aud: AUD_SESSION.to_owned(),
+        iat: now,
+        exp: now + grants::SESSION_TTL,
+        ep: state.service_keys.epoch(&claims.sub),
+        gid: Some(grant.id.clone()),
+        ..Claims::default()
+    };
+    let value = state
+        .service_keys
+        .sign(&session)
+        .map_err(ApiError::Internal)?;
+    let framed = !grant.origins().is_empty();
+    let cookie = session_cookie(&value, "/", grants::SESSION_TTL, framed, false);
+    let next = grants::same_host_path(claims.next.as_deref().unwrap_or("/"));
+    redirect(&next, Some(cookie))
 }
 
 /// Why no `browser_url` can be given.
@@ -299,17 +521,36 @@ pub fn urls(
     token: &str,
 ) -> ServiceUrls {
     let label = format!("{id}--{port}");
-    let (scheme, authority) = base_url.split_once("://").unwrap_or(("http", base_url));
-    let authority = authority.split('/').next().unwrap_or(authority);
     let auth = format!("{AUTH_PATH}?token={token}");
-    if let Some(domain) = &config.service_domain {
-        let root = format!("{scheme}://{label}.{domain}");
+    if config.service_domain.is_some() {
+        let root = origin(config, base_url, id, port).unwrap_or_default();
         return ServiceUrls {
             browser: Ok(format!("{root}{auth}")),
             service: format!("{root}/"),
         };
     }
     let service = format!("{base_url}{PATH_PREFIX}{label}/");
+    ServiceUrls {
+        browser: origin(config, base_url, id, port).map(|root| format!("{root}{auth}")),
+        service,
+    }
+}
+
+/// The origin of its own that `port` of sandbox `id` is served on for a
+/// browser (`{label}.{domain}`, or `{label}.localhost` on a loopback
+/// server), never `base_url`'s (the console's).
+pub fn origin(
+    config: &ServerConfig,
+    base_url: &str,
+    id: &str,
+    port: u16,
+) -> Result<String, NoServiceOrigin> {
+    let label = format!("{id}--{port}");
+    let (scheme, authority) = base_url.split_once("://").unwrap_or(("http", base_url));
+    let authority = authority.split('/').next().unwrap_or(authority);
+    if let Some(domain) = &config.service_domain {
+        return Ok(format!("{scheme}://{label}.{domain}"));
+    }
     let (host, port_part) = match authority.rsplit_once(':') {
         Some((h, p)) if !p.contains(']') => (h, format!(":{p}")),
         _ => (authority, String::new()),
@@ -320,12 +561,11 @@ pub fn urls(
         || host
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|a| a.is_loopback());
-    let browser = if loopback {
-        Ok(format!("{scheme}://{label}.localhost{port_part}{auth}"))
+    if loopback {
+        Ok(format!("{scheme}://{label}.localhost{port_part}"))
     } else {
         Err(NoServiceOrigin { label })
-    };
-    ServiceUrls { browser, service }
+    }
 }
 
 #[cfg(test)]

@@ -32,9 +32,15 @@ pub const ROTATE_AFTER: i64 = 7 * 24 * 3600;
 pub const AUD_SERVICE: &str = "sandpit-service";
 /// Audience of OpenSandbox endpoint tokens.
 pub const AUD_ENDPOINT: &str = "sandpit-endpoint";
+/// Audience of a sign-in ticket: the console hands it to a service host,
+/// which redeems it once for a session (`gateway/grants.rs`).
+pub const AUD_LOGIN: &str = "sandpit-service-login";
+/// Audience of a login session on a service host (the cookie a redeemed
+/// ticket sets), valid while its grant (`gid`) is in place.
+pub const AUD_SESSION: &str = "sandpit-service-session";
 
 /// What a token grants: `port` of sandbox `sub` of tenant `tid` until `exp`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// Sandbox id.
     pub sub: String,
@@ -49,6 +55,19 @@ pub struct Claims {
     /// The sandbox's token epoch when signed; older epochs are revoked.
     #[serde(default)]
     pub ep: u64,
+    /// Origins whose pages may frame the service (`embed_origins`), signed
+    /// in so every refresh of a token keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eo: Vec<String>,
+    /// The login grant a sign-in ticket or session belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    /// Unique id of a sign-in ticket (spent once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Path a sign-in ticket returns the browser to on the service host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -460,7 +479,7 @@ mod tests {
             aud: AUD_SERVICE.into(),
             iat: 0,
             exp,
-            ep: 0,
+            ..Claims::default()
         }
     }
 

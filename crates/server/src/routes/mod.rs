@@ -15,7 +15,7 @@ mod opensandbox_lifecycle;
 mod pools;
 mod registries;
 mod secrets;
-mod service_url;
+pub(crate) mod service_url;
 mod snapshots;
 mod templates;
 mod usage;

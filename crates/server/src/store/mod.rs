@@ -15,6 +15,7 @@ mod pools;
 mod registries;
 mod sandboxes;
 mod secrets;
+mod service_grants;
 mod snapshots;
 mod templates;
 
@@ -31,6 +32,7 @@ pub use pools::{is_warm_name, warm_prefix, PoolRow};
 pub use registries::RegistryRow;
 use sandboxes::like_pattern;
 pub use sandboxes::{ListFilter, SandboxRow, SortColumn};
+pub use service_grants::ServiceGrantRow;
 pub use snapshots::SnapshotRow;
 pub use templates::{TemplateRow, VolumeRow};
 
