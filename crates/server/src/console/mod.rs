@@ -31,7 +31,13 @@ pub fn router() -> Router<AppState> {
         .route("/console-terminal/{id}", get(terminal::connect))
         // Sign-in hop of login-gated service URLs (`gateway::grants`).
         .route(grants::SIGN_IN_PATH, get(service_url::sign_in_page))
-        .route(grants::SIGN_IN_SCRIPT_PATH, get(service_url::sign_in_script))
-        .route(grants::SERVICE_LOGINS_PATH, post(service_url::service_login))
+        .route(
+            grants::SIGN_IN_SCRIPT_PATH,
+            get(service_url::sign_in_script),
+        )
+        .route(
+            grants::SERVICE_LOGINS_PATH,
+            post(service_url::service_login),
+        )
         .layer(Extension(terminal::Tickets::shared()))
 }

@@ -84,8 +84,7 @@ type CacheEntry = (Instant, Option<ServiceGrantRow>);
 
 /// Grants by (sandbox id, port), with when they were read. Process-wide:
 /// keys are sandbox ids (UUIDs), unique across servers.
-static CACHE: LazyLock<Mutex<HashMap<(String, u16), CacheEntry>>> =
-    LazyLock::new(Mutex::default);
+static CACHE: LazyLock<Mutex<HashMap<(String, u16), CacheEntry>>> = LazyLock::new(Mutex::default);
 
 fn cache() -> std::sync::MutexGuard<'static, HashMap<(String, u16), CacheEntry>> {
     CACHE.lock().unwrap_or_else(|e| e.into_inner())
@@ -305,9 +304,7 @@ fn valid_host(host: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
 }
 
@@ -493,7 +490,13 @@ mod tests {
     #[test]
     fn redirects_stay_on_the_host() {
         assert_eq!(same_host_path("/a/b?c=1"), "/a/b?c=1");
-        for bad in ["//evil.example/", "/\\evil.example", "https://evil", "a", "/a\nb"] {
+        for bad in [
+            "//evil.example/",
+            "/\\evil.example",
+            "https://evil",
+            "a",
+            "/a\nb",
+        ] {
             assert_eq!(same_host_path(bad), "/", "{bad:?}");
         }
         assert_eq!(encode_query_value("/a b?c=&"), "/a%20b%3Fc%3D%26");

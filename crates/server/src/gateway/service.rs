@@ -27,13 +27,13 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
 
 use super::forwarding::{self, TokenSource};
-use super::relay::{self, Upstream};
 use super::grants;
+use super::relay::{self, Upstream};
 use super::tokens::{Claims, TokenError, AUD_ENDPOINT, AUD_LOGIN, AUD_SERVICE, AUD_SESSION};
-use crate::store::ServiceGrantRow;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::ServiceGrantRow;
 
 pub use super::forwarding::{COOKIE, ENDPOINT_TOKEN_HEADER, SERVICE_TOKEN_HEADER};
 /// Path prefix of local-mode service URLs.
@@ -329,7 +329,13 @@ fn query_param<'a>(uri: &'a http::Uri, name: &str) -> Option<&'a str> {
 /// The `Set-Cookie` value that carries a token or session on a service
 /// host: HttpOnly and host-only always; for a framed URL `SameSite=None;
 /// Secure` (and `Partitioned` when set inside the frame).
-fn session_cookie(value: &str, path: &str, max_age: i64, framed: bool, partitioned: bool) -> String {
+fn session_cookie(
+    value: &str,
+    path: &str,
+    max_age: i64,
+    framed: bool,
+    partitioned: bool,
+) -> String {
     let site = match (framed, partitioned) {
         (false, _) => "SameSite=Lax",
         (true, false) => "SameSite=None; Secure",
@@ -402,10 +408,7 @@ fn sign_in(
     if target.is_path_form() || !navigation {
         return Err(err);
     }
-    let next = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
+    let next = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let location = format!(
         "{}{}?service={}--{}&next={}",
         grant.console_url.trim_end_matches('/'),
@@ -449,7 +452,9 @@ async fn redeem_ticket(
     let grant = grants::lookup_fresh(&state.store, &target.id, target.port)
         .await?
         .filter(|g| claims.gid.as_deref() == Some(g.id.as_str()) && g.tenant_id == claims.tid)
-        .ok_or_else(|| ApiError::Unauthorized("This service's sign-in grant has been removed".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized("This service's sign-in grant has been removed".into())
+        })?;
     let jti = claims
         .jti
         .as_deref()

@@ -212,7 +212,11 @@ async fn create_grant(
         browser_url: url.clone(),
         service_url: url.clone(),
         access: access.as_str(),
-        embed_url: if origins.is_empty() { String::new() } else { url },
+        embed_url: if origins.is_empty() {
+            String::new()
+        } else {
+            url
+        },
         embed_origins: grant.origins(),
     })
 }

@@ -39,7 +39,10 @@ impl Store {
     /// Create the grant of `row`'s sandbox and port, or replace the access,
     /// embed origins and console URL of the one in place (keeping its id).
     /// Returns the grant as stored.
-    pub async fn upsert_service_grant(&self, row: &ServiceGrantRow) -> StoreResult<ServiceGrantRow> {
+    pub async fn upsert_service_grant(
+        &self,
+        row: &ServiceGrantRow,
+    ) -> StoreResult<ServiceGrantRow> {
         sqlx::query(&format!(
             "INSERT INTO service_grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (sandbox_id, port) DO UPDATE SET access = excluded.access, \
@@ -80,9 +83,11 @@ impl Store {
 
     /// Every granted (sandbox id, port).
     pub async fn granted_service_ports(&self) -> StoreResult<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT sandbox_id, port FROM service_grants")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT sandbox_id, port FROM service_grants")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Remove every grant of sandbox `sandbox_id`; returns how many.
@@ -101,14 +106,13 @@ impl Store {
             .bind(super::now())
             .execute(&self.pool)
             .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO service_login_tickets (jti, expires_at) VALUES ($1, $2)",
-        )
-        .bind(jti)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_write);
+        let inserted =
+            sqlx::query("INSERT INTO service_login_tickets (jti, expires_at) VALUES ($1, $2)")
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::from_write);
         match inserted {
             Ok(_) => Ok(true),
             Err(StoreError::Conflict) => Ok(false),
