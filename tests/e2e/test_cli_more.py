@@ -148,7 +148,7 @@ def test_url_errors(env, box):
 def test_snapshot_create_ls_get_boot_rm(env, busybox):
     snap = ok_json(env, "snapshot", "create", "cli-bb", "--image", busybox, "--fs-capacity", "1GiB")
     assert snap["status"] == "ready" and snap["name"] == "cli-bb"
-    assert snap["tags"] == ["1"] and snap["fs_capacity_bytes"] == 1 << 30
+    assert snap["tags"] == ["1", "latest"] and snap["fs_capacity_bytes"] == 1 << 30
     assert snap["image_digest"].startswith("sha256:") and snap["docker_image"] == busybox
     listed = ok_json(env, "snapshot", "ls", "--name", "CLI-B")
     assert [s["id"] for s in listed] == [snap["id"]]

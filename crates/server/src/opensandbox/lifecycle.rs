@@ -171,6 +171,7 @@ async fn image_ref(state: &AppState, caller: &Caller, uri: &str) -> Result<Image
         tag: Some("latest".into()),
         registry_id: None,
         run_config: None,
+        labels: None,
     };
     let create = create_snapshot(request, state.sandboxes.defaults().fs_capacity_bytes)
         .map_err(|e| invalid_image(format!("Invalid image '{uri}': {e}")))?;

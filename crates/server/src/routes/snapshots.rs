@@ -18,7 +18,8 @@ use crate::store::SnapshotRow;
 
 async fn render(snapshots: &Snapshots, row: &SnapshotRow) -> Result<SnapshotResponse, ApiError> {
     let tags = snapshots.tags_of(&row.id).await?;
-    Ok(snapshot_response(row, tags))
+    let (labels, created_by) = snapshots.meta_of(&row.id).await?;
+    Ok(snapshot_response(row, tags, labels, created_by))
 }
 
 pub async fn create(
@@ -115,6 +116,7 @@ pub async fn capture(
         run_config: req.run_config,
         source_sandbox_id: source.row.id,
         base_digest: source.base_digest,
+        labels: req.labels.unwrap_or_default(),
         base_run_config: source.base_run_config,
         upper: source.upper,
         freeze: source.freeze,

@@ -12,8 +12,9 @@ use super::{ImageRootfs, Sandboxes};
 /// What a capture copies, from where.
 pub struct CaptureSource {
     pub row: SandboxRow,
-    /// Manifest digest of the image the sandbox runs.
-    pub base_digest: String,
+    /// Manifest digest of the image the sandbox runs; `None` for the
+    /// built-in `host` image (never copied: the snapshot boots over it).
+    pub base_digest: Option<String>,
     /// The `run_config` of the snapshot the sandbox came from.
     pub base_run_config: Option<String>,
     /// The sandbox's writable layer, as the server sees it.
@@ -63,9 +64,14 @@ impl Sandboxes {
                 template_name: None,
             }),
             ImageRef::Snapshot(reference) => {
-                let snapshot = self.snapshots()?.for_boot(caller, reference).await?;
+                let snapshots = self.snapshots()?;
+                let snapshot = snapshots.for_boot(caller, reference).await?;
                 spec.fs_capacity_bytes = snapshot_capacity(spec, snapshot.fs_capacity_bytes)?;
                 let digest = snapshot.image_digest.clone().unwrap_or_default();
+                if snapshots.on_host_base(&digest) {
+                    self.host_image_allowed()?;
+                }
+                inherit_labels(&mut spec.labels, snapshots.meta_of(&snapshot.id).await?.0);
                 Ok(ImageChoice {
                     image: format!("{OCI_PREFIX}{digest}"),
                     snapshot_id: Some(snapshot.id),
@@ -136,7 +142,7 @@ impl Sandboxes {
                 run_config = snapshot.run_config;
             }
         }
-        snapshots.rootfs(digest, run_config.as_deref())
+        snapshots.rootfs(digest, run_config.as_deref(), &self.host_image)
     }
 
     /// What a capture of sandbox `name` copies: the sandbox, its image digest,
@@ -163,12 +169,8 @@ impl Sandboxes {
                  at every stop, so it cannot be captured"
             )));
         }
-        let Some(digest) = row.image.strip_prefix(OCI_PREFIX).map(str::to_owned) else {
-            return Err(ApiError::Validation(format!(
-                "Sandbox '{name}' runs the built-in host image; only sandboxes booted from a \
-                 snapshot or an image template can be captured"
-            )));
-        };
+        // `None`: the built-in host image, which the capture boots over.
+        let digest = row.image.strip_prefix(OCI_PREFIX).map(str::to_owned);
         let mut base_rc = None;
         if let Some(id) = &row.snapshot_id {
             if let Some(snapshot) = self.store.snapshot(&row.tenant_id, id).await? {
@@ -245,6 +247,18 @@ fn volume_mount(data_dir: &std::path::Path, volume: &VolumeRow, destination: Str
         image: templates::volume_image(data_dir, &volume.id),
         size_bytes: volume.size_bytes.max(0) as u64,
         destination,
+    }
+}
+
+/// A snapshot's labels under the new sandbox's own: key by key, the
+/// sandbox's win ("Labels from the source snapshot are inherited unless
+/// overridden here").
+fn inherit_labels(
+    labels: &mut std::collections::BTreeMap<String, String>,
+    inherited: std::collections::BTreeMap<String, String>,
+) {
+    for (key, value) in inherited {
+        labels.entry(key).or_insert(value);
     }
 }
 

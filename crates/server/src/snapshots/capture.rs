@@ -9,6 +9,11 @@
 //! freezer) for the copy, so the layer is one consistent picture and
 //! nothing in the sandbox runs meanwhile; it is thawed however the copy
 //! ends.
+//!
+//! A sandbox on the built-in `host` image is captured the same way: the
+//! new image record holds only the copied layer and is marked
+//! [`super::HOST_BASE_PREFIX`], so its sandboxes boot it over `host`; no
+//! host file is ever copied into a snapshot.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,8 +35,12 @@ pub struct Capture {
     pub fs_capacity_bytes: i64,
     pub run_config: Option<sandpit_api::sandbox::RunConfig>,
     pub source_sandbox_id: String,
-    /// Manifest digest of the image the sandbox runs.
-    pub base_digest: String,
+    /// Manifest digest of the image the sandbox runs; `None` for the
+    /// built-in `host` image, whose files are never copied: the snapshot
+    /// holds the sandbox's layer and boots it over `host`.
+    pub base_digest: Option<String>,
+    /// Labels sandboxes created from the snapshot inherit.
+    pub labels: super::validate::Labels,
     /// The snapshot the sandbox was created from (its `run_config` is kept).
     pub base_run_config: Option<String>,
     pub upper: PathBuf,
@@ -66,6 +75,17 @@ impl Drop for Frozen<'_> {
     }
 }
 
+/// The base of a capture of a `host`-image sandbox: no layers (the host's
+/// files stay out of the snapshot), booted over `host`.
+fn host_base() -> ImageRecord {
+    ImageRecord {
+        reference: format!("{}host", super::HOST_BASE_PREFIX),
+        digest: String::new(),
+        layers: Vec::new(),
+        config: sandpit_images::ImageConfig::default(),
+    }
+}
+
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -76,15 +96,18 @@ impl Snapshots {
         caller: &Caller,
         capture: Capture,
     ) -> Result<SnapshotRow, ApiError> {
-        let base = self
-            .puller
-            .store()
-            .image(&capture.base_digest)
-            .ok()
-            .flatten()
-            .ok_or_else(|| {
-                ApiError::Validation("The sandbox's image is no longer stored".into())
-            })?;
+        let base = match &capture.base_digest {
+            Some(digest) => self
+                .puller
+                .store()
+                .image(digest)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    ApiError::Validation("The sandbox's image is no longer stored".into())
+                })?,
+            None => host_base(),
+        };
         let now = crate::store::now();
         let row = SnapshotRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -102,7 +125,15 @@ impl Snapshots {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.store.insert_snapshot(&row, &capture.tag).await?;
+        let labels = super::labels_json(&capture.labels)?;
+        self.store
+            .insert_snapshot_with(
+                &row,
+                std::slice::from_ref(&capture.tag),
+                labels.as_deref(),
+                Some(&caller.key_id),
+            )
+            .await?;
         let this = self.clone();
         let id = row.id.clone();
         tokio::spawn(async move { this.finish_capture(&id, base, capture).await });
@@ -138,8 +169,13 @@ impl Snapshots {
             Ok(used) => {
                 let mut layers = base.layers.clone();
                 layers.push(layer_digest);
+                let prefix = if super::on_host_base(&base) {
+                    super::HOST_BASE_PREFIX
+                } else {
+                    ""
+                };
                 let record = ImageRecord {
-                    reference: format!("capture:{id}"),
+                    reference: format!("{prefix}capture:{id}"),
                     digest: sha256(layers.join("\n").as_bytes()),
                     layers,
                     config: base.config.clone(),

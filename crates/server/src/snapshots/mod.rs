@@ -20,7 +20,7 @@ use sandpit_images::{Credentials, ImageConfig, ImageRecord, Puller};
 pub use capture::{Capture, Freeze};
 pub use reference::SnapshotRef;
 pub use response::{snapshot_response, SnapshotResponse};
-use validate::CreateSnapshot;
+use validate::{CreateSnapshot, Labels};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -92,7 +92,10 @@ impl Snapshots {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.store.insert_snapshot(&row, &req.tag).await?;
+        let labels = labels_json(&req.labels)?;
+        self.store
+            .insert_snapshot_with(&row, &req.tags, labels.as_deref(), Some(&caller.key_id))
+            .await?;
         let this = self.clone();
         let id = row.id.clone();
         tokio::spawn(async move { this.build(&id, req, credentials).await });
@@ -133,8 +136,8 @@ impl Snapshots {
     }
 
     /// A caller's snapshot by id, `name:tag` or bare name (`name:latest`,
-    /// else the newest ready untagged snapshot of that name, else the
-    /// newest ready one).
+    /// else the newest ready untagged snapshot of that name, as the SDKs
+    /// document; a build without a tag is published as `latest`).
     pub async fn get(&self, caller: &Caller, reference: &str) -> Result<SnapshotRow, ApiError> {
         let tenant = &caller.tenant_id;
         let found = match SnapshotRef::parse(reference) {
@@ -145,16 +148,7 @@ impl Snapshots {
             SnapshotRef::Name(name) => {
                 match self.store.snapshot_by_tag(tenant, &name, "latest").await? {
                     Some(row) => Some(row),
-                    None => match self.store.newest_ready_snapshot(tenant, &name).await? {
-                        Some(row) => Some(row),
-                        // Only tagged ones (e.g. with their image's tag,
-                        // which is Sandpit's default): the newest of them.
-                        None => {
-                            self.store
-                                .newest_ready_snapshot_any_tag(tenant, &name)
-                                .await?
-                        }
-                    },
+                    None => self.store.newest_ready_snapshot(tenant, &name).await?,
                 }
             }
         };
@@ -176,6 +170,16 @@ impl Snapshots {
 
     pub async fn tags_of(&self, id: &str) -> Result<Vec<String>, ApiError> {
         Ok(self.store.snapshot_tags_of(id).await?)
+    }
+
+    /// Labels and creator (the creating API key's id) of snapshot `id`.
+    pub async fn meta_of(&self, id: &str) -> Result<(Labels, Option<String>), ApiError> {
+        let (labels, created_by) = self.store.snapshot_meta(id).await?;
+        let labels = labels
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        Ok((labels, created_by))
     }
 
     pub async fn tags_by_name(
@@ -223,34 +227,73 @@ impl Snapshots {
         }
     }
 
-    /// The root filesystem of a ready snapshot's image.
-    pub fn rootfs(&self, digest: &str, run_config: Option<&str>) -> Result<ImageRootfs, String> {
+    /// Whether image `digest` is a capture over the built-in `host` image.
+    pub fn on_host_base(&self, digest: &str) -> bool {
+        matches!(self.puller.store().image(digest), Ok(Some(r)) if on_host_base(&r))
+    }
+
+    /// The root filesystem of a ready snapshot's image; a capture of a
+    /// `host`-image sandbox is its captured layers over `host`.
+    pub fn rootfs(
+        &self,
+        digest: &str,
+        run_config: Option<&str>,
+        host: &ImageRootfs,
+    ) -> Result<ImageRootfs, String> {
         let store = self.puller.store();
         let record = store
             .image(digest)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("image {digest} is missing from the layer store"))?;
-        let layers = store.lower_dirs(&record).map_err(|e| e.to_string())?;
+        let mut layers = store.lower_dirs(&record).map_err(|e| e.to_string())?;
         let run_config: RunConfig = run_config
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_else(|| merged_run_config(&record.config, None));
-        let mut env: Vec<(String, String)> = run_config
-            .env_vars
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let over = run_config.env_vars.unwrap_or_default();
+        let (mut env, mounts, workdir) = if on_host_base(&record) {
+            if host.layers.is_empty() {
+                return Err("this snapshot is a capture over the built-in host image, \
+                     which this server cannot run"
+                    .into());
+            }
+            layers.extend(host.layers.iter().cloned());
+            (host.env.clone(), host.mounts.clone(), host.workdir.clone())
+        } else {
+            (Vec::new(), Vec::new(), "/".to_owned())
+        };
+        env.retain(|(k, _)| !over.contains_key(k));
+        env.extend(over);
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.push(("PATH".into(), DEFAULT_PATH.into()));
         }
         Ok(ImageRootfs {
             name: format!("oci:{digest}"),
             layers,
-            mounts: Vec::new(),
+            mounts,
             env,
-            workdir: run_config.work_dir.unwrap_or_else(|| "/".into()),
+            workdir: run_config.work_dir.unwrap_or(workdir),
             user: run_config.user.filter(|u| !u.is_empty()),
         })
     }
+}
+
+/// `ImageRecord::reference` prefix of a capture over the built-in `host`
+/// image: the record holds only the captured layers, and a sandbox boots
+/// them over `host` (whose files never enter a snapshot).
+pub const HOST_BASE_PREFIX: &str = "host+";
+
+fn on_host_base(record: &ImageRecord) -> bool {
+    record.reference.starts_with(HOST_BASE_PREFIX)
+}
+
+/// Labels as stored (a JSON object), `None` when there are none.
+fn labels_json(labels: &Labels) -> Result<Option<String>, ApiError> {
+    if labels.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(labels)
+        .map(Some)
+        .map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// The image's `User`, `WorkingDir` and `Env`, overridden by `over`

@@ -23,9 +23,17 @@ pub struct SnapshotResponse {
     pub updated_at: String,
     pub tags: Vec<String>,
     pub run_config: Option<RunConfig>,
+    /// Inherited, key by key under their own, by sandboxes created from it.
+    pub labels: super::validate::Labels,
 }
 
-pub fn snapshot_response(row: &SnapshotRow, tags: Vec<String>) -> SnapshotResponse {
+/// `created_by`: the id of the API key that created the snapshot.
+pub fn snapshot_response(
+    row: &SnapshotRow,
+    tags: Vec<String>,
+    labels: super::validate::Labels,
+    created_by: Option<String>,
+) -> SnapshotResponse {
     SnapshotResponse {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -37,7 +45,7 @@ pub fn snapshot_response(row: &SnapshotRow, tags: Vec<String>) -> SnapshotRespon
         image_digest: row.image_digest.clone(),
         source_sandbox_id: row.source_sandbox_id.clone(),
         registry_id: row.registry_id.clone(),
-        created_by: None,
+        created_by,
         created_at: row.created_at.clone(),
         updated_at: row.updated_at.clone(),
         tags,
@@ -45,5 +53,6 @@ pub fn snapshot_response(row: &SnapshotRow, tags: Vec<String>) -> SnapshotRespon
             .run_config
             .as_deref()
             .and_then(|t| serde_json::from_str(t).ok()),
+        labels,
     }
 }

@@ -19,7 +19,12 @@ pub struct CreateSnapshotRequest {
     pub tag: Option<String>,
     pub registry_id: Option<String>,
     pub run_config: Option<RunConfig>,
+    /// Labels sandboxes created from the snapshot inherit.
+    pub labels: Option<Labels>,
 }
+
+/// A snapshot's (or sandbox's) labels.
+pub type Labels = std::collections::BTreeMap<String, String>;
 
 /// `POST /boxes/{name}/snapshot` body.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +35,8 @@ pub struct CaptureSnapshotRequest {
     pub docker_image: Option<String>,
     pub fs_capacity_bytes: Option<i64>,
     pub run_config: Option<RunConfig>,
+    /// Labels sandboxes created from the snapshot inherit.
+    pub labels: Option<Labels>,
 }
 
 /// Name and tag (default `latest`) of a capture.
@@ -70,9 +77,11 @@ pub struct CreateSnapshot {
     pub name: String,
     pub docker_image: String,
     pub fs_capacity_bytes: i64,
-    pub tag: String,
+    /// The tags to publish it under (`name:tag` for each).
+    pub tags: Vec<String>,
     pub registry_id: Option<String>,
     pub run_config: Option<RunConfig>,
+    pub labels: Labels,
 }
 
 fn check_name(field: &str, value: &str, extra: &[u8]) -> Result<(), ApiError> {
@@ -100,6 +109,20 @@ fn image_tag(image: &str) -> Option<&str> {
     last.split_once(':').map(|(_, tag)| tag)
 }
 
+/// Tags of a snapshot built without one: `latest` (the REST API's and the
+/// SDK README's default, which a bare name resolves to) and the image's own
+/// tag when it has a valid one (the Python SDK's docstring: "defaults
+/// server-side to the Docker image's own tag, else latest").
+fn default_tags(image: &str) -> Vec<String> {
+    let mut tags = vec!["latest".to_owned()];
+    if let Some(own) = image_tag(image).filter(|t| check_name("tag", t, &[]).is_ok()) {
+        if own != "latest" {
+            tags.push(own.to_owned());
+        }
+    }
+    tags
+}
+
 pub fn create_snapshot(
     req: CreateSnapshotRequest,
     default_fs: i64,
@@ -112,14 +135,13 @@ pub fn create_snapshot(
             req.docker_image
         )));
     }
-    let tag = match &req.tag {
-        Some(tag) => tag.clone(),
-        None => image_tag(image)
-            .filter(|t| check_name("tag", t, &[]).is_ok())
-            .unwrap_or("latest")
-            .to_owned(),
+    let tags = match &req.tag {
+        Some(tag) => {
+            check_name("tag", tag, &[])?;
+            vec![tag.clone()]
+        }
+        None => default_tags(image),
     };
-    check_name("tag", &tag, &[])?;
     let fs = req.fs_capacity_bytes.unwrap_or(default_fs);
     if fs < 1 << 20 {
         return Err(ApiError::Validation(format!(
@@ -131,9 +153,10 @@ pub fn create_snapshot(
         name: req.name,
         docker_image: image.to_owned(),
         fs_capacity_bytes: fs,
-        tag,
+        tags,
         registry_id: req.registry_id,
         run_config: req.run_config,
+        labels: req.labels.unwrap_or_default(),
     })
 }
 
@@ -164,6 +187,14 @@ mod tests {
         assert_eq!(image_tag("127.0.0.1:5000/busybox"), None);
         assert_eq!(image_tag("127.0.0.1:5000/busybox:1"), Some("1"));
         assert_eq!(image_tag("busybox@sha256:abc"), None);
+    }
+
+    #[test]
+    fn an_untagged_build_is_latest_and_its_image_tag() {
+        assert_eq!(default_tags("python:3.12-slim"), ["latest", "3.12-slim"]);
+        assert_eq!(default_tags("127.0.0.1:5000/busybox"), ["latest"]);
+        assert_eq!(default_tags("busybox:latest"), ["latest"]);
+        assert_eq!(default_tags("busybox@sha256:abc"), ["latest"]);
     }
 
     #[test]

@@ -30,10 +30,24 @@ pub struct SnapshotRow {
 impl Store {
     /// Insert a snapshot and point `name:tag` at it, in one transaction.
     pub async fn insert_snapshot(&self, row: &SnapshotRow, tag: &str) -> StoreResult<()> {
+        self.insert_snapshot_with(row, &[tag.to_owned()], None, None)
+            .await
+    }
+
+    /// Insert a snapshot with its labels (a JSON object) and creator (an API
+    /// key's id) and point `name:tag` at it for every tag in `tags`, in one
+    /// transaction.
+    pub async fn insert_snapshot_with(
+        &self,
+        row: &SnapshotRow,
+        tags: &[String],
+        labels: Option<&str>,
+        created_by: Option<&str>,
+    ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO snapshots ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO snapshots ({COLUMNS}, labels, created_by) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(&row.id)
         .bind(&row.tenant_id)
@@ -49,27 +63,44 @@ impl Store {
         .bind(&row.registry_id)
         .bind(&row.created_at)
         .bind(&row.updated_at)
+        .bind(labels)
+        .bind(created_by)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from_write)?;
-        sqlx::query("DELETE FROM snapshot_tags WHERE tenant_id = $1 AND name = $2 AND tag = $3")
+        for tag in tags {
+            sqlx::query(
+                "DELETE FROM snapshot_tags WHERE tenant_id = $1 AND name = $2 AND tag = $3",
+            )
             .bind(&row.tenant_id)
             .bind(&row.name)
             .bind(tag)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO snapshot_tags (tenant_id, name, tag, snapshot_id) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&row.tenant_id)
-        .bind(&row.name)
-        .bind(tag)
-        .bind(&row.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_write)?;
+            sqlx::query(
+                "INSERT INTO snapshot_tags (tenant_id, name, tag, snapshot_id) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&row.tenant_id)
+            .bind(&row.name)
+            .bind(tag)
+            .bind(&row.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_write)?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Labels (a JSON object) and creator of snapshot `id`.
+    pub async fn snapshot_meta(&self, id: &str) -> StoreResult<(Option<String>, Option<String>)> {
+        let found: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT labels, created_by FROM snapshots WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.unwrap_or_default())
     }
 
     pub async fn snapshot(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SnapshotRow>> {
@@ -101,22 +132,6 @@ impl Store {
         .bind(tenant_id)
         .bind(name)
         .bind(tag)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// The newest ready snapshot called `name`, tagged or not.
-    pub async fn newest_ready_snapshot_any_tag(
-        &self,
-        tenant_id: &str,
-        name: &str,
-    ) -> StoreResult<Option<SnapshotRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM snapshots WHERE tenant_id = $1 AND name = $2 \
-             AND status = 'ready' ORDER BY created_at DESC, id DESC LIMIT 1"
-        ))
-        .bind(tenant_id)
-        .bind(name)
         .fetch_optional(&self.pool)
         .await?)
     }
