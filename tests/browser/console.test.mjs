@@ -78,6 +78,8 @@ async function listAndFilter(page) {
   assert.match(await row.innerText(), /vCPU/);
   assert.match(await row.innerText(), /stops in .* if idle/);
   assert.match(await page.locator(`tr[data-name="${OTHER}"]`).innerText(), /stopped/);
+  step('list: updates arrive as server-sent events, not by polling');
+  await page.waitForFunction(() => document.documentElement.dataset.live === 'events', null, { timeout: TIMEOUT });
   await shot(page, 'sandboxes');
 
   step('filter by name');
@@ -178,7 +180,25 @@ async function terminal(page) {
   const after = await typeAndWait(page, 'echo "size-b=$(stty size)"', /size-b=(\d+) (\d+)/);
   assert.notEqual(after[2], before[2], `columns stayed ${before[2]}`);
   await page.setViewportSize({ width: 1280, height: 900 });
+
+  step('usage charts draw CPU and memory');
+  // Some work for the charts: 12 s of CPU and 48 MiB held for 18 s.
+  await typeAndWait(page,
+    'python3 -c "import time; b = bytearray(48 << 20); t = time.time(); exec(\'while time.time() - t < 12: pass\'); time.sleep(6)" & echo "load-$((6*7))"',
+    /load-42/);
   await typeAndWait(page, 'clear; echo "hello from $(hostname)"; ls /', /hello from/);
+  await page.waitForFunction(() => {
+    const lines = document.querySelectorAll('.usage .chart-line');
+    return lines.length === 2 && [...lines].every((l) => l.getAttribute('d').split('L').length >= 8);
+  }, null, { timeout: 60_000 });
+  // The busy loop shows: some CPU sample at 15% or more (y is 0 at the top
+  // of the 80-high chart, 100% at y=2).
+  await page.waitForFunction(() => {
+    const d = document.querySelector('.usage .chart-line').getAttribute('d');
+    const ys = [...d.matchAll(/,(-?[\d.]+)/g)].map((m) => Number(m[1]));
+    return ys.some((y) => y <= 78 - 0.15 * 76);
+  }, null, { timeout: 60_000 });
+  assert.match(await page.locator('.usage figcaption').first().innerText(), /% of \d+ vCPU/);
   await shot(page, 'sandbox-detail', true);
 }
 

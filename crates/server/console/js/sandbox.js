@@ -1,5 +1,6 @@
 // One sandbox: its fields, stop/start/delete, retention, the Open service
-// widget, live usage charts and a terminal. The fields refresh by polling.
+// widget, live usage charts and a terminal. The fields refresh when the
+// sandbox changes (server-sent events, see live.js).
 
 import { api, path } from './api.js';
 import { errorBox, field, h, replace, showError, statusLine } from './dom.js';
@@ -8,8 +9,7 @@ import { statusBadge } from './sandboxes.js';
 import { serviceWidget } from './service.js';
 import { terminalPanel } from './terminal.js';
 import { usagePanel } from './usage.js';
-
-const POLL_MS = 2000;
+import { liveUpdates } from './live.js';
 
 function fields(sb) {
   const rows = [
@@ -94,7 +94,6 @@ function retentionForm(name, onSaved) {
 export function sandboxPage(main, name) {
   let sandbox = null;
   let filled = false;
-  let timer = null;
   const error = errorBox();
   const announce = statusLine();
   const dl = h('dl', { class: 'fields' });
@@ -133,9 +132,10 @@ export function sandboxPage(main, name) {
     usage.element,
     terminal.element);
   load();
-  timer = setInterval(() => { if (!document.hidden) load(); }, POLL_MS);
+  const stop = liveUpdates(() => load(),
+    (kind, data) => data.name === name || (sandbox !== null && data.id === sandbox.id));
   return () => {
-    clearInterval(timer);
+    stop();
     usage.close();
     terminal.close();
   };

@@ -1,12 +1,13 @@
 // The sandboxes list: filter by name and status, sort, paginate through the
-// list API, and poll it so statuses change without a reload.
+// list API, and reload it when a sandbox changes (server-sent events, see
+// live.js; polling while no stream is open).
 
 import { api, path } from './api.js';
 import { errorBox, field, h, replace, showError, statusLine } from './dom.js';
 import { date, deadline, resources, source } from './format.js';
+import { liveUpdates } from './live.js';
 
 const PAGE_SIZE = 20;
-const POLL_MS = 2000;
 const STATUSES = ['provisioning', 'ready', 'stopped', 'failed', 'deleting'];
 
 /** Filter, sort and page state, kept in the page's query for reloads. */
@@ -78,7 +79,6 @@ export function sandboxesPage(main) {
   const prev = h('button', { type: 'button', class: 'secondary' }, 'Previous');
   const next = h('button', { type: 'button', class: 'secondary' }, 'Next');
   const pageInfo = h('span', { class: 'page-info' });
-  let timer = null;
   let generation = 0;
 
   async function load() {
@@ -102,9 +102,7 @@ export function sandboxesPage(main) {
   }
 
   function restart() {
-    clearInterval(timer);
     load();
-    timer = setInterval(() => { if (!document.hidden) load(); }, POLL_MS);
   }
 
   const filters = filterForm(state, () => { state.offset = 0; restart(); });
@@ -122,7 +120,8 @@ export function sandboxesPage(main) {
         tbody)),
     h('nav', { class: 'pager', 'aria-label': 'Pages' }, prev, pageInfo, next));
   restart();
-  return () => { clearInterval(timer); generation += 1; };
+  const stop = liveUpdates(() => load());
+  return () => { stop(); generation += 1; };
 }
 
 function filterForm(state, onChange) {

@@ -9,6 +9,9 @@ import { bytes } from './format.js';
 const POLL_MS = 2000;
 /** Samples kept: five minutes at one every two seconds. */
 const KEEP = 150;
+/** The x axis spans at least this many samples (a minute), so a fresh page
+ * draws a readable line that then compresses towards five minutes. */
+const MIN_SPAN = 30;
 const W = 300;
 const H = 80;
 const SVG = 'http://www.w3.org/2000/svg';
@@ -31,7 +34,7 @@ function chart(label, points, max, limit) {
     root.append(svg('line', { x1: 0, x2: W, y1: y(limit), y2: y(limit), class: 'chart-limit' }));
   }
   if (points.length > 1) {
-    const step = W / (KEEP - 1);
+    const step = W / Math.max(points.length - 1, MIN_SPAN - 1);
     const x0 = W - (points.length - 1) * step;
     const d = points.map((v, i) => `${i ? 'L' : 'M'}${(x0 + i * step).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
     root.append(svg('path', { d: `${d} L${W},${H} L${x0.toFixed(1)},${H} Z`, class: 'chart-area' }));
@@ -46,7 +49,7 @@ export function usagePanel(name, getSandbox) {
   const memValue = h('span', { class: 'chart-value' }, '—');
   const cpuBox = h('div', { class: 'chart-box' });
   const memBox = h('div', { class: 'chart-box' });
-  const note = h('p', { class: 'hint' }, 'Last 5 minutes, every 2 s.');
+  const note = h('p', { class: 'hint' }, 'Since this page opened (up to 5 minutes), every 2 s.');
   const element = h('section', { class: 'card usage', 'aria-labelledby': 'usage-title' },
     h('h2', { id: 'usage-title' }, 'Usage'),
     h('div', { class: 'charts' },
@@ -70,9 +73,9 @@ export function usagePanel(name, getSandbox) {
     replace(cpuValue, cpu.length ? `${cpu[cpu.length - 1].toFixed(0)}% of ${vcpus} vCPU` : '—');
     replace(memValue, last ? `${bytes(last.memory_bytes)} of ${bytes(limit)}` +
       (last.memory_peak_bytes ? ` (peak ${bytes(last.memory_peak_bytes)})` : '') : '—');
-    replace(cpuBox, chart('CPU use over the last five minutes', cpu, 100));
+    replace(cpuBox, chart('CPU use over the last minutes', cpu, 100));
     const top = Math.max(limit, ...mem, 1);
-    replace(memBox, chart('Memory use over the last five minutes', mem, top, limit || undefined));
+    replace(memBox, chart('Memory use over the last minutes', mem, top, limit || undefined));
   }
 
   async function poll() {

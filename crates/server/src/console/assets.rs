@@ -46,6 +46,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/service.js", JS),
     asset!("js/terminal.js", JS),
     asset!("js/usage.js", JS),
+    asset!("js/live.js", JS),
     asset!("js/resources.js", JS),
     asset!("vendor/xterm/xterm.mjs", JS),
     asset!("vendor/xterm/addon-fit.mjs", JS),

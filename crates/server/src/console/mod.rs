@@ -1,6 +1,7 @@
 //! The web console: a static single-page app served at `/` (assets under
 //! `/console/`), and the terminal tickets that let its browser WebSocket
-//! reach a sandbox's exec stream without an API key in a URL.
+//! reach a sandbox's exec stream without an API key in a URL; the same
+//! tickets open its live-update event stream ([`events`]).
 //!
 //! The app itself is plain HTML, CSS and ES modules in `crates/server/console/`
 //! (xterm.js vendored), embedded into the binary by [`assets`]; it talks to
@@ -10,6 +11,7 @@
 //! any of these routes (see `gateway::service`).
 
 mod assets;
+mod events;
 mod terminal;
 
 use axum::routing::{get, post};
@@ -29,6 +31,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/{*path}", get(assets::asset))
         .route(TICKETS_PATH, post(terminal::issue))
         .route("/console-terminal/{id}", get(terminal::connect))
+        .route(events::TICKETS_PATH, post(events::issue))
+        .route(events::PATH, get(events::stream))
         // Sign-in hop of login-gated service URLs (`gateway::grants`).
         .route(grants::SIGN_IN_PATH, get(service_url::sign_in_page))
         .route(

@@ -37,10 +37,10 @@ pub const TICKET_TTL: Duration = Duration::from_secs(30);
 const MAX_TICKETS: usize = 10_000;
 
 #[derive(Debug, Clone)]
-struct Ticket {
-    caller: Caller,
-    sandbox_id: String,
-    issued: Instant,
+pub(super) struct Ticket {
+    pub(super) caller: Caller,
+    pub(super) sandbox_id: String,
+    pub(super) issued: Instant,
 }
 
 /// Outstanding tickets, keyed by the ticket string.
@@ -58,7 +58,7 @@ impl Tickets {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn insert(&self, ticket: Ticket) -> Result<String, ApiError> {
+    pub(super) fn insert(&self, ticket: Ticket) -> Result<String, ApiError> {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let secret = hex::encode(bytes);
@@ -74,7 +74,7 @@ impl Tickets {
     }
 
     /// Spend `secret` for sandbox `id`: the caller it was issued to.
-    fn redeem(&self, secret: &str, id: &str) -> Result<Caller, ApiError> {
+    pub(super) fn redeem(&self, secret: &str, id: &str) -> Result<Caller, ApiError> {
         let ticket = self.lock().remove(secret);
         match ticket {
             Some(t) if t.issued.elapsed() < TICKET_TTL && t.sandbox_id == id => Ok(t.caller),
@@ -146,7 +146,7 @@ pub async fn connect(
 }
 
 /// Tickets in the database, for replicas.
-mod shared {
+pub(super) mod shared {
     use rand::RngCore;
     use sha2::{Digest, Sha256};
 

@@ -8,8 +8,9 @@
 //! and tested on both (`tests/store.rs`).
 
 mod cluster;
-mod gc;
 mod delegations;
+mod events;
+mod gc;
 mod keys;
 mod pools;
 mod registries;
@@ -27,6 +28,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use cluster::{NodeRow, TicketRow};
 pub use delegations::DelegationRow;
+pub use events::SandboxState;
 pub use keys::{ApiKeyRow, QuotaUpdate, TenantLock, TenantRow, Usage};
 pub use pools::{is_warm_name, warm_prefix, PoolRow};
 pub use registries::RegistryRow;
