@@ -2,9 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// A tenant (workspace) with its quotas (`None` = unlimited) and usage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TenantResponse {
     pub id: String,
     pub name: String,
@@ -18,13 +19,13 @@ pub struct TenantResponse {
     pub mem_bytes_in_use: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TenantListResponse {
     pub tenants: Vec<TenantResponse>,
 }
 
 /// `POST /admin/tenants`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     pub name: String,
@@ -39,7 +40,7 @@ pub struct CreateTenantRequest {
 /// `PATCH /admin/tenants/{name}`: a quota given as `null` becomes
 /// unlimited; an absent one is left alone. Kept as raw JSON values so the
 /// server can tell the two apart.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenantRequest {
     #[serde(
@@ -69,7 +70,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 }
 
 /// `POST /admin/keys`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// Tenant name or id.
@@ -81,7 +82,7 @@ pub struct CreateKeyRequest {
 }
 
 /// An API key as listed; the key itself is only in `CreatedKeyResponse`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KeyResponse {
     pub id: String,
     pub name: String,
@@ -95,14 +96,14 @@ pub struct KeyResponse {
 }
 
 /// `POST /admin/keys` response: the only time the key is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedKeyResponse {
     pub key: String,
     #[serde(flatten)]
     pub info: KeyResponse,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KeyListResponse {
     pub keys: Vec<KeyResponse>,
 }

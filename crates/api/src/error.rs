@@ -2,15 +2,16 @@
 //! `{"detail": {"error": "...", "message": "..."}}`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Top-level error body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub detail: ErrorDetail,
 }
 
 /// The `detail` object: a machine-readable `error` kind and a human `message`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub error: String,
     pub message: String,

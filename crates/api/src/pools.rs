@@ -2,8 +2,9 @@
 //! template, handed out by `create` with that template.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PoolResponse {
     pub id: String,
     pub name: String,
@@ -16,13 +17,13 @@ pub struct PoolResponse {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PoolListResponse {
     pub pools: Vec<PoolResponse>,
 }
 
 /// `POST /pools`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePoolRequest {
     pub name: String,
@@ -36,7 +37,7 @@ pub struct CreatePoolRequest {
 }
 
 /// `PATCH /pools/{name}`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePoolRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,9 +11,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 /// Lifecycle status of a sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxStatus {
     Provisioning,
@@ -63,7 +64,7 @@ impl FromStr for SandboxStatus {
 }
 
 /// User, working directory and environment commands run with.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,7 +76,7 @@ pub struct RunConfig {
 }
 
 /// `POST /boxes` body.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct CreateSandboxRequest {
     pub name: Option<String>,
     pub wait_for_ready: Option<bool>,
@@ -120,7 +121,7 @@ pub struct CreateSandboxRequest {
 }
 
 /// `PATCH /boxes/{name}` body.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSandboxRequest {
     pub name: Option<String>,
@@ -133,7 +134,8 @@ pub struct UpdateSandboxRequest {
 }
 
 /// `GET /boxes` query string, as in the seed's OpenAPI document.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListSandboxesQuery {
     pub limit: Option<i64>,
     pub offset: Option<i64>,
@@ -144,7 +146,7 @@ pub struct ListSandboxesQuery {
 }
 
 /// One sandbox as every endpoint returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SandboxResponse {
     pub id: String,
     pub name: String,
@@ -178,7 +180,7 @@ pub struct SandboxResponse {
 }
 
 /// `GET /boxes` response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SandboxListResponse {
     pub sandboxes: Vec<SandboxResponse>,
     /// The offset of the first sandbox in `sandboxes` (the request's offset).
@@ -186,7 +188,7 @@ pub struct SandboxListResponse {
 }
 
 /// `GET /boxes/{name}/status` response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusResponse {
     pub status: SandboxStatus,
     pub status_message: Option<String>,

@@ -20,6 +20,7 @@ pub mod health;
 pub mod host_lock;
 pub mod metrics;
 pub mod mounts;
+pub mod openapi;
 pub mod opensandbox;
 pub mod paths;
 pub mod proxy_config;

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use sandpit_api::SandboxStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::store::SandboxRow;
 
@@ -39,7 +40,8 @@ impl Extra {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(as = OsImageSpec)]
 pub struct ImageSpec {
     pub uri: String,
     #[serde(default)]
@@ -48,7 +50,8 @@ pub struct ImageSpec {
 
 /// `POST /v1/sandboxes` body. Unknown fields are ignored (newer SDKs send
 /// more); fields Sandpit does not implement are refused in `lifecycle`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[schema(as = OsCreateSandboxRequest)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateRequest {
     pub image: Option<ImageSpec>,
@@ -65,19 +68,22 @@ pub struct CreateRequest {
     pub extensions: Option<BTreeMap<String, Value>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(as = OsRenewRequest)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RenewRequest {
     pub expires_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OsRenewResponse)]
 #[serde(rename_all = "camelCase")]
 pub struct RenewResponse {
     pub expires_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OsSandboxStatus)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     pub state: &'static str,
@@ -88,14 +94,16 @@ pub struct StatusView {
     pub last_transition_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OsImage)]
 pub struct ImageView {
     pub uri: String,
 }
 
 /// `Sandbox` of the spec (GET, list); without the image it is the
 /// spec's `CreateSandboxResponse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OsSandbox)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxView {
     pub id: String,
@@ -109,7 +117,8 @@ pub struct SandboxView {
     pub created_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OsPagination)]
 #[serde(rename_all = "camelCase")]
 pub struct Pagination {
     pub page: usize,
@@ -119,7 +128,8 @@ pub struct Pagination {
     pub has_next_page: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OsSandboxList)]
 pub struct ListView {
     pub items: Vec<SandboxView>,
     pub pagination: Pagination,

@@ -1,8 +1,9 @@
 //! The HTTP surface: control API routes (under both `/api/v2/sandboxes` and
 //! `/v2/sandboxes`), the data-plane gateway, service URLs and OpenSandbox
 //! endpoints (`gateway::service`, in front of every route), the JWKS, the
-//! web console (`crate::console`, at `/`) and the probes `/healthz` and
-//! `/readyz` (`crate::health`).
+//! web console (`crate::console`, at `/`), the probes `/healthz` and
+//! `/readyz` (`crate::health`) and the API description `/openapi.json`
+//! (`crate::openapi`, which lists every route registered here).
 
 mod admin;
 mod boxes;
@@ -124,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(crate::health::healthz))
         .route("/readyz", get(crate::health::readyz))
         .route("/metrics", get(crate::metrics::scrape_authenticated))
+        .route(crate::openapi::PATH, get(crate::openapi::serve))
         .nest("/api/v2/sandboxes", sandboxes_api())
         .nest("/v2/sandboxes", sandboxes_api())
         .nest("/api/v1/admin", admin_api())
