@@ -180,3 +180,62 @@ def test_revoking_the_creators_key_ends_the_delegation(srv, tenant):
             assert after["status"] == 401 and "revoked" in after["body"], after
         finally:
             other.delete_sandbox("deleg-revoke")
+
+
+# The langsmith SDK inside the sandbox: `SandboxClient()` with no key.
+SDK_SCRIPT = r'''
+import json
+from langsmith.sandbox import SandboxClient
+out = {}
+with SandboxClient() as c:
+    out["listed"] = [s.name for s in c.list_sandboxes()]
+    try:
+        c.create_sandbox(name="made-by-sdk-inside")
+        out["create"] = "created"
+    except Exception as e:
+        out["create"] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+'''
+
+
+def sdk_tarball() -> bytes:
+    """The langsmith SDK and what it imports, from this test's own venv."""
+    import io
+    import os
+    import sys
+    import tarfile
+
+    import langsmith.sandbox  # noqa: F401
+
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    tops = {
+        os.path.relpath(f, site).split(os.sep)[0]
+        for f in (getattr(m, "__file__", None) or "" for m in list(sys.modules.values()))
+        if f.startswith(site + os.sep)
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for top in sorted(tops):
+            tar.add(os.path.join(site, top), arcname=top,
+                    filter=lambda t: None if "__pycache__" in t.name else t)
+    return buf.getvalue()
+
+
+def test_the_sdk_inside_works_with_no_key(granted, tclient):
+    import sys
+
+    inside = granted.run("python3 -c 'import sys; print(sys.version_info[:2])'").stdout.strip()
+    if inside != str(tuple(sys.version_info[:2])):
+        pytest.skip(f"the sandbox's python is {inside}, the SDK here is for {sys.version_info[:2]}")
+    granted.write("/tmp/sdk.tgz", sdk_tarball())
+    granted.write("/tmp/sdk.py", SDK_SCRIPT)
+    out = granted.run(
+        "mkdir -p /tmp/site && tar xzf /tmp/sdk.tgz -C /tmp/site && "
+        "env -u LANGSMITH_API_KEY PYTHONPATH=/tmp/site python3 /tmp/sdk.py",
+        timeout=120,
+    )
+    assert out.exit_code == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["listed"] == ["deleg-read"], result
+    assert "sandboxes:create" in result["create"], result
+    assert "made-by-sdk-inside" not in [s.name for s in tclient.list_sandboxes()]
