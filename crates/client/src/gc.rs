@@ -8,7 +8,6 @@ impl Client {
     /// (`sandpit_images::GcReport` as JSON).
     pub async fn collect_garbage(&self, dry_run: bool) -> Result<serde_json::Value, ClientError> {
         let path = format!("{ADMIN}/gc?dry_run={dry_run}");
-        self.request::<(), _>(http::Method::POST, &path, None)
-            .await
+        self.request::<(), _>(http::Method::POST, &path, None).await
     }
 }

@@ -60,8 +60,7 @@ pub async fn collect(
         now: SystemTime::now(),
     };
     let report =
-        tokio::task::spawn_blocking(move || layers.collect_garbage(&referenced, options))
-            .await??;
+        tokio::task::spawn_blocking(move || layers.collect_garbage(&referenced, options)).await??;
     crate::metrics::global().layer_gc(&report);
     if report.images_removed + report.layers_removed > 0 || !report.errors.is_empty() {
         tracing::info!(
@@ -87,7 +86,10 @@ pub async fn periodic(store: Store, layers: Arc<LayerStore>, config: GcConfig) {
         ticks.tick().await;
         if let Err(err) = collect(&store, &layers, config.grace, false).await {
             let err = anyhow::Error::from(err);
-            tracing::warn!(error = format!("{err:#}"), "layer store garbage collection failed");
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "layer store garbage collection failed"
+            );
         }
     }
 }

@@ -77,7 +77,10 @@ mod tests {
             ..GcReport::default()
         };
         let text = summary(&report);
-        assert!(text.starts_with("would free 3.0 MiB (2 layers, 1 images)\n"), "{text}");
+        assert!(
+            text.starts_with("would free 3.0 MiB (2 layers, 1 images)\n"),
+            "{text}"
+        );
         assert!(text.contains("  layer sha256:ab\n"));
         assert_eq!(human_bytes(512), "512 B");
     }

@@ -77,7 +77,10 @@ fn a_grace_of_zero_collects_in_one_pass() {
     assert_eq!(report.removed_layers, vec![digest('3')]);
     let everything = pass(&store, &HashSet::new(), 0, 0, false);
     assert_eq!(everything.layers_removed, 2);
-    assert_eq!(fs::read_dir(store.root().join("layers")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(store.root().join("layers")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
@@ -167,7 +170,10 @@ fn a_referenced_image_whose_record_is_unreadable_keeps_every_layer() {
     let report = pass(&store, &only('a'), 0, 0, false);
     assert_eq!(report.layers_removed, 0);
     assert_eq!(report.errors.len(), 1);
-    assert_eq!(fs::read_dir(store.root().join("layers")).unwrap().count(), 3);
+    assert_eq!(
+        fs::read_dir(store.root().join("layers")).unwrap().count(),
+        3
+    );
 }
 
 #[test]
