@@ -157,9 +157,8 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         None => None,
     };
     let layers_dir = dirs.root().join("oci");
-    let layers = Arc::new(
-        sandpit_images::LayerStore::open(&layers_dir).context("opening the layer store")?,
-    );
+    let layers =
+        Arc::new(sandpit_images::LayerStore::open(&layers_dir).context("opening the layer store")?);
     let puller = Arc::new(sandpit_images::Puller::new(
         layers.clone(),
         config.registries.clone(),
@@ -286,11 +285,7 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         state.config.reconcile_interval,
         cluster.clone(),
     ));
-    let collector = tokio::spawn(gc::periodic(
-        store.clone(),
-        layers.clone(),
-        state.config.gc,
-    ));
+    let collector = tokio::spawn(gc::periodic(store.clone(), layers.clone(), state.config.gc));
     let reconciler = tokio::spawn(reconcile(
         sandboxes.clone(),
         state.config.reconcile_interval,
