@@ -288,6 +288,12 @@ impl TokenKey {
         Ok(key)
     }
 
+    /// Makes the key file of `data_dir` if it is missing, without loading
+    /// it for this process (replicas share it before anything reads it).
+    pub fn ensure(data_dir: &Path) -> Result<(), KeyError> {
+        Self::open(&data_dir.join(KEY_FILE)).map(|_| ())
+    }
+
     fn open(path: &Path) -> Result<Self, KeyError> {
         let io = |e| KeyError::Io(path.display().to_string(), e);
         if !path.exists() {

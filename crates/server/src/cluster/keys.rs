@@ -132,14 +132,16 @@ enum Group {
     EgressCa,
     ServiceKeys,
     DownloadLinks,
+    AccessDelegation,
 }
 
-const GROUPS: [Group; 5] = [
+const GROUPS: [Group; 6] = [
     Group::Admin,
     Group::Secrets,
     Group::EgressCa,
     Group::ServiceKeys,
     Group::DownloadLinks,
+    Group::AccessDelegation,
 ];
 
 impl Group {
@@ -150,6 +152,7 @@ impl Group {
             Group::EgressCa => "egress-ca",
             Group::ServiceKeys => "service-keys",
             Group::DownloadLinks => "download-links",
+            Group::AccessDelegation => "access-delegation",
         }
     }
 
@@ -160,6 +163,7 @@ impl Group {
             Group::Secrets => vec!["secrets.key".into()],
             Group::EgressCa => vec!["egress/ca.key".into(), "egress/ca.crt".into()],
             Group::DownloadLinks => vec![download_link::KEY_FILE.into()],
+            Group::AccessDelegation => vec![crate::delegation::KEY_FILE.into()],
             Group::ServiceKeys => {
                 let dir = root.join("service-keys");
                 let mut names = Vec::new();
@@ -209,6 +213,7 @@ impl Group {
                 ServiceKeys::open(&root.join("service-keys"))?;
             }
             Group::DownloadLinks => download_link::LinkKey::ensure(root)?,
+            Group::AccessDelegation => crate::delegation::TokenKey::ensure(root)?,
         }
         Ok(())
     }
