@@ -502,6 +502,38 @@ mod tests {
         assert_eq!(encode_query_value("/a b?c=&"), "/a%20b%3Fc%3D%26");
     }
 
+    /// The fast path (which cannot read the database) relays a port only
+    /// while this process knows it has no grant.
+    #[test]
+    fn only_ports_known_without_a_grant_take_the_fast_path() {
+        let id = "0b7e4c1a-grants-unit-test";
+        let unloaded = granted().loaded_at.is_none();
+        if unloaded {
+            assert!(
+                !known_absent(id, 80),
+                "nothing is known before the first load"
+            );
+            granted_mut().loaded_at = Some(Instant::now());
+        }
+        assert!(known_absent(id, 80));
+        let row = ServiceGrantRow {
+            sandbox_id: id.into(),
+            port: 80,
+            id: "g".into(),
+            tenant_id: "t".into(),
+            access: "workspace".into(),
+            embed_origins: "[]".into(),
+            console_url: "http://127.0.0.1:1".into(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        remember(id, 80, Some(row));
+        assert!(!known_absent(id, 80));
+        assert!(known_absent(id, 81));
+        forget(id);
+        assert!(known_absent(id, 80));
+    }
+
     #[test]
     fn frame_policy() {
         assert_eq!(frame_ancestors(&[]), "frame-ancestors 'none'");

@@ -659,6 +659,22 @@ mod tests {
         }
     }
 
+    /// A framed URL's cookie must be sent in a cross-site frame; others
+    /// stay Lax. Always HttpOnly and host-only.
+    #[test]
+    fn service_cookies() {
+        let plain = session_cookie("T", "/", 60, false, true);
+        assert_eq!(
+            plain,
+            "sandpit_svc_token=T; Path=/; Max-Age=60; HttpOnly; SameSite=Lax"
+        );
+        let framed = session_cookie("T", "/", 60, true, false);
+        assert!(framed.ends_with("HttpOnly; SameSite=None; Secure"));
+        let partitioned = session_cookie("T", "/", 60, true, true);
+        assert!(partitioned.ends_with("SameSite=None; Secure; Partitioned"));
+        assert!(!partitioned.to_ascii_lowercase().contains("domain"));
+    }
+
     #[test]
     fn path_forms_take_header_tokens_only_and_have_no_login() {
         let config = ServerConfig::default();
@@ -674,6 +690,10 @@ mod tests {
         let t = target_of(&config, &format!("{ID}--80.localhost:1"), "/_svc/auth").unwrap();
         assert!(t.is_token_exchange());
         assert_eq!(t.token_source(), TokenSource::ServiceHeaderOrCookie);
+        let t = target_of(&config, &format!("{ID}--80.localhost:1"), "/_svc/login").unwrap();
+        assert!(t.is_login());
+        let t = target_of(&config, "h", &format!("/svc/{ID}--80/_svc/login")).unwrap();
+        assert!(!t.is_login());
         let t = target_of(&config, "h", &format!("/sandboxes/{ID}/port/80/")).unwrap();
         assert_eq!(t.token_source(), TokenSource::EndpointHeader);
     }
