@@ -342,6 +342,32 @@ def test_opensandbox_sdk_through_the_replica_that_does_not_run_the_sandbox(clust
     assert not (a.data_dir / "sandboxes" / sandbox.id).exists()
 
 
+def test_failed_key_checks_through_a_replica_count_against_the_client_not_the_replica(cluster):
+    """"b" proxies data-plane calls to "a", which checks the key: "a"
+    throttles the client that failed (127.0.0.2), not "b"'s own address,
+    so other clients of "b" (127.0.0.3) keep working; and a client cannot
+    name its own address to "a" without the cluster token."""
+    a, b, _ = cluster
+    _, key = new_tenant(a.srv, "throttle")
+    box = create(b, key, name="guarded", wait_for_ready=True).json()
+    url = f"/dataplane/{box['id']}/execute"
+    body = {"command": "echo ok", "timeout": 30}
+
+    def client(source: str) -> httpx.Client:
+        return httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=30)
+
+    with client("127.0.0.2") as attacker, client("127.0.0.3") as user:
+        statuses = [attacker.post(f"{b.endpoint}{url}", headers=headers("sp_wrong"), json=body).status_code for _ in range(22)]
+        assert statuses[:20] == [401] * 20 and statuses[-1] == 429, statuses
+        r = user.post(f"{b.endpoint}{url}", headers=headers(key), json=body)
+        assert r.status_code == 200, (r.status_code, r.text)
+        # Straight to "a" with a made-up client address and no token: the
+        # header is ignored, the attacker is still the one throttled.
+        spoofed = {**headers("sp_wrong"), "x-sandpit-client-addr": "127.0.0.9", "x-sandpit-forwarded-by": "b"}
+        assert attacker.post(f"{a.endpoint}{url}", headers=spoofed, json=body).status_code == 429
+    delete_all(b, key)
+
+
 def test_the_leader_killed_hands_its_duties_over(cluster):
     a, b, database = cluster
     _, key = new_tenant(a.srv, "leader")

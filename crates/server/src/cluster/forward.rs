@@ -6,14 +6,23 @@
 //! credentials, streamed body, WebSocket upgrades): the owner
 //! authenticates the caller and relays to the sandbox itself, so this
 //! replica never needs the sandbox's agent, network or files.
+//!
+//! The owner sees the forwarding replica's address, not the client's, so
+//! the proxy also sends the client's address ([`CLIENT_ADDR`]) with the
+//! cluster token, and the owner adopts it (only with a valid token) before
+//! anything reads the address: the throttle of failed key checks counts
+//! the client that failed, not every client of the forwarding replica.
 
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderValue};
 use http::{Uri, Version};
 
-use super::Owner;
+use super::{rpc, Cluster, Owner};
+use crate::auth::ClientAddr;
 use crate::error::ApiError;
 use crate::gateway::relay;
 use crate::state::AppState;
@@ -21,6 +30,9 @@ use crate::state::AppState;
 /// Set on a proxied request (the forwarding node's name): a request is
 /// proxied at most once, so two replicas that disagree cannot loop.
 pub const FORWARDED_BY: &str = "x-sandpit-forwarded-by";
+/// Set on a proxied request: the address of the client the forwarding
+/// replica served, believed only with the cluster token.
+pub const CLIENT_ADDR: &str = "x-sandpit-client-addr";
 
 /// The sandbox a data-plane path addresses.
 pub fn sandbox_of(path: &str) -> Option<&str> {
@@ -41,10 +53,11 @@ fn download_sandbox(path: &str) -> Option<String> {
 
 /// Middleware (outermost): proxy data-plane requests for a sandbox a
 /// live peer runs; answer 502 if its node is down.
-pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn route(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(cluster) = state.cluster.clone() else {
         return next.run(req).await;
     };
+    adopt_client_addr(&cluster, &mut req);
     let id = match sandbox_of(req.uri().path()) {
         Some(id) => id.to_owned(),
         // Download links and service URLs (by host or path) name the
@@ -60,7 +73,7 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     match cluster.owner(&id).await {
-        Ok(Owner::Peer(node)) => proxy(req, &node.url, cluster.node_name())
+        Ok(Owner::Peer(node)) => proxy(req, &node.url, &cluster)
             .await
             .unwrap_or_else(|err| err.into_response()),
         Ok(Owner::Down(node)) => ApiError::Upstream(format!(
@@ -72,6 +85,34 @@ pub async fn route(State(state): State<AppState>, req: Request, next: Next) -> R
     }
 }
 
+/// On a request a peer proxied here (cluster token valid), the client
+/// address it names replaces the peer's own. The address (and the token
+/// sent with it) is removed, so neither reaches a handler or a sandbox,
+/// and a client cannot name an address of its choosing.
+fn adopt_client_addr(cluster: &Cluster, req: &mut Request) {
+    let headers = req.headers_mut();
+    // Only proxied requests carry an address; the internal API's calls
+    // (which need their token) do not.
+    let Some(claimed) = headers.remove(CLIENT_ADDR) else {
+        return;
+    };
+    let token = headers.remove(rpc::TOKEN_HEADER);
+    let trusted = token
+        .as_ref()
+        .and_then(|t| t.to_str().ok())
+        .is_some_and(|t| cluster.secret().check_rpc_token(t));
+    let Some(ip) = claimed
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse::<IpAddr>().ok())
+        .filter(|_| trusted && req.headers().contains_key(FORWARDED_BY))
+    else {
+        return;
+    };
+    req.extensions_mut()
+        .insert(ConnectInfo(ClientAddr(SocketAddr::new(ip, 0))));
+}
+
 const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
@@ -81,7 +122,11 @@ const HOP_BY_HOP: [&str; 6] = [
     "upgrade",
 ];
 
-async fn proxy(mut req: Request, url: &str, via: &str) -> Result<Response, ApiError> {
+async fn proxy(mut req: Request, url: &str, cluster: &Cluster) -> Result<Response, ApiError> {
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|ConnectInfo(ClientAddr(addr))| addr.ip());
     let authority = super::rpc::authority(url).map_err(|e| ApiError::Internal(e.into()))?;
     let upgrade = relay::upgrade_protocol(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -112,8 +157,17 @@ async fn proxy(mut req: Request, url: &str, via: &str) -> Result<Response, ApiEr
             .unwrap_or_else(|| HeaderValue::from_static("sandpit"));
         parts.headers.insert(header::HOST, host);
     }
-    let via = HeaderValue::from_str(via).map_err(|e| ApiError::Internal(e.into()))?;
+    let via =
+        HeaderValue::from_str(cluster.node_name()).map_err(|e| ApiError::Internal(e.into()))?;
     parts.headers.insert(FORWARDED_BY, via);
+    if let Some(ip) = client {
+        let token = HeaderValue::from_str(&cluster.secret().rpc_token())
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        parts.headers.insert(rpc::TOKEN_HEADER, token);
+        let addr =
+            HeaderValue::from_str(&ip.to_string()).map_err(|e| ApiError::Internal(e.into()))?;
+        parts.headers.insert(CLIENT_ADDR, addr);
+    }
     let unreachable =
         |e: &dyn std::fmt::Display| ApiError::Upstream(format!("Replica {url} unreachable: {e}"));
     let io = tokio::net::TcpStream::connect(&authority)
@@ -135,7 +189,10 @@ mod tests {
         assert_eq!(sandbox_of(&format!("/dataplane/{id}/execute/ws")), Some(id));
         assert_eq!(sandbox_of(&format!("/console-terminal/{id}")), Some(id));
         assert_eq!(sandbox_of(&format!("/v1/sandboxes/{id}")), Some(id));
-        assert_eq!(sandbox_of(&format!("/v1/sandboxes/{id}/execd/ping")), Some(id));
+        assert_eq!(
+            sandbox_of(&format!("/v1/sandboxes/{id}/execd/ping")),
+            Some(id)
+        );
         assert_eq!(sandbox_of("/v1/sandboxes"), None);
         assert_eq!(sandbox_of("/dataplane/not-an-id/x"), None);
         assert_eq!(sandbox_of(&format!("/api/v2/sandboxes/boxes/{id}")), None);
