@@ -48,7 +48,6 @@ def message(resp: httpx.Response) -> str:
     [
         ({"preserve_memory_on_stop": True}, "preserve_memory_on_stop"),
         ({"restore_memory": True}, "restore_memory"),
-        ({"access_delegation": {"mode": "EXPLICIT", "permissions": ["sandboxes:read"]}}, "access_delegation"),
     ],
 )
 def test_unimplemented_create_fields_are_refused_by_name(client, names, kwargs, field):
@@ -91,16 +90,6 @@ def test_unknown_fields_are_refused_everywhere(http, client, names):
     assert resp.status_code == 422 and "build_args" in message(resp), resp.text
     resp = http.post(f"/boxes/{sb.name}/snapshot", json={"name": "s", "memory": True})
     assert resp.status_code == 422 and "memory" in message(resp), resp.text
-
-
-def test_service_url_login_and_embed_modes_are_refused(client, names):
-    sb = client.create_sandbox(name="svc-modes")
-    names.append(sb.name)
-    for kwargs, field in (({"access": "restricted"}, "access"), ({"access": "workspace"}, "access"),
-                          ({"embed_origins": ["https://app.example"]}, "embed_origins")):
-        with pytest.raises(Exception) as caught:
-            client.service(sb.name, 8000, **kwargs)
-        assert field in str(caught.value), caught.value
 
 
 # --- item 2: download links ---------------------------------------------

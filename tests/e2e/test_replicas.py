@@ -368,6 +368,24 @@ def test_failed_key_checks_through_a_replica_count_against_the_client_not_the_re
     delete_all(b, key)
 
 
+def test_a_capture_through_the_other_replica_runs_where_the_sandbox_does(cluster):
+    a, b, _ = cluster
+    _, key = new_tenant(a.srv, "capture")
+    with sdk(b, key) as client:
+        sb = client.create_sandbox(name="to-capture")
+        snap = None
+        try:
+            sb.run("echo captured-through-b > /home/user/kept.txt", timeout=60)
+            snap = client.capture_snapshot("to-capture", "from-b", timeout=120)
+            assert snap.status == "ready", snap
+            clone = client.create_sandbox(snapshot_id=snap.id, name="from-capture")
+            assert clone.run("cat /home/user/kept.txt", timeout=60).stdout == "captured-through-b\n"
+        finally:
+            delete_all(b, key)
+            if snap is not None:
+                client.delete_snapshot(snap.id)
+
+
 def test_the_leader_killed_hands_its_duties_over(cluster):
     a, b, database = cluster
     _, key = new_tenant(a.srv, "leader")

@@ -15,7 +15,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, OriginalUri, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderValue};
@@ -82,6 +82,35 @@ pub async fn route(State(state): State<AppState>, mut req: Request, next: Next) 
         .into_response(),
         // Ours, or unknown (the route answers 404): handled here.
         Ok(Owner::Local) | Err(_) => next.run(req).await,
+    }
+}
+
+/// An API call about sandbox `id` that only the node running it can serve
+/// (a snapshot capture reads its files): proxied to that node when it is
+/// another live replica. `Ok(Err(req))` hands the request back to be
+/// served here (no cluster, this node's sandbox, or already proxied once).
+pub async fn to_owner(
+    state: &AppState,
+    id: &str,
+    req: Request,
+) -> Result<Result<Response, Request>, ApiError> {
+    let Some(cluster) = state.cluster.as_ref() else {
+        return Ok(Err(req));
+    };
+    if req.headers().contains_key(FORWARDED_BY) || state.sandboxes.runs_here(id) {
+        return Ok(Err(req));
+    }
+    let mut req = req;
+    // A nested router's handler sees its path without the nest's prefix.
+    if let Some(OriginalUri(uri)) = req.extensions().get::<OriginalUri>().cloned() {
+        *req.uri_mut() = uri;
+    }
+    match cluster.owner(id).await? {
+        Owner::Peer(node) => proxy(req, &node.url, cluster).await.map(Ok),
+        Owner::Down(node) => Err(ApiError::Upstream(format!(
+            "Sandbox '{id}' runs on replica '{node}', which is not answering"
+        ))),
+        Owner::Local => Ok(Err(req)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `/snapshots` handlers: parse, call the snapshot controller, render.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -98,12 +98,20 @@ pub async fn tags_by_name(
     Ok(Json(json!({ "name": name, "tags": tags })).into_response())
 }
 
+/// A capture copies the sandbox's files, so it runs on the replica that
+/// runs the sandbox (`cluster::forward::to_owner`).
 pub async fn capture(
     State(state): State<AppState>,
     caller: Caller,
     Path(sandbox): Path<String>,
-    Body(req): Body<CaptureSnapshotRequest>,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let row = state.sandboxes.find(&caller, &sandbox).await?;
+    let request = match crate::cluster::forward::to_owner(&state, &row.id, request).await? {
+        Ok(proxied) => return Ok(proxied),
+        Err(request) => request,
+    };
+    let Body(req) = Body::<CaptureSnapshotRequest>::from_request(request, &state).await?;
     let snapshots = state.sandboxes.snapshots()?;
     let (name, tag) = validate::capture_names(&req)?;
     let source = state.sandboxes.capture_source(&caller, &sandbox).await?;
