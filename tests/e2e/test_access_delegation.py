@@ -199,25 +199,43 @@ print(json.dumps(out))
 
 
 def sdk_tarball() -> bytes:
-    """The langsmith SDK and what it imports, from this test's own venv."""
+    """The langsmith SDK and its required distributions (the closure of
+    `Requires-Dist` without extras), from this test's own venv. Not what
+    this process has imported: under the whole suite that is every test
+    module's imports, far over the upload limit."""
     import io
-    import os
+    import re
     import sys
     import tarfile
+    from importlib import metadata
+    from pathlib import Path
 
-    import langsmith.sandbox  # noqa: F401
-
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    tops = {
-        os.path.relpath(f, site).split(os.sep)[0]
-        for f in (getattr(m, "__file__", None) or "" for m in list(sys.modules.values()))
-        if f.startswith(site + os.sep)
-    }
+    site = Path(next(p for p in sys.path if p.endswith("site-packages")))
+    tops: set[str] = set()
+    seen: set[str] = set()
+    todo = ["langsmith"]
+    while todo:
+        name = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement for another Python or platform
+        for req in dist.requires or []:
+            if "extra ==" not in req:
+                todo.append(re.match(r"[A-Za-z0-9_.-]+", req).group(0))
+        for file in dist.files or []:
+            top = file.parts[0]
+            # With its .dist-info: some read their own version from it.
+            if top != ".." and (site / top).exists():
+                tops.add(top)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for top in sorted(tops):
-            tar.add(os.path.join(site, top), arcname=top,
-                    filter=lambda t: None if "__pycache__" in t.name else t)
+            tar.add(site / top, arcname=top, filter=lambda t: None if "__pycache__" in t.name else t)
     return buf.getvalue()
 
 

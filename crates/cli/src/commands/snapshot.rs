@@ -41,7 +41,7 @@ enum SnapshotVerb {
         /// Image reference, e.g. python:3.12-slim or host:5000/app:1.
         #[arg(long)]
         image: String,
-        /// Tag under the name (default: the image's tag, else latest).
+        /// Tag under the name (default: both latest and the image's own tag).
         #[arg(long)]
         tag: Option<String>,
         /// Writable-layer capacity of its sandboxes: 1GiB, 512Mi, bytes.
