@@ -19,9 +19,7 @@
 //!   admins, and admin, secrets and registry routes map to no permission.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -32,7 +30,6 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -260,13 +257,7 @@ pub enum TokenError {
     Expired,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("cannot read or write the access-delegation key {0}")]
-    Io(String, #[source] std::io::Error),
-    #[error("the access-delegation key {0} is not 32 bytes")]
-    BadKey(String),
-}
+pub use crate::key_file::KeyError;
 
 /// The HMAC key of one data dir (`DATA/access-delegation.key`, 32 random
 /// bytes, 0600, made on first use).
@@ -295,27 +286,7 @@ impl TokenKey {
     }
 
     fn open(path: &Path) -> Result<Self, KeyError> {
-        let io = |e| KeyError::Io(path.display().to_string(), e);
-        if !path.exists() {
-            let mut bytes = [0u8; 32];
-            SystemRandom::new()
-                .fill(&mut bytes)
-                .map_err(|_| io(std::io::Error::other("no randomness")))?;
-            let created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path);
-            match created {
-                Ok(mut file) => file.write_all(&bytes).map_err(io)?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
-        if bytes.len() != 32 {
-            return Err(KeyError::BadKey(path.display().to_string()));
-        }
+        let bytes = crate::key_file::read_or_create(path)?;
         Ok(Self::from_bytes(&bytes))
     }
 

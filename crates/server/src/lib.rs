@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod gc;
 pub mod health;
 pub mod host_lock;
+pub mod key_file;
 pub mod metrics;
 pub mod mounts;
 pub mod openapi;

@@ -10,15 +10,12 @@
 //! never reused.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 /// Key file name in the data dir.
@@ -60,13 +57,7 @@ pub struct LinkKey {
     key: hmac::Key,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("cannot read or write the download-link key {0}")]
-    Io(String, #[source] std::io::Error),
-    #[error("the download-link key {0} is not 32 bytes")]
-    BadKey(String),
-}
+pub use crate::key_file::KeyError;
 
 impl LinkKey {
     /// The key of `data_dir`, loaded once per process (made on first use).
@@ -89,28 +80,7 @@ impl LinkKey {
     }
 
     fn open(path: &Path) -> Result<Self, KeyError> {
-        let io = |e| KeyError::Io(path.display().to_string(), e);
-        if !path.exists() {
-            let mut bytes = [0u8; 32];
-            SystemRandom::new()
-                .fill(&mut bytes)
-                .map_err(|_| io(std::io::Error::other("no randomness")))?;
-            let created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path);
-            match created {
-                Ok(mut file) => file.write_all(&bytes).map_err(io)?,
-                // Another request made it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
-        if bytes.len() != 32 {
-            return Err(KeyError::BadKey(path.display().to_string()));
-        }
+        let bytes = crate::key_file::read_or_create(path)?;
         Ok(Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
         })
