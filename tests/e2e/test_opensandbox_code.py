@@ -170,6 +170,13 @@ def test_errors_results_and_interrupt(server):
         assert "return 1 / 0" in tb and "Traceback" in tb and "<cell-" in tb
         assert "driver" not in tb
         assert failed.logs.stdout[0].text == "before\n"
+        # A line written in pieces (an unbuffered print writes its newline
+        # apart) is one stdout event, not one per write.
+        pieces = codes.run(
+            "import sys, time\nsys.stdout.write('par'); sys.stdout.flush(); time.sleep(0.01)\nprint('ts')",
+            context=ctx,
+        )
+        assert [m.text for m in pieces.logs.stdout] == ["parts\n"]
 
         syntax = codes.run("def broken(:\n", context=ctx)
         assert syntax.error.name == "SyntaxError"

@@ -14,6 +14,7 @@ import json
 import linecache
 import os
 import queue
+import select
 import signal
 import sys
 import threading
@@ -68,8 +69,18 @@ class Capture:
                 if SYNC.startswith(pending[-size:]):
                     keep = size
                     break
-            self.send(pending[: len(pending) - keep])
-            pending = pending[len(pending) - keep:]
+            ready = pending[: len(pending) - keep]
+            # An unbuffered print() writes its text and its newline apart:
+            # a partial line waits briefly for the rest, so one line is one
+            # event (a prompt with no newline still goes out after 50 ms).
+            if (
+                not ready.endswith("\n")
+                and len(pending) < CHUNK
+                and select.select([self.read_end], [], [], 0.05)[0]
+            ):
+                continue
+            self.send(ready)
+            pending = pending[len(ready):]
 
     def send(self, text):
         for start in range(0, len(text), CHUNK):
