@@ -148,6 +148,60 @@ def test_subdomain_routing_with_a_service_domain(domain_server):
             handle.kill()
 
 
+# An app whose responses carry no `Date`: hyper adds one, the fast path
+# relays the head as it is, so the header tells which relay answered.
+BARE = r"""
+import asyncio
+RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+async def handle(r, w):
+    try:
+        while True:
+            await r.readuntil(b"\r\n\r\n")
+            w.write(RESP)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def main():
+    server = await asyncio.start_server(handle, "0.0.0.0", 9001)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def test_the_fast_path_takes_a_new_server_s_first_connections(domain_server):
+    """Issue 19 (a regression the ingress benchmark found): until the server
+    had read its login grants, which only the full HTTP stack did, the fast
+    path took no request, and every connection it handed over stayed with
+    hyper: a benchmark opening its 32 connections at once ran at hyper's
+    speed throughout."""
+    from langsmith.sandbox import SandboxClient
+
+    with SandboxClient(api_endpoint=f"{domain_server.endpoint}/api/v2/sandboxes", api_key=domain_server.api_key) as c:
+        with c.sandbox() as sb:
+            sb.write("/app/bare.py", BARE)
+            handle = sb.run("python3 /app/bare.py", timeout=0, wait=False)
+            wait_listening(sb, 9001)
+            svc = sb.service(port=9001)
+            raw = Raw(domain_server.endpoint)
+            raw.host = urlsplit(svc.service_url).netloc
+            try:
+                # The first service request this server sees.
+                raw.send(raw.request("GET", "/", {TOKEN_HEADER: svc.token}))
+                status, headers, body = raw.response()
+                assert (status, body) == (200, b"ok")
+                assert "date" not in headers, "hyper answered, not the fast path"
+                # The same request through hyper (an `Upgrade` header hands
+                # the connection over) does get one: the check can fail.
+                raw.send(raw.request("GET", "/", {TOKEN_HEADER: svc.token, "Upgrade": "nothing"}))
+                status, headers, body = raw.response()
+                assert (status, body) == (200, b"ok") and "date" in headers
+            finally:
+                raw.close()
+                handle.kill()
+
+
 @pytest.fixture(scope="module")
 def app_sb(server):
     """One sandbox running the items app on 8000 (all interfaces) and on

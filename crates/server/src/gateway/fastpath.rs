@@ -126,6 +126,7 @@ pub fn listen(
     let local = listener.local_addr()?;
     let (tx, connections) = mpsc::channel(64);
     let accept = tokio::spawn(async move {
+        super::grants::preload(&state.store).await;
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
