@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use sandpit_api::SandboxStatus;
 use sandpit_server::store::{
-    self, ListFilter, PoolRow, QuotaUpdate, SandboxRow, SnapshotRow, SortColumn, Store, StoreError,
-    TemplateRow, Usage, VolumeRow,
+    self, ListFilter, NodeRow, PoolRow, QuotaUpdate, RegistryRow, SandboxRow, ServiceGrantRow,
+    SnapshotRow, SortColumn, Store, StoreError, TemplateRow, TicketRow, Usage, VolumeRow,
 };
 use sqlx::Connection;
 
@@ -915,6 +915,230 @@ async fn secrets() {
         assert!(s.delete_secret(&t.id, "TOKEN").await.unwrap());
         assert!(!s.delete_secret(&t.id, "TOKEN").await.unwrap());
         assert_eq!(s.secret_names(&t.id).await.unwrap(), ["API_KEY"]);
+    })
+    .await;
+}
+
+fn registry_row(tenant_id: &str, name: &str) -> RegistryRow {
+    RegistryRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: tenant_id.into(),
+        name: name.into(),
+        url: format!("{name}.example.test:5000"),
+        auth_type: "basic".into(),
+        username: Some("me".into()),
+        sealed_password: Some("sealed".into()),
+        created_by: None,
+        updated_by: None,
+        created_at: store::now(),
+        updated_at: store::now(),
+    }
+}
+
+#[tokio::test]
+async fn registries_round_trip_page_and_update() {
+    on_each_db(|s| async move {
+        let t = s.create_tenant("t").await.unwrap();
+        let names = ["Alpha_1", "alpha%2", "beta", "gamma"];
+        let rows: Vec<RegistryRow> = names.iter().map(|n| registry_row(&t.id, n)).collect();
+        for row in &rows {
+            s.insert_registry(row).await.unwrap();
+        }
+        assert!(matches!(
+            s.insert_registry(&registry_row(&t.id, "beta")).await,
+            Err(StoreError::Conflict)
+        ));
+        let page = |contains: Option<&'static str>, limit, offset| {
+            let s = s.clone();
+            let t = t.id.clone();
+            async move {
+                let rows = s.registries(&t, contains, limit, offset).await.unwrap();
+                rows.into_iter().map(|r| r.name).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(page(None, 10, 0).await, names);
+        assert_eq!(page(None, 2, 1).await, ["alpha%2", "beta"]);
+        // Case folded; `%` and `_` are literal.
+        assert_eq!(page(Some("ALPHA"), 10, 0).await, ["Alpha_1", "alpha%2"]);
+        assert_eq!(page(Some("%"), 10, 0).await, ["alpha%2"]);
+        assert_eq!(page(Some("_"), 10, 0).await, ["Alpha_1"]);
+
+        let beta = rows[2].clone();
+        assert_eq!(
+            s.registry_by_name(&t.id, "beta").await.unwrap().as_ref(),
+            Some(&beta)
+        );
+        assert_eq!(
+            s.registry_by_id(&t.id, &beta.id).await.unwrap().as_ref(),
+            Some(&beta)
+        );
+        let mut renamed = beta.clone();
+        renamed.name = "delta".into();
+        renamed.username = None;
+        renamed.updated_by = Some("key-2".into());
+        assert!(s.update_registry(&renamed).await.unwrap());
+        assert_eq!(
+            s.registry_by_id(&t.id, &beta.id).await.unwrap(),
+            Some(renamed.clone())
+        );
+        renamed.name = "gamma".into();
+        assert!(matches!(
+            s.update_registry(&renamed).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(s.delete_registry(&t.id, "delta").await.unwrap());
+        assert!(!s.delete_registry(&t.id, "delta").await.unwrap());
+        assert!(s.registry_by_id(&t.id, &beta.id).await.unwrap().is_none());
+    })
+    .await;
+}
+
+/// What one tenant stores, another can neither read, list nor delete.
+#[tokio::test]
+async fn one_tenants_rows_are_not_anothers() {
+    on_each_db(|s| async move {
+        let t = s.create_tenant("t").await.unwrap();
+        let u = s.create_tenant("u").await.unwrap();
+        let template = template_row(&t.id, "tpl");
+        s.insert_template(&template).await.unwrap();
+        let pool = pool_row(&t.id, "warm", "tpl");
+        s.insert_pool(&pool).await.unwrap();
+        let registry = registry_row(&t.id, "reg");
+        s.insert_registry(&registry).await.unwrap();
+        let snap = snapshot_row(&t.id, "snap", "ready", &store::now());
+        s.insert_snapshot(&snap, "latest").await.unwrap();
+        let sandbox = sandbox(&t.id, "box", &store::now());
+        s.insert_sandbox(&sandbox).await.unwrap();
+        s.put_secret(&t.id, "TOKEN", "sealed").await.unwrap();
+
+        assert!(s.template(&u.id, "tpl").await.unwrap().is_none());
+        assert!(s.templates(&u.id).await.unwrap().is_empty());
+        assert!(!s.delete_template(&u.id, "tpl").await.unwrap());
+        assert!(s.pool(&u.id, "warm").await.unwrap().is_none());
+        assert!(s.pools(Some(&u.id)).await.unwrap().is_empty());
+        assert!(s.registry_by_name(&u.id, "reg").await.unwrap().is_none());
+        assert!(s
+            .registry_by_id(&u.id, &registry.id)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s.registries(&u.id, None, 10, 0).await.unwrap().is_empty());
+        assert!(!s.delete_registry(&u.id, "reg").await.unwrap());
+        assert!(s.snapshot(&u.id, &snap.id).await.unwrap().is_none());
+        assert!(s
+            .list_snapshots(&u.id, None, 10, 0)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(!s.delete_snapshot(&u.id, &snap.id).await.unwrap());
+        assert!(s.sandbox_by_name(&u.id, "box").await.unwrap().is_none());
+        assert!(!s.delete_secret(&u.id, "TOKEN").await.unwrap());
+
+        // All still there for their tenant.
+        assert_eq!(
+            s.template(&t.id, "tpl").await.unwrap().unwrap().id,
+            template.id
+        );
+        assert_eq!(s.pool(&t.id, "warm").await.unwrap().unwrap().id, pool.id);
+        assert_eq!(s.pools(None).await.unwrap().len(), 1);
+        assert!(s.registry_by_name(&t.id, "reg").await.unwrap().is_some());
+        assert!(s.snapshot(&t.id, &snap.id).await.unwrap().is_some());
+        assert_eq!(
+            s.sandbox_by_name(&t.id, "box").await.unwrap().unwrap().id,
+            sandbox.id
+        );
+        assert_eq!(
+            s.sandbox(&sandbox.id).await.unwrap().unwrap().tenant_id,
+            t.id
+        );
+        assert!(s.sealed_secret(&t.id, "TOKEN").await.unwrap().is_some());
+    })
+    .await;
+}
+
+fn grant_row(sandbox: &SandboxRow, port: i64, access: &str) -> ServiceGrantRow {
+    ServiceGrantRow {
+        sandbox_id: sandbox.id.clone(),
+        port,
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: sandbox.tenant_id.clone(),
+        access: access.into(),
+        embed_origins: r#"["https://app.example.test"]"#.into(),
+        console_url: "http://console.example.test".into(),
+        created_at: store::now(),
+        updated_at: store::now(),
+    }
+}
+
+#[tokio::test]
+async fn service_grants_upsert_in_place() {
+    on_each_db(|s| async move {
+        let t = s.create_tenant("t").await.unwrap();
+        let sb = sandbox(&t.id, "web", &store::now());
+        s.insert_sandbox(&sb).await.unwrap();
+        let first = s
+            .upsert_service_grant(&grant_row(&sb, 8080, "restricted"))
+            .await
+            .unwrap();
+        assert_eq!(first.origins(), ["https://app.example.test"]);
+        // Replacing keeps the grant's id.
+        let again = s
+            .upsert_service_grant(&grant_row(&sb, 8080, "workspace"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.access.as_str()),
+            (first.id.as_str(), "workspace")
+        );
+        s.upsert_service_grant(&grant_row(&sb, 9090, "restricted"))
+            .await
+            .unwrap();
+        assert_eq!(s.service_grant(&sb.id, 8080).await.unwrap(), Some(again));
+        assert!(s.service_grant(&sb.id, 7070).await.unwrap().is_none());
+        let mut ports = s.granted_service_ports().await.unwrap();
+        ports.sort();
+        assert_eq!(ports, [(sb.id.clone(), 8080), (sb.id.clone(), 9090)]);
+        assert_eq!(s.delete_service_grants(&sb.id).await.unwrap(), 2);
+        assert_eq!(s.delete_service_grants(&sb.id).await.unwrap(), 0);
+
+        let later = store::format_time(chrono::Utc::now() + chrono::Duration::minutes(5));
+        assert!(s.spend_login_ticket("jti-1", &later).await.unwrap());
+        assert!(!s.spend_login_ticket("jti-1", &later).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nodes_and_terminal_tickets() {
+    on_each_db(|s| async move {
+        let node = |name: &str, beat| NodeRow {
+            name: name.into(),
+            url: format!("http://{name}.test:8080"),
+            runs_sandboxes: 1,
+            heartbeat_ms: beat,
+        };
+        s.heartbeat(&node("b", 1)).await.unwrap();
+        s.heartbeat(&node("a", 1)).await.unwrap();
+        s.heartbeat(&node("b", 2)).await.unwrap();
+        assert_eq!(s.nodes().await.unwrap(), [node("a", 1), node("b", 2)]);
+        assert_eq!(s.node("b").await.unwrap(), Some(node("b", 2)));
+        assert_eq!(s.node("c").await.unwrap(), None);
+
+        let ticket = TicketRow {
+            ticket_hash: "hash-1".into(),
+            tenant_id: "t".into(),
+            key_id: "k".into(),
+            is_admin: 0,
+            sandbox_id: "sb".into(),
+            expires_ms: chrono::Utc::now().timestamp_millis() + 60_000,
+        };
+        s.insert_ticket(&ticket).await.unwrap();
+        assert!(matches!(
+            s.insert_ticket(&ticket).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(s.take_ticket("hash-1").await.unwrap(), Some(ticket));
+        assert_eq!(s.take_ticket("hash-1").await.unwrap(), None);
     })
     .await;
 }

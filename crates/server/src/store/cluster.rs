@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use sqlx::FromRow;
 
+use super::table::{Insert, Query, Table};
 use super::{Store, StoreError, StoreResult};
 
 /// A replica (node) as its heartbeat last recorded it.
@@ -31,6 +32,29 @@ pub struct TicketRow {
     pub expires_ms: i64,
 }
 
+impl Table for NodeRow {
+    const NAME: &'static str = "nodes";
+    const COLUMNS: &'static str = "name, url, runs_sandboxes, heartbeat_ms";
+}
+
+impl Table for TicketRow {
+    const NAME: &'static str = "terminal_tickets";
+    const COLUMNS: &'static str =
+        "ticket_hash, tenant_id, key_id, is_admin, sandbox_id, expires_ms";
+}
+
+impl Insert for TicketRow {
+    fn bind_values<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.ticket_hash)
+            .bind(&self.tenant_id)
+            .bind(&self.key_id)
+            .bind(self.is_admin)
+            .bind(&self.sandbox_id)
+            .bind(self.expires_ms)
+    }
+}
+
 impl Store {
     /// Record that node `row.name` is alive (insert or refresh).
     pub async fn heartbeat(&self, row: &NodeRow) -> StoreResult<()> {
@@ -49,20 +73,11 @@ impl Store {
     }
 
     pub async fn nodes(&self) -> StoreResult<Vec<NodeRow>> {
-        Ok(sqlx::query_as(
-            "SELECT name, url, runs_sandboxes, heartbeat_ms FROM nodes ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        self.find_all(&[], "name").await
     }
 
     pub async fn node(&self, name: &str) -> StoreResult<Option<NodeRow>> {
-        Ok(sqlx::query_as(
-            "SELECT name, url, runs_sandboxes, heartbeat_ms FROM nodes WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?)
+        self.find(&[("name", name)]).await
     }
 
     /// Record that `node` runs sandbox `sandbox_id`.
@@ -185,32 +200,19 @@ impl Store {
             .bind(chrono::Utc::now().timestamp_millis())
             .execute(&self.pool)
             .await?;
-        sqlx::query(
-            "INSERT INTO terminal_tickets \
-             (ticket_hash, tenant_id, key_id, is_admin, sandbox_id, expires_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&row.ticket_hash)
-        .bind(&row.tenant_id)
-        .bind(&row.key_id)
-        .bind(row.is_admin)
-        .bind(&row.sandbox_id)
-        .bind(row.expires_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_write)?;
-        Ok(())
+        self.insert_row(row).await
     }
 
     /// Spend a ticket: it is deleted whatever the caller does with it, so
     /// only one redemption (on any replica) ever sees it.
     pub async fn take_ticket(&self, ticket_hash: &str) -> StoreResult<Option<TicketRow>> {
-        Ok(sqlx::query_as(
-            "DELETE FROM terminal_tickets WHERE ticket_hash = $1 RETURNING \
-             ticket_hash, tenant_id, key_id, is_admin, sandbox_id, expires_ms",
-        )
-        .bind(ticket_hash)
-        .fetch_optional(&self.pool)
-        .await?)
+        let sql = format!(
+            "DELETE FROM terminal_tickets WHERE ticket_hash = $1 RETURNING {}",
+            TicketRow::COLUMNS
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(ticket_hash)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 }

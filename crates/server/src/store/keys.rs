@@ -2,10 +2,8 @@
 
 use sqlx::FromRow;
 
+use super::table::{select_sql, Table};
 use super::{now, Store, StoreError, StoreResult};
-
-const TENANT_COLUMNS: &str = "id, name, created_at, max_sandboxes, max_vcpus, max_mem_bytes";
-const KEY_COLUMNS: &str = "id, tenant_id, key_hash, prefix, name, is_admin, created_at, revoked_at";
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct TenantRow {
@@ -37,6 +35,17 @@ pub struct ApiKeyRow {
     pub is_admin: i64,
     pub created_at: String,
     pub revoked_at: Option<String>,
+}
+
+impl Table for TenantRow {
+    const NAME: &'static str = "tenants";
+    const COLUMNS: &'static str = "id, name, created_at, max_sandboxes, max_vcpus, max_mem_bytes";
+}
+
+impl Table for ApiKeyRow {
+    const NAME: &'static str = "api_keys";
+    const COLUMNS: &'static str =
+        "id, tenant_id, key_hash, prefix, name, is_admin, created_at, revoked_at";
 }
 
 /// A held tenant admission lock ([`Store::lock_tenant`]).
@@ -93,24 +102,15 @@ impl Store {
     }
 
     pub async fn tenant(&self, id: &str) -> StoreResult<Option<TenantRow>> {
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        self.find(&[("id", id)]).await
     }
 
     pub async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<TenantRow>> {
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?)
+        self.find(&[("name", name)]).await
     }
 
     pub async fn tenants(&self) -> StoreResult<Vec<TenantRow>> {
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name");
-        Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
+        self.find_all(&[], "name").await
     }
 
     pub async fn update_quotas(&self, tenant_id: &str, update: &QuotaUpdate) -> StoreResult<()> {
@@ -246,25 +246,16 @@ impl Store {
     }
 
     pub async fn key(&self, id: &str) -> StoreResult<Option<ApiKeyRow>> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        self.find(&[("id", id)]).await
     }
 
     /// Keys of one tenant, or of all tenants, newest first.
     pub async fn keys(&self, tenant_id: Option<&str>) -> StoreResult<Vec<ApiKeyRow>> {
-        let mut sql = format!("SELECT {KEY_COLUMNS} FROM api_keys");
-        if tenant_id.is_some() {
-            sql.push_str(" WHERE tenant_id = $1");
+        let order = "created_at DESC, id";
+        match tenant_id {
+            Some(t) => self.find_all(&[("tenant_id", t)], order).await,
+            None => self.find_all(&[], order).await,
         }
-        sql.push_str(" ORDER BY created_at DESC, id");
-        let mut query = sqlx::query_as(&sql);
-        if let Some(t) = tenant_id {
-            query = query.bind(t);
-        }
-        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// Revoke a key; false if it does not exist or was already revoked.
@@ -280,8 +271,10 @@ impl Store {
 
     /// The live (not revoked) key with this hash.
     pub async fn live_key(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRow>> {
+        let filter = [("key_hash", key_hash)];
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+            "{} AND revoked_at IS NULL",
+            select_sql::<ApiKeyRow>(&filter)
         );
         Ok(sqlx::query_as(&sql)
             .bind(key_hash)

@@ -1,11 +1,23 @@
-//! The database: the source of truth for tenants, keys and sandboxes.
+//! The database: the source of truth for tenants, keys, sandboxes and
+//! everything else a tenant stores.
 //!
 //! One data layer over `sqlx::AnyPool`, so the same portable SQL (with `$N`
 //! placeholders, which SQLite accepts too) runs on the embedded SQLite
-//! database by default and on PostgreSQL when one machine is not enough.
-//! Each database has its own migrations directory (`migrations/`,
-//! `migrations-postgres/`) with the same versions; the queries are shared
-//! and tested on both (`tests/store.rs`).
+//! database in the data dir by default and on PostgreSQL (`--database-url`)
+//! when one machine is not enough. Each table's module holds its row type
+//! and its own queries; the reads, lists, pages, inserts and deletes by
+//! column equality that most tables share are written once, in `table.rs`.
+//!
+//! Each database has its own migrations directory with the same versions:
+//! `migrations/` for SQLite (applied files are never edited: sqlx checks
+//! their checksums) and `migrations-postgres/`, with every text column in
+//! the `"C"` collation so that ordering is by byte, as on SQLite, whatever
+//! the database's locale; [`Store::open`] picks one by URL scheme.
+//! Aggregates are cast back to `BIGINT` (PostgreSQL sums to `NUMERIC`, which
+//! the Any driver cannot decode). `tests/store.rs` runs every public method
+//! on both databases (PostgreSQL when `SANDPIT_TEST_DATABASE_URL` is set;
+//! `scripts/test` starts one) and checks that the two directories hold the
+//! same versions.
 
 mod cluster;
 mod delegations;
@@ -18,6 +30,7 @@ mod sandboxes;
 mod secrets;
 mod service_grants;
 mod snapshots;
+mod table;
 mod templates;
 
 use std::path::Path;

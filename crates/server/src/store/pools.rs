@@ -2,10 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::sandboxes::COLUMNS;
+use super::table::{Insert, Query, Table};
 use super::{now, SandboxRow, Store, StoreError, StoreResult};
-
-const POOL_COLUMNS: &str = "id, tenant_id, name, template_name, replicas, created_at, updated_at";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct PoolRow {
@@ -16,6 +14,25 @@ pub struct PoolRow {
     pub replicas: i64,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl Table for PoolRow {
+    const NAME: &'static str = "pools";
+    const COLUMNS: &'static str =
+        "id, tenant_id, name, template_name, replicas, created_at, updated_at";
+}
+
+impl Insert for PoolRow {
+    fn bind_values<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.id)
+            .bind(&self.tenant_id)
+            .bind(&self.name)
+            .bind(&self.template_name)
+            .bind(self.replicas)
+            .bind(&self.created_at)
+            .bind(&self.updated_at)
+    }
 }
 
 /// Names of warm pool members start with this.
@@ -33,59 +50,23 @@ pub fn is_warm_name(name: &str) -> bool {
 
 impl Store {
     pub async fn insert_pool(&self, row: &PoolRow) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO pools ({POOL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(&row.id)
-        .bind(&row.tenant_id)
-        .bind(&row.name)
-        .bind(&row.template_name)
-        .bind(row.replicas)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_write)?;
-        Ok(())
+        self.insert_row(row).await
     }
 
     pub async fn pool(&self, tenant_id: &str, name: &str) -> StoreResult<Option<PoolRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {POOL_COLUMNS} FROM pools WHERE tenant_id = $1 AND name = $2"
-        ))
-        .bind(tenant_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?)
+        self.find(&[("tenant_id", tenant_id), ("name", name)]).await
     }
 
     pub async fn pool_by_id(&self, id: &str) -> StoreResult<Option<PoolRow>> {
-        Ok(
-            sqlx::query_as(&format!("SELECT {POOL_COLUMNS} FROM pools WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        self.find(&[("id", id)]).await
     }
 
     /// A tenant's pools, or every pool when `tenant_id` is `None`.
     pub async fn pools(&self, tenant_id: Option<&str>) -> StoreResult<Vec<PoolRow>> {
-        let rows = match tenant_id {
-            Some(t) => {
-                sqlx::query_as(&format!(
-                    "SELECT {POOL_COLUMNS} FROM pools WHERE tenant_id = $1 ORDER BY name"
-                ))
-                .bind(t)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as(&format!("SELECT {POOL_COLUMNS} FROM pools ORDER BY id"))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        Ok(rows)
+        match tenant_id {
+            Some(t) => self.find_all(&[("tenant_id", t)], "name").await,
+            None => self.find_all(&[], "id").await,
+        }
     }
 
     pub async fn pools_for_template(
@@ -93,13 +74,8 @@ impl Store {
         tenant_id: &str,
         template_name: &str,
     ) -> StoreResult<Vec<PoolRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {POOL_COLUMNS} FROM pools WHERE tenant_id = $1 AND template_name = $2 ORDER BY name"
-        ))
-        .bind(tenant_id)
-        .bind(template_name)
-        .fetch_all(&self.pool)
-        .await?)
+        let filter = [("tenant_id", tenant_id), ("template_name", template_name)];
+        self.find_all(&filter, "name").await
     }
 
     /// Change name and replicas; `Conflict` if the name is taken.
@@ -116,10 +92,7 @@ impl Store {
     }
 
     pub async fn delete_pool_row(&self, id: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM pools WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        self.delete_where("pools", &[("id", id)]).await?;
         Ok(())
     }
 
@@ -127,8 +100,9 @@ impl Store {
     pub async fn pool_members(&self, pool: &PoolRow) -> StoreResult<Vec<SandboxRow>> {
         let prefix = warm_prefix(&pool.id);
         let sql = format!(
-            "SELECT {COLUMNS} FROM sandboxes WHERE tenant_id = $1 \
+            "SELECT {} FROM sandboxes WHERE tenant_id = $1 \
              AND substr(name, 1, {len}) = $2 ORDER BY created_at, id",
+            SandboxRow::COLUMNS,
             len = prefix.len()
         );
         Ok(sqlx::query_as(&sql)

@@ -3,11 +3,8 @@
 
 use sqlx::FromRow;
 
-use super::sandboxes::like_pattern;
+use super::table::{Insert, Query, Table};
 use super::{Store, StoreError, StoreResult};
-
-const COLUMNS: &str = "id, tenant_id, name, url, auth_type, username, sealed_password, \
-    created_by, updated_by, created_at, updated_at";
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct RegistryRow {
@@ -25,27 +22,32 @@ pub struct RegistryRow {
     pub updated_at: String,
 }
 
+impl Table for RegistryRow {
+    const NAME: &'static str = "registries";
+    const COLUMNS: &'static str = "id, tenant_id, name, url, auth_type, username, \
+        sealed_password, created_by, updated_by, created_at, updated_at";
+}
+
+impl Insert for RegistryRow {
+    fn bind_values<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.id)
+            .bind(&self.tenant_id)
+            .bind(&self.name)
+            .bind(&self.url)
+            .bind(&self.auth_type)
+            .bind(&self.username)
+            .bind(&self.sealed_password)
+            .bind(&self.created_by)
+            .bind(&self.updated_by)
+            .bind(&self.created_at)
+            .bind(&self.updated_at)
+    }
+}
+
 impl Store {
     pub async fn insert_registry(&self, row: &RegistryRow) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO registries ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(&row.id)
-        .bind(&row.tenant_id)
-        .bind(&row.name)
-        .bind(&row.url)
-        .bind(&row.auth_type)
-        .bind(&row.username)
-        .bind(&row.sealed_password)
-        .bind(&row.created_by)
-        .bind(&row.updated_by)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_write)?;
-        Ok(())
+        self.insert_row(row).await
     }
 
     /// Write every mutable column of `row` (found by id and tenant).
@@ -75,13 +77,7 @@ impl Store {
         tenant_id: &str,
         name: &str,
     ) -> StoreResult<Option<RegistryRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM registries WHERE tenant_id = $1 AND name = $2"
-        ))
-        .bind(tenant_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?)
+        self.find(&[("tenant_id", tenant_id), ("name", name)]).await
     }
 
     pub async fn registry_by_id(
@@ -89,13 +85,7 @@ impl Store {
         tenant_id: &str,
         id: &str,
     ) -> StoreResult<Option<RegistryRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM registries WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        self.find(&[("tenant_id", tenant_id), ("id", id)]).await
     }
 
     /// A tenant's registries by name, `limit` from `offset`, optionally
@@ -107,25 +97,13 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Vec<RegistryRow>> {
-        let pattern = like_pattern(name_contains.unwrap_or(""));
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM registries WHERE tenant_id = $1 AND LOWER(name) LIKE $2 ESCAPE '\\' \
-             ORDER BY name LIMIT $3 OFFSET $4"
-        ))
-        .bind(tenant_id)
-        .bind(pattern)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?)
+        let filter = [("tenant_id", tenant_id)];
+        self.find_page(&filter, name_contains, "name", (limit, offset))
+            .await
     }
 
     pub async fn delete_registry(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM registries WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let filter = [("tenant_id", tenant_id), ("name", name)];
+        Ok(self.delete_where("registries", &filter).await? > 0)
     }
 }

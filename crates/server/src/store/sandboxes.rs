@@ -4,12 +4,8 @@ use sandpit_api::SandboxStatus;
 use sqlx::FromRow;
 
 use super::pools::WARM;
+use super::table::{select_sql, Insert, Query, Table};
 use super::{now, Store, StoreError, StoreResult};
-
-pub(super) const COLUMNS: &str = "id, tenant_id, name, status, status_message, image, snapshot_id, \
-    template_name, vcpus, mem_bytes, fs_capacity_bytes, idle_ttl_seconds, \
-    delete_after_stop_seconds, ttl_seconds, persistent, proxy_config, run_config, labels, extra, \
-    net_slot, pid, pid_start_time, created_by, created_at, updated_at, stopped_at, last_activity_at";
 
 /// One stored sandbox. JSON-valued columns hold serialised JSON text.
 #[derive(Debug, Clone, FromRow)]
@@ -42,6 +38,48 @@ pub struct SandboxRow {
     pub updated_at: String,
     pub stopped_at: Option<String>,
     pub last_activity_at: String,
+}
+
+impl Table for SandboxRow {
+    const NAME: &'static str = "sandboxes";
+    const COLUMNS: &'static str = "id, tenant_id, name, status, status_message, image, \
+        snapshot_id, template_name, vcpus, mem_bytes, fs_capacity_bytes, idle_ttl_seconds, \
+        delete_after_stop_seconds, ttl_seconds, persistent, proxy_config, run_config, labels, \
+        extra, net_slot, pid, pid_start_time, created_by, created_at, updated_at, stopped_at, \
+        last_activity_at";
+}
+
+impl Insert for SandboxRow {
+    fn bind_values<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.id)
+            .bind(&self.tenant_id)
+            .bind(&self.name)
+            .bind(&self.status)
+            .bind(&self.status_message)
+            .bind(&self.image)
+            .bind(&self.snapshot_id)
+            .bind(&self.template_name)
+            .bind(self.vcpus)
+            .bind(self.mem_bytes)
+            .bind(self.fs_capacity_bytes)
+            .bind(self.idle_ttl_seconds)
+            .bind(self.delete_after_stop_seconds)
+            .bind(self.ttl_seconds)
+            .bind(self.persistent)
+            .bind(&self.proxy_config)
+            .bind(&self.run_config)
+            .bind(&self.labels)
+            .bind(&self.extra)
+            .bind(self.net_slot)
+            .bind(self.pid)
+            .bind(self.pid_start_time)
+            .bind(&self.created_by)
+            .bind(&self.created_at)
+            .bind(&self.updated_at)
+            .bind(&self.stopped_at)
+            .bind(&self.last_activity_at)
+    }
 }
 
 impl SandboxRow {
@@ -96,54 +134,12 @@ pub(super) fn like_pattern(substring: &str) -> String {
 impl Store {
     /// Insert a new sandbox row as given (the caller fills every column).
     pub async fn insert_sandbox(&self, row: &SandboxRow) -> StoreResult<()> {
-        let placeholders: Vec<String> = (1..=COLUMNS.split(',').count())
-            .map(|i| format!("${i}"))
-            .collect();
-        let sql = format!(
-            "INSERT INTO sandboxes ({COLUMNS}) VALUES ({})",
-            placeholders.join(", ")
-        );
-        sqlx::query(&sql)
-            .bind(&row.id)
-            .bind(&row.tenant_id)
-            .bind(&row.name)
-            .bind(&row.status)
-            .bind(&row.status_message)
-            .bind(&row.image)
-            .bind(&row.snapshot_id)
-            .bind(&row.template_name)
-            .bind(row.vcpus)
-            .bind(row.mem_bytes)
-            .bind(row.fs_capacity_bytes)
-            .bind(row.idle_ttl_seconds)
-            .bind(row.delete_after_stop_seconds)
-            .bind(row.ttl_seconds)
-            .bind(row.persistent)
-            .bind(&row.proxy_config)
-            .bind(&row.run_config)
-            .bind(&row.labels)
-            .bind(&row.extra)
-            .bind(row.net_slot)
-            .bind(row.pid)
-            .bind(row.pid_start_time)
-            .bind(&row.created_by)
-            .bind(&row.created_at)
-            .bind(&row.updated_at)
-            .bind(&row.stopped_at)
-            .bind(&row.last_activity_at)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::from_write)?;
-        Ok(())
+        self.insert_row(row).await
     }
 
     /// A sandbox by id, whatever its tenant (internal use).
     pub async fn sandbox(&self, id: &str) -> StoreResult<Option<SandboxRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE id = $1");
-        Ok(sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        self.find(&[("id", id)]).await
     }
 
     /// A tenant's sandbox by name.
@@ -152,12 +148,7 @@ impl Store {
         tenant_id: &str,
         name: &str,
     ) -> StoreResult<Option<SandboxRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE tenant_id = $1 AND name = $2");
-        Ok(sqlx::query_as(&sql)
-            .bind(tenant_id)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?)
+        self.find(&[("tenant_id", tenant_id), ("name", name)]).await
     }
 
     pub async fn list_sandboxes(
@@ -167,7 +158,8 @@ impl Store {
     ) -> StoreResult<Vec<SandboxRow>> {
         // Warm pool members are not the tenant's to see.
         let mut sql = format!(
-            "SELECT {COLUMNS} FROM sandboxes WHERE tenant_id = $1 AND substr(name, 1, {len}) <> '{WARM}'",
+            "{} AND substr(name, 1, {len}) <> '{WARM}'",
+            select_sql::<SandboxRow>(&[("tenant_id", tenant_id)]),
             len = WARM.len()
         );
         let mut next = 2;
@@ -224,12 +216,8 @@ impl Store {
     ) -> StoreResult<Vec<SandboxRow>> {
         let mut all = Vec::new();
         for status in statuses {
-            let sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE status = $1");
-            let rows: Vec<SandboxRow> = sqlx::query_as(&sql)
-                .bind(status.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-            all.extend(rows);
+            let filter = [("status", status.as_str())];
+            all.extend(self.find_all(&filter, "id").await?);
         }
         Ok(all)
     }
@@ -336,10 +324,7 @@ impl Store {
     }
 
     pub async fn delete_sandbox_row(&self, id: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sandboxes WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        self.delete_where("sandboxes", &[("id", id)]).await?;
         Ok(())
     }
 }

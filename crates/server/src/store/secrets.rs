@@ -44,11 +44,7 @@ impl Store {
 
     /// Whether a secret was there to delete.
     pub async fn delete_secret(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM secrets WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let filter = [("tenant_id", tenant_id), ("name", name)];
+        Ok(self.delete_where("secrets", &filter).await? > 0)
     }
 }

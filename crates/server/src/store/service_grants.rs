@@ -4,10 +4,8 @@
 
 use sqlx::FromRow;
 
+use super::table::{insert_sql, Insert, Query, Table};
 use super::{Store, StoreError, StoreResult};
-
-const COLUMNS: &str =
-    "sandbox_id, port, id, tenant_id, access, embed_origins, console_url, created_at, updated_at";
 
 /// A login grant on one port of one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -28,6 +26,27 @@ pub struct ServiceGrantRow {
     pub updated_at: String,
 }
 
+impl Table for ServiceGrantRow {
+    const NAME: &'static str = "service_grants";
+    const COLUMNS: &'static str = "sandbox_id, port, id, tenant_id, access, embed_origins, \
+        console_url, created_at, updated_at";
+}
+
+impl Insert for ServiceGrantRow {
+    fn bind_values<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.sandbox_id)
+            .bind(self.port)
+            .bind(&self.id)
+            .bind(&self.tenant_id)
+            .bind(&self.access)
+            .bind(&self.embed_origins)
+            .bind(&self.console_url)
+            .bind(&self.created_at)
+            .bind(&self.updated_at)
+    }
+}
+
 impl ServiceGrantRow {
     /// The stored embed origins (empty if the column is malformed).
     pub fn origins(&self) -> Vec<String> {
@@ -43,24 +62,16 @@ impl Store {
         &self,
         row: &ServiceGrantRow,
     ) -> StoreResult<ServiceGrantRow> {
-        sqlx::query(&format!(
-            "INSERT INTO service_grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (sandbox_id, port) DO UPDATE SET access = excluded.access, \
+        let sql = format!(
+            "{} ON CONFLICT (sandbox_id, port) DO UPDATE SET access = excluded.access, \
              embed_origins = excluded.embed_origins, console_url = excluded.console_url, \
-             updated_at = excluded.updated_at"
-        ))
-        .bind(&row.sandbox_id)
-        .bind(row.port)
-        .bind(&row.id)
-        .bind(&row.tenant_id)
-        .bind(&row.access)
-        .bind(&row.embed_origins)
-        .bind(&row.console_url)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_write)?;
+             updated_at = excluded.updated_at",
+            insert_sql::<ServiceGrantRow>(&[])
+        );
+        row.bind_values(sqlx::query(&sql))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from_write)?;
         self.service_grant(&row.sandbox_id, row.port)
             .await?
             .ok_or_else(|| StoreError::Corrupt("service grant vanished after upsert".into()))
@@ -72,13 +83,15 @@ impl Store {
         sandbox_id: &str,
         port: i64,
     ) -> StoreResult<Option<ServiceGrantRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM service_grants WHERE sandbox_id = $1 AND port = $2"
-        ))
-        .bind(sandbox_id)
-        .bind(port)
-        .fetch_optional(&self.pool)
-        .await?)
+        let sql = format!(
+            "SELECT {} FROM service_grants WHERE sandbox_id = $1 AND port = $2",
+            ServiceGrantRow::COLUMNS
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(sandbox_id)
+            .bind(port)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Every granted (sandbox id, port).
@@ -92,11 +105,8 @@ impl Store {
 
     /// Remove every grant of sandbox `sandbox_id`; returns how many.
     pub async fn delete_service_grants(&self, sandbox_id: &str) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM service_grants WHERE sandbox_id = $1")
-            .bind(sandbox_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        self.delete_where("service_grants", &[("sandbox_id", sandbox_id)])
+            .await
     }
 
     /// Record sign-in ticket `jti` as redeemed; false if it already was.

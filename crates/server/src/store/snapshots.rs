@@ -2,11 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::{like_pattern, now, Store, StoreError, StoreResult};
-
-const COLUMNS: &str = "id, tenant_id, name, status, status_message, docker_image, image_digest, \
-    source_sandbox_id, fs_capacity_bytes, fs_used_bytes, run_config, registry_id, created_at, \
-    updated_at";
+use super::table::{insert_sql, select_sql, Insert, Query, Table};
+use super::{now, Store, StoreError, StoreResult};
 
 /// One stored snapshot. `status` is `building`, `ready` or `failed`.
 #[derive(Debug, Clone, FromRow)]
@@ -27,6 +24,33 @@ pub struct SnapshotRow {
     pub updated_at: String,
 }
 
+impl Table for SnapshotRow {
+    const NAME: &'static str = "snapshots";
+    const COLUMNS: &'static str = "id, tenant_id, name, status, status_message, docker_image, \
+        image_digest, source_sandbox_id, fs_capacity_bytes, fs_used_bytes, run_config, \
+        registry_id, created_at, updated_at";
+}
+
+impl Insert for SnapshotRow {
+    fn bind_values<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.id)
+            .bind(&self.tenant_id)
+            .bind(&self.name)
+            .bind(&self.status)
+            .bind(&self.status_message)
+            .bind(&self.docker_image)
+            .bind(&self.image_digest)
+            .bind(&self.source_sandbox_id)
+            .bind(self.fs_capacity_bytes)
+            .bind(self.fs_used_bytes)
+            .bind(&self.run_config)
+            .bind(&self.registry_id)
+            .bind(&self.created_at)
+            .bind(&self.updated_at)
+    }
+}
+
 impl Store {
     /// Insert a snapshot and point `name:tag` at it, in one transaction.
     pub async fn insert_snapshot(&self, row: &SnapshotRow, tag: &str) -> StoreResult<()> {
@@ -45,29 +69,13 @@ impl Store {
         created_by: Option<&str>,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO snapshots ({COLUMNS}, labels, created_by) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        ))
-        .bind(&row.id)
-        .bind(&row.tenant_id)
-        .bind(&row.name)
-        .bind(&row.status)
-        .bind(&row.status_message)
-        .bind(&row.docker_image)
-        .bind(&row.image_digest)
-        .bind(&row.source_sandbox_id)
-        .bind(row.fs_capacity_bytes)
-        .bind(row.fs_used_bytes)
-        .bind(&row.run_config)
-        .bind(&row.registry_id)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .bind(labels)
-        .bind(created_by)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_write)?;
+        let sql = insert_sql::<SnapshotRow>(&["labels", "created_by"]);
+        row.bind_values(sqlx::query(&sql))
+            .bind(labels)
+            .bind(created_by)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_write)?;
         for tag in tags {
             sqlx::query(
                 "DELETE FROM snapshot_tags WHERE tenant_id = $1 AND name = $2 AND tag = $3",
@@ -104,13 +112,7 @@ impl Store {
     }
 
     pub async fn snapshot(&self, tenant_id: &str, id: &str) -> StoreResult<Option<SnapshotRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM snapshots WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        self.find(&[("tenant_id", tenant_id), ("id", id)]).await
     }
 
     /// The snapshot `name:tag` points at.
@@ -120,7 +122,7 @@ impl Store {
         name: &str,
         tag: &str,
     ) -> StoreResult<Option<SnapshotRow>> {
-        let cols = COLUMNS
+        let cols = SnapshotRow::COLUMNS
             .split(", ")
             .map(|c| format!("s.{}", c.trim()))
             .collect::<Vec<_>>()
@@ -142,16 +144,18 @@ impl Store {
         tenant_id: &str,
         name: &str,
     ) -> StoreResult<Option<SnapshotRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM snapshots WHERE tenant_id = $1 AND name = $2 \
-             AND status = 'ready' AND NOT EXISTS \
+        let filter = [("tenant_id", tenant_id), ("name", name)];
+        let sql = format!(
+            "{} AND status = 'ready' AND NOT EXISTS \
              (SELECT 1 FROM snapshot_tags t WHERE t.snapshot_id = snapshots.id) \
-             ORDER BY created_at DESC, id DESC LIMIT 1"
-        ))
-        .bind(tenant_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?)
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+            select_sql::<SnapshotRow>(&filter)
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     pub async fn list_snapshots(
@@ -161,17 +165,10 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Vec<SnapshotRow>> {
-        let filter = if name_contains.is_some() {
-            " AND LOWER(name) LIKE $2 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-        } else {
-            " ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-        };
-        let sql = format!("SELECT {COLUMNS} FROM snapshots WHERE tenant_id = $1{filter}");
-        let mut query = sqlx::query_as(&sql).bind(tenant_id);
-        if let Some(s) = name_contains {
-            query = query.bind(like_pattern(s));
-        }
-        Ok(query.bind(limit).bind(offset).fetch_all(&self.pool).await?)
+        let filter = [("tenant_id", tenant_id)];
+        let order = "created_at DESC, id DESC";
+        self.find_page(&filter, name_contains, order, (limit, offset))
+            .await
     }
 
     /// Tags (under the snapshot's name) that point at snapshot `id`.

@@ -2,11 +2,8 @@
 
 use sqlx::FromRow;
 
+use super::table::{Insert, Query, Table};
 use super::{now, Store, StoreError, StoreResult};
-
-const TEMPLATE_COLUMNS: &str = "id, tenant_id, name, image, image_digest, resources, \
-    volume_mounts, proxy_config, created_at, updated_at";
-const VOLUME_COLUMNS: &str = "id, tenant_id, name, size, size_bytes, extra, created_at, updated_at";
 
 /// One template. `resources` and `volume_mounts` hold JSON text.
 #[derive(Debug, Clone, FromRow)]
@@ -36,44 +33,59 @@ pub struct VolumeRow {
     pub updated_at: String,
 }
 
+impl Table for TemplateRow {
+    const NAME: &'static str = "templates";
+    const COLUMNS: &'static str = "id, tenant_id, name, image, image_digest, resources, \
+        volume_mounts, proxy_config, created_at, updated_at";
+}
+
+impl Insert for TemplateRow {
+    fn bind_values<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.id)
+            .bind(&self.tenant_id)
+            .bind(&self.name)
+            .bind(&self.image)
+            .bind(&self.image_digest)
+            .bind(&self.resources)
+            .bind(&self.volume_mounts)
+            .bind(&self.proxy_config)
+            .bind(&self.created_at)
+            .bind(&self.updated_at)
+    }
+}
+
+impl Table for VolumeRow {
+    const NAME: &'static str = "volumes";
+    const COLUMNS: &'static str =
+        "id, tenant_id, name, size, size_bytes, extra, created_at, updated_at";
+}
+
+impl Insert for VolumeRow {
+    fn bind_values<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.id)
+            .bind(&self.tenant_id)
+            .bind(&self.name)
+            .bind(&self.size)
+            .bind(self.size_bytes)
+            .bind(&self.extra)
+            .bind(&self.created_at)
+            .bind(&self.updated_at)
+    }
+}
+
 impl Store {
     pub async fn insert_template(&self, row: &TemplateRow) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO templates ({TEMPLATE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&row.id)
-        .bind(&row.tenant_id)
-        .bind(&row.name)
-        .bind(&row.image)
-        .bind(&row.image_digest)
-        .bind(&row.resources)
-        .bind(&row.volume_mounts)
-        .bind(&row.proxy_config)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_write)?;
-        Ok(())
+        self.insert_row(row).await
     }
 
     pub async fn template(&self, tenant_id: &str, name: &str) -> StoreResult<Option<TemplateRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {TEMPLATE_COLUMNS} FROM templates WHERE tenant_id = $1 AND name = $2"
-        ))
-        .bind(tenant_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?)
+        self.find(&[("tenant_id", tenant_id), ("name", name)]).await
     }
 
     pub async fn templates(&self, tenant_id: &str) -> StoreResult<Vec<TemplateRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {TEMPLATE_COLUMNS} FROM templates WHERE tenant_id = $1 ORDER BY name"
-        ))
-        .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?)
+        self.find_all(&[("tenant_id", tenant_id)], "name").await
     }
 
     /// Rename a template; sandboxes created from it follow the new name.
@@ -140,49 +152,20 @@ impl Store {
     }
 
     pub async fn delete_template(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM templates WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let filter = [("tenant_id", tenant_id), ("name", name)];
+        Ok(self.delete_where("templates", &filter).await? > 0)
     }
 
     pub async fn insert_volume(&self, row: &VolumeRow) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO volumes ({VOLUME_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        ))
-        .bind(&row.id)
-        .bind(&row.tenant_id)
-        .bind(&row.name)
-        .bind(&row.size)
-        .bind(row.size_bytes)
-        .bind(&row.extra)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_write)?;
-        Ok(())
+        self.insert_row(row).await
     }
 
     pub async fn volume(&self, tenant_id: &str, name: &str) -> StoreResult<Option<VolumeRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE tenant_id = $1 AND name = $2"
-        ))
-        .bind(tenant_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?)
+        self.find(&[("tenant_id", tenant_id), ("name", name)]).await
     }
 
     pub async fn volumes(&self, tenant_id: &str) -> StoreResult<Vec<VolumeRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE tenant_id = $1 ORDER BY name"
-        ))
-        .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?)
+        self.find_all(&[("tenant_id", tenant_id)], "name").await
     }
 
     /// Store a volume's new name and size (by id).
@@ -202,11 +185,7 @@ impl Store {
     }
 
     pub async fn delete_volume(&self, tenant_id: &str, name: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM volumes WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let filter = [("tenant_id", tenant_id), ("name", name)];
+        Ok(self.delete_where("volumes", &filter).await? > 0)
     }
 }
