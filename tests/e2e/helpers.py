@@ -1,12 +1,19 @@
 """Helpers the end-to-end tests share: commands run inside a sandbox, tenants
-and SDK clients for a server. Fixtures live in conftest.py."""
+and SDK clients for a server, its metrics, and browser tests. Fixtures live
+in conftest.py."""
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
 
 def curl(sb, args: str, max_time: int = 8) -> tuple[int, str]:
@@ -61,3 +68,70 @@ def sdk_client(srv):
     from langsmith.sandbox import SandboxClient
 
     return SandboxClient(api_endpoint=srv.api, api_key=srv.api_key)
+
+
+def scrape(srv) -> str:
+    """The server's Prometheus metrics (OpenMetrics text), with its key."""
+    resp = httpx.get(f"{srv.endpoint}/metrics", headers=srv.headers())
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("application/openmetrics-text")
+    return resp.text
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+# Browser tests: tests/browser/*.test.mjs, run by node, drive Debian's
+# headless chromium through playwright-core.
+BROWSER_TESTS = Path(__file__).resolve().parents[1] / "browser"
+CHROMIUM = shutil.which("chromium")
+NODE = shutil.which("node")
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None or NODE is None, reason="needs chromium and node (scripts/install-deps)"
+)
+
+
+def run_browser_test(script: str, **env: str) -> None:
+    """Runs tests/browser/`script` with `env` added to ours; it must exit 0
+    and print `ok` last."""
+    if not (BROWSER_TESTS / "node_modules" / "playwright-core").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_TESTS, check=True)
+    out = subprocess.run([NODE, str(BROWSER_TESTS / script)], env=dict(os.environ, **env),
+                         capture_output=True, text=True, timeout=300)
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert out.stdout.rstrip().endswith("ok")
+
+
+def page_server(body: str) -> str:
+    """A Python program for a sandbox that answers every GET on
+    127.0.0.1:argv[1] with an HTML page; `body` is a Python expression for
+    the page's bytes (it may use `sys.argv`)."""
+    return _PAGE_SERVER.replace("@BODY@", body)
+
+
+_PAGE_SERVER = r'''
+import sys
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+BODY = @BODY@
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+'''

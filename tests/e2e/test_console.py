@@ -7,36 +7,14 @@ command in the terminal and stops and starts a sandbox."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import time
 import uuid
-from pathlib import Path
 
 import httpx
-import pytest
+from helpers import needs_browser, page_server, run_browser_test, serve_in, wait_listening
 
-REPO = Path(__file__).resolve().parents[2]
-BROWSER_TESTS = REPO / "tests" / "browser"
-CHROMIUM = shutil.which("chromium")
-NODE = shutil.which("node")
-PLAYWRIGHT = BROWSER_TESTS / "node_modules" / "playwright-core"
-
-PAGE_SERVER = r'''
-import sys
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-BODY = ("<!doctype html><title>in the sandbox</title><h1>%s</h1>" % sys.argv[2]).encode()
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-'''
+PAGE_SERVER = page_server(
+    '("<!doctype html><title>in the sandbox</title><h1>%s</h1>" % sys.argv[2]).encode()'
+)
 
 
 def test_console_page_and_assets(server):
@@ -83,87 +61,47 @@ def test_terminal_tickets_are_authenticated_single_use_and_bound(server, client)
         assert second.json()["detail"]["message"] == "Invalid or expired terminal ticket"
 
 
-def _wait_for_port(sb, port: int) -> None:
-    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 1)\""
-    for _ in range(100):
-        if sb.run(probe, timeout=10).exit_code == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
-
-
-@pytest.mark.skipif(CHROMIUM is None or NODE is None, reason="needs chromium and node (scripts/install-deps)")
+@needs_browser
 def test_console_in_a_real_browser(server, client):
-    if not PLAYWRIGHT.exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_TESTS, check=True)
     suffix = uuid.uuid4().hex[:6]
     marker = f"served-from-the-sandbox-{suffix}"
     port = 8000
     with client.sandbox(name=f"console-web-{suffix}") as sb, \
             client.sandbox(name=f"console-zz-{suffix}") as other:
-        sb.write("/app/page.py", PAGE_SERVER)
-        sb.run(f"python3 /app/page.py {port} {marker}", timeout=0, wait=False)
-        _wait_for_port(sb, port)
+        serve_in(sb, "/app/page.py", PAGE_SERVER, port, marker)
+        wait_listening(sb, port)
         stopped = httpx.post(f"{server.api}/boxes/{other.name}/stop", headers=server.headers())
         assert stopped.status_code == 200 and stopped.json()["status"] == "stopped", stopped.text
-        env = dict(os.environ,
-                   SANDPIT_URL=server.endpoint, SANDPIT_KEY=server.api_key,
-                   SANDBOX=sb.name, OTHER_SANDBOX=other.name,
-                   MARKER=marker, SERVICE_PORT=str(port))
-        if os.environ.get("SANDPIT_SCREENSHOTS"):
-            env["SCREENSHOTS"] = os.environ["SANDPIT_SCREENSHOTS"]
-        out = subprocess.run([NODE, str(BROWSER_TESTS / "console.test.mjs")], env=env,
-                             capture_output=True, text=True, timeout=300)
-        print(out.stdout)
-        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-        assert out.stdout.rstrip().endswith("ok")
+        run_browser_test("console.test.mjs",
+                         SANDPIT_URL=server.endpoint, SANDPIT_KEY=server.api_key,
+                         SANDBOX=sb.name, OTHER_SANDBOX=other.name,
+                         MARKER=marker, SERVICE_PORT=str(port),
+                         SCREENSHOTS=os.environ.get("SANDPIT_SCREENSHOTS", ""))
 
 
 # A hostile service page: it tries to read the console's API key from its
 # own sessionStorage and from its opener's, and reports what it got.
-HOSTILE_PAGE = r'''
-import sys
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-BODY = b"""<!doctype html><title>hostile</title><pre id="loot">running</pre><script>
+HOSTILE_PAGE = page_server('''b"""<!doctype html><title>hostile</title><pre id="loot">running</pre><script>
 const KEY = 'sandpit.apiKey', out = {};
 try { out.own = sessionStorage.getItem(KEY); } catch (e) { out.own = 'blocked: ' + e.name; }
 try { out.opener = window.opener ? window.opener.sessionStorage.getItem(KEY) : 'none'; }
 catch (e) { out.opener = 'blocked: ' + e.name; }
 out.origin = window.origin;
 document.getElementById('loot').textContent = JSON.stringify(out);
-</script>"""
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-'''
+</script>"""''')
 
 
-@pytest.mark.skipif(CHROMIUM is None or NODE is None, reason="needs chromium and node (scripts/install-deps)")
+@needs_browser
 def test_a_service_page_cannot_read_the_console_key(server, client):
     """Issue 14 H1, in Chromium: the console on a non-loopback name without
     --service-domain refuses Open and Share Link (409) instead of loading the
     service on its own origin; the old path-form login no longer renders the
     page; a path-form page rendered anyway runs in an opaque origin; on
     loopback the service tab opens on `*.localhost` with no opener."""
-    if not PLAYWRIGHT.exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_TESTS, check=True)
     port = 8000
     with client.sandbox(name=f"console-hostile-{uuid.uuid4().hex[:6]}") as sb:
-        sb.write("/app/hostile.py", HOSTILE_PAGE)
-        sb.run(f"python3 /app/hostile.py {port}", timeout=0, wait=False)
-        _wait_for_port(sb, port)
-        env = dict(os.environ,
-                   SANDPIT_URL=server.endpoint, SANDPIT_KEY=server.api_key,
-                   SANDBOX=sb.name, SANDBOX_ID=sb.id, SERVICE_PORT=str(port))
-        out = subprocess.run([NODE, str(BROWSER_TESTS / "service_isolation.test.mjs")], env=env,
-                             capture_output=True, text=True, timeout=300)
-        print(out.stdout)
-        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-        assert out.stdout.rstrip().endswith("ok")
+        serve_in(sb, "/app/hostile.py", HOSTILE_PAGE, port)
+        wait_listening(sb, port)
+        run_browser_test("service_isolation.test.mjs",
+                         SANDPIT_URL=server.endpoint, SANDPIT_KEY=server.api_key,
+                         SANDBOX=sb.name, SANDBOX_ID=sb.id, SERVICE_PORT=str(port))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import pytest
 from langsmith.sandbox import SandboxClient
 
 from conftest import checked_server, sandpit_binary
+from helpers import metric, scrape
 from registry import BUSYBOX, _run
 
 GRACE = 3
@@ -92,19 +92,6 @@ def images(registry, workdir):
     }
 
 
-def value(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
-
-
 def _layers(registry, repo: str) -> list[str]:
     return [layer["digest"] for layer in registry.manifest(repo, "1")["layers"]]
 
@@ -122,23 +109,17 @@ def _gc(srv, *args: str) -> dict | str:
     return json.loads(out.stdout) if "--json" in args else out.stdout
 
 
-def _scrape(srv) -> str:
-    resp = httpx.get(f"{srv.endpoint}/metrics", headers=srv.headers())
-    assert resp.status_code == 200, resp.text
-    return resp.text
-
-
 def test_gc_keeps_shared_and_used_layers_and_frees_the_rest(srv, registry, images):
     one, two = _layers(registry, "gc-one"), _layers(registry, "gc-two")
     assert one[0] == two[0] and one[1] != two[1], "the images share their base layer only"
-    pulls_before = value(_scrape(srv), "sandpit_image_pull_seconds_count")
+    pulls_before = metric(scrape(srv), "sandpit_image_pull_seconds_count")
     with SandboxClient(api_endpoint=srv.api, api_key=srv.api_key) as client:
         snap_one = client.create_snapshot("gc-one", docker_image=images["one"], fs_capacity_bytes=1 << 30)
         snap_two = client.create_snapshot("gc-two", docker_image=images["two"], fs_capacity_bytes=1 << 30)
         assert set(one + two) <= _on_disk(srv)
-        metrics = _scrape(srv)
-        assert value(metrics, "sandpit_image_pull_seconds_count", outcome="ok") >= pulls_before + 2
-        size_before = value(metrics, "sandpit_layer_store_bytes")
+        metrics = scrape(srv)
+        assert metric(metrics, "sandpit_image_pull_seconds_count", outcome="ok") >= pulls_before + 2
+        size_before = metric(metrics, "sandpit_layer_store_bytes")
         assert size_before > 2 * (256 << 10)
 
         client.delete_snapshot(snap_two.id)
@@ -156,10 +137,10 @@ def test_gc_keeps_shared_and_used_layers_and_frees_the_rest(srv, registry, image
         assert text.startswith("freed "), text
         assert f"layer {two[1]}" in text, text
         assert _on_disk(srv) == set(one), "the shared base and gc-one's layer stay"
-        metrics = _scrape(srv)
-        assert value(metrics, "sandpit_layer_store_bytes") <= size_before - (256 << 10)
-        assert value(metrics, "sandpit_layer_gc_removed_total", kind="layer") == 1
-        assert value(metrics, "sandpit_layer_gc_freed_bytes_total") >= 256 << 10
+        metrics = scrape(srv)
+        assert metric(metrics, "sandpit_layer_store_bytes") <= size_before - (256 << 10)
+        assert metric(metrics, "sandpit_layer_gc_removed_total", kind="layer") == 1
+        assert metric(metrics, "sandpit_layer_gc_freed_bytes_total") >= 256 << 10
 
         # The kept snapshot still boots; a sandbox keeps its image after its
         # snapshot is gone, across a stop and start.
@@ -186,7 +167,7 @@ def test_gc_keeps_shared_and_used_layers_and_frees_the_rest(srv, registry, image
     last = _gc(srv, "--json")
     assert last["layers_removed"] == 2, last
     assert not _on_disk(srv) & set(one), last
-    assert value(_scrape(srv), "sandpit_layer_store_bytes") < 4096
+    assert metric(scrape(srv), "sandpit_layer_store_bytes") < 4096
 
 
 def test_gc_needs_the_admin_key(srv):

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import checked_server
-from helpers import curl, new_tenant_key, sdk_client, wait_listening
+from helpers import curl, metric, new_tenant_key, scrape, sdk_client, wait_listening
 
 EGRESS_PORTS = "26443,26080,26053"
 
@@ -67,26 +67,6 @@ def srv(upstream):
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def scrape(srv) -> str:
-    resp = httpx.get(f"{srv.endpoint}/metrics", headers=srv.headers())
-    assert resp.status_code == 200, resp.text
-    assert resp.headers["content-type"].startswith("application/openmetrics-text")
-    return resp.text
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
-
-
 def test_probes_need_no_key(srv):
     resp = httpx.get(f"{srv.endpoint}/healthz")
     assert resp.status_code == 200 and resp.text == "ok"
@@ -107,7 +87,7 @@ def test_metrics_need_the_admin_key(srv):
     resp = httpx.get(srv.metrics_url)
     assert resp.status_code == 200
     assert "sandpit_process_open_fds" in resp.text
-    assert value(resp.text, "sandpit_process_resident_memory_bytes") > 1 << 20
+    assert metric(resp.text, "sandpit_process_resident_memory_bytes") > 1 << 20
 
 
 def test_counters_move_with_work(srv):
@@ -120,7 +100,7 @@ def test_counters_move_with_work(srv):
         try:
             assert sb.run("echo hi").stdout == "hi\n"
             during = scrape(srv)
-            assert value(during, "sandpit_sandboxes", status="ready", tenant="default") >= 1
+            assert metric(during, "sandpit_sandboxes", status="ready", tenant="default") >= 1
             # A service URL request.
             sb.run("python3 -m http.server 8000", timeout=0, wait=False)
             wait_listening(sb, 8000)
@@ -135,7 +115,7 @@ def test_counters_move_with_work(srv):
     after = scrape(srv)
 
     def moved(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+        return metric(after, name, **labels) - metric(before, name, **labels)
 
     assert moved("sandpit_sandbox_operations_total", operation="create", outcome="ok") == 1
     assert moved("sandpit_sandbox_operations_total", operation="delete", outcome="ok") == 1

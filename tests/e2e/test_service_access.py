@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from helpers import new_tenant_key, serve_in, wait_listening
+from helpers import (
+    needs_browser,
+    new_tenant_key,
+    page_server,
+    run_browser_test,
+    serve_in,
+    wait_listening,
+)
 
 LOGINS = "/api/v1/console/service-logins"
 
@@ -280,48 +283,22 @@ def test_embed_origins_set_frame_ancestors(server, client, app_sb):
 
 # What a hostile service page can reach after the sign-in hop (run by
 # tests/browser/service_login.test.mjs).
-HOSTILE_PAGE = r'''
-import sys
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-BODY = b"""<!doctype html><title>hostile</title><pre id="loot">running</pre><script>
+HOSTILE_PAGE = page_server('''b"""<!doctype html><title>hostile</title><pre id="loot">running</pre><script>
 const KEY = 'sandpit.apiKey', out = {};
 try { out.own = sessionStorage.getItem(KEY); } catch (e) { out.own = 'blocked: ' + e.name; }
 try { out.opener = window.opener ? window.opener.sessionStorage.getItem(KEY) : 'none'; }
 catch (e) { out.opener = 'blocked: ' + e.name; }
 out.cookie = document.cookie;
 document.getElementById('loot').textContent = JSON.stringify(out);
-</script>"""
-class H(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-'''
-
-REPO = Path(__file__).resolve().parents[2]
-BROWSER_TESTS = REPO / "tests" / "browser"
-CHROMIUM = shutil.which("chromium")
-NODE = shutil.which("node")
+</script>"""''')
 
 
-@pytest.mark.skipif(CHROMIUM is None or NODE is None, reason="needs chromium and node (scripts/install-deps)")
+@needs_browser
 def test_chromium_signs_in_to_a_login_url(server, client):
-    if not (BROWSER_TESTS / "node_modules" / "playwright-core").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BROWSER_TESTS, check=True)
     with client.sandbox() as sb:
         handle = serve_in(sb, "/app/hostile.py", HOSTILE_PAGE, 8000)
         wait_listening(sb, 8000)
         login = client.service(sb.name, 8000, access="workspace")
-        env = dict(os.environ, LOGIN_URL=login.url, SANDPIT_KEY=server.api_key,
-                   OTHER_KEY=new_tenant_key(server, "acc"))
-        out = subprocess.run([NODE, str(BROWSER_TESTS / "service_login.test.mjs")], env=env,
-                             capture_output=True, text=True, timeout=300)
-        print(out.stdout)
+        run_browser_test("service_login.test.mjs", LOGIN_URL=login.url, SANDPIT_KEY=server.api_key,
+                         OTHER_KEY=new_tenant_key(server, "acc"))
         handle.kill()
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    assert out.stdout.rstrip().endswith("ok")
