@@ -138,6 +138,12 @@ impl Sandboxes {
             return Ok(self.boot.host_image.clone());
         };
         let snapshots = self.snapshots().map_err(|e| e.to_string())?;
+        if let Some(cluster) = self.cluster() {
+            // Pulled or captured on another replica: its layers come here.
+            crate::cluster::layers::ensure(cluster, snapshots.puller().store(), digest)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let mut run_config = None;
         if let Some(id) = &row.snapshot_id {
             if let Ok(Some(snapshot)) = self.store.snapshot(&row.tenant_id, id).await {
