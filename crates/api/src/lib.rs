@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod error;
 pub mod pools;
+pub mod proxy_config;
 pub mod sandbox;
 
 pub use error::{ErrorBody, ErrorDetail};

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use sandpit_api::proxy_config as wire;
 use serde_json::{json, Map, Value};
 
 use crate::inject::Header;
@@ -58,54 +59,62 @@ impl Callback {
     }
 }
 
-/// Parse one `callbacks[]` entry; `typed_header` parses `request_headers`.
-pub(crate) fn parse(
-    value: &Value,
-    typed_header: impl Fn(&Value) -> Result<Header, String>,
-) -> Result<Callback, String> {
-    let Value::Object(cb) = value else {
-        return Err("a callback must be an object".into());
-    };
-    let url = cb
-        .get("url")
-        .and_then(Value::as_str)
-        .ok_or("url is required")?;
-    let url: Uri = url.parse().map_err(|_| format!("'{url}' is not a URL"))?;
-    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
-        return Err(format!("url '{url}' must be an http or https URL"));
-    }
-    let ttl = cb
-        .get("ttl_seconds")
-        .and_then(Value::as_u64)
-        .filter(|t| (60..=3600).contains(t))
-        .ok_or("ttl_seconds must be an integer from 60 to 3600")?;
-    let hosts = match cb.get("match_hosts") {
-        Some(Value::Array(items)) if !items.is_empty() => items
+/// Why a `callbacks[]` entry is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CallbackError {
+    #[error("url is required")]
+    NoUrl,
+    #[error("'{0}' is not a URL")]
+    NotAUrl(String),
+    #[error("url '{0}' must be an http or https URL")]
+    NotHttp(String),
+    #[error("ttl_seconds must be an integer from 60 to 3600")]
+    Ttl,
+    #[error("match_hosts must be a non-empty list of host patterns")]
+    NoHosts,
+    #[error("match_hosts entry {0}")]
+    Host(crate::policy::EntryError),
+    #[error("request_headers: {0}")]
+    Header(#[from] crate::inject::HeaderError),
+}
+
+impl Callback {
+    /// Validate one `callbacks[]` entry.
+    pub(crate) fn parse(cb: &wire::Callback) -> Result<Callback, CallbackError> {
+        let url = cb.url.as_deref().ok_or(CallbackError::NoUrl)?;
+        let url: Uri = url
+            .parse()
+            .map_err(|_| CallbackError::NotAUrl(url.to_owned()))?;
+        if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+            return Err(CallbackError::NotHttp(url.to_string()));
+        }
+        let ttl = cb
+            .ttl_seconds
+            .filter(|t| (60..=3600).contains(t))
+            .ok_or(CallbackError::Ttl)?;
+        let hosts = cb
+            .match_hosts
             .iter()
-            .map(|h| {
-                let text = h.as_str().ok_or("match_hosts must be a list of strings")?;
-                Pattern::parse(text).map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<_>, String>>()?,
-        _ => return Err("match_hosts must be a non-empty list of host patterns".into()),
-    };
-    let full_request = match cb.get("full_request") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err("full_request must be a boolean".into()),
-    };
-    let request_headers = match cb.get("request_headers") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items.iter().map(&typed_header).collect::<Result<_, _>>()?,
-        Some(_) => return Err("request_headers must be a list".into()),
-    };
-    Ok(Callback {
-        url,
-        hosts,
-        ttl: Duration::from_secs(ttl),
-        full_request,
-        request_headers,
-    })
+            .flatten()
+            .map(|h| Pattern::parse(h).map_err(CallbackError::Host))
+            .collect::<Result<Vec<_>, _>>()?;
+        if hosts.is_empty() {
+            return Err(CallbackError::NoHosts);
+        }
+        let request_headers = cb
+            .request_headers
+            .iter()
+            .flatten()
+            .map(Header::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(Callback {
+            url,
+            hosts,
+            ttl: Duration::from_secs(ttl),
+            full_request: cb.full_request.unwrap_or(false),
+            request_headers,
+        })
+    }
 }
 
 /// (sandbox, callback URL, host): what an answer is cached under.

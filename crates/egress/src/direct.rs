@@ -60,7 +60,18 @@ pub struct Route {
 /// Where routes are written (the host firewall). One call is one
 /// transaction; it may block briefly.
 pub trait DirectTable: Send + Sync + std::fmt::Debug + 'static {
-    fn update(&self, add: &[Route], remove: &[Route]) -> Result<(), String>;
+    fn update(&self, add: &[Route], remove: &[Route]) -> Result<(), TableError>;
+}
+
+/// Why routes could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The table refused the transaction.
+    #[error("the direct-route table refused the update: {0}")]
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The blocking write did not finish (a panic, or shutdown).
+    #[error("the direct-route update did not finish: {0}")]
+    Join(#[from] tokio::task::JoinError),
 }
 
 pub struct Direct {
@@ -279,12 +290,10 @@ impl Direct {
         }
     }
 
-    async fn write(&self, add: &[Route], remove: &[Route]) -> Result<(), String> {
+    async fn write(&self, add: &[Route], remove: &[Route]) -> Result<(), TableError> {
         let table = self.table.clone();
         let (add, remove) = (add.to_vec(), remove.to_vec());
-        tokio::task::spawn_blocking(move || table.update(&add, &remove))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || table.update(&add, &remove)).await?
     }
 
     /// Drop the routes of sandboxes that are gone or whose policy no
@@ -346,9 +355,9 @@ mod tests {
         refuse: bool,
     }
     impl DirectTable for Recorder {
-        fn update(&self, add: &[Route], remove: &[Route]) -> Result<(), String> {
+        fn update(&self, add: &[Route], remove: &[Route]) -> Result<(), TableError> {
             if self.refuse {
-                return Err("no".into());
+                return Err(TableError::Refused("no".into()));
             }
             self.log
                 .lock()

@@ -20,22 +20,83 @@
 
 use http::header::{HeaderName, HeaderValue};
 use regex::Regex;
-use serde_json::{Map, Value};
+use sandpit_api::proxy_config::{self as wire, ProxyConfig, RuleKind, SecretKind};
 
-use crate::callback::Callback;
-use crate::gcp::GcpAuth;
-use crate::policy::Pattern;
+use crate::callback::{Callback, CallbackError};
+use crate::gcp::{GcpAuth, GcpRuleError};
+use crate::policy::{EntryError, Pattern};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RulesError {
-    #[error("proxy_config.{0} must be a list")]
-    NotAList(&'static str),
     #[error("proxy_config.rules[{index}]: {reason}")]
-    BadRule { index: usize, reason: String },
+    BadRule { index: usize, reason: RuleError },
     #[error("invalid no_proxy entry: {0}")]
-    NoProxy(String),
+    NoProxy(EntryError),
     #[error("proxy_config.callbacks[{index}]: {reason}")]
-    BadCallback { index: usize, reason: String },
+    BadCallback { index: usize, reason: CallbackError },
+}
+
+/// Why one rule is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RuleError {
+    #[error("name must be a non-empty string")]
+    NoName,
+    #[error("match_hosts must be a non-empty list of host patterns")]
+    NoHosts,
+    #[error("match_hosts entry {0}")]
+    Host(EntryError),
+    #[error("match_paths entry '{0}' must start with '/'")]
+    Path(String),
+    #[error("match_paths entry '{0}': {1}")]
+    BadPath(String, String),
+    #[error("env_vars.{0} must be a variable name with a string value")]
+    EnvVar(String),
+    #[error("an aws rule needs an 'aws' object")]
+    NoAws,
+    #[error(
+        "aws.role_arn is not supported by this server: give access_key_id and secret_access_key"
+    )]
+    RoleArn,
+    #[error("aws.{0} is required")]
+    AwsMissing(&'static str),
+    #[error("aws.{0} must be an opaque value or a workspace_secret reference")]
+    AwsKind(&'static str),
+    #[error("aws.{field}: {source}")]
+    AwsValue {
+        field: &'static str,
+        source: ValueError,
+    },
+    #[error(transparent)]
+    Gcp(#[from] GcpRuleError),
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+}
+
+/// Why a header is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderError {
+    #[error("a header needs a name")]
+    NoName,
+    #[error("'{0}' is not a header name")]
+    BadName(String),
+    #[error("header {name}: {source}")]
+    Value { name: String, source: ValueError },
+}
+
+/// Why a typed value (a header's, a credential's) is refused. Never holds
+/// an opaque value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValueError {
+    #[error("a {0} value is required")]
+    Missing(&'static str),
+    #[error("a header value must not contain control characters")]
+    ControlCharacter,
+    #[error("'{0}' is not a secret name")]
+    NotAReference(String),
+    #[error("'{0}' is not a secret name (letters, digits and '_', not starting with a digit)")]
+    BadSecretName(String),
+    #[error("unclosed '${{' in '{0}'")]
+    Unclosed(String),
 }
 
 /// Where a header's value comes from.
@@ -116,22 +177,21 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn from_proxy_config(config: Option<&Value>) -> Result<Self, RulesError> {
-        let Some(Value::Object(config)) = config else {
-            return Ok(Rules::default());
-        };
-        let callbacks = list(config, "callbacks")?
-            .unwrap_or_default()
+    /// The validated `rules`, `no_proxy` and `callbacks` of a config.
+    pub fn from_config(config: &ProxyConfig) -> Result<Self, RulesError> {
+        let callbacks = config
+            .callbacks
             .iter()
+            .flatten()
             .enumerate()
             .map(|(index, cb)| {
-                crate::callback::parse(cb, typed_header)
-                    .map_err(|reason| RulesError::BadCallback { index, reason })
+                Callback::parse(cb).map_err(|reason| RulesError::BadCallback { index, reason })
             })
             .collect::<Result<_, _>>()?;
-        let rules = list(config, "rules")?
-            .unwrap_or_default()
+        let rules = config
+            .rules
             .iter()
+            .flatten()
             .enumerate()
             .filter_map(|(index, rule)| {
                 parse_rule(rule)
@@ -139,13 +199,11 @@ impl Rules {
                     .transpose()
             })
             .collect::<Result<_, _>>()?;
-        let no_proxy = list(config, "no_proxy")?
-            .unwrap_or_default()
+        let no_proxy = config
+            .no_proxy
             .iter()
-            .map(|entry| {
-                let text = entry.as_str().ok_or(RulesError::NotAList("no_proxy"))?;
-                Pattern::parse(text).map_err(|e| RulesError::NoProxy(e.to_string()))
-            })
+            .flatten()
+            .map(|entry| Pattern::parse(entry).map_err(RulesError::NoProxy))
             .collect::<Result<_, _>>()?;
         Ok(Rules {
             rules,
@@ -226,50 +284,36 @@ impl Rules {
     }
 }
 
-fn list<'a>(
-    config: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<&'a [Value]>, RulesError> {
-    match config.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => Ok(Some(items.as_slice())),
-        Some(_) => Err(RulesError::NotAList(field)),
+/// One rule; `None` when it is disabled (a disabled rule is still checked).
+fn parse_rule(rule: &wire::Rule) -> Result<Option<Rule>, RuleError> {
+    if rule.name.trim().is_empty() {
+        return Err(RuleError::NoName);
     }
-}
-
-/// One rule; `None` when it is disabled.
-fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
-    let Value::Object(rule) = rule else {
-        return Err("a rule must be an object".into());
-    };
-    match rule.get("name") {
-        Some(Value::String(name)) if !name.trim().is_empty() => {}
-        _ => return Err("name must be a non-empty string".into()),
-    }
-    let kind = rule.get("type").and_then(Value::as_str);
-    let auth = match kind {
-        Some("aws") => Some(Auth::Aws(aws_auth(rule)?)),
-        Some("gcp") => Some(Auth::Gcp(crate::gcp::parse(rule)?)),
+    let auth = match &rule.kind {
+        Some(RuleKind::Aws) => Some(Auth::Aws(aws_auth(rule.aws.as_ref())?)),
+        Some(RuleKind::Gcp) => Some(Auth::Gcp(GcpAuth::parse(rule.gcp.as_ref())?)),
         _ => None,
     };
     env_vars(rule)?;
-    if rule.get("enabled") == Some(&Value::Bool(false)) {
+    if !rule.is_enabled() {
         return Ok(None);
     }
-    let attribution = kind == Some("attribution");
-    let mut hosts = strings(rule, "match_hosts")?;
+    let attribution = rule.kind == Some(RuleKind::Attribution);
+    let mut hosts = rule.match_hosts.clone().unwrap_or_default();
     if let (true, Some(auth)) = (hosts.is_empty(), &auth) {
         hosts = auth.default_hosts().iter().map(|h| h.to_string()).collect();
     }
     if hosts.is_empty() && !attribution {
-        return Err("match_hosts must be a non-empty list of host patterns".into());
+        return Err(RuleError::NoHosts);
     }
     let hosts = hosts
         .iter()
-        .map(|h| Pattern::parse(h).map_err(|e| e.to_string()))
+        .map(|h| Pattern::parse(h).map_err(RuleError::Host))
         .collect::<Result<_, _>>()?;
-    let paths = strings(rule, "match_paths")?
+    let paths = rule
+        .match_paths
         .iter()
+        .flatten()
         .map(|p| path_glob(p))
         .collect::<Result<_, _>>()?;
     Ok(Some(Rule {
@@ -280,194 +324,145 @@ fn parse_rule(rule: &Value) -> Result<Option<Rule>, String> {
     }))
 }
 
-/// A rule's `env_vars` (set in the sandbox by the server) must be an
-/// object of variable names to strings.
-fn env_vars(rule: &Map<String, Value>) -> Result<(), String> {
-    match rule.get("env_vars") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Object(vars)) => {
-            for (name, value) in vars {
-                let valid = !name.is_empty()
-                    && !name.starts_with(|c: char| c.is_ascii_digit())
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid || !value.is_string() || value.as_str().is_some_and(|v| v.contains('\0'))
-                {
-                    return Err(format!(
-                        "env_vars.{name} must be a variable name with a string value"
-                    ));
-                }
-            }
-            Ok(())
+/// A rule's `env_vars` (set in the sandbox by the server) must map
+/// variable names to strings without NUL.
+fn env_vars(rule: &wire::Rule) -> Result<(), RuleError> {
+    for (name, value) in rule.env_vars.iter().flatten() {
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid || value.contains('\0') {
+            return Err(RuleError::EnvVar(name.clone()));
         }
-        Some(_) => Err("env_vars must be an object of variable names to strings".into()),
     }
+    Ok(())
 }
 
 /// The `aws` object of an `aws` rule: static credentials only (there is no
 /// AWS STS to assume a `role_arn` through).
-fn aws_auth(rule: &Map<String, Value>) -> Result<AwsAuth, String> {
-    let Some(Value::Object(aws)) = rule.get("aws") else {
-        return Err("an aws rule needs an 'aws' object".into());
-    };
-    if aws.get("role_arn").is_some_and(|v| !v.is_null()) {
-        return Err(
-            "aws.role_arn is not supported by this server: give access_key_id and secret_access_key"
-                .into(),
-        );
+fn aws_auth(aws: Option<&wire::AwsAuth>) -> Result<AwsAuth, RuleError> {
+    let aws = aws.ok_or(RuleError::NoAws)?;
+    if aws.role_arn.is_some() {
+        return Err(RuleError::RoleArn);
     }
-    let credential = |field: &str| -> Result<Source, String> {
-        let item = aws
-            .get(field)
-            .ok_or_else(|| format!("aws.{field} is required"))?;
-        let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
-        if !matches!(kind, "opaque" | "workspace_secret") {
-            return Err(format!(
-                "aws.{field} must be an opaque value or a workspace_secret reference"
-            ));
+    let credential = |field: &'static str, item: Option<&wire::Secret>| {
+        let item = item.ok_or(RuleError::AwsMissing(field))?;
+        if !matches!(
+            item.kind,
+            Some(SecretKind::Opaque | SecretKind::WorkspaceSecret)
+        ) {
+            return Err(RuleError::AwsKind(field));
         }
-        let value = item.get("value").and_then(Value::as_str);
-        source(kind, value).map_err(|e| format!("aws.{field}: {e}"))
+        source(item).map_err(|source| RuleError::AwsValue { field, source })
     };
     Ok(AwsAuth {
-        access_key_id: credential("access_key_id")?,
-        secret_access_key: credential("secret_access_key")?,
+        access_key_id: credential("access_key_id", aws.access_key_id.as_ref())?,
+        secret_access_key: credential("secret_access_key", aws.secret_access_key.as_ref())?,
     })
 }
 
-fn strings(rule: &Map<String, Value>, field: &str) -> Result<Vec<String>, String> {
-    match rule.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("{field} must be a list of strings"))
-            })
-            .collect(),
-        Some(_) => Err(format!("{field} must be a list of strings")),
-    }
-}
-
-fn path_glob(glob: &str) -> Result<Regex, String> {
+fn path_glob(glob: &str) -> Result<Regex, RuleError> {
     if !glob.starts_with('/') && !glob.starts_with('*') {
-        return Err(format!("match_paths entry '{glob}' must start with '/'"));
+        return Err(RuleError::Path(glob.to_owned()));
     }
-    let mut re = String::from("^");
-    for c in glob.chars() {
-        match c {
-            '*' => re.push_str(".*"),
-            '?' => re.push('.'),
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    re.push('$');
-    Regex::new(&re).map_err(|e| e.to_string())
+    crate::policy::glob_regex(glob).map_err(|e| RuleError::BadPath(glob.to_owned(), e.to_string()))
 }
 
-fn headers(rule: &Map<String, Value>) -> Result<Vec<Header>, String> {
-    let mut out = Vec::new();
-    match rule.get("headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for item in items {
-                out.push(typed_header(item)?);
-            }
-        }
-        Some(_) => return Err("headers must be a list".into()),
-    }
-    match rule.get("inject_headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(map)) => {
-            for (name, value) in map {
-                let value = value
-                    .as_str()
-                    .ok_or_else(|| format!("inject_headers.{name} must be a string"))?;
-                out.push(Header {
-                    name: header_name(name)?,
-                    source: Source::Template(template(value)?),
-                });
-            }
-        }
-        Some(_) => return Err("inject_headers must be an object".into()),
+fn headers(rule: &wire::Rule) -> Result<Vec<Header>, HeaderError> {
+    let mut out = rule
+        .headers
+        .iter()
+        .flatten()
+        .map(Header::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    for (name, value) in rule.inject_headers.iter().flatten() {
+        let name = header_name(name)?;
+        let source = template(value).map_err(|source| HeaderError::Value {
+            name: name.to_string(),
+            source,
+        })?;
+        out.push(Header {
+            name,
+            source: Source::Template(source),
+        });
     }
     Ok(out)
 }
 
-fn header_name(name: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("'{name}' is not a header name"))
+fn header_name(name: &str) -> Result<HeaderName, HeaderError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| HeaderError::BadName(name.to_owned()))
 }
 
-fn typed_header(item: &Value) -> Result<Header, String> {
-    let name = item
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or("a header needs a name")?;
-    let name = header_name(name)?;
-    let value = item.get("value").and_then(Value::as_str);
-    let kind = item
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("plaintext");
-    let source = source(kind, value).map_err(|e| format!("header {name}: {e}"))?;
-    Ok(Header { name, source })
+impl Header {
+    /// A typed header of a rule or a callback's `request_headers`.
+    pub fn parse(item: &wire::Header) -> Result<Self, HeaderError> {
+        let name = header_name(item.name.as_deref().ok_or(HeaderError::NoName)?)?;
+        let source = source(&item.secret).map_err(|source| HeaderError::Value {
+            name: name.to_string(),
+            source,
+        })?;
+        Ok(Header { name, source })
+    }
 }
 
-/// A value of type `kind` (`plaintext`, `opaque`, `workspace_secret`).
-fn source(kind: &str, value: Option<&str>) -> Result<Source, String> {
-    let value = value.ok_or_else(|| format!("a {kind} value is required"))?;
+/// A typed value (`plaintext`, `opaque`, `workspace_secret`).
+pub(crate) fn source(secret: &wire::Secret) -> Result<Source, ValueError> {
+    let kind = secret.kind();
+    let value = secret
+        .value
+        .as_deref()
+        .ok_or(ValueError::Missing(match kind {
+            SecretKind::Plaintext => "plaintext",
+            SecretKind::Opaque => "opaque",
+            SecretKind::WorkspaceSecret => "workspace_secret",
+        }))?;
     match kind {
-        "plaintext" => Ok(Source::Template(template(value)?)),
-        "opaque" => Ok(Source::Template(vec![Part::Text(checked(value)?)])),
-        "workspace_secret" => Ok(Source::Secret(secret_name(value)?)),
-        other => Err(format!(
-            "type '{other}' is not one of plaintext, opaque, workspace_secret"
-        )),
+        SecretKind::Plaintext => Ok(Source::Template(template(value)?)),
+        SecretKind::Opaque => Ok(Source::Template(vec![Part::Text(checked(value)?)])),
+        SecretKind::WorkspaceSecret => Ok(Source::Secret(secret_name(value)?)),
     }
 }
 
 /// A literal header value: no control characters.
-fn checked(text: &str) -> Result<String, String> {
+fn checked(text: &str) -> Result<String, ValueError> {
     match HeaderValue::from_str(text) {
         Ok(_) => Ok(text.to_owned()),
-        Err(_) => Err("a header value must not contain control characters".into()),
+        Err(_) => Err(ValueError::ControlCharacter),
     }
 }
 
 /// `NAME`, `{NAME}` or `${NAME}`.
-pub(crate) fn secret_name(value: &str) -> Result<String, String> {
+pub(crate) fn secret_name(value: &str) -> Result<String, ValueError> {
     let v = value.trim();
     let inner = v
         .strip_prefix("${")
         .or_else(|| v.strip_prefix('{'))
         .map(|rest| rest.strip_suffix('}').ok_or(()))
         .unwrap_or(Ok(v))
-        .map_err(|_| format!("'{value}' is not a secret name"))?;
+        .map_err(|_| ValueError::NotAReference(value.to_owned()))?;
     valid_secret_name(inner)
 }
 
 /// Secret names: letters, digits and `_`, not starting with a digit.
-pub fn valid_secret_name(name: &str) -> Result<String, String> {
+pub fn valid_secret_name(name: &str) -> Result<String, ValueError> {
     let ok = !name.is_empty()
         && name.len() <= 256
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     match ok {
         true => Ok(name.to_owned()),
-        false => Err(format!(
-            "'{name}' is not a secret name (letters, digits and '_', not starting with a digit)"
-        )),
+        false => Err(ValueError::BadSecretName(name.to_owned())),
     }
 }
 
 /// Split `Bearer ${KEY}` into text and secret references.
-fn template(text: &str) -> Result<Vec<Part>, String> {
+fn template(text: &str) -> Result<Vec<Part>, ValueError> {
     let mut parts = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         let end = rest[start..]
             .find('}')
-            .ok_or_else(|| format!("unclosed '${{' in '{text}'"))?;
+            .ok_or_else(|| ValueError::Unclosed(text.to_owned()))?;
         if start > 0 {
             parts.push(Part::Text(checked(&rest[..start])?));
         }
@@ -497,17 +492,17 @@ impl Source {
         }
     }
 
-    /// The text, given a way to read secrets; `Err(name)` names a secret
-    /// that is not set.
-    pub fn resolve(&self, secret: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    /// The text, given a way to read secrets.
+    pub fn resolve(&self, secret: impl Fn(&str) -> Option<String>) -> Result<String, SecretError> {
+        let read = |name: &String| secret(name).ok_or_else(|| SecretError::Missing(name.clone()));
         match self {
-            Source::Secret(name) => secret(name).ok_or_else(|| name.clone()),
+            Source::Secret(name) => read(name),
             Source::Template(parts) => {
                 let mut out = String::new();
                 for part in parts {
                     match part {
                         Part::Text(t) => out.push_str(t),
-                        Part::Secret(n) => out.push_str(&secret(n).ok_or_else(|| n.clone())?),
+                        Part::Secret(n) => out.push_str(&read(n)?),
                     }
                 }
                 Ok(out)
@@ -527,7 +522,7 @@ impl Header {
         &self,
         secret: impl Fn(&str) -> Option<String>,
     ) -> Result<HeaderValue, SecretError> {
-        let text = self.source.resolve(&secret).map_err(SecretError::Missing)?;
+        let text = self.source.resolve(&secret)?;
         let first = self
             .secrets()
             .first()
@@ -540,10 +535,16 @@ impl Header {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// A JSON config through the wire type and into rules.
+    fn parse(config: &Value) -> Result<Rules, String> {
+        let config = ProxyConfig::from_value(config).map_err(|e| e.to_string())?;
+        Rules::from_config(&config).map_err(|e| e.to_string())
+    }
 
     fn rules(config: Value) -> Rules {
-        Rules::from_proxy_config(Some(&config)).unwrap()
+        parse(&config).unwrap()
     }
 
     fn names(rules: &Rules, host: &str, path: &str) -> Vec<String> {
@@ -663,7 +664,7 @@ mod tests {
             json!({"callbacks": [{"url": "https://x", "match_hosts": [], "ttl_seconds": 60}]}),
             json!({"callbacks": [{"url": "https://x", "match_hosts": ["a"], "ttl_seconds": 60, "full_request": "yes"}]}),
         ] {
-            assert!(Rules::from_proxy_config(Some(&config)).is_err(), "{config}");
+            assert!(parse(&config).is_err(), "{config}");
         }
     }
 }

@@ -170,8 +170,8 @@ fn bad_gateway(what: impl std::fmt::Display) -> Response<Body> {
 }
 
 /// A 502 naming a workspace secret that is not set (never a value).
-fn missing_secret(name: String) -> Response<Body> {
-    bad_gateway(format!("workspace secret {name} is not set"))
+fn missing_secret(err: SecretError) -> Response<Body> {
+    bad_gateway(err)
 }
 
 /// Set the rules' headers on `req`, or say which secret is unusable.

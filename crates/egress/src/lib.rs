@@ -138,14 +138,27 @@ pub enum StartError {
     Upstream(#[from] upstream::UpstreamError),
 }
 
+/// Why an `--egress-resolve` value is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("'{0}' is not HOST=IP:PORT")]
+    NotHostAddress(String),
+    #[error("'{addr}' is not IP:PORT: {source}")]
+    NotIpPort {
+        addr: String,
+        source: std::net::AddrParseError,
+    },
+}
+
 /// Parse `HOST=IP:PORT` (`--egress-resolve`).
-pub fn parse_resolve(spec: &str) -> Result<(String, SocketAddr), String> {
+pub fn parse_resolve(spec: &str) -> Result<(String, SocketAddr), ResolveError> {
     let (host, addr) = spec
         .split_once('=')
-        .ok_or_else(|| format!("'{spec}' is not HOST=IP:PORT"))?;
-    let addr = addr
-        .parse()
-        .map_err(|e| format!("'{addr}' is not IP:PORT: {e}"))?;
+        .ok_or_else(|| ResolveError::NotHostAddress(spec.to_owned()))?;
+    let addr = addr.parse().map_err(|source| ResolveError::NotIpPort {
+        addr: addr.to_owned(),
+        source,
+    })?;
     Ok((host.trim_end_matches('.').to_ascii_lowercase(), addr))
 }
 

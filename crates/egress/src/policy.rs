@@ -21,18 +21,40 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use regex::Regex;
+use sandpit_api::proxy_config::{ParseError, ProxyConfig};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
-    #[error("access_control.{list} must be a list of strings")]
-    NotAList { list: &'static str },
-    #[error("invalid access_control entry '{entry}': {reason}")]
-    BadEntry { entry: String, reason: String },
-    #[error("proxy_config.access_control must be an object")]
-    NotAnObject,
+    /// Not the shape of a `proxy_config` (a JSON type is wrong).
+    #[error(transparent)]
+    Shape(#[from] ParseError),
+    #[error("invalid access_control entry '{}': {}", .0.entry, .0.reason)]
+    BadEntry(#[from] EntryError),
     #[error(transparent)]
     Rules(#[from] crate::inject::RulesError),
+}
+
+/// Why an access-list, `no_proxy` or `match_hosts` entry is refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("'{entry}': {reason}")]
+pub struct EntryError {
+    pub entry: String,
+    pub reason: String,
+}
+
+/// `^glob$` where `*` matches any run of characters and `?` one.
+pub(crate) fn glob_regex(glob: &str) -> Result<Regex, regex::Error> {
+    let mut re = String::from("^");
+    for c in glob.chars() {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    Regex::new(&re)
 }
 
 #[derive(Debug, Clone)]
@@ -49,8 +71,8 @@ fn normalize_host(host: &str) -> String {
 }
 
 impl Pattern {
-    pub fn parse(entry: &str) -> Result<Self, PolicyError> {
-        let bad = |reason: String| PolicyError::BadEntry {
+    pub fn parse(entry: &str) -> Result<Self, EntryError> {
+        let bad = |reason: String| EntryError {
             entry: entry.to_owned(),
             reason,
         };
@@ -80,16 +102,7 @@ impl Pattern {
             return Err(bad("not a host name, glob, IP, CIDR or ~regex".into()));
         }
         if host.contains(['*', '?']) {
-            let mut re = String::from("^");
-            for c in host.chars() {
-                match c {
-                    '*' => re.push_str(".*"),
-                    '?' => re.push('.'),
-                    c => re.push_str(&regex::escape(&c.to_string())),
-                }
-            }
-            re.push('$');
-            return Regex::new(&re)
+            return glob_regex(&host)
                 .map(Pattern::Glob)
                 .map_err(|e| bad(e.to_string()));
         }
@@ -124,7 +137,7 @@ pub const STANDARD_PORTS: [u16; 2] = [80, 443];
 
 impl Entry {
     /// `PATTERN` or `PATTERN:PORT` (`[IPv6]:PORT`); a `~regex` has no port.
-    pub fn parse(entry: &str) -> Result<Self, PolicyError> {
+    pub fn parse(entry: &str) -> Result<Self, EntryError> {
         let trimmed = entry.trim();
         let whole = |pattern| Self {
             pattern,
@@ -140,7 +153,7 @@ impl Entry {
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| PolicyError::BadEntry {
+            .ok_or_else(|| EntryError {
                 entry: entry.to_owned(),
                 reason: format!("'{port}' is not a port"),
             })?;
@@ -210,45 +223,38 @@ pub struct Policy {
     pub sandbox: Option<String>,
 }
 
-fn patterns(
-    access: &serde_json::Map<String, Value>,
-    list: &'static str,
-) -> Result<Vec<Entry>, PolicyError> {
-    match access.get(list) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(s) => Entry::parse(s),
-                _ => Err(PolicyError::NotAList { list }),
-            })
-            .collect(),
-        Some(_) => Err(PolicyError::NotAList { list }),
-    }
+fn entries(list: Option<&Vec<String>>) -> Result<Vec<Entry>, EntryError> {
+    list.into_iter()
+        .flatten()
+        .map(|e| Entry::parse(e))
+        .collect()
 }
 
 impl Policy {
-    /// The policy of a sandbox's stored `proxy_config` (none: allow all
-    /// public destinations).
-    pub fn from_proxy_config(config: Option<&Value>) -> Result<Self, PolicyError> {
-        let rules = std::sync::Arc::new(crate::inject::Rules::from_proxy_config(config)?);
-        let access = match config.and_then(|c| c.get("access_control")) {
-            None | Some(Value::Null) => {
-                return Ok(Policy {
-                    rules,
-                    ..Policy::default()
-                })
-            }
-            Some(Value::Object(access)) => access,
-            Some(_) => return Err(PolicyError::NotAnObject),
+    /// The validated policy of a `proxy_config` (none: allow all public
+    /// destinations).
+    pub fn from_config(config: Option<&ProxyConfig>) -> Result<Self, PolicyError> {
+        let Some(config) = config else {
+            return Ok(Policy::default());
         };
+        let access = config.access_control.as_ref();
         Ok(Policy {
-            allow: patterns(access, "allow_list")?,
-            deny: patterns(access, "deny_list")?,
-            rules,
+            allow: entries(access.and_then(|a| a.allow_list.as_ref()))?,
+            deny: entries(access.and_then(|a| a.deny_list.as_ref()))?,
+            rules: std::sync::Arc::new(crate::inject::Rules::from_config(config)?),
             tenant: None,
             sandbox: None,
         })
+    }
+
+    /// The policy of a stored `proxy_config` as JSON: parsed into the wire
+    /// type, then validated.
+    pub fn from_proxy_config(config: Option<&Value>) -> Result<Self, PolicyError> {
+        let config = config
+            .filter(|c| !c.is_null())
+            .map(ProxyConfig::from_value)
+            .transpose()?;
+        Self::from_config(config.as_ref())
     }
 
     /// The same policy, using `tenant`'s workspace secrets.
@@ -525,15 +531,15 @@ mod tests {
                 &json!({"access_control": {"allow_list": [entry]}}),
             ))
             .unwrap_err();
-            assert!(
-                matches!(err, PolicyError::BadEntry { .. }),
-                "{entry}: {err:?}"
-            );
+            assert!(matches!(err, PolicyError::BadEntry(_)), "{entry}: {err:?}");
         }
-        assert_eq!(
-            Policy::from_proxy_config(Some(&json!({"access_control": {"deny_list": "x"}})))
-                .unwrap_err(),
-            PolicyError::NotAList { list: "deny_list" }
+        let err = Policy::from_proxy_config(Some(&json!({"access_control": {"deny_list": "x"}})))
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::Shape(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("proxy_config.access_control.deny_list: "),
+            "{err}"
         );
     }
 }

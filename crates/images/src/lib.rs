@@ -9,7 +9,6 @@
 
 pub mod config;
 pub mod gc;
-pub mod pack;
 pub mod pull;
 pub mod stats;
 pub mod store;

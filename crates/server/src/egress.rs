@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use sandpit_egress::direct::{DirectTable, Route};
+use sandpit_egress::direct::{DirectTable, Route, TableError};
 use sandpit_egress::{Lookup, Policy};
 use sandpit_runtime::network::firewall::{self, DirectRoute};
 
@@ -17,7 +17,7 @@ use crate::secrets::Secrets;
 pub struct FirewallRoutes;
 
 impl DirectTable for FirewallRoutes {
-    fn update(&self, add: &[Route], remove: &[Route]) -> Result<(), String> {
+    fn update(&self, add: &[Route], remove: &[Route]) -> Result<(), TableError> {
         let rows = |routes: &[Route]| -> Vec<DirectRoute> {
             routes
                 .iter()
@@ -28,7 +28,8 @@ impl DirectTable for FirewallRoutes {
                 })
                 .collect()
         };
-        firewall::update_direct(&rows(add), &rows(remove)).map_err(|e| e.to_string())
+        firewall::update_direct(&rows(add), &rows(remove))
+            .map_err(|e| TableError::Refused(e.into()))
     }
 }
 

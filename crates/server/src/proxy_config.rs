@@ -1,148 +1,99 @@
-//! `proxy_config` on the way in and out: validation, and `opaque` values
-//! (headers, `aws` credentials, a `gcp` service account JSON), which are
-//! write-only — redacted (`is_set: true`, no `value`) in
-//! every response, and carried over from the stored config when an update
-//! names the same rule and header without a value.
+//! `proxy_config` on the way in and out. The shape is
+//! [`sandpit_api::proxy_config::ProxyConfig`]; a config is parsed into it
+//! once here, validated by the egress proxy's own parser
+//! ([`sandpit_egress::Policy::from_config`]) and stored as its JSON.
+//! `opaque` values (headers, `aws` credentials, a `gcp` service account
+//! JSON) are write-only: redacted (`is_set: true`, no `value`) in every
+//! response, and carried over from the stored config when an update names
+//! the same rule and field without a value.
 
+use sandpit_api::proxy_config::ProxyConfig;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
-/// `proxy_config` must be an object the egress proxy can enforce.
-pub fn validate(config: Option<Value>) -> Result<Option<Value>, ApiError> {
-    if let Some(value) = &config {
-        if !value.is_object() {
-            return Err(ApiError::Validation(
-                "proxy_config must be an object".into(),
-            ));
-        }
-        sandpit_egress::Policy::from_proxy_config(Some(value))
-            .map_err(|e| ApiError::Validation(e.to_string()))?;
-    }
+/// Parse `proxy_config` and check that the egress proxy can enforce it.
+pub fn parse(value: &Value) -> Result<ProxyConfig, ApiError> {
+    let config = ProxyConfig::from_value(value).map_err(|e| ApiError::Validation(e.to_string()))?;
+    sandpit_egress::Policy::from_config(Some(&config))
+        .map_err(|e| ApiError::Validation(e.to_string()))?;
     Ok(config)
 }
 
-fn is_opaque(header: &Map<String, Value>) -> bool {
-    header.get("type").and_then(Value::as_str) == Some("opaque")
-}
-
-/// Every typed value of every rule — header objects, an `aws` rule's
-/// credentials, a `gcp` rule's service account — with its rule's name and
-/// a key naming it in the rule (`header:<lowercase name>`, `aws:<field>`,
-/// `gcp:<field>`).
-fn values_mut(config: &mut Value) -> Vec<(String, String, &mut Map<String, Value>)> {
-    let Some(config) = config.as_object_mut() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (field, list) in config.iter_mut() {
-        let Value::Array(items) = list else { continue };
-        match field.as_str() {
-            "rules" => out.extend(rule_values_mut(items)),
-            "callbacks" => out.extend(callback_values_mut(items)),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// A callback's `request_headers`, named by the callback's URL.
-fn callback_values_mut(callbacks: &mut [Value]) -> Vec<(String, String, &mut Map<String, Value>)> {
-    let mut out = Vec::new();
-    for cb in callbacks.iter_mut().filter_map(Value::as_object_mut) {
-        let url = cb
-            .get("url")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if let Some(Value::Array(headers)) = cb.get_mut("request_headers") {
-            for header in headers.iter_mut().filter_map(Value::as_object_mut) {
-                let key = header_key(header);
-                out.push((format!("callback:{url}"), key, header));
-            }
-        }
-    }
-    out
-}
-
-fn header_key(header: &Map<String, Value>) -> String {
-    let name = header
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    format!("header:{name}")
-}
-
-/// Header objects and `aws`/`gcp` credentials of rules, named by the rule.
-fn rule_values_mut(rules: &mut [Value]) -> Vec<(String, String, &mut Map<String, Value>)> {
-    let mut out = Vec::new();
-    for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
-        let name = rule
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        for (field, value) in rule.iter_mut() {
-            match (field.as_str(), value) {
-                ("headers", Value::Array(headers)) => {
-                    for header in headers.iter_mut().filter_map(Value::as_object_mut) {
-                        let key = header_key(header);
-                        out.push((name.clone(), key, header));
-                    }
-                }
-                (provider @ ("aws" | "gcp"), Value::Object(auth)) => {
-                    for (key, value) in auth.iter_mut() {
-                        if let Value::Object(value) = value {
-                            out.push((name.clone(), format!("{provider}:{key}"), value));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-/// The config as the API shows it: opaque values removed.
-pub fn redact(mut config: Value) -> Value {
-    for (_, _, header) in values_mut(&mut config) {
-        if is_opaque(header) {
-            let set = header
-                .remove("value")
-                .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()));
-            header.insert("is_set".into(), Value::Bool(set));
-        }
-    }
+/// A valid `proxy_config`, as it is stored (the typed config's JSON).
+pub fn validate(config: Option<Value>) -> Result<Option<Value>, ApiError> {
     config
+        .map(|value| Ok(parse(&value)?.to_value()))
+        .transpose()
 }
 
-/// Fill opaque headers without a value from `old` (same rule and header
-/// name); drop the response-only `is_set`.
-pub fn carry_over(new: &mut Value, old: Option<&Value>) {
-    let mut old = old.cloned().unwrap_or(Value::Null);
-    let previous: Vec<(String, String, Value)> = values_mut(&mut old)
-        .into_iter()
-        .filter(|(_, _, h)| is_opaque(h))
-        .filter_map(|(rule, key, h)| Some((rule, key, h.get("value")?.clone())))
-        .collect();
-    for (rule, key, header) in values_mut(new) {
-        header.remove("is_set");
-        let missing = header.get("value").is_none_or(|v| v.is_null());
-        if !is_opaque(header) || !missing {
-            continue;
-        }
-        if let Some((_, _, value)) = previous.iter().find(|(r, k, _)| *r == rule && *k == key) {
-            header.insert("value".into(), value.clone());
+/// The config as the API shows it: opaque values removed. A stored config
+/// that no longer parses is shown empty rather than unredacted.
+pub fn redact(config: Value) -> Value {
+    match ProxyConfig::from_value(&config) {
+        Ok(config) => config.redacted().to_value(),
+        Err(err) => {
+            tracing::warn!(error = %err, "stored proxy_config does not parse; showing it empty");
+            Value::Object(Map::new())
         }
     }
+}
+
+/// Fill opaque values an update leaves out from `old` (same rule and
+/// field); drop the response-only `is_set`. A `new` that does not parse is
+/// left for [`validate`] to refuse.
+pub fn carry_over(new: &mut Value, old: Option<&Value>) {
+    let Ok(mut config) = ProxyConfig::from_value(new) else {
+        return;
+    };
+    let old = old
+        .and_then(|old| ProxyConfig::from_value(old).ok())
+        .unwrap_or_default();
+    config.keep_opaque_from(&old);
+    *new = config.to_value();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn message(result: Result<Option<Value>, ApiError>) -> String {
+        match result {
+            Err(ApiError::Validation(message)) => message,
+            other => panic!("not a validation error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn configs_are_parsed_once_with_the_field_named() {
+        assert_eq!(
+            message(validate(Some(json!([])))),
+            "proxy_config: must be an object"
+        );
+        let wrong_type = json!({"rules": [{"name": "a", "match_hosts": ["h"], "enabled": "no"}]});
+        let said = message(validate(Some(wrong_type)));
+        assert!(said.starts_with("proxy_config.rules[0]"), "{said}");
+        let bad_list = json!({"access_control": {"allow_list": "a.test"}});
+        assert!(message(validate(Some(bad_list)))
+            .starts_with("proxy_config.access_control.allow_list: "));
+        let bad_entry = json!({"access_control": {"allow_list": ["bad host!"]}});
+        assert!(message(validate(Some(bad_entry))).contains("'bad host!'"));
+        // Stored as sent: nulls dropped, unknown rule fields kept.
+        let sent = json!({"rules": [{"name": "a", "match_hosts": ["h"], "note": {"x": 1}}],
+                          "access_control": null});
+        assert_eq!(
+            validate(Some(sent)).unwrap(),
+            Some(json!({"rules": [{"name": "a", "match_hosts": ["h"], "note": {"x": 1}}]}))
+        );
+    }
+
+    #[test]
+    fn a_config_that_does_not_parse_is_never_shown_unredacted() {
+        let corrupt = json!({"rules": [{"name": "r", "enabled": "yes", "headers": [
+            {"name": "X-O", "type": "opaque", "value": "s3cr3t"}]}]});
+        assert_eq!(redact(corrupt), json!({}));
+    }
 
     #[test]
     fn callback_request_headers_are_redacted_and_carried_over() {

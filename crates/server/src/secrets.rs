@@ -122,7 +122,7 @@ pub struct Secrets {
 fn check_name(name: &str) -> Result<(), ApiError> {
     sandpit_egress::inject::valid_secret_name(name)
         .map(|_| ())
-        .map_err(ApiError::Validation)
+        .map_err(|e| ApiError::Validation(e.to_string()))
 }
 
 /// 1 to [`MAX_VALUE`] bytes of text. Line breaks are allowed (a service

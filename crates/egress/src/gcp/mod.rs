@@ -31,7 +31,7 @@ pub use token::{usable_for, Grant, Key, TokenCache, TokenError};
 use std::time::SystemTime;
 
 use http::header::HeaderValue;
-use serde_json::{Map, Value};
+use sandpit_api::proxy_config::{self as wire, SecretKind};
 
 use crate::inject::{Part, Source};
 use crate::{Context, Lookup, Policy};
@@ -61,63 +61,80 @@ impl std::fmt::Debug for GcpAuth {
 /// Why a request covered by a `gcp` rule gets no token.
 #[derive(Debug, thiserror::Error)]
 pub enum GcpError {
-    #[error("workspace secret {0} is not set")]
-    MissingSecret(String),
+    #[error(transparent)]
+    MissingSecret(#[from] crate::inject::SecretError),
     #[error(transparent)]
     Account(#[from] AccountError),
     #[error(transparent)]
     Token(#[from] TokenError),
 }
 
-/// The `gcp` object of a rule; an opaque service account is checked now.
-pub(crate) fn parse(rule: &Map<String, Value>) -> Result<GcpAuth, String> {
-    let Some(Value::Object(gcp)) = rule.get("gcp") else {
-        return Err("a gcp rule needs a 'gcp' object".into());
-    };
-    let known = |k: &String| matches!(k.as_str(), "service_account_json" | "scopes");
-    if let Some(field) = gcp.keys().find(|k| !known(k)) {
-        return Err(format!("gcp.{field} is not supported"));
-    }
-    Ok(GcpAuth {
-        service_account_json: service_account(gcp)
-            .map_err(|e| format!("gcp.service_account_json: {e}"))?,
-        scopes: scopes(gcp)?,
-    })
+/// Why a `gcp` rule's `gcp` object is refused. Never holds the key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GcpRuleError {
+    #[error("a gcp rule needs a 'gcp' object")]
+    NoGcp,
+    #[error("gcp.{0} is not supported")]
+    Unsupported(String),
+    #[error("gcp.service_account_json is required")]
+    NoAccount,
+    #[error("gcp.service_account_json: a value is required")]
+    NoValue,
+    #[error("gcp.service_account_json: must be an opaque value or a workspace_secret reference (plaintext service account JSON is not accepted)")]
+    NotSecret,
+    #[error("gcp.service_account_json: {0}")]
+    Account(AccountError),
+    #[error("gcp.service_account_json: {0}")]
+    SecretName(#[from] crate::inject::ValueError),
+    #[error("gcp.scopes must be a non-empty list of scopes")]
+    Scopes,
 }
 
-fn service_account(gcp: &Map<String, Value>) -> Result<Source, String> {
-    let item = gcp.get("service_account_json").ok_or("is required")?;
-    let value = item.get("value").and_then(Value::as_str);
-    match (item.get("type").and_then(Value::as_str), value) {
-        (Some("opaque"), Some(json)) => {
-            ServiceAccount::from_json(json).map_err(|e| e.to_string())?;
+impl GcpAuth {
+    /// The `gcp` object of a rule; an opaque service account is checked now.
+    pub(crate) fn parse(gcp: Option<&wire::GcpAuth>) -> Result<GcpAuth, GcpRuleError> {
+        let gcp = gcp.ok_or(GcpRuleError::NoGcp)?;
+        if let Some(field) = gcp.other.keys().next() {
+            return Err(GcpRuleError::Unsupported(field.clone()));
+        }
+        Ok(GcpAuth {
+            service_account_json: service_account(gcp.service_account_json.as_ref())?,
+            scopes: scopes(gcp.scopes.as_deref())?,
+        })
+    }
+}
+
+fn service_account(item: Option<&wire::Secret>) -> Result<Source, GcpRuleError> {
+    let item = item.ok_or(GcpRuleError::NoAccount)?;
+    match (item.kind, item.value.as_deref()) {
+        (Some(SecretKind::Opaque), Some(json)) => {
+            // The reason names a field, never the key.
+            ServiceAccount::from_json(json).map_err(GcpRuleError::Account)?;
             Ok(Source::Template(vec![Part::Text(json.to_owned())]))
         }
-        (Some("workspace_secret"), Some(name)) => {
+        (Some(SecretKind::WorkspaceSecret), Some(name)) => {
             Ok(Source::Secret(crate::inject::secret_name(name)?))
         }
-        (Some("opaque" | "workspace_secret"), None) => Err("a value is required".into()),
-        _ => Err("must be an opaque value or a workspace_secret reference \
-                  (plaintext service account JSON is not accepted)"
-            .into()),
+        (Some(SecretKind::Opaque | SecretKind::WorkspaceSecret), None) => {
+            Err(GcpRuleError::NoValue)
+        }
+        _ => Err(GcpRuleError::NotSecret),
     }
 }
 
-fn scopes(gcp: &Map<String, Value>) -> Result<Vec<String>, String> {
-    let bad = || "gcp.scopes must be a non-empty list of scopes".to_owned();
-    let items = match gcp.get("scopes") {
-        None | Some(Value::Null) => return Ok(vec![DEFAULT_SCOPE.to_owned()]),
-        Some(Value::Array(items)) if !items.is_empty() => items,
-        Some(_) => return Err(bad()),
+fn scopes(items: Option<&[String]>) -> Result<Vec<String>, GcpRuleError> {
+    let items = match items {
+        None => return Ok(vec![DEFAULT_SCOPE.to_owned()]),
+        Some([]) => return Err(GcpRuleError::Scopes),
+        Some(items) => items,
     };
     items
         .iter()
         .map(|item| {
-            item.as_str()
-                .map(str::trim)
+            Some(item.trim())
                 .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
                 .map(str::to_owned)
-                .ok_or_else(bad)
+                .ok_or(GcpRuleError::Scopes)
         })
         .collect()
 }
@@ -132,9 +149,7 @@ pub(crate) async fn bearer<L: Lookup>(
     let source = &auth.service_account_json;
     let names = source.secrets().into_iter();
     let secrets = crate::intercept::read_secrets(policy, &*ctx.lookup, names).await;
-    let json = source
-        .resolve(|name| secrets.get(name).cloned().flatten())
-        .map_err(GcpError::MissingSecret)?;
+    let json = source.resolve(|name| secrets.get(name).cloned().flatten())?;
     let key = (
         policy.sandbox.clone().unwrap_or_default(),
         crate::callback::hex_sha256(json.as_bytes()),
@@ -159,14 +174,14 @@ async fn mint<L: Lookup>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
+    /// A `gcp` object through the wire type; either error as text.
     fn rule(gcp: Value) -> Result<GcpAuth, String> {
-        parse(
-            json!({"name": "g", "type": "gcp", "gcp": gcp})
-                .as_object()
-                .unwrap(),
-        )
+        let config = json!({"rules": [{"name": "g", "type": "gcp", "gcp": gcp}]});
+        let config = wire::ProxyConfig::from_value(&config).map_err(|e| e.to_string())?;
+        let rules = config.rules.unwrap_or_default();
+        GcpAuth::parse(rules[0].gcp.as_ref()).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -222,7 +237,7 @@ mod tests {
             ),
             (
                 json!({"service_account_json": sa, "scopes": "https://s"}),
-                "scopes",
+                "expected a sequence",
             ),
             (
                 json!({"service_account_json": sa, "subject": "x@y"}),

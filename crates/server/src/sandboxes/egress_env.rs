@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
+use sandpit_api::proxy_config::ProxyConfig;
 use sandpit_runtime::MountSpec;
-use serde_json::Value;
 
 /// The Debian/Ubuntu/Alpine path of the system trust bundle.
 pub const TRUST_STORE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -29,18 +29,14 @@ pub fn trust_store_mount(bundle: &Path) -> MountSpec {
 /// run without some): plaintext, set for every command; later rules win.
 /// Applied when the sandbox boots.
 pub fn rule_variables(proxy_config: Option<&str>) -> Vec<(String, String)> {
-    let Some(config) = proxy_config.and_then(|t| serde_json::from_str::<Value>(t).ok()) else {
+    let Some(config) = proxy_config.and_then(|t| serde_json::from_str::<ProxyConfig>(t).ok())
+    else {
         return Vec::new();
     };
-    let Some(Value::Array(rules)) = config.get("rules") else {
-        return Vec::new();
-    };
-    rules
-        .iter()
-        .filter(|rule| rule.get("enabled") != Some(&Value::Bool(false)))
-        .filter_map(|rule| rule.get("env_vars").and_then(Value::as_object))
-        .flat_map(|vars| vars.iter())
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+    config
+        .enabled_rules()
+        .flat_map(|rule| rule.env_vars.iter().flatten())
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 

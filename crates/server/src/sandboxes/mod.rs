@@ -11,9 +11,7 @@ mod boot;
 mod disk_space;
 mod egress_env;
 mod images;
-mod live;
 mod live_config;
-mod locks;
 mod mounting;
 mod peer;
 mod pools;
@@ -24,8 +22,10 @@ mod slots;
 pub mod validate;
 mod watch;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rand::Rng;
@@ -35,10 +35,9 @@ use sandpit_runtime::{MountSpec, Runtime};
 pub use action::{decide, Decision, SandboxAction};
 use activity::Activity;
 pub use activity::ActivityGuard;
-use live::LiveSandboxes;
-use locks::Locks;
 use quota::Demand;
 pub use response::{dataplane_url, sandbox_response};
+use slots::Slots;
 use validate::{CreateSpec, UpdateSpec};
 
 use crate::auth::Caller;
@@ -62,6 +61,18 @@ pub struct ImageRootfs {
     pub user: Option<String>,
 }
 
+/// A sandbox whose init is running.
+#[derive(Debug, Clone)]
+struct Live {
+    tenant_id: String,
+    socket: PathBuf,
+    pid: i32,
+    net_slot: u32,
+    /// Set before the server stops the sandbox on purpose, so the exit
+    /// watcher does not report it as a crash.
+    stopping: Arc<AtomicBool>,
+}
+
 /// What the controller needs besides the store and the runtime.
 pub struct SandboxesConfig {
     pub dirs: DataDirs,
@@ -75,34 +86,32 @@ pub struct SandboxesConfig {
     pub ca_bundle: Option<PathBuf>,
 }
 
-/// What every boot puts into a sandbox besides its image's layers.
-struct BootFiles {
-    host_image: ImageRootfs,
-    agent_binary: PathBuf,
-    agent_log: bool,
-    ca_bundle: Option<PathBuf>,
-}
-
-/// The lifecycle controller. What runs now is [`live::LiveSandboxes`]; the
-/// services it uses (snapshots, mounts, the cluster) are built before it
-/// and handed over at construction (`with_*`), none of them knows it.
 pub struct Sandboxes {
     store: Store,
     runtime: Arc<dyn Runtime>,
     dirs: DataDirs,
+    host_image: ImageRootfs,
+    agent_binary: PathBuf,
     defaults: Defaults,
-    boot: BootFiles,
-    live: LiveSandboxes,
-    locks: Locks,
+    agent_log: bool,
+    ca_bundle: Option<PathBuf>,
+    slots: Slots,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    live: Mutex<HashMap<String, Live>>,
     activity: Activity,
-    /// Snapshots and OCI images (`images`); `None`: not enabled.
-    snapshots: Option<Arc<crate::snapshots::Snapshots>>,
-    /// Git and bucket mounts (`mounting`); `None`: not supported.
-    mounts: Option<Arc<crate::mounts::Mounts>>,
+    snapshots: OnceLock<Arc<crate::snapshots::Snapshots>>,
+    /// Git and bucket mounts (`mounting`).
+    mounts: OnceLock<Arc<crate::mounts::Mounts>>,
     /// The other replicas, when there are (`peer`).
-    cluster: Option<Arc<crate::cluster::Cluster>>,
-    /// The pool refill task's pacing (`pools`).
-    pools: pools::Refill,
+    cluster: OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Serialises pool refills; woken by claims and pool changes.
+    pool_lock: tokio::sync::Mutex<()>,
+    pool_wake: tokio::sync::Notify,
+    /// Counts policy changes (a `proxy_config` update, a sandbox leaving
+    /// its network slot): the egress proxy's open connections re-read
+    /// their policy when it moves.
+    policy_changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,27 +138,31 @@ impl Sandboxes {
             store,
             runtime,
             dirs: config.dirs,
+            host_image: config.host_image,
+            agent_binary: config.agent_binary,
             defaults: config.defaults,
-            boot: BootFiles {
-                host_image: config.host_image,
-                agent_binary: config.agent_binary,
-                agent_log: config.agent_log,
-                ca_bundle: config.ca_bundle,
-            },
-            live: LiveSandboxes::new(),
-            locks: Locks::default(),
-            snapshots: None,
-            mounts: None,
-            cluster: None,
-            pools: pools::Refill::default(),
+            agent_log: config.agent_log,
+            ca_bundle: config.ca_bundle,
+            slots: Slots::default(),
+            locks: Mutex::default(),
+            tenant_locks: Mutex::default(),
+            live: Mutex::default(),
+            snapshots: OnceLock::new(),
+            mounts: OnceLock::new(),
+            cluster: OnceLock::new(),
+            pool_lock: tokio::sync::Mutex::default(),
+            pool_wake: tokio::sync::Notify::new(),
+            policy_changes: tokio::sync::watch::channel(0).0,
         }
     }
 
-    /// Moves at every policy change (a `proxy_config` update, a sandbox
-    /// leaving its network slot): the egress proxy's open connections
-    /// re-read their policy then.
+    /// See [`Sandboxes::policy_changes`]'s field.
     pub fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.live.policy_changes()
+        self.policy_changes.subscribe()
+    }
+
+    fn policy_changed(&self) {
+        self.policy_changes.send_modify(|n| *n += 1);
     }
 
     pub fn defaults(&self) -> &Defaults {
@@ -162,7 +175,7 @@ impl Sandboxes {
     }
 
     fn sandbox_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks.sandbox(id)
+        lock(&self.locks).entry(id.to_owned()).or_default().clone()
     }
 
     /// A caller's sandbox by name (or by id, which never changes).
@@ -190,7 +203,10 @@ impl Sandboxes {
         &self,
         slot: u32,
     ) -> Option<(String, String, Option<serde_json::Value>)> {
-        let id = self.live.on_slot(slot)?;
+        let id = lock(&self.live)
+            .iter()
+            .find(|(_, live)| live.net_slot == slot)
+            .map(|(id, _)| id.clone())?;
         let row = self.store.sandbox(&id).await.ok()??;
         match row.proxy_config {
             None => Some((id, row.tenant_id, None)),
@@ -366,7 +382,7 @@ impl Sandboxes {
         let proxy_changes = spec.proxy_config.is_some();
         apply_update(&mut row, spec)?;
         match self.store.update_sandbox_settings(&row).await {
-            Ok(()) if proxy_changes => self.live.policy_changed(),
+            Ok(()) if proxy_changes => self.policy_changed(),
             Ok(()) => {}
             Err(StoreError::Conflict) => {
                 return Err(ApiError::Conflict(format!(
@@ -457,7 +473,10 @@ impl Sandboxes {
     }
 
     fn tenant_lock(&self, tenant_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks.tenant(tenant_id)
+        lock(&self.tenant_locks)
+            .entry(tenant_id.to_owned())
+            .or_default()
+            .clone()
     }
 
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
@@ -475,7 +494,7 @@ impl Sandboxes {
     async fn destroy(&self, id: &str) -> Result<(), ApiError> {
         if let Some(owner) = self.remote_owner(id).await? {
             self.destroy_remote(id, &owner).await?;
-            self.locks.forget_sandbox(id);
+            lock(&self.locks).remove(id);
             self.activity.forget(id);
             return Ok(());
         }
@@ -492,7 +511,7 @@ impl Sandboxes {
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("removing sandbox files")))?;
         self.store.delete_sandbox_row(id).await?;
-        self.locks.forget_sandbox(id);
+        lock(&self.locks).remove(id);
         self.activity.forget(id);
         Ok(())
     }
@@ -529,16 +548,18 @@ impl Sandboxes {
     }
 
     fn live_socket(&self, caller: &Caller, id: &str) -> Option<PathBuf> {
-        self.live
-            .of_tenant(&caller.tenant_id, id)
-            .map(|live| live.socket)
+        lock(&self.live)
+            .get(id)
+            .filter(|live| live.tenant_id == caller.tenant_id)
+            .map(|live| live.socket.clone())
     }
 
     /// The init pid of tenant `tenant_id`'s running sandbox `id`, whose
     /// network namespace service and tunnel connections are opened in.
     pub fn live_pid(&self, tenant_id: &str, id: &str) -> Option<i32> {
-        self.live
-            .of_tenant(tenant_id, id)
+        lock(&self.live)
+            .get(id)
+            .filter(|live| live.tenant_id == tenant_id)
             .map(|live| live.pid)
     }
 
@@ -559,7 +580,8 @@ impl Sandboxes {
 
     /// Stop every running sandbox (server shutdown). Files are kept.
     pub async fn shutdown(&self) {
-        for id in self.live.ids() {
+        let ids: Vec<String> = lock(&self.live).keys().cloned().collect();
+        for id in ids {
             let guard = self.sandbox_lock(&id);
             let _held = guard.lock().await;
             let message = Some("Stopped because the server shut down");
@@ -614,4 +636,9 @@ fn apply_update(row: &mut SandboxRow, spec: UpdateSpec) -> Result<(), ApiError> 
         row.labels = to_json(&labels)?;
     }
     Ok(())
+}
+
+/// Mark the stopping flag of a live entry; exposed for the boot module.
+fn mark_stopping(live: &Live) {
+    live.stopping.store(true, Ordering::SeqCst);
 }

@@ -10,10 +10,8 @@ use crate::mounts::{MountTarget, Mounts};
 use crate::store::SandboxRow;
 
 impl Sandboxes {
-    /// Enable mounts on this controller (at construction).
-    pub fn with_mounts(mut self, mounts: Arc<Mounts>) -> Self {
-        self.mounts = Some(mounts);
-        self
+    pub fn attach_mounts(&self, mounts: Arc<Mounts>) {
+        let _ = self.mounts.set(mounts);
     }
 
     /// Fetch and mount what `row` asks for and add the binds to `spec`.
@@ -22,7 +20,7 @@ impl Sandboxes {
         row: &SandboxRow,
         spec: &mut SandboxSpec,
     ) -> Result<(), String> {
-        let Some(mounts) = self.mounts.as_ref() else {
+        let Some(mounts) = self.mounts.get() else {
             return match crate::mounts::has_mounts(&extra(row)) {
                 true => Err("this server does not support mounts".into()),
                 false => Ok(()),
@@ -42,7 +40,7 @@ impl Sandboxes {
     /// Stop what the sandbox's mounts run on the host (after the runtime
     /// stopped the sandbox).
     pub(super) async fn release_mounts(&self, id: &str) {
-        if let Some(mounts) = self.mounts.as_ref() {
+        if let Some(mounts) = self.mounts.get() {
             let state_dir = self.dirs.sandbox(id);
             mounts
                 .release(id, &state_dir, self.runtime.mount_namespace_pid())
@@ -52,7 +50,7 @@ impl Sandboxes {
 
     /// A sandbox adopted at start-up: take its mounts over.
     pub(super) async fn adopt_mounts(&self, row: &SandboxRow) {
-        let Some(mounts) = self.mounts.as_ref() else {
+        let Some(mounts) = self.mounts.get() else {
             return;
         };
         let state_dir = self.dirs.sandbox(&row.id);

@@ -7,31 +7,30 @@ use std::sync::Arc;
 use sandpit_api::SandboxStatus;
 
 use super::retention::Due;
-use super::Sandboxes;
+use super::{lock, Sandboxes};
 use crate::cluster::rpc::{self, PeerOp};
 use crate::cluster::{Cluster, Owner};
 use crate::error::ApiError;
 
 impl Sandboxes {
     /// Take part in a cluster (several replicas behind one database).
-    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
-        self.cluster = cluster;
-        self
+    pub fn attach_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.cluster.as_ref()
+        self.cluster.get()
     }
 
     /// Whether sandbox `id` runs on this node now (no database look-up).
     pub fn runs_here(&self, id: &str) -> bool {
-        self.live.contains(id)
+        lock(&self.live).contains_key(id)
     }
 
     /// The owner of `id` when it is another node; `None`: this node
     /// handles it.
     pub(super) async fn remote_owner(&self, id: &str) -> Result<Option<Owner>, ApiError> {
-        let Some(cluster) = self.cluster.as_ref() else {
+        let Some(cluster) = self.cluster.get() else {
             return Ok(None);
         };
         if self.runs_here(id) {
@@ -45,7 +44,7 @@ impl Sandboxes {
 
     /// Where a new sandbox is to run (this node without a cluster).
     pub(super) async fn place(&self) -> Result<Owner, ApiError> {
-        match self.cluster.as_ref() {
+        match self.cluster.get() {
             Some(cluster) => cluster.place().await,
             None => Ok(Owner::Local),
         }
@@ -53,7 +52,7 @@ impl Sandboxes {
 
     /// Record a new sandbox's node (nothing without a cluster).
     pub(super) async fn record_owner(&self, id: &str, owner: &Owner) -> Result<(), ApiError> {
-        match self.cluster.as_ref() {
+        match self.cluster.get() {
             Some(cluster) => cluster.record_owner(id, owner).await,
             None => Ok(()),
         }
@@ -61,7 +60,7 @@ impl Sandboxes {
 
     /// Run `op` on the owner `owner` of its sandbox.
     pub(super) async fn call_owner(&self, owner: &Owner, op: &PeerOp) -> Result<(), String> {
-        let Some(cluster) = self.cluster.as_ref() else {
+        let Some(cluster) = self.cluster.get() else {
             return Err("not in a cluster".into());
         };
         match owner {
@@ -81,7 +80,7 @@ impl Sandboxes {
         id: &str,
     ) -> bool {
         self.cluster
-            .as_ref()
+            .get()
             .is_none_or(|cluster| cluster.is_mine(nodes.get(id)))
     }
 

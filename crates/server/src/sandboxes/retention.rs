@@ -15,7 +15,7 @@
 use chrono::{DateTime, Utc};
 use sandpit_api::SandboxStatus;
 
-use super::Sandboxes;
+use super::{lock, Sandboxes};
 use crate::store::{parse_time, SandboxRow};
 
 /// What a sandbox is due for.
@@ -143,7 +143,7 @@ impl Sandboxes {
             Due::DeleteAfterStop | Due::LifetimeOver => {
                 tracing::info!(sandbox = %id, ?due, "retention: deleting");
                 self.destroy(id).await?;
-                self.locks.forget_sandbox(id);
+                lock(&self.locks).remove(id);
                 Ok(())
             }
         }
