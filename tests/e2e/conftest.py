@@ -236,6 +236,29 @@ def client(srv):
         yield c
 
 
+@pytest.fixture
+def http(srv):
+    """httpx on the module's server's LangSmith API, with its key."""
+    import httpx
+
+    with httpx.Client(base_url=srv.api, headers=srv.headers(), timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def names(client):
+    """Names of sandboxes a test made, deleted after it."""
+    from langsmith.sandbox import ResourceNotFoundError
+
+    made: list[str] = []
+    yield made
+    for name in made:
+        try:
+            client.delete_sandbox(name)
+        except ResourceNotFoundError:
+            pass
+
+
 @pytest.fixture(scope="module")
 def workdir(request):
     """A scratch directory for the module (registries, server data)."""

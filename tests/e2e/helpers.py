@@ -120,6 +120,21 @@ def page_server(body: str) -> str:
     return _PAGE_SERVER.replace("@BODY@", body)
 
 
+def hostile_page(report: str) -> str:
+    """A page server (see `page_server`) whose page tries to read the
+    console's API key from its own sessionStorage and from its opener's and
+    shows what it got as JSON in `#loot`; `report` is JavaScript that adds
+    more to `out` (e.g. `out.cookie = document.cookie;`)."""
+    return page_server('''b"""<!doctype html><title>hostile</title><pre id="loot">running</pre><script>
+const KEY = 'sandpit.apiKey', out = {};
+try { out.own = sessionStorage.getItem(KEY); } catch (e) { out.own = 'blocked: ' + e.name; }
+try { out.opener = window.opener ? window.opener.sessionStorage.getItem(KEY) : 'none'; }
+catch (e) { out.opener = 'blocked: ' + e.name; }
+@REPORT@
+document.getElementById('loot').textContent = JSON.stringify(out);
+</script>"""'''.replace("@REPORT@", report))
+
+
 _PAGE_SERVER = r'''
 import sys
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler

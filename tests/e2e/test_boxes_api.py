@@ -29,30 +29,13 @@ def detail(resp: httpx.Response) -> dict:
     return body["detail"]
 
 
-@pytest.fixture
-def http(server):
-    with httpx.Client(base_url=server.api, headers=server.headers(), timeout=60) as c:
-        yield c
-
-
-@pytest.fixture
-def cleanup(client):
-    names: list[str] = []
-    yield names
-    for name in names:
-        try:
-            client.delete_sandbox(name)
-        except ResourceNotFoundError:
-            pass
-
-
 def test_healthz_needs_no_key(server):
     assert httpx.get(f"{server.endpoint}/healthz").status_code == 200
 
 
-def test_create_get_delete(client, cleanup):
+def test_create_get_delete(client, names):
     sb = client.create_sandbox(name="crud-one", idle_ttl_seconds=300, delete_after_stop_seconds=3600)
-    cleanup.append(sb.name)
+    names.append(sb.name)
     assert sb.status == "ready"
     assert sb.id and sb.dataplane_url and sb.created_at
     assert (sb.idle_ttl_seconds, sb.delete_after_stop_seconds, sb.stopped_at) == (300, 3600, None)
@@ -66,11 +49,11 @@ def test_create_get_delete(client, cleanup):
         client.delete_sandbox("crud-one")
 
 
-def test_response_carries_every_field(http, cleanup):
+def test_response_carries_every_field(http, names):
     resp = http.post("/boxes", json={"name": "fields", "vcpus": 2, "mem_bytes": 256 << 20,
                                      "fs_capacity_bytes": 1 << 30, "labels": {"team": "a"}})
     assert resp.status_code == 201, resp.text
-    cleanup.append("fields")
+    names.append("fields")
     body = resp.json()
     for key in ("id", "name", "status", "status_message", "dataplane_url", "created_at", "updated_at",
                 "vcpus", "mem_bytes", "fs_capacity_bytes", "idle_ttl_seconds",
@@ -85,18 +68,18 @@ def test_response_carries_every_field(http, cleanup):
     assert resp.status_code == 422 and "size_class" in detail(resp)["message"], resp.text
 
 
-def test_template_era_prefix_serves_the_same_api(server, cleanup, client):
+def test_template_era_prefix_serves_the_same_api(server, names, client):
     sb = client.create_sandbox(name="alias-one")
-    cleanup.append(sb.name)
+    names.append(sb.name)
     resp = httpx.get(f"{server.endpoint}/v2/sandboxes/boxes/alias-one", headers=server.headers())
     assert resp.status_code == 200 and resp.json()["id"] == sb.id
 
 
-def test_list_filters_sorting_pagination(client, http, cleanup):
-    names = ["list-b", "list-a", "list-c", "other-x"]
-    for name in names:
+def test_list_filters_sorting_pagination(client, http, names):
+    made = ["list-b", "list-a", "list-c", "other-x"]
+    for name in made:
         client.create_sandbox(name=name)
-        cleanup.append(name)
+        names.append(name)
         time.sleep(0.01)
     client.stop_sandbox("list-c")
 
@@ -116,7 +99,7 @@ def test_list_filters_sorting_pagination(client, http, cleanup):
     assert (page1, page2) == (["list-a", "list-b"], ["list-c"])
     assert http.get("/boxes", params={"offset": 2, "limit": 1}).json()["offset"] == 2
     assert listed(name_contains="%") == [] and listed(name_contains="_") == []
-    assert {s.name for s in client.list_sandboxes()} >= set(names)
+    assert {s.name for s in client.list_sandboxes()} >= set(made)
     for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"status": "running"},
                 {"sort_by": "id"}, {"sort_direction": "sideways"}, {"limit": "ten"}):
         resp = http.get("/boxes", params=bad)
@@ -124,15 +107,15 @@ def test_list_filters_sorting_pagination(client, http, cleanup):
         detail(resp)
 
 
-def test_rename_and_retention_update(client, cleanup):
+def test_rename_and_retention_update(client, names):
     client.create_sandbox(name="rename-me")
-    cleanup.append("rename-me")
+    names.append("rename-me")
     client.create_sandbox(name="taken")
-    cleanup.append("taken")
+    names.append("taken")
     with pytest.raises(ResourceNameConflictError):
         client.update_sandbox("rename-me", new_name="taken")
     sb = client.update_sandbox("rename-me", new_name="renamed", idle_ttl_seconds=1800)
-    cleanup.append("renamed")
+    names.append("renamed")
     assert (sb.name, sb.idle_ttl_seconds) == ("renamed", 1800)
     with pytest.raises(ResourceNotFoundError):
         client.get_sandbox("rename-me")
@@ -141,9 +124,9 @@ def test_rename_and_retention_update(client, cleanup):
     assert (sb.idle_ttl_seconds, sb.delete_after_stop_seconds) == (0, 0)
 
 
-def test_duplicate_name_is_409_and_creates_nothing(client, http, cleanup):
+def test_duplicate_name_is_409_and_creates_nothing(client, http, names):
     client.create_sandbox(name="dup")
-    cleanup.append("dup")
+    names.append("dup")
     resp = http.post("/boxes", json={"name": "dup"})
     assert resp.status_code == 409
     assert detail(resp)["error"] == "Conflict"
@@ -204,18 +187,18 @@ def test_unknown_routes_use_the_error_shape(http):
     detail(resp)
 
 
-def test_async_create_and_status_polling(client, cleanup):
+def test_async_create_and_status_polling(client, names):
     sb = client.create_sandbox(name="async-one", wait_for_ready=False)
-    cleanup.append("async-one")
+    names.append("async-one")
     assert sb.status in ("provisioning", "ready")
     ready = client.wait_for_sandbox("async-one", timeout=60, poll_interval=0.05)
     assert ready.status == "ready"
     assert ready.run("echo ok").stdout == "ok\n"
 
 
-def test_stop_start_keeps_files(client, cleanup):
+def test_stop_start_keeps_files(client, names):
     sb = client.create_sandbox(name="stopper")
-    cleanup.append("stopper")
+    names.append("stopper")
     sb.run("echo 'hello' > /tmp/state.txt")
     sb.stop()
     stopped = client.get_sandbox("stopper")
@@ -226,18 +209,18 @@ def test_stop_start_keeps_files(client, cleanup):
     assert client.get_sandbox("stopper").stopped_at is None
 
 
-def test_dataplane_of_a_stopped_sandbox_starts_it(client, cleanup):
+def test_dataplane_of_a_stopped_sandbox_starts_it(client, names):
     sb = client.create_sandbox(name="wake-me")
-    cleanup.append("wake-me")
+    names.append("wake-me")
     sb.write("/home/user/x.txt", "kept")
     client.stop_sandbox("wake-me")
     assert sb.read("/home/user/x.txt") == b"kept"
     assert client.get_sandbox("wake-me").status == "ready"
 
 
-def test_dataplane_needs_the_key(server, client, cleanup):
+def test_dataplane_needs_the_key(server, client, names):
     sb = client.create_sandbox(name="dp-auth")
-    cleanup.append("dp-auth")
+    names.append("dp-auth")
     resp = httpx.get(f"{sb.dataplane_url}/download", params={"path": "/etc/hostname"})
     assert resp.status_code == 401
     resp = httpx.get(f"{sb.dataplane_url}/download", params={"path": "/etc/hostname"},
@@ -248,9 +231,9 @@ def test_dataplane_needs_the_key(server, client, cleanup):
     assert resp.status_code == 404
 
 
-def test_file_errors(client, cleanup, server):
+def test_file_errors(client, names, server):
     sb = client.create_sandbox(name="files-err")
-    cleanup.append("files-err")
+    names.append("files-err")
     with pytest.raises(ResourceNotFoundError):
         sb.read("/no/such/file")
     with pytest.raises(SandboxClientError):

@@ -10,7 +10,7 @@ import os
 import uuid
 
 import httpx
-from helpers import needs_browser, page_server, run_browser_test, serve_in, wait_listening
+from helpers import hostile_page, needs_browser, page_server, run_browser_test, serve_in, wait_listening
 
 PAGE_SERVER = page_server(
     '("<!doctype html><title>in the sandbox</title><h1>%s</h1>" % sys.argv[2]).encode()'
@@ -81,14 +81,7 @@ def test_console_in_a_real_browser(server, client):
 
 # A hostile service page: it tries to read the console's API key from its
 # own sessionStorage and from its opener's, and reports what it got.
-HOSTILE_PAGE = page_server('''b"""<!doctype html><title>hostile</title><pre id="loot">running</pre><script>
-const KEY = 'sandpit.apiKey', out = {};
-try { out.own = sessionStorage.getItem(KEY); } catch (e) { out.own = 'blocked: ' + e.name; }
-try { out.opener = window.opener ? window.opener.sessionStorage.getItem(KEY) : 'none'; }
-catch (e) { out.opener = 'blocked: ' + e.name; }
-out.origin = window.origin;
-document.getElementById('loot').textContent = JSON.stringify(out);
-</script>"""''')
+HOSTILE_PAGE = hostile_page("out.origin = window.origin;")
 
 
 @needs_browser

@@ -47,23 +47,35 @@ def serve(server: http.server.HTTPServer) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
-@pytest.fixture(scope="module")
-def upstreams():
-    work = Path(tempfile.mkdtemp(prefix="sp-egress-"))
+def self_signed(work: Path, hosts: list[str]) -> tuple[Path, Path]:
+    """A self-signed certificate (and its key) for `hosts`; the first is the CN."""
     cert, key = work / "cert.pem", work / "key.pem"
-    san = ",".join(f"DNS:{h}" for h in HOSTS)
+    san = ",".join(f"DNS:{h}" for h in hosts)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=api.example.test", "-addext", f"subjectAltName={san}",
+         "-subj", f"/CN={hosts[0]}", "-addext", f"subjectAltName={san}",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )
+    return cert, key
+
+
+def https_recorder(cert: Path, key: Path) -> http.server.HTTPServer:
+    """A running HTTPS `Recorder` on a free loopback port."""
     https = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     https.socket = ctx.wrap_socket(https.socket, server_side=True)
-    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     serve(https)
+    return https
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    work = Path(tempfile.mkdtemp(prefix="sp-egress-"))
+    cert, key = self_signed(work, HOSTS)
+    https = https_recorder(cert, key)
+    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     serve(plain)
     yield {"cert": cert.read_text(), "https": https.server_address[1], "http": plain.server_address[1]}
     https.shutdown()

@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -39,26 +38,11 @@ EGRESS_PORTS = "26443,26080,26053"
 
 @pytest.fixture(scope="module")
 def upstreams():
-    from test_egress import Recorder, serve
+    from test_egress import https_recorder, self_signed
 
     work = Path(tempfile.mkdtemp(prefix="sp-gvisor-up-"))
-    cert, key = work / "cert.pem", work / "key.pem"
-    san = ",".join(f"DNS:{h}" for h in HOSTS)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=api.example.test", "-addext", f"subjectAltName={san}",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    import http.server
-    import ssl
-
-    https = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    https.socket = ctx.wrap_socket(https.socket, server_side=True)
-    serve(https)
-    yield {"cert": cert.read_text(), "https": https.server_address[1]}
+    https = https_recorder(*self_signed(work, HOSTS))
+    yield {"cert": (work / "cert.pem").read_text(), "https": https.server_address[1]}
     https.shutdown()
     shutil.rmtree(work, ignore_errors=True)
 

@@ -18,24 +18,6 @@ from langsmith.sandbox import ResourceNotFoundError, SandboxClient
 from helpers import new_tenant_key
 
 
-@pytest.fixture
-def http(srv):
-    with httpx.Client(base_url=srv.api, headers=srv.headers(), timeout=60) as c:
-        yield c
-
-
-@pytest.fixture
-def names(client):
-    """Sandboxes to delete after the test."""
-    made: list[str] = []
-    yield made
-    for name in made:
-        try:
-            client.delete_sandbox(name)
-        except ResourceNotFoundError:
-            pass
-
-
 def message(resp: httpx.Response) -> str:
     return resp.json()["detail"]["message"]
 

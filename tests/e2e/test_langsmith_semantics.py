@@ -1,30 +1,10 @@
 """LangSmith semantics through the real SDK (issue 17 item 4): a
-`run_config` update reaches a running sandbox's next command, host-image
-sandboxes can be captured, and snapshots pass their labels on."""
+`run_config` update reaches a running sandbox's next command, and the
+agent's control paths are not relayed."""
 
 from __future__ import annotations
 
 import httpx
-import pytest
-from langsmith.sandbox import ResourceNotFoundError
-
-
-@pytest.fixture
-def http(srv):
-    with httpx.Client(base_url=srv.api, headers=srv.headers(), timeout=60) as c:
-        yield c
-
-
-@pytest.fixture
-def names(client):
-    """Sandboxes to delete after the test."""
-    made: list[str] = []
-    yield made
-    for name in made:
-        try:
-            client.delete_sandbox(name)
-        except ResourceNotFoundError:
-            pass
 
 
 def test_run_config_update_reaches_the_next_command_of_a_running_sandbox(client, names):

@@ -423,62 +423,30 @@ def test_errors(server):
         sandbox.destroy()
 
 
-@pytest.fixture(scope="module")
-def img_workdir():
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    path = Path(tempfile.mkdtemp(prefix="sp-os-img-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def img_registry(img_workdir):
-    from registry import start_registry
-
-    reg = start_registry(img_workdir)
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
-def img_server(img_registry, img_workdir):
-    from conftest import checked_server
-
-    with checked_server(
-        img_workdir / "data",
-        api_key="sp_osimg_" + secrets.token_urlsafe(12),
-        extra_args=["--insecure-registry", img_registry.host],
-    ) as srv:
-        yield srv
-
-
-def test_registry_image_and_snapshot_names(img_server, img_registry, img_workdir):
+def test_registry_image_and_snapshot_names(registry_server, registry, workdir):
     """A registry image is pulled once into a snapshot `img-...` (visible to
     LangSmith), booted with its config, and works with execd's files and
     commands (busybox userland); a missing image is 400 and leaves nothing."""
     from registry import build_image
 
     image = build_image(
-        img_registry,
-        img_workdir,
+        registry,
+        workdir,
         "osbusybox:1",
         files={"/etc/marker": "from-the-image\n"},
         env={"GREETING": "hello-from-config", "PATH": "/bin"},
         working_dir="/srv",
     )
-    snapshots_url = f"{img_server.api}/snapshots"
+    snapshots_url = f"{registry_server.api}/snapshots"
 
     def snapshot_names() -> list[str]:
-        resp = httpx.get(snapshots_url, headers=img_server.headers())
+        resp = httpx.get(snapshots_url, headers=registry_server.headers())
         assert resp.status_code == 200, resp.text
         body = resp.json()
         items = body["snapshots"] if isinstance(body, dict) else body
         return sorted(s["name"] for s in items)
 
-    cfg = config_sync(img_server)
+    cfg = config_sync(registry_server)
     first = SandboxSync.create(image, connection_config=cfg)
     try:
         assert first.get_info().image.image == image
@@ -503,9 +471,9 @@ def test_registry_image_and_snapshot_names(img_server, img_registry, img_workdir
         first.destroy()
 
     resp = httpx.post(
-        f"{img_server.endpoint}/v1/sandboxes",
-        headers=os_headers(img_server),
-        json={"image": {"uri": f"{img_registry.host}/nope:1"}, "entrypoint": ["true"], "resourceLimits": {}},
+        f"{registry_server.endpoint}/v1/sandboxes",
+        headers=os_headers(registry_server),
+        json={"image": {"uri": f"{registry.host}/nope:1"}, "entrypoint": ["true"], "resourceLimits": {}},
     )
     assert_error(resp, 400, "INVALID_IMAGE")
     assert snapshot_names() == names

@@ -57,7 +57,7 @@ def with_database(url: str, name: str) -> str:
 
 
 class Replica:
-    def __init__(self, name: str, root: Path, database: str, secret: Path, no_sandboxes: bool):
+    def __init__(self, name: str, root: Path, database: str, secret: Path, no_sandboxes: bool, registry_host: str):
         self.name = name
         self.port = free_port()
         self.data_dir = root / name
@@ -67,6 +67,7 @@ class Replica:
             "--node-name", name,
             "--reconcile-interval-ms", "300",
             "--test-time-scale", str(SCALE),
+            "--insecure-registry", registry_host,
         ] + (["--no-sandboxes"] if no_sandboxes else [])
         self.log: list[str] = []
         self.srv: conftest.Server | None = None
@@ -108,7 +109,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(registry):
     name = "replicas_" + secrets.token_hex(4)
     psql(DATABASE, f"CREATE DATABASE {name}")
     database = with_database(DATABASE, name)
@@ -116,8 +117,8 @@ def cluster():
     secret = root / "shared-secret"
     secret.write_text(secrets.token_hex(32))
     secret.chmod(0o600)
-    a = Replica("a", root, database, secret, no_sandboxes=False)
-    b = Replica("b", root, database, secret, no_sandboxes=True)
+    a = Replica("a", root, database, secret, no_sandboxes=False, registry_host=registry.host)
+    b = Replica("b", root, database, secret, no_sandboxes=True, registry_host=registry.host)
     with conftest.host_free():
         a.start()
         # "a" leads: it started first and polls first.
@@ -384,6 +385,32 @@ def test_a_capture_through_the_other_replica_runs_where_the_sandbox_does(cluster
             delete_all(b, key)
             if snap is not None:
                 client.delete_snapshot(snap.id)
+
+
+def test_an_image_pulled_through_one_replica_boots_on_the_other(cluster, registry, workdir):
+    """A snapshot made from an image through "b" (which runs no sandboxes)
+    boots on "a": the layers go where the sandbox runs."""
+    from registry import build_image
+
+    a, b, _ = cluster
+    image = build_image(registry, workdir, "replicated:1", files={"/marker": "pulled-through-b\n"})
+    _, key = new_tenant(a.srv, "pull")
+    with sdk(b, key) as client:
+        snap = client.create_snapshot("pulled", docker_image=image, fs_capacity_bytes=1 << 30, timeout=120)
+        try:
+            assert snap.status == "ready", snap
+            sb = client.create_sandbox(snapshot_id=snap.id, name="from-pull")
+            assert sb.run("cat /marker", timeout=60).stdout == "pulled-through-b\n"
+            assert a.logged("image fetched from a replica")
+            # The transfer routes answer only the cluster token.
+            for path in ("images/sha256:" + "0" * 64, "layers/sha256:" + "0" * 64, "layers/..%2F..%2Fetc"):
+                r = httpx.get(f"{b.endpoint}/internal/v1/cluster/{path}", headers={"x-sandpit-cluster-token": "forged"})
+                assert r.status_code == 401, (path, r.status_code, r.text)
+                r = httpx.get(f"{b.endpoint}/internal/v1/cluster/{path}", headers=headers(key))
+                assert r.status_code == 401, (path, r.status_code, r.text)
+        finally:
+            delete_all(b, key)
+            client.delete_snapshot(snap.id)
 
 
 def test_the_leader_killed_hands_its_duties_over(cluster):

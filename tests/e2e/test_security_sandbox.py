@@ -8,7 +8,6 @@ import os
 import re
 from pathlib import Path
 
-import httpx
 import pytest
 
 MiB = 1 << 20
@@ -18,12 +17,6 @@ MiB = 1 << 20
 def sb(client):
     with client.sandbox() as box:
         yield box
-
-
-@pytest.fixture
-def http(server):
-    with httpx.Client(base_url=server.api, headers=server.headers(), timeout=60) as c:
-        yield c
 
 
 def py(sb, code: str) -> str:

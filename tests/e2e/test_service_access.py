@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from helpers import (
+    hostile_page,
     needs_browser,
     new_tenant_key,
-    page_server,
     run_browser_test,
     serve_in,
     wait_listening,
@@ -283,14 +283,7 @@ def test_embed_origins_set_frame_ancestors(server, client, app_sb):
 
 # What a hostile service page can reach after the sign-in hop (run by
 # tests/browser/service_login.test.mjs).
-HOSTILE_PAGE = page_server('''b"""<!doctype html><title>hostile</title><pre id="loot">running</pre><script>
-const KEY = 'sandpit.apiKey', out = {};
-try { out.own = sessionStorage.getItem(KEY); } catch (e) { out.own = 'blocked: ' + e.name; }
-try { out.opener = window.opener ? window.opener.sessionStorage.getItem(KEY) : 'none'; }
-catch (e) { out.opener = 'blocked: ' + e.name; }
-out.cookie = document.cookie;
-document.getElementById('loot').textContent = JSON.stringify(out);
-</script>"""''')
+HOSTILE_PAGE = hostile_page("out.cookie = document.cookie;")
 
 
 @needs_browser

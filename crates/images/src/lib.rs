@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod gc;
+pub mod pack;
 pub mod pull;
 pub mod stats;
 pub mod store;

@@ -198,12 +198,14 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         runtime: backend.runtime.clone(),
         layers: layers_dir,
     });
-    let sandboxes = Arc::new(Sandboxes::new(store.clone(), backend.runtime, controller));
-    sandboxes.attach_snapshots(snapshots);
-    sandboxes.attach_mounts(mounts);
-    if let Some(cluster) = &cluster {
-        sandboxes.attach_cluster(cluster.clone());
-    }
+    // In dependency order: the controller uses the snapshots, mounts and
+    // cluster, none of which knows the controller.
+    let sandboxes = Arc::new(
+        Sandboxes::new(store.clone(), backend.runtime, controller)
+            .with_snapshots(snapshots.clone())
+            .with_mounts(mounts)
+            .with_cluster(cluster.clone()),
+    );
     sandboxes.recover().await.context("recovering sandboxes")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -217,6 +219,7 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         service_keys,
         secrets: secrets.clone(),
         cluster: cluster.clone(),
+        snapshots: Some(snapshots),
     };
     let endpoint = state
         .config

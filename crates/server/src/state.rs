@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use crate::auth::Keys;
 use crate::config::ServerConfig;
+use crate::error::ApiError;
 use crate::gateway::tokens::ServiceKeys;
 use crate::sandboxes::Sandboxes;
+use crate::snapshots::Snapshots;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -20,9 +22,19 @@ pub struct AppState {
     pub secrets: Arc<crate::secrets::Secrets>,
     /// The other replicas, when there are (`crate::cluster`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Snapshots and OCI images; `None`: not enabled (see
+    /// [`AppState::snapshots`]).
+    pub snapshots: Option<Arc<Snapshots>>,
 }
 
 impl AppState {
+    /// The snapshots, or 400 where this server has none.
+    pub fn snapshots(&self) -> Result<&Arc<Snapshots>, ApiError> {
+        self.snapshots
+            .as_ref()
+            .ok_or_else(|| ApiError::BadRequest("Images are not enabled on this server".into()))
+    }
+
     /// Base URL clients reach this server at: `--public-url`, else the
     /// request's `Host` (`https` with `--tls-cert`).
     pub fn base_url(&self, headers: &http::HeaderMap) -> String {

@@ -88,6 +88,7 @@ async fn create(host_image_available: bool) -> (StatusCode, Value, usize) {
         ),
         secrets,
         cluster: None,
+        snapshots: None,
     };
     let req = http::Request::post("/api/v2/sandboxes/boxes")
         .header("host", "sandpit.test")

@@ -155,6 +155,7 @@ async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
         ),
         secrets,
         cluster: None,
+        snapshots: None,
     }
 }
 

@@ -23,6 +23,7 @@
 
 pub mod forward;
 pub mod keys;
+pub mod layers;
 pub mod leader;
 pub mod rpc;
 
@@ -183,6 +184,13 @@ impl Cluster {
             .ok_or_else(|| {
                 ApiError::Upstream("No replica that runs sandboxes is up; try again".into())
             })
+    }
+
+    /// The other nodes that are up.
+    pub async fn live_peers(&self) -> Result<Vec<NodeRow>, crate::store::StoreError> {
+        let mut nodes = self.store.nodes().await?;
+        nodes.retain(|n| n.name != self.config.node_name && Self::alive(n));
+        Ok(nodes)
     }
 
     /// Record that sandbox `id` runs on `owner`.

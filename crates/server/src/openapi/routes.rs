@@ -467,6 +467,26 @@ fn operator() -> Vec<Route> {
             .request(other("application/json", "The operation"))
             .ok(200, Some(other("application/json", "Its result"))),
         ),
+        route(
+            &[Get],
+            "/internal/v1/cluster/images/{digest}",
+            Op::new(
+                "internal",
+                "An image record this replica holds, for a replica that boots it",
+                Auth::Cluster,
+            )
+            .ok(200, Some(other("application/json", "The image record"))),
+        ),
+        route(
+            &[Get],
+            "/internal/v1/cluster/layers/{digest}",
+            Op::new(
+                "internal",
+                "A layer this replica holds, as an uncompressed OCI layer tar",
+                Auth::Cluster,
+            )
+            .ok(200, Some(other("application/x-tar", "The layer"))),
+        ),
     ]
 }
 

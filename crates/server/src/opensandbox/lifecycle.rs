@@ -152,7 +152,7 @@ async fn image_ref(state: &AppState, caller: &Caller, uri: &str) -> Result<Image
     if uri == crate::templates::HOST_IMAGE {
         return Ok(ImageRef::Host);
     }
-    let snapshots = state.sandboxes.snapshots()?;
+    let snapshots = state.snapshots()?;
     let name = snapshot_name_for(uri);
     for reference in [uri, name.as_str()] {
         if let Ok(row) = snapshots.get(caller, reference).await {
@@ -185,7 +185,7 @@ async fn wait_for_snapshot(
     id: &str,
     uri: &str,
 ) -> Result<ImageRef, OsError> {
-    let snapshots = state.sandboxes.snapshots()?;
+    let snapshots = state.snapshots()?;
     let deadline = tokio::time::Instant::now() + PULL_WAIT;
     loop {
         let row = snapshots.get(caller, id).await?;

@@ -112,7 +112,7 @@ pub async fn collect_garbage(
     if !caller.is_admin {
         return Err(ApiError::Forbidden("This needs an admin API key".into()));
     }
-    let layers = state.sandboxes.snapshots()?.puller().store().clone();
+    let layers = state.snapshots()?.puller().store().clone();
     let report = crate::gc::collect(&state.store, &layers, state.config.gc.grace, query.dry_run)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;

@@ -149,6 +149,14 @@ pub fn app(state: AppState) -> Router {
         .merge(opensandbox_execd::router())
         .merge(crate::console::router())
         .route(crate::cluster::rpc::PATH, post(crate::cluster::rpc::serve))
+        .route(
+            crate::cluster::layers::IMAGES_PATH,
+            get(crate::cluster::layers::serve_image),
+        )
+        .route(
+            crate::cluster::layers::LAYERS_PATH,
+            get(crate::cluster::layers::serve_layer),
+        )
         .fallback(not_found)
         // Delegated requests (access_delegation) are authorised here.
         .layer(axum::middleware::from_fn_with_state(

@@ -27,7 +27,7 @@ pub async fn create(
     caller: Caller,
     Body(req): Body<CreateSnapshotRequest>,
 ) -> Result<Response, ApiError> {
-    let snapshots = state.sandboxes.snapshots()?;
+    let snapshots = state.snapshots()?;
     let spec = validate::create_snapshot(req, state.sandboxes.defaults().fs_capacity_bytes)?;
     let credentials = match &spec.registry_id {
         Some(id) => {
@@ -45,7 +45,7 @@ pub async fn list(
     caller: Caller,
     Query(query): Query<ListSnapshotsQuery>,
 ) -> Result<Response, ApiError> {
-    let snapshots = state.sandboxes.snapshots()?;
+    let snapshots = state.snapshots()?;
     let (limit, offset) = validate::list_window(&query)?;
     let rows = snapshots
         .list(&caller, query.name_contains.as_deref(), limit, offset)
@@ -62,7 +62,7 @@ pub async fn get(
     caller: Caller,
     Path(reference): Path<String>,
 ) -> Result<Json<SnapshotResponse>, ApiError> {
-    let snapshots = state.sandboxes.snapshots()?;
+    let snapshots = state.snapshots()?;
     let row = snapshots.get(&caller, &reference).await?;
     Ok(Json(render(snapshots, &row).await?))
 }
@@ -72,7 +72,7 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.sandboxes.snapshots()?.delete(&caller, &id).await?;
+    state.snapshots()?.delete(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -86,11 +86,7 @@ pub async fn tags_by_name(
             "'{name}' carries a tag; pass the snapshot name only"
         )));
     }
-    let tags = state
-        .sandboxes
-        .snapshots()?
-        .tags_by_name(&caller, &name)
-        .await?;
+    let tags = state.snapshots()?.tags_by_name(&caller, &name).await?;
     let tags: Vec<_> = tags
         .into_iter()
         .map(|(tag, snapshot_id)| json!({ "tag": tag, "snapshot_id": snapshot_id }))
@@ -112,7 +108,7 @@ pub async fn capture(
         Err(request) => request,
     };
     let Body(req) = Body::<CaptureSnapshotRequest>::from_request(request, &state).await?;
-    let snapshots = state.sandboxes.snapshots()?;
+    let snapshots = state.snapshots()?;
     let (name, tag) = validate::capture_names(&req)?;
     let source = state.sandboxes.capture_source(&caller, &sandbox).await?;
     let capture = Capture {

@@ -2,14 +2,15 @@
 //! readiness probe, exit watchers and start-up recovery.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sandpit_api::SandboxStatus;
 use sandpit_runtime::{Limits, SandboxSpec, Started};
 
-use super::{lock, mark_stopping, ImageRootfs, Live, Sandboxes};
+use super::live::Live;
+use super::{ImageRootfs, Sandboxes};
 use crate::error::ApiError;
 use crate::gateway::relay;
 use crate::store::SandboxRow;
@@ -49,7 +50,7 @@ impl Sandboxes {
         if row.status().map_err(|e| e.to_string())? != SandboxStatus::Provisioning {
             return Err(format!("sandbox {id} is {} and cannot boot", row.status));
         }
-        let Some(slot) = self.slots.allocate() else {
+        let Some(slot) = self.live.allocate_slot() else {
             return self
                 .fail_boot(id, None, "no free network slot for another sandbox".into())
                 .await;
@@ -147,7 +148,7 @@ impl Sandboxes {
         }
         self.release_mounts(id).await;
         if let Some(slot) = slot {
-            self.slots.release(slot);
+            self.live.release_slot(slot);
         }
         let _ = self
             .store
@@ -169,7 +170,7 @@ impl Sandboxes {
         let mut env = image.env.clone();
         env.push(("HOSTNAME".into(), row.name.clone()));
         let mut mounts = image.mounts.clone();
-        if let Some(bundle) = &self.ca_bundle {
+        if let Some(bundle) = &self.boot.ca_bundle {
             mounts.push(super::egress_env::trust_store_mount(bundle));
             for (k, v) in super::egress_env::variables() {
                 env.retain(|(name, _)| name != k);
@@ -188,10 +189,10 @@ impl Sandboxes {
         SandboxSpec {
             id: row.id.clone(),
             state_dir: self.dirs.sandbox(&row.id),
-            agent_log: self.agent_log,
+            agent_log: self.boot.agent_log,
             layers: image.layers.clone(),
             mounts,
-            agent_binary: self.agent_binary.clone(),
+            agent_binary: self.boot.agent_binary.clone(),
             agent_args: agent_args(&workdir, run_config.user.as_ref().or(image.user.as_ref())),
             agent_socket: self.dirs.agent_socket(&row.id),
             env,
@@ -221,15 +222,9 @@ impl Sandboxes {
 
     /// Remember a running sandbox and watch its init.
     fn register(self: &Arc<Self>, tenant_id: &str, id: &str, slot: u32, started: &Started) {
-        let stopping = Arc::new(AtomicBool::new(false));
-        let live = Live {
-            tenant_id: tenant_id.to_owned(),
-            socket: self.dirs.agent_socket(id),
-            pid: started.pid,
-            net_slot: slot,
-            stopping: stopping.clone(),
-        };
-        lock(&self.live).insert(id.to_owned(), live);
+        let live = Live::new(tenant_id, self.dirs.agent_socket(id), started.pid, slot);
+        let stopping = live.stopping();
+        self.live.insert(id, live);
         let this = self.clone();
         let id = id.to_owned();
         let pid = started.pid;
@@ -244,10 +239,7 @@ impl Sandboxes {
     async fn on_init_exit(&self, id: &str, pid: i32) {
         let guard = self.sandbox_lock(id);
         let _held = guard.lock().await;
-        let still_ours = lock(&self.live)
-            .get(id)
-            .is_some_and(|l| l.pid == pid && !l.stopping.load(Ordering::SeqCst));
-        if !still_ours {
+        if !self.live.runs_unstopped(id, pid) {
             return;
         }
         tracing::warn!(sandbox = %id, pid, "sandbox init exited unexpectedly");
@@ -267,12 +259,8 @@ impl Sandboxes {
         if let Some(owner) = self.remote_owner(id).await? {
             return self.halt_remote(id, &owner, status, message).await;
         }
-        let live = lock(&self.live).remove(id);
-        if let Some(live) = &live {
-            mark_stopping(live);
-            // Its open egress connections find it gone and end.
-            self.policy_changed();
-        }
+        // Its open egress connections find it gone and end.
+        let live = self.live.take(id);
         let runtime = self.runtime.clone();
         let owned = id.to_owned();
         let stopped = tokio::task::spawn_blocking(move || runtime.stop(&owned))
@@ -280,7 +268,7 @@ impl Sandboxes {
             .map_err(|e| ApiError::Internal(e.into()))?;
         self.release_mounts(id).await;
         if let Some(live) = live {
-            self.slots.release(live.net_slot);
+            self.live.release_slot(live.net_slot);
         }
         if let Err(err) = stopped {
             let message = format!("Stopping the sandbox failed: {err}");
@@ -365,7 +353,7 @@ impl Sandboxes {
         if self.wait_agent(&row.id).await.is_err() {
             return false;
         }
-        self.slots.reserve(slot);
+        self.live.reserve_slot(slot);
         self.adopt_mounts(row).await;
         self.register(&row.tenant_id, &row.id, slot, started);
         let _ = self

@@ -39,14 +39,16 @@ pub(super) struct ImageChoice {
 }
 
 impl Sandboxes {
-    /// Enable snapshots (and so OCI images) on this controller.
-    pub fn attach_snapshots(&self, snapshots: Arc<Snapshots>) {
-        let _ = self.snapshots.set(snapshots);
+    /// Enable snapshots (and so OCI images) on this controller (at
+    /// construction: the snapshots do not depend on the controller).
+    pub fn with_snapshots(mut self, snapshots: Arc<Snapshots>) -> Self {
+        self.snapshots = Some(snapshots);
+        self
     }
 
-    pub fn snapshots(&self) -> Result<&Arc<Snapshots>, ApiError> {
+    fn snapshots(&self) -> Result<&Arc<Snapshots>, ApiError> {
         self.snapshots
-            .get()
+            .as_ref()
             .ok_or_else(|| ApiError::BadRequest("Images are not enabled on this server".into()))
     }
 
@@ -59,7 +61,7 @@ impl Sandboxes {
     ) -> Result<ImageChoice, ApiError> {
         match &spec.image_ref {
             ImageRef::Host => self.host_image_allowed().map(|()| ImageChoice {
-                image: self.host_image.name.clone(),
+                image: self.boot.host_image.name.clone(),
                 snapshot_id: None,
                 template_name: None,
             }),
@@ -112,7 +114,7 @@ impl Sandboxes {
     async fn template_image(&self, template: &TemplateRow) -> Result<String, ApiError> {
         if template.image == HOST_IMAGE {
             self.host_image_allowed()?;
-            return Ok(self.host_image.name.clone());
+            return Ok(self.boot.host_image.name.clone());
         }
         let puller = self.snapshots()?.puller();
         if let Some(digest) = &template.image_digest {
@@ -133,16 +135,22 @@ impl Sandboxes {
     /// The root filesystem `row` boots.
     pub(super) async fn rootfs_of(&self, row: &SandboxRow) -> Result<ImageRootfs, String> {
         let Some(digest) = row.image.strip_prefix(OCI_PREFIX) else {
-            return Ok(self.host_image.clone());
+            return Ok(self.boot.host_image.clone());
         };
         let snapshots = self.snapshots().map_err(|e| e.to_string())?;
+        if let Some(cluster) = self.cluster() {
+            // Pulled or captured on another replica: its layers come here.
+            crate::cluster::layers::ensure(cluster, snapshots.puller().store(), digest)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let mut run_config = None;
         if let Some(id) = &row.snapshot_id {
             if let Ok(Some(snapshot)) = self.store.snapshot(&row.tenant_id, id).await {
                 run_config = snapshot.run_config;
             }
         }
-        snapshots.rootfs(digest, run_config.as_deref(), &self.host_image)
+        snapshots.rootfs(digest, run_config.as_deref(), &self.boot.host_image)
     }
 
     /// What a capture of sandbox `name` copies: the sandbox, its image digest,

@@ -6,7 +6,7 @@
 use axum::body::Body;
 use axum::http::{header, Request};
 
-use super::{lock, Sandboxes};
+use super::Sandboxes;
 use crate::gateway::relay::{self, Upstream};
 use crate::store::SandboxRow;
 
@@ -19,9 +19,7 @@ impl Sandboxes {
     /// sandbox is running. A failure is logged: the row is already updated
     /// and the next boot applies it.
     pub async fn push_run_config(&self, row: &SandboxRow) {
-        let socket = lock(&self.live)
-            .get(&row.id)
-            .map(|live| live.socket.clone());
+        let socket = self.live.get(&row.id).map(|live| live.socket);
         let Some(socket) = socket else { return };
         let body = row.run_config.clone().unwrap_or_else(|| "{}".into());
         let request = Request::put(CONTROL_RUN_CONFIG)

@@ -11,7 +11,9 @@ mod boot;
 mod disk_space;
 mod egress_env;
 mod images;
+mod live;
 mod live_config;
+mod locks;
 mod mounting;
 mod peer;
 mod pools;
@@ -22,10 +24,8 @@ mod slots;
 pub mod validate;
 mod watch;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
@@ -35,9 +35,10 @@ use sandpit_runtime::{MountSpec, Runtime};
 pub use action::{decide, Decision, SandboxAction};
 use activity::Activity;
 pub use activity::ActivityGuard;
+use live::LiveSandboxes;
+use locks::Locks;
 use quota::Demand;
 pub use response::{dataplane_url, sandbox_response};
-use slots::Slots;
 use validate::{CreateSpec, UpdateSpec};
 
 use crate::auth::Caller;
@@ -61,18 +62,6 @@ pub struct ImageRootfs {
     pub user: Option<String>,
 }
 
-/// A sandbox whose init is running.
-#[derive(Debug, Clone)]
-struct Live {
-    tenant_id: String,
-    socket: PathBuf,
-    pid: i32,
-    net_slot: u32,
-    /// Set before the server stops the sandbox on purpose, so the exit
-    /// watcher does not report it as a crash.
-    stopping: Arc<AtomicBool>,
-}
-
 /// What the controller needs besides the store and the runtime.
 pub struct SandboxesConfig {
     pub dirs: DataDirs,
@@ -86,32 +75,34 @@ pub struct SandboxesConfig {
     pub ca_bundle: Option<PathBuf>,
 }
 
+/// What every boot puts into a sandbox besides its image's layers.
+struct BootFiles {
+    host_image: ImageRootfs,
+    agent_binary: PathBuf,
+    agent_log: bool,
+    ca_bundle: Option<PathBuf>,
+}
+
+/// The lifecycle controller. What runs now is [`live::LiveSandboxes`]; the
+/// services it uses (snapshots, mounts, the cluster) are built before it
+/// and handed over at construction (`with_*`), none of them knows it.
 pub struct Sandboxes {
     store: Store,
     runtime: Arc<dyn Runtime>,
     dirs: DataDirs,
-    host_image: ImageRootfs,
-    agent_binary: PathBuf,
     defaults: Defaults,
-    agent_log: bool,
-    ca_bundle: Option<PathBuf>,
-    slots: Slots,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    tenant_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    live: Mutex<HashMap<String, Live>>,
+    boot: BootFiles,
+    live: LiveSandboxes,
+    locks: Locks,
     activity: Activity,
-    snapshots: OnceLock<Arc<crate::snapshots::Snapshots>>,
-    /// Git and bucket mounts (`mounting`).
-    mounts: OnceLock<Arc<crate::mounts::Mounts>>,
+    /// Snapshots and OCI images (`images`); `None`: not enabled.
+    snapshots: Option<Arc<crate::snapshots::Snapshots>>,
+    /// Git and bucket mounts (`mounting`); `None`: not supported.
+    mounts: Option<Arc<crate::mounts::Mounts>>,
     /// The other replicas, when there are (`peer`).
-    cluster: OnceLock<Arc<crate::cluster::Cluster>>,
-    /// Serialises pool refills; woken by claims and pool changes.
-    pool_lock: tokio::sync::Mutex<()>,
-    pool_wake: tokio::sync::Notify,
-    /// Counts policy changes (a `proxy_config` update, a sandbox leaving
-    /// its network slot): the egress proxy's open connections re-read
-    /// their policy when it moves.
-    policy_changes: tokio::sync::watch::Sender<u64>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The pool refill task's pacing (`pools`).
+    pools: pools::Refill,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -138,31 +129,27 @@ impl Sandboxes {
             store,
             runtime,
             dirs: config.dirs,
-            host_image: config.host_image,
-            agent_binary: config.agent_binary,
             defaults: config.defaults,
-            agent_log: config.agent_log,
-            ca_bundle: config.ca_bundle,
-            slots: Slots::default(),
-            locks: Mutex::default(),
-            tenant_locks: Mutex::default(),
-            live: Mutex::default(),
-            snapshots: OnceLock::new(),
-            mounts: OnceLock::new(),
-            cluster: OnceLock::new(),
-            pool_lock: tokio::sync::Mutex::default(),
-            pool_wake: tokio::sync::Notify::new(),
-            policy_changes: tokio::sync::watch::channel(0).0,
+            boot: BootFiles {
+                host_image: config.host_image,
+                agent_binary: config.agent_binary,
+                agent_log: config.agent_log,
+                ca_bundle: config.ca_bundle,
+            },
+            live: LiveSandboxes::new(),
+            locks: Locks::default(),
+            snapshots: None,
+            mounts: None,
+            cluster: None,
+            pools: pools::Refill::default(),
         }
     }
 
-    /// See [`Sandboxes::policy_changes`]'s field.
+    /// Moves at every policy change (a `proxy_config` update, a sandbox
+    /// leaving its network slot): the egress proxy's open connections
+    /// re-read their policy then.
     pub fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.policy_changes.subscribe()
-    }
-
-    fn policy_changed(&self) {
-        self.policy_changes.send_modify(|n| *n += 1);
+        self.live.policy_changes()
     }
 
     pub fn defaults(&self) -> &Defaults {
@@ -175,7 +162,7 @@ impl Sandboxes {
     }
 
     fn sandbox_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.locks).entry(id.to_owned()).or_default().clone()
+        self.locks.sandbox(id)
     }
 
     /// A caller's sandbox by name (or by id, which never changes).
@@ -203,10 +190,7 @@ impl Sandboxes {
         &self,
         slot: u32,
     ) -> Option<(String, String, Option<serde_json::Value>)> {
-        let id = lock(&self.live)
-            .iter()
-            .find(|(_, live)| live.net_slot == slot)
-            .map(|(id, _)| id.clone())?;
+        let id = self.live.on_slot(slot)?;
         let row = self.store.sandbox(&id).await.ok()??;
         match row.proxy_config {
             None => Some((id, row.tenant_id, None)),
@@ -382,7 +366,7 @@ impl Sandboxes {
         let proxy_changes = spec.proxy_config.is_some();
         apply_update(&mut row, spec)?;
         match self.store.update_sandbox_settings(&row).await {
-            Ok(()) if proxy_changes => self.policy_changed(),
+            Ok(()) if proxy_changes => self.live.policy_changed(),
             Ok(()) => {}
             Err(StoreError::Conflict) => {
                 return Err(ApiError::Conflict(format!(
@@ -473,10 +457,7 @@ impl Sandboxes {
     }
 
     fn tenant_lock(&self, tenant_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.tenant_locks)
-            .entry(tenant_id.to_owned())
-            .or_default()
-            .clone()
+        self.locks.tenant(tenant_id)
     }
 
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
@@ -494,7 +475,7 @@ impl Sandboxes {
     async fn destroy(&self, id: &str) -> Result<(), ApiError> {
         if let Some(owner) = self.remote_owner(id).await? {
             self.destroy_remote(id, &owner).await?;
-            lock(&self.locks).remove(id);
+            self.locks.forget_sandbox(id);
             self.activity.forget(id);
             return Ok(());
         }
@@ -511,7 +492,7 @@ impl Sandboxes {
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("removing sandbox files")))?;
         self.store.delete_sandbox_row(id).await?;
-        lock(&self.locks).remove(id);
+        self.locks.forget_sandbox(id);
         self.activity.forget(id);
         Ok(())
     }
@@ -548,18 +529,16 @@ impl Sandboxes {
     }
 
     fn live_socket(&self, caller: &Caller, id: &str) -> Option<PathBuf> {
-        lock(&self.live)
-            .get(id)
-            .filter(|live| live.tenant_id == caller.tenant_id)
-            .map(|live| live.socket.clone())
+        self.live
+            .of_tenant(&caller.tenant_id, id)
+            .map(|live| live.socket)
     }
 
     /// The init pid of tenant `tenant_id`'s running sandbox `id`, whose
     /// network namespace service and tunnel connections are opened in.
     pub fn live_pid(&self, tenant_id: &str, id: &str) -> Option<i32> {
-        lock(&self.live)
-            .get(id)
-            .filter(|live| live.tenant_id == tenant_id)
+        self.live
+            .of_tenant(tenant_id, id)
             .map(|live| live.pid)
     }
 
@@ -580,8 +559,7 @@ impl Sandboxes {
 
     /// Stop every running sandbox (server shutdown). Files are kept.
     pub async fn shutdown(&self) {
-        let ids: Vec<String> = lock(&self.live).keys().cloned().collect();
-        for id in ids {
+        for id in self.live.ids() {
             let guard = self.sandbox_lock(&id);
             let _held = guard.lock().await;
             let message = Some("Stopped because the server shut down");
@@ -636,9 +614,4 @@ fn apply_update(row: &mut SandboxRow, spec: UpdateSpec) -> Result<(), ApiError> 
         row.labels = to_json(&labels)?;
     }
     Ok(())
-}
-
-/// Mark the stopping flag of a live entry; exposed for the boot module.
-fn mark_stopping(live: &Live) {
-    live.stopping.store(true, Ordering::SeqCst);
 }

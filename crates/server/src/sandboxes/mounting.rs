@@ -10,8 +10,10 @@ use crate::mounts::{MountTarget, Mounts};
 use crate::store::SandboxRow;
 
 impl Sandboxes {
-    pub fn attach_mounts(&self, mounts: Arc<Mounts>) {
-        let _ = self.mounts.set(mounts);
+    /// Enable mounts on this controller (at construction).
+    pub fn with_mounts(mut self, mounts: Arc<Mounts>) -> Self {
+        self.mounts = Some(mounts);
+        self
     }
 
     /// Fetch and mount what `row` asks for and add the binds to `spec`.
@@ -20,7 +22,7 @@ impl Sandboxes {
         row: &SandboxRow,
         spec: &mut SandboxSpec,
     ) -> Result<(), String> {
-        let Some(mounts) = self.mounts.get() else {
+        let Some(mounts) = self.mounts.as_ref() else {
             return match crate::mounts::has_mounts(&extra(row)) {
                 true => Err("this server does not support mounts".into()),
                 false => Ok(()),
@@ -40,7 +42,7 @@ impl Sandboxes {
     /// Stop what the sandbox's mounts run on the host (after the runtime
     /// stopped the sandbox).
     pub(super) async fn release_mounts(&self, id: &str) {
-        if let Some(mounts) = self.mounts.get() {
+        if let Some(mounts) = self.mounts.as_ref() {
             let state_dir = self.dirs.sandbox(id);
             mounts
                 .release(id, &state_dir, self.runtime.mount_namespace_pid())
@@ -50,7 +52,7 @@ impl Sandboxes {
 
     /// A sandbox adopted at start-up: take its mounts over.
     pub(super) async fn adopt_mounts(&self, row: &SandboxRow) {
-        let Some(mounts) = self.mounts.get() else {
+        let Some(mounts) = self.mounts.as_ref() else {
             return;
         };
         let state_dir = self.dirs.sandbox(&row.id);

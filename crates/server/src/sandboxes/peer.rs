@@ -7,30 +7,31 @@ use std::sync::Arc;
 use sandpit_api::SandboxStatus;
 
 use super::retention::Due;
-use super::{lock, Sandboxes};
+use super::Sandboxes;
 use crate::cluster::rpc::{self, PeerOp};
 use crate::cluster::{Cluster, Owner};
 use crate::error::ApiError;
 
 impl Sandboxes {
     /// Take part in a cluster (several replicas behind one database).
-    pub fn attach_cluster(&self, cluster: Arc<Cluster>) {
-        let _ = self.cluster.set(cluster);
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.cluster.get()
+        self.cluster.as_ref()
     }
 
     /// Whether sandbox `id` runs on this node now (no database look-up).
     pub fn runs_here(&self, id: &str) -> bool {
-        lock(&self.live).contains_key(id)
+        self.live.contains(id)
     }
 
     /// The owner of `id` when it is another node; `None`: this node
     /// handles it.
     pub(super) async fn remote_owner(&self, id: &str) -> Result<Option<Owner>, ApiError> {
-        let Some(cluster) = self.cluster.get() else {
+        let Some(cluster) = self.cluster.as_ref() else {
             return Ok(None);
         };
         if self.runs_here(id) {
@@ -44,7 +45,7 @@ impl Sandboxes {
 
     /// Where a new sandbox is to run (this node without a cluster).
     pub(super) async fn place(&self) -> Result<Owner, ApiError> {
-        match self.cluster.get() {
+        match self.cluster.as_ref() {
             Some(cluster) => cluster.place().await,
             None => Ok(Owner::Local),
         }
@@ -52,7 +53,7 @@ impl Sandboxes {
 
     /// Record a new sandbox's node (nothing without a cluster).
     pub(super) async fn record_owner(&self, id: &str, owner: &Owner) -> Result<(), ApiError> {
-        match self.cluster.get() {
+        match self.cluster.as_ref() {
             Some(cluster) => cluster.record_owner(id, owner).await,
             None => Ok(()),
         }
@@ -60,7 +61,7 @@ impl Sandboxes {
 
     /// Run `op` on the owner `owner` of its sandbox.
     pub(super) async fn call_owner(&self, owner: &Owner, op: &PeerOp) -> Result<(), String> {
-        let Some(cluster) = self.cluster.get() else {
+        let Some(cluster) = self.cluster.as_ref() else {
             return Err("not in a cluster".into());
         };
         match owner {
@@ -80,7 +81,7 @@ impl Sandboxes {
         id: &str,
     ) -> bool {
         self.cluster
-            .get()
+            .as_ref()
             .is_none_or(|cluster| cluster.is_mine(nodes.get(id)))
     }
 

@@ -9,29 +9,229 @@
 //! failed, creates missing ones and removes extras; it is serialised by one
 //! lock so two passes never overshoot. Members count towards the tenant's
 //! quotas: they hold CPU and memory.
+//!
+//! The `/pools` handlers only parse and shape: creating, renaming,
+//! resizing and deleting a pool (with its checks) happen here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use sandpit_api::pools::{CreatePoolRequest, PoolResponse, UpdatePoolRequest};
 use sandpit_api::{CreateSandboxRequest, SandboxStatus};
 
 use super::{generated_name, validate, Sandboxes};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::store::{warm_prefix, PoolRow, SandboxRow};
+use crate::store::{warm_prefix, PoolRow, SandboxRow, StoreError};
+
+/// The refill task's pacing.
+#[derive(Default)]
+pub(super) struct Refill {
+    /// Serialises refills (two passes never overshoot).
+    serial: tokio::sync::Mutex<()>,
+    /// Claims and pool changes wake the task.
+    wake: tokio::sync::Notify,
+}
 
 /// How long one warm member may take to boot.
 const WARM_BOOT_WAIT: i64 = 300;
 
+/// Most warm sandboxes one pool may ask for.
+const MAX_REPLICAS: i64 = 100;
+
+/// Default and bounds of a create's `timeout` (seconds).
+const DEFAULT_FILL_WAIT: i64 = 30;
+const FILL_WAIT_RANGE: std::ops::RangeInclusive<i64> = 10..=600;
+
+fn pool_not_found(name: &str) -> ApiError {
+    ApiError::NotFound {
+        kind: "Pool",
+        name: name.to_owned(),
+    }
+}
+
+fn pool_exists(name: &str) -> ApiError {
+    ApiError::Conflict(format!("Pool '{name}' already exists"))
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    validate::validate_name(name).map_err(|_| {
+        ApiError::Validation(format!(
+            "Invalid pool name '{name}': use lowercase letters, digits and hyphens (max 63)"
+        ))
+    })
+}
+
+fn check_replicas(replicas: i64, min: i64) -> Result<(), ApiError> {
+    if (min..=MAX_REPLICAS).contains(&replicas) {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(format!(
+            "replicas must be between {min} and {MAX_REPLICAS}, got {replicas}"
+        )))
+    }
+}
+
+/// A create's `timeout`, checked.
+fn fill_wait(timeout: Option<i64>) -> Result<Duration, ApiError> {
+    let wait = timeout.unwrap_or(DEFAULT_FILL_WAIT);
+    if !FILL_WAIT_RANGE.contains(&wait) {
+        return Err(ApiError::Validation(format!(
+            "timeout must be between {} and {} seconds, got {wait}",
+            FILL_WAIT_RANGE.start(),
+            FILL_WAIT_RANGE.end()
+        )));
+    }
+    Ok(Duration::from_secs(wait.unsigned_abs()))
+}
+
+/// The pools a caller manages (`/pools`).
+impl Sandboxes {
+    /// Create a pool; with `wait_for_ready`, fill it first (a pool whose
+    /// fill fails is not created).
+    pub async fn create_pool(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: CreatePoolRequest,
+    ) -> Result<PoolRow, ApiError> {
+        check_name(&req.name)?;
+        check_replicas(req.replicas, 1)?;
+        let wait = fill_wait(req.timeout)?;
+        self.check_pool_template(caller, &req.template_name).await?;
+        let now = crate::store::now();
+        let row = PoolRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: caller.tenant_id.clone(),
+            name: req.name,
+            template_name: req.template_name,
+            replicas: req.replicas,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        match self.store.insert_pool(&row).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(pool_exists(&row.name)),
+            Err(e) => return Err(e.into()),
+        }
+        if !req.wait_for_ready {
+            self.wake_pools();
+            return Ok(row);
+        }
+        let this = self.clone();
+        let fill = row.clone();
+        let filled =
+            tokio::time::timeout(wait, async move { this.reconcile_pool(&fill).await }).await;
+        match filled {
+            Ok(Ok(())) => Ok(row),
+            // A quota or a boot failure: the pool is not created.
+            Ok(Err(err)) => {
+                self.delete_pool(&row).await?;
+                Err(err)
+            }
+            Err(_) => {
+                self.wake_pools();
+                Err(ApiError::PoolTimeout(format!(
+                    "Pool '{}' did not reach {} ready replicas within {}s",
+                    row.name,
+                    row.replicas,
+                    wait.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// The caller's pools.
+    pub async fn pools(&self, caller: &Caller) -> Result<Vec<PoolRow>, ApiError> {
+        Ok(self.store.pools(Some(&caller.tenant_id)).await?)
+    }
+
+    /// A caller's pool by name.
+    pub async fn find_pool(&self, caller: &Caller, name: &str) -> Result<PoolRow, ApiError> {
+        self.store
+            .pool(&caller.tenant_id, name)
+            .await?
+            .ok_or_else(|| pool_not_found(name))
+    }
+
+    /// Rename or resize a caller's pool; the refill task does the rest.
+    pub async fn update_pool(
+        &self,
+        caller: &Caller,
+        name: &str,
+        req: UpdatePoolRequest,
+    ) -> Result<PoolRow, ApiError> {
+        let mut row = self.find_pool(caller, name).await?;
+        if let Some(new_name) = req.name {
+            check_name(&new_name)?;
+            row.name = new_name;
+        }
+        if let Some(replicas) = req.replicas {
+            check_replicas(replicas, 0)?;
+            if replicas > row.replicas {
+                // Scaling up needs the template to still be usable.
+                self.check_pool_template(caller, &row.template_name).await?;
+            }
+            row.replicas = replicas;
+        }
+        match self.store.update_pool(&row).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(pool_exists(&row.name)),
+            Err(e) => return Err(e.into()),
+        }
+        self.wake_pools();
+        self.find_pool(caller, &row.name).await
+    }
+
+    /// Delete a caller's pool and its warm sandboxes.
+    pub async fn delete_pool_named(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+        let row = self.find_pool(caller, name).await?;
+        self.delete_pool(&row).await
+    }
+
+    /// A pool as the API shows it (with its ready count now).
+    pub async fn pool_response(&self, row: PoolRow) -> Result<PoolResponse, ApiError> {
+        let ready_replicas = self.ready_members(&row).await?;
+        Ok(PoolResponse {
+            id: row.id,
+            name: row.name,
+            template_name: row.template_name,
+            replicas: row.replicas,
+            ready_replicas,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    /// The template a pool may use: it exists and mounts no volumes.
+    async fn check_pool_template(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+        let template = match crate::templates::get_template(&self.store, caller, name).await {
+            Ok(t) => t,
+            Err(ApiError::NotFound { .. }) => {
+                return Err(ApiError::TemplateNotFound(format!(
+                    "Template '{name}' not found"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        if !crate::templates::volume_mounts(&template)?.is_empty() {
+            return Err(ApiError::InvalidTemplate(format!(
+                "Template '{name}' has volume mounts; templates with volumes cannot be used in pools"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The refill and the claims.
 impl Sandboxes {
     /// Ask the refill task to run now.
     pub fn wake_pools(&self) {
-        self.pool_wake.notify_one();
+        self.pools.wake.notify_one();
     }
 
     /// Wait until woken or `interval` passes (the refill task's pacing).
     pub async fn pools_idle(&self, interval: Duration) {
-        let _ = tokio::time::timeout(interval, self.pool_wake.notified()).await;
+        let _ = tokio::time::timeout(interval, self.pools.wake.notified()).await;
     }
 
     /// Claim a warm sandbox for `want` (a row about to be inserted for a
@@ -99,7 +299,7 @@ impl Sandboxes {
     /// Bring one pool to its replica count. Errors (a quota, a failed boot)
     /// are returned after the members that could be made were made.
     pub async fn reconcile_pool(self: &Arc<Self>, pool: &PoolRow) -> Result<(), ApiError> {
-        let _serial = self.pool_lock.lock().await;
+        let _serial = self.pools.serial.lock().await;
         // And across replicas; released when this returns.
         let _shared = self.store.lock_pool(&pool.id).await?;
         // The pool may have been deleted or resized since it was read.
@@ -156,7 +356,7 @@ impl Sandboxes {
             // Still a member (not claimed meanwhile): remove it.
             Some(row) if row.name == member.name => {
                 self.destroy(&row.id).await?;
-                super::lock(&self.locks).remove(&row.id);
+                self.locks.forget_sandbox(&row.id);
                 Ok(())
             }
             _ => Ok(()),
@@ -164,8 +364,8 @@ impl Sandboxes {
     }
 
     /// Delete a pool and its warm sandboxes.
-    pub async fn delete_pool(&self, pool: &PoolRow) -> Result<(), ApiError> {
-        let _serial = self.pool_lock.lock().await;
+    async fn delete_pool(&self, pool: &PoolRow) -> Result<(), ApiError> {
+        let _serial = self.pools.serial.lock().await;
         self.store.delete_pool_row(&pool.id).await?;
         for member in self.store.pool_members(pool).await? {
             self.remove_member(&member).await?;
@@ -174,11 +374,32 @@ impl Sandboxes {
     }
 
     /// How many of a pool's members are ready now.
-    pub async fn ready_members(&self, pool: &PoolRow) -> Result<i64, ApiError> {
+    async fn ready_members(&self, pool: &PoolRow) -> Result<i64, ApiError> {
         let members = self.store.pool_members(pool).await?;
         Ok(members
             .iter()
             .filter(|m| m.status == SandboxStatus::Ready.as_str())
             .count() as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_wait_defaults_and_bounds() {
+        assert_eq!(fill_wait(None).unwrap(), Duration::from_secs(30));
+        assert_eq!(fill_wait(Some(600)).unwrap(), Duration::from_secs(600));
+        assert!(fill_wait(Some(9)).is_err());
+        assert!(fill_wait(Some(601)).is_err());
+    }
+
+    #[test]
+    fn replicas_within_bounds() {
+        assert!(check_replicas(0, 1).is_err());
+        assert!(check_replicas(0, 0).is_ok());
+        assert!(check_replicas(100, 1).is_ok());
+        assert!(check_replicas(101, 0).is_err());
     }
 }

@@ -15,7 +15,7 @@
 use chrono::{DateTime, Utc};
 use sandpit_api::SandboxStatus;
 
-use super::{lock, Sandboxes};
+use super::Sandboxes;
 use crate::store::{parse_time, SandboxRow};
 
 /// What a sandbox is due for.
@@ -143,7 +143,7 @@ impl Sandboxes {
             Due::DeleteAfterStop | Due::LifetimeOver => {
                 tracing::info!(sandbox = %id, ?due, "retention: deleting");
                 self.destroy(id).await?;
-                lock(&self.locks).remove(id);
+                self.locks.forget_sandbox(id);
                 Ok(())
             }
         }
