@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::rpc::{authority, TOKEN_HEADER};
 use super::Cluster;
-use crate::error::{error_response, ApiError};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const IMAGES_PATH: &str = "/internal/v1/cluster/images/{digest}";
@@ -209,23 +209,21 @@ async fn collect(response: http::Response<hyper::body::Incoming>) -> Result<Byte
 }
 
 /// The layer store of `state`, if the caller holds the cluster token.
-fn authorised(state: &AppState, headers: &HeaderMap) -> Result<Arc<LayerStore>, Response> {
+fn authorised(state: &AppState, headers: &HeaderMap) -> Result<Arc<LayerStore>, ApiError> {
     let Some(cluster) = state.cluster.as_ref() else {
-        return Err(error_response(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "No such route",
-        ));
+        return Err(ApiError::NotFound {
+            kind: "Route",
+            name: "/internal/v1/cluster".into(),
+        });
     };
     let token = headers
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !cluster.secret().check_rpc_token(token) {
-        return Err(ApiError::Unauthorized("Invalid cluster token".into()).into_response());
+        return Err(ApiError::Unauthorized("Invalid cluster token".into()));
     }
-    let snapshots = state.snapshots().map_err(IntoResponse::into_response)?;
-    Ok(snapshots.puller().store().clone())
+    Ok(state.snapshots()?.puller().store().clone())
 }
 
 /// `GET /internal/v1/cluster/images/{digest}`: the image record.
@@ -236,7 +234,7 @@ pub async fn serve_image(
 ) -> Response {
     let store = match authorised(&state, &headers) {
         Ok(store) => store,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     match store.image(&digest) {
         Ok(Some(record)) if record.layers.iter().all(|l| store.has_layer(l)) => {
@@ -259,7 +257,7 @@ pub async fn serve_layer(
 ) -> Response {
     let store = match authorised(&state, &headers) {
         Ok(store) => store,
-        Err(response) => return response,
+        Err(err) => return err.into_response(),
     };
     let dir = match store.layer_dir(&digest) {
         Ok(dir) if dir.is_dir() => dir,
