@@ -117,6 +117,49 @@ impl Callback {
     }
 }
 
+/// Why a callback gave no headers (the sandbox's request then fails, 502).
+/// Never holds a header value.
+#[derive(Debug, thiserror::Error)]
+pub enum CallFailure {
+    #[error("callback {0} timed out")]
+    TimedOut(Uri),
+    #[error("callback {url} failed: {reason}")]
+    Failed { url: Uri, reason: FailReason },
+}
+
+/// What went wrong calling a callback.
+#[derive(Debug, thiserror::Error)]
+pub enum FailReason {
+    #[error("could not sign the callback")]
+    Unsigned,
+    #[error("{0}")]
+    Request(#[from] http::Error),
+    #[error(transparent)]
+    Secret(#[from] crate::inject::SecretError),
+    /// Dialling or speaking HTTP to it (the upstream's own message).
+    #[error("{0}")]
+    Upstream(String),
+    #[error("reading the answer: {0}")]
+    Read(String),
+    #[error("answered {0}")]
+    Status(http::StatusCode),
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
+}
+
+/// Why an answer is not `{"headers": {"Name": "value"}}`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AnswerError {
+    #[error("the answer is not JSON")]
+    NotJson,
+    #[error("the answer has no \"headers\" object")]
+    NoHeaders,
+    #[error("'{0}' is not a header name")]
+    BadName(String),
+    #[error("the value of {0} is not a header value")]
+    BadValue(String),
+}
+
 /// (sandbox, callback URL, host): what an answer is cached under.
 type Key = (String, String, String);
 
@@ -201,7 +244,7 @@ pub(crate) async fn headers<L: Lookup>(
     host: &str,
     port: u16,
     snapshot: Option<Snapshot<'_>>,
-) -> Result<Headers, String> {
+) -> Result<Headers, CallFailure> {
     let sandbox = policy.sandbox.clone().unwrap_or_default();
     let key = (sandbox.clone(), cb.url.to_string(), host.to_owned());
     if !cb.full_request {
@@ -217,10 +260,15 @@ pub(crate) async fn headers<L: Lookup>(
     if let (true, Some(snapshot)) = (cb.full_request, snapshot) {
         body["request"] = snapshot.to_json(host);
     }
-    let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    // A JSON value of strings and numbers always serialises.
+    let body = body.to_string().into_bytes();
     let answer = tokio::time::timeout(TIMEOUT, call(cb, ctx, policy, Bytes::from(body)))
         .await
-        .map_err(|_| format!("callback {} timed out", cb.url))??;
+        .map_err(|_| CallFailure::TimedOut(cb.url.clone()))?
+        .map_err(|reason| CallFailure::Failed {
+            url: cb.url.clone(),
+            reason,
+        })?;
     if !cb.full_request {
         ctx.callbacks
             .put(key, cb.ttl / ctx.time_scale.max(1), answer.clone());
@@ -234,13 +282,12 @@ async fn call<L: Lookup>(
     ctx: &Context<L>,
     policy: &Policy,
     body: Bytes,
-) -> Result<Headers, String> {
-    let failed = |what: String| format!("callback {} failed: {what}", cb.url);
+) -> Result<Headers, FailReason> {
     let digest = hex_sha256(&body);
     let signature = ctx
         .lookup
         .sign_callback(&cb.url.to_string(), &digest)
-        .ok_or_else(|| failed("could not sign the callback".into()))?;
+        .ok_or(FailReason::Unsigned)?;
     let host = cb.url.host().unwrap_or_default();
     let mut request = Request::post(cb.url.path_and_query().map_or("/", |p| p.as_str()))
         .header(
@@ -249,8 +296,7 @@ async fn call<L: Lookup>(
         )
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(SIGNATURE_HEADER, signature)
-        .body(Full::new(body))
-        .map_err(|e| failed(e.to_string()))?;
+        .body(Full::new(body))?;
     let secrets = crate::intercept::read_secrets(
         policy,
         &*ctx.lookup,
@@ -259,41 +305,40 @@ async fn call<L: Lookup>(
     .await;
     let read = |name: &str| secrets.get(name).cloned().flatten();
     for header in &cb.request_headers {
-        let value = header.value(read).map_err(|e| failed(e.to_string()))?;
+        let value = header.value(read)?;
         request.headers_mut().insert(header.name.clone(), value);
     }
     // The callback is the tenant's own service, not a sandbox destination.
     let response = crate::upstream::request_once(ctx, &cb.url, request)
         .await
-        .map_err(failed)?;
+        .map_err(FailReason::Upstream)?;
     let status = response.status();
     let bytes = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
         .await
-        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| FailReason::Read(e.to_string()))?
         .to_bytes();
     if !status.is_success() {
-        return Err(failed(format!("answered {status}")));
+        return Err(FailReason::Status(status));
     }
-    answer_headers(&bytes).map_err(failed)
+    Ok(answer_headers(&bytes)?)
 }
 
 /// `{"headers": {"Name": "value", ...}}` → headers.
-fn answer_headers(bytes: &[u8]) -> Result<Headers, String> {
-    let answer: Value =
-        serde_json::from_slice(bytes).map_err(|_| "the answer is not JSON".to_owned())?;
+fn answer_headers(bytes: &[u8]) -> Result<Headers, AnswerError> {
+    let answer: Value = serde_json::from_slice(bytes).map_err(|_| AnswerError::NotJson)?;
     let Some(Value::Object(headers)) = answer.get("headers") else {
-        return Err("the answer has no \"headers\" object".into());
+        return Err(AnswerError::NoHeaders);
     };
     headers
         .iter()
         .map(|(name, value)| {
             let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("'{name}' is not a header name"))?;
+                .map_err(|_| AnswerError::BadName(name.clone()))?;
             let value = value
                 .as_str()
                 .and_then(|v| HeaderValue::from_str(v).ok())
-                .ok_or_else(|| format!("the value of {name} is not a header value"))?;
+                .ok_or_else(|| AnswerError::BadValue(name.to_string()))?;
             Ok((name, value))
         })
         .collect()
@@ -317,10 +362,19 @@ mod tests {
         let ok = answer_headers(br#"{"headers": {"X-Token": "t1", "Authorization": "Bearer b"}}"#)
             .unwrap();
         assert_eq!(ok.len(), 2);
-        assert!(answer_headers(b"nope").is_err());
-        assert!(answer_headers(br#"{"headers": ["x"]}"#).is_err());
-        assert!(answer_headers(br#"{"headers": {"X": 1}}"#).is_err());
-        assert!(answer_headers(br#"{"headers": {"bad name": "v"}}"#).is_err());
+        assert_eq!(answer_headers(b"nope"), Err(AnswerError::NotJson));
+        assert_eq!(
+            answer_headers(br#"{"headers": ["x"]}"#),
+            Err(AnswerError::NoHeaders)
+        );
+        assert_eq!(
+            answer_headers(br#"{"headers": {"X": 1}}"#),
+            Err(AnswerError::BadValue("x".into()))
+        );
+        assert_eq!(
+            answer_headers(br#"{"headers": {"bad name": "v"}}"#),
+            Err(AnswerError::BadName("bad name".into()))
+        );
     }
 
     #[test]
