@@ -7,9 +7,14 @@
 
 pub mod admin;
 pub mod error;
+pub mod exec;
 pub mod pools;
 pub mod proxy_config;
 pub mod sandbox;
+pub mod service_url;
+pub mod snapshot;
+pub mod template;
+pub mod volume;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use sandbox::{

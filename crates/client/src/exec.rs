@@ -1,8 +1,8 @@
 //! Data-plane operations: running commands over `{dataplane_url}/execute/ws`.
 
 use futures_util::{SinkExt, StreamExt};
+use sandpit_api::exec::{ClientMessage, ExecuteRequest, ServerMessage};
 use sandpit_api::SandboxResponse;
-use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -49,14 +49,39 @@ pub enum Input {
 }
 
 impl Input {
-    fn message(&self) -> serde_json::Value {
+    fn message(self) -> ClientMessage {
         match self {
-            Input::Data(data) => json!({"type": "input", "data": data}),
-            Input::Close => json!({"type": "close_stdin"}),
-            Input::Resize { cols, rows } => json!({"type": "resize", "cols": cols, "rows": rows}),
-            Input::Kill => json!({"type": "kill"}),
+            Input::Data(data) => ClientMessage::Input { data },
+            Input::Close => ClientMessage::CloseStdin,
+            Input::Resize { cols, rows } => ClientMessage::Resize { cols, rows },
+            Input::Kill => ClientMessage::Kill,
         }
     }
+}
+
+impl ExecOptions {
+    /// The `execute` message that starts `command` with these options.
+    fn message(&self, command: &str) -> ClientMessage {
+        let (cols, rows) = self.pty.unzip();
+        ClientMessage::Execute(Box::new(ExecuteRequest {
+            command_id: Some(uuid::Uuid::now_v7().simple().to_string()),
+            timeout_seconds: self.timeout_seconds as f64,
+            shell: Some(self.shell.clone()),
+            close_stdin: !self.stdin,
+            kill_on_disconnect: self.stdin,
+            pty: self.pty.is_some(),
+            cols,
+            rows,
+            cwd: self.cwd.clone(),
+            ..ExecuteRequest::new(command)
+        }))
+    }
+}
+
+/// A client message as WebSocket text.
+fn ws_text(message: &ClientMessage) -> Result<Message, ClientError> {
+    let text = serde_json::to_string(message).map_err(ClientError::transport)?;
+    Ok(Message::text(text))
 }
 
 /// A finished command.
@@ -144,24 +169,7 @@ impl SandboxHandle {
         let (mut ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(ClientError::transport)?;
-        let mut execute = json!({
-            "type": "execute",
-            "command": command,
-            "command_id": uuid::Uuid::now_v7().simple().to_string(),
-            "timeout_seconds": options.timeout_seconds,
-            "shell": options.shell,
-            "close_stdin": !options.stdin,
-            "kill_on_disconnect": options.stdin,
-        });
-        if let Some((cols, rows)) = options.pty {
-            execute["pty"] = json!(true);
-            execute["cols"] = json!(cols);
-            execute["rows"] = json!(rows);
-        }
-        if let Some(cwd) = &options.cwd {
-            execute["cwd"] = json!(cwd);
-        }
-        ws.send(Message::text(execute.to_string()))
+        ws.send(ws_text(&options.message(command))?)
             .await
             .map_err(ClientError::transport)?;
         let mut input_open = true;
@@ -171,7 +179,7 @@ impl SandboxHandle {
                 next = input.recv(), if input_open => {
                     match next {
                         Some(item) => ws
-                            .send(Message::text(item.message().to_string()))
+                            .send(ws_text(&item.message())?)
                             .await
                             .map_err(ClientError::transport)?,
                         None => input_open = false,
@@ -184,22 +192,22 @@ impl SandboxHandle {
             let Message::Text(text) = message else {
                 continue;
             };
-            let frame: Frame<'_> =
+            let frame: ServerMessage<'_> =
                 serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()))?;
-            match frame.kind {
-                "stdout" => on_chunk(Stream::Stdout, &frame.data.unwrap_or_default()),
-                "stderr" => on_chunk(Stream::Stderr, &frame.data.unwrap_or_default()),
-                "exit" => {
+            match frame {
+                ServerMessage::Stdout { data, .. } => on_chunk(Stream::Stdout, &data),
+                ServerMessage::Stderr { data, .. } => on_chunk(Stream::Stderr, &data),
+                ServerMessage::Exit { exit_code } => {
                     let _ = ws.close(None).await;
-                    return Ok(frame.exit_code.unwrap_or(-1));
+                    return Ok(exit_code.into());
                 }
-                "error" => {
+                ServerMessage::Error { error_type, error } => {
                     return Err(ClientError::Command {
-                        error_type: frame.error_type.unwrap_or("Error").to_owned(),
-                        message: frame.error.map(|e| e.into_owned()).unwrap_or_default(),
+                        error_type: error_type.into_owned(),
+                        message: error.into_owned(),
                     })
                 }
-                _ => {}
+                ServerMessage::Started { .. } | ServerMessage::Unknown => {}
             }
         }
         Err(ClientError::Protocol(
@@ -215,15 +223,63 @@ pub enum Stream {
     Stderr,
 }
 
-/// One server message of the exec WebSocket.
-#[derive(serde::Deserialize)]
-struct Frame<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(borrow, default)]
-    data: Option<std::borrow::Cow<'a, str>>,
-    exit_code: Option<i64>,
-    error_type: Option<&'a str>,
-    #[serde(borrow, default)]
-    error: Option<std::borrow::Cow<'a, str>>,
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn sent(message: &ClientMessage) -> Value {
+        let Ok(Message::Text(text)) = ws_text(message) else {
+            panic!("not a text frame")
+        };
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The execute message carries the options under the SDK's names.
+    #[test]
+    fn execute_message_carries_the_options() {
+        let options = ExecOptions {
+            timeout_seconds: 5,
+            stdin: true,
+            pty: Some((120, 40)),
+            cwd: Some("/work".into()),
+            ..ExecOptions::default()
+        };
+        let mut value = sent(&options.message("ls"));
+        assert_eq!(value["command_id"].as_str().map(str::len), Some(32));
+        value["command_id"] = Value::Null;
+        assert_eq!(
+            value,
+            json!({
+                "type": "execute", "command": "ls", "command_id": null,
+                "timeout_seconds": 5.0, "shell": "/bin/bash",
+                "idle_timeout_seconds": 300.0, "kill_on_disconnect": true,
+                "ttl_seconds": 600.0, "cwd": "/work", "close_stdin": false,
+                "pty": true, "cols": 120, "rows": 40,
+            })
+        );
+        let plain = sent(&ExecOptions::default().message("true"));
+        assert_eq!(plain["close_stdin"], true);
+        assert_eq!(plain.get("pty"), None);
+    }
+
+    #[test]
+    fn inputs_are_the_agent_control_messages() {
+        let cases = [
+            (
+                Input::Data("x".into()),
+                json!({"type": "input", "data": "x"}),
+            ),
+            (Input::Close, json!({"type": "close_stdin"})),
+            (
+                Input::Resize { cols: 3, rows: 4 },
+                json!({"type": "resize", "cols": 3, "rows": 4}),
+            ),
+            (Input::Kill, json!({"type": "kill"})),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(sent(&input.message()), expected);
+        }
+    }
 }

@@ -2,14 +2,14 @@
 //!
 //! One [`Client`] talks to one server with one API key. It covers the
 //! control plane (sandboxes, [snapshots](Client::create_snapshot),
-//! [templates](Client::create_template), [service URLs](Client::service_url),
-//! and the admin API) and, through a [`SandboxHandle`], the data plane:
+//! [templates](Client::create_template), [volumes](Client::create_volume),
+//! [service URLs](Client::service_url), and the admin API) and, through a [`SandboxHandle`], the data plane:
 //! commands ([`SandboxHandle::run`], streaming and interactive variants) and
 //! files ([`SandboxHandle::upload`], [`SandboxHandle::download`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use sandpit_client::{Client, CreateOptions, CreateSnapshot};
+//! use sandpit_client::{Client, CreateOptions, CreateSnapshotRequest};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::new("http://127.0.0.1:8080", "sp_...")?;
@@ -29,7 +29,7 @@
 //!
 //! // A snapshot from a registry image; builds run in the background.
 //! let started = client
-//!     .create_snapshot(&CreateSnapshot {
+//!     .create_snapshot(&CreateSnapshotRequest {
 //!         name: "py".into(),
 //!         docker_image: "python:3.12-slim".into(),
 //!         ..Default::default()
@@ -51,7 +51,8 @@
 //! run over the data plane's WebSocket (`{dataplane_url}/execute/ws`), the
 //! same protocol the Python SDK speaks. Errors the server answers carry its
 //! status and message ([`ClientError::Api`]). Only `http://` endpoints are
-//! supported.
+//! supported. Request and response bodies are the server's own types, from
+//! `sandpit-api` (re-exported as [`api`]).
 #![forbid(unsafe_code)]
 
 mod escape;
@@ -75,9 +76,13 @@ use serde::Serialize;
 
 pub use exec::{ExecOptions, ExecResult, Input, SandboxHandle, Stream};
 pub use sandpit_api as api;
-pub use service_url::ServiceUrl;
-pub use snapshots::{CaptureSnapshot, CreateSnapshot, Snapshot, WaitError};
-pub use templates::{CreateTemplate, Resources, Template, VolumeMount};
+pub use sandpit_api::service_url::ServiceUrlResponse;
+pub use sandpit_api::snapshot::{CaptureSnapshotRequest, CreateSnapshotRequest, SnapshotResponse};
+pub use sandpit_api::template::{
+    CreateTemplateRequest, Resources, ResourcesRequest, TemplateResponse, VolumeMount,
+};
+pub use sandpit_api::volume::{CreateVolumeRequest, VolumeResponse};
+pub use snapshots::WaitError;
 
 /// Errors from the client.
 #[derive(Debug, thiserror::Error)]

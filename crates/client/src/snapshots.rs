@@ -4,81 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use sandpit_api::sandbox::RunConfig;
-use serde::{Deserialize, Serialize};
+use sandpit_api::snapshot::{
+    CaptureSnapshotRequest, CreateSnapshotRequest, SnapshotListResponse, SnapshotResponse,
+};
 
 use crate::escape::segment;
 use crate::{Client, ClientError};
-
-/// A snapshot as the server returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    pub id: String,
-    pub name: String,
-    /// `building`, `ready` or `failed`.
-    pub status: String,
-    #[serde(default)]
-    pub status_message: Option<String>,
-    pub fs_capacity_bytes: i64,
-    #[serde(default)]
-    pub fs_used_bytes: Option<i64>,
-    #[serde(default)]
-    pub docker_image: Option<String>,
-    #[serde(default)]
-    pub image_digest: Option<String>,
-    #[serde(default)]
-    pub source_sandbox_id: Option<String>,
-    #[serde(default)]
-    pub registry_id: Option<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub run_config: Option<RunConfig>,
-    pub created_at: String,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-}
-
-impl Snapshot {
-    /// Still being pulled or copied.
-    pub fn is_building(&self) -> bool {
-        self.status != "ready" && self.status != "failed"
-    }
-}
-
-/// `POST /snapshots`: build a snapshot from `docker_image`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CreateSnapshot {
-    pub name: String,
-    pub docker_image: String,
-    /// Capacity of a sandbox's writable layer (default: the server's).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fs_capacity_bytes: Option<i64>,
-    /// Default: the image's own tag, else `latest`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run_config: Option<RunConfig>,
-}
-
-/// `POST /boxes/{name}/snapshot`: capture a running sandbox's files.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CaptureSnapshot {
-    pub name: String,
-    /// Default `latest`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// Default: the sandbox's capacity.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fs_capacity_bytes: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run_config: Option<RunConfig>,
-}
-
-#[derive(Deserialize)]
-struct SnapshotList {
-    snapshots: Vec<Snapshot>,
-}
 
 /// Why [`Client::wait_for_snapshot`] gave up.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +31,10 @@ pub enum WaitError {
 impl Client {
     /// Start building a snapshot; it comes back `building` (see
     /// [`Client::wait_for_snapshot`]).
-    pub async fn create_snapshot(&self, req: &CreateSnapshot) -> Result<Snapshot, ClientError> {
+    pub async fn create_snapshot(
+        &self,
+        req: &CreateSnapshotRequest,
+    ) -> Result<SnapshotResponse, ClientError> {
         self.request(http::Method::POST, "/snapshots", Some(req))
             .await
     }
@@ -109,14 +43,14 @@ impl Client {
     pub async fn capture_snapshot(
         &self,
         sandbox: &str,
-        req: &CaptureSnapshot,
-    ) -> Result<Snapshot, ClientError> {
+        req: &CaptureSnapshotRequest,
+    ) -> Result<SnapshotResponse, ClientError> {
         let path = format!("/boxes/{}/snapshot", segment(sandbox));
         self.request(http::Method::POST, &path, Some(req)).await
     }
 
     /// One snapshot by id, `name:tag` or bare name (its `latest`).
-    pub async fn get_snapshot(&self, reference: &str) -> Result<Snapshot, ClientError> {
+    pub async fn get_snapshot(&self, reference: &str) -> Result<SnapshotResponse, ClientError> {
         let path = format!("/snapshots/{}", segment(reference));
         self.request::<(), _>(http::Method::GET, &path, None).await
     }
@@ -128,7 +62,7 @@ impl Client {
         name_contains: Option<&str>,
         limit: Option<i64>,
         offset: Option<i64>,
-    ) -> Result<Vec<Snapshot>, ClientError> {
+    ) -> Result<Vec<SnapshotResponse>, ClientError> {
         let mut query = Vec::new();
         if let Some(name) = name_contains {
             query.push(format!("name_contains={}", segment(name)));
@@ -143,7 +77,7 @@ impl Client {
             true => "/snapshots".to_owned(),
             false => format!("/snapshots?{}", query.join("&")),
         };
-        let list: SnapshotList = self
+        let list: SnapshotListResponse = self
             .request::<(), _>(http::Method::GET, &path, None)
             .await?;
         Ok(list.snapshots)
@@ -166,15 +100,15 @@ impl Client {
         id: &str,
         interval: Duration,
         timeout: Duration,
-        mut on_poll: impl FnMut(&Snapshot),
-    ) -> Result<Snapshot, WaitError> {
+        mut on_poll: impl FnMut(&SnapshotResponse),
+    ) -> Result<SnapshotResponse, WaitError> {
         let started = Instant::now();
         loop {
             let snapshot = self.get_snapshot(id).await?;
             on_poll(&snapshot);
             match snapshot.status.as_str() {
-                "ready" => return Ok(snapshot),
-                "failed" => {
+                SnapshotResponse::READY => return Ok(snapshot),
+                SnapshotResponse::FAILED => {
                     return Err(WaitError::Failed {
                         message: snapshot
                             .status_message

@@ -99,7 +99,7 @@ async fn step(step: Step) -> Option<(Result<Event, Infallible>, Step)> {
         Step::Started(attachment) => {
             let session = attachment.session();
             let started = SseStarted {
-                command_id: session.id(),
+                command_id: session.id().into(),
                 pid: session.pid(),
             };
             let event = event("started", &started);
@@ -137,7 +137,7 @@ async fn next_event(mut attachment: Attachment) -> (Result<Event, Infallible>, S
         }
         Next::StreamEnd { stream, offset } => {
             let end = SseStreamEnd {
-                stream: stream.name(),
+                stream: stream.name().into(),
                 offset,
             };
             (Ok(event("stream_end", &end)), Step::Streaming(attachment))
@@ -153,7 +153,11 @@ async fn next_event(mut attachment: Attachment) -> (Result<Event, Infallible>, S
 }
 
 fn error_event(error_type: &str, error: &str) -> Event {
-    event("error", &SseError { error_type, error })
+    let error = SseError {
+        error_type: error_type.into(),
+        error: error.into(),
+    };
+    event("error", &error)
 }
 
 fn event<T: serde::Serialize>(name: &str, data: &T) -> Event {

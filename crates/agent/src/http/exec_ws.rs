@@ -96,7 +96,7 @@ async fn converse(app: &AppState, sink: &mut Sink, source: &mut Source) -> Endin
     };
     let session = Arc::clone(attachment.session());
     let started = ServerMessage::Started {
-        command_id: session.id(),
+        command_id: session.id().into(),
         pid: session.pid(),
     };
     if send(sink, &started).await.is_err() {
@@ -250,5 +250,12 @@ async fn send(sink: &mut Sink, message: &ServerMessage<'_>) -> Result<(), axum::
 }
 
 async fn send_error(sink: &mut Sink, error_type: &str, error: &str) -> Result<(), axum::Error> {
-    send(sink, &ServerMessage::Error { error_type, error }).await
+    send(
+        sink,
+        &ServerMessage::Error {
+            error_type: error_type.into(),
+            error: error.into(),
+        },
+    )
+    .await
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use sandpit_client::api::pools::CreatePoolRequest;
-use sandpit_client::{Client, CreateOptions, CreateTemplate, ExecOptions};
+use sandpit_client::{Client, CreateOptions, CreateTemplateRequest, ExecOptions};
 
 use super::connect::Connection;
 
@@ -249,10 +249,10 @@ fn reference(command: &str, runs: usize) -> anyhow::Result<Summary> {
 async fn pool_to_first_exec(client: &Client, runs: usize) -> anyhow::Result<Summary> {
     let name = format!("bench-warm-{}", std::process::id());
     client
-        .create_template(&CreateTemplate {
+        .create_template(&CreateTemplateRequest {
             name: name.clone(),
             image: "host".into(),
-            ..CreateTemplate::default()
+            ..CreateTemplateRequest::default()
         })
         .await?;
     let created = client

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use sandpit_client::{CaptureSnapshot, Client, CreateSnapshot, Snapshot};
+use sandpit_client::{CaptureSnapshotRequest, Client, CreateSnapshotRequest, SnapshotResponse};
 
 use super::boxes::human_bytes;
 use super::connect::Connection;
@@ -94,12 +94,12 @@ pub async fn run(args: SnapshotArgs) -> anyhow::Result<()> {
             fs_capacity,
             wait,
         } => {
-            let req = CreateSnapshot {
+            let req = CreateSnapshotRequest {
                 name,
                 docker_image: image,
                 fs_capacity_bytes: fs_capacity,
                 tag,
-                run_config: None,
+                ..Default::default()
             };
             let started = client.create_snapshot(&req).await?;
             let label = format!("pulling {}", req.docker_image);
@@ -113,11 +113,11 @@ pub async fn run(args: SnapshotArgs) -> anyhow::Result<()> {
             fs_capacity,
             wait,
         } => {
-            let req = CaptureSnapshot {
+            let req = CaptureSnapshotRequest {
                 name,
                 tag,
                 fs_capacity_bytes: fs_capacity,
-                run_config: None,
+                ..Default::default()
             };
             let spinner = progress::spinner(format!("capturing {sandbox}"), json);
             let started = client.capture_snapshot(&sandbox, &req).await;
@@ -150,11 +150,11 @@ pub async fn run(args: SnapshotArgs) -> anyhow::Result<()> {
 /// Wait for a `building` snapshot, with a spinner showing elapsed time.
 async fn finish(
     client: &Client,
-    started: Snapshot,
+    started: SnapshotResponse,
     wait: &Wait,
     label: String,
     json: bool,
-) -> anyhow::Result<Snapshot> {
+) -> anyhow::Result<SnapshotResponse> {
     if wait.no_wait || !started.is_building() {
         return Ok(started);
     }
@@ -169,7 +169,7 @@ async fn finish(
     result.with_context(|| format!("snapshot {} ({})", started.name, started.id))
 }
 
-fn print_list(list: &[Snapshot], json: bool) -> anyhow::Result<()> {
+fn print_list(list: &[SnapshotResponse], json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(list)?);
         return Ok(());
@@ -193,7 +193,7 @@ fn print_list(list: &[Snapshot], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tags(s: &Snapshot) -> String {
+fn tags(s: &SnapshotResponse) -> String {
     match s.tags.is_empty() {
         true => "-".into(),
         false => s.tags.join(","),
@@ -201,7 +201,7 @@ fn tags(s: &Snapshot) -> String {
 }
 
 /// The image it was pulled from, or the sandbox it was captured from.
-fn source(s: &Snapshot) -> String {
+fn source(s: &SnapshotResponse) -> String {
     match (&s.docker_image, &s.source_sandbox_id) {
         (Some(image), _) => image.clone(),
         (None, Some(sandbox)) => format!("sandbox {sandbox}"),
@@ -209,7 +209,7 @@ fn source(s: &Snapshot) -> String {
     }
 }
 
-fn print_one(s: &Snapshot, json: bool) -> anyhow::Result<()> {
+fn print_one(s: &SnapshotResponse, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(s)?);
         return Ok(());

@@ -2,7 +2,7 @@
 //! API). `sandpit create --template NAME` boots a sandbox from one.
 
 use clap::{Args, Subcommand};
-use sandpit_client::{CreateTemplate, Resources, Template, VolumeMount};
+use sandpit_client::{CreateTemplateRequest, ResourcesRequest, TemplateResponse, VolumeMount};
 
 use super::connect::Connection;
 
@@ -65,15 +65,16 @@ pub async fn run(args: TemplateArgs) -> anyhow::Result<()> {
             storage,
             volumes,
         } => {
-            let req = CreateTemplate {
+            let req = CreateTemplateRequest {
                 name,
                 image,
-                resources: Resources {
+                resources: Some(ResourcesRequest {
                     cpu,
                     memory,
                     storage,
-                },
-                volume_mounts: volumes,
+                }),
+                volume_mounts: Some(volumes).filter(|v| !v.is_empty()),
+                proxy_config: None,
             };
             print_one(&client.create_template(&req).await?, json)
         }
@@ -93,7 +94,7 @@ fn quantity(q: &Option<String>) -> &str {
     q.as_deref().unwrap_or("-")
 }
 
-fn mounts(t: &Template) -> String {
+fn mounts(t: &TemplateResponse) -> String {
     match t.volume_mounts.is_empty() {
         true => "-".into(),
         false => t
@@ -105,7 +106,7 @@ fn mounts(t: &Template) -> String {
     }
 }
 
-fn print_list(list: &[Template], json: bool) -> anyhow::Result<()> {
+fn print_list(list: &[TemplateResponse], json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(list)?);
         return Ok(());
@@ -119,29 +120,29 @@ fn print_list(list: &[Template], json: bool) -> anyhow::Result<()> {
             "{:<24} {:<32} {:>6} {:>8} {:>8} {:<24} {}",
             t.name,
             t.image,
-            quantity(&t.resources.cpu),
-            quantity(&t.resources.memory),
+            t.resources.cpu,
+            t.resources.memory,
             quantity(&t.resources.storage),
             mounts(t),
-            t.created_at.as_deref().unwrap_or("-")
+            t.created_at
         );
     }
     Ok(())
 }
 
-fn print_one(t: &Template, json: bool) -> anyhow::Result<()> {
+fn print_one(t: &TemplateResponse, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(t)?);
         return Ok(());
     }
     println!("name:        {}", t.name);
-    println!("id:          {}", t.id.as_deref().unwrap_or("-"));
+    println!("id:          {}", t.id);
     println!("image:       {}", t.image);
-    println!("cpu:         {}", quantity(&t.resources.cpu));
-    println!("memory:      {}", quantity(&t.resources.memory));
+    println!("cpu:         {}", t.resources.cpu);
+    println!("memory:      {}", t.resources.memory);
     println!("storage:     {}", quantity(&t.resources.storage));
     println!("volumes:     {}", mounts(t));
-    println!("created:     {}", t.created_at.as_deref().unwrap_or("-"));
+    println!("created:     {}", t.created_at);
     Ok(())
 }
 

@@ -5,7 +5,10 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use sandpit_api::service_url::{
+    RevokeServiceUrlsResponse, ServiceLoginRequest, ServiceLoginResponse, ServiceLoginTicket,
+    ServiceUrlRequest, ServiceUrlResponse,
+};
 
 use super::extract::Body;
 use crate::auth::Caller;
@@ -18,45 +21,6 @@ use crate::store::ServiceGrantRow;
 
 /// Default token lifetime (10 minutes), as the SDK documents.
 const DEFAULT_TTL: i64 = 600;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceUrlRequest {
-    /// Port inside the sandbox, 1..=65535.
-    port: i64,
-    /// Token lifetime, 1 s ..= 24 h (token mode only).
-    #[serde(default)]
-    expires_in_seconds: Option<i64>,
-    /// `restricted` or `workspace`: a login grant instead of a token.
-    #[serde(default)]
-    access: Option<String>,
-    /// Origins whose pages may frame the URL (at most 5).
-    #[serde(default)]
-    embed_origins: Option<Vec<String>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ServiceUrlResponse {
-    browser_url: String,
-    service_url: String,
-    token: String,
-    expires_at: String,
-    /// The URL to open in a frame (only with embed origins).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    embed_url: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    embed_origins: Vec<String>,
-}
-
-/// Answer of login mode: no token, no expiry.
-#[derive(Debug, Serialize)]
-pub struct ServiceLoginResponse {
-    browser_url: String,
-    service_url: String,
-    access: &'static str,
-    embed_origins: Vec<String>,
-    embed_url: String,
-}
 
 /// A port number from a request, or 422.
 pub fn port(value: i64) -> Result<u16, ApiError> {
@@ -211,7 +175,7 @@ async fn create_grant(
     Ok(ServiceLoginResponse {
         browser_url: url.clone(),
         service_url: url.clone(),
-        access: access.as_str(),
+        access: access.as_str().to_owned(),
         embed_url: if origins.is_empty() {
             String::new()
         } else {
@@ -219,22 +183,6 @@ async fn create_grant(
         },
         embed_origins: grant.origins(),
     })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceLoginRequest {
-    /// `{sandbox-id}--{port}`, as in the service host.
-    service: String,
-    /// Path on the service host to return to.
-    #[serde(default)]
-    next: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ServiceLoginTicket {
-    /// The service host's `/_svc/login?ticket=...` (single use, 60 s).
-    login_url: String,
 }
 
 /// `POST /api/v1/console/service-logins` (the sign-in page, with the
@@ -335,7 +283,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RevokeServiceUrlsResponse>, ApiError> {
     let row = state.sandboxes.find(&caller, &name).await?;
     // Login grants go too (and with the epoch bump, their sessions).
     let grants_removed = state.store.delete_service_grants(&row.id).await?;
@@ -346,9 +294,10 @@ pub async fn revoke(
         None => state.service_keys.revoke(&row.id),
     }
     .map_err(ApiError::Internal)?;
-    Ok(Json(
-        serde_json::json!({ "token_epoch": epoch, "grants_removed": grants_removed }),
-    ))
+    Ok(Json(RevokeServiceUrlsResponse {
+        token_epoch: epoch,
+        grants_removed,
+    }))
 }
 
 /// `GET /.well-known/jwks.json`: the keys that verify service tokens.

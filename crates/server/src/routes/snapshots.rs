@@ -4,7 +4,7 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use sandpit_api::snapshot::{SnapshotListResponse, SnapshotTag, SnapshotTagsResponse};
 
 use super::extract::{Body, Query};
 use crate::auth::Caller;
@@ -54,7 +54,11 @@ pub async fn list(
     for row in &rows {
         out.push(render(snapshots, row).await?);
     }
-    Ok(Json(json!({ "snapshots": out, "offset": offset })).into_response())
+    let list = SnapshotListResponse {
+        snapshots: out,
+        offset,
+    };
+    Ok(Json(list).into_response())
 }
 
 pub async fn get(
@@ -87,11 +91,11 @@ pub async fn tags_by_name(
         )));
     }
     let tags = state.snapshots()?.tags_by_name(&caller, &name).await?;
-    let tags: Vec<_> = tags
+    let tags = tags
         .into_iter()
-        .map(|(tag, snapshot_id)| json!({ "tag": tag, "snapshot_id": snapshot_id }))
+        .map(|(tag, snapshot_id)| SnapshotTag { tag, snapshot_id })
         .collect();
-    Ok(Json(json!({ "name": name, "tags": tags })).into_response())
+    Ok(Json(SnapshotTagsResponse { name, tags }).into_response())
 }
 
 /// A capture copies the sandbox's files, so it runs on the replica that

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use sandpit_api::template::{TemplateListResponse, TemplateResponse};
 
 use super::extract::Body;
 use crate::auth::Caller;
@@ -23,20 +23,23 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(template_response(&row)?)).into_response())
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TemplateListResponse>, ApiError> {
     let rows = state.store.templates(&caller.tenant_id).await?;
     let templates = rows
         .iter()
         .map(template_response)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "templates": templates })))
+    Ok(Json(TemplateListResponse { templates }))
 }
 
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TemplateResponse>, ApiError> {
     let row = t::get_template(&state.store, &caller, &name).await?;
     Ok(Json(template_response(&row)?))
 }
@@ -46,7 +49,7 @@ pub async fn update(
     caller: Caller,
     Path(name): Path<String>,
     Body(req): Body<UpdateTemplateRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TemplateResponse>, ApiError> {
     let row = match req.name {
         Some(new_name) => {
             crate::sandboxes::validate::validate_name(&new_name)?;

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use sandpit_api::volume::{VolumeListResponse, VolumeResponse};
 
 use super::extract::Body;
 use crate::auth::Caller;
@@ -23,17 +23,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(volume_response(&row))).into_response())
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<VolumeListResponse>, ApiError> {
     let rows = state.store.volumes(&caller.tenant_id).await?;
-    let volumes: Vec<_> = rows.iter().map(volume_response).collect();
-    Ok(Json(json!({ "volumes": volumes })))
+    let volumes = rows.iter().map(volume_response).collect();
+    Ok(Json(VolumeListResponse { volumes }))
 }
 
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VolumeResponse>, ApiError> {
     let row = t::get_volume(&state.store, &caller, &name).await?;
     Ok(Json(volume_response(&row)))
 }
@@ -43,7 +46,7 @@ pub async fn update(
     caller: Caller,
     Path(name): Path<String>,
     Body(req): Body<UpdateVolumeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VolumeResponse>, ApiError> {
     if let Some(new_name) = &req.name {
         crate::sandboxes::validate::validate_name(new_name)?;
     }

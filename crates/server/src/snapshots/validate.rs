@@ -1,43 +1,15 @@
 //! Snapshot request bodies → validated values.
 
 use sandpit_api::sandbox::RunConfig;
-use serde::Deserialize;
+pub use sandpit_api::snapshot::{
+    CaptureSnapshotRequest, CreateSnapshotRequest, Labels, ListSnapshotsQuery,
+};
 
 use crate::error::ApiError;
 
 const MAX_NAME_LEN: usize = 128;
 const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 50;
-
-/// `POST /snapshots` body.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSnapshotRequest {
-    pub name: String,
-    pub docker_image: String,
-    pub fs_capacity_bytes: Option<i64>,
-    pub tag: Option<String>,
-    pub registry_id: Option<String>,
-    pub run_config: Option<RunConfig>,
-    /// Labels sandboxes created from the snapshot inherit.
-    pub labels: Option<Labels>,
-}
-
-/// A snapshot's (or sandbox's) labels.
-pub type Labels = std::collections::BTreeMap<String, String>;
-
-/// `POST /boxes/{name}/snapshot` body.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaptureSnapshotRequest {
-    pub name: String,
-    pub tag: Option<String>,
-    pub docker_image: Option<String>,
-    pub fs_capacity_bytes: Option<i64>,
-    pub run_config: Option<RunConfig>,
-    /// Labels sandboxes created from the snapshot inherit.
-    pub labels: Option<Labels>,
-}
 
 /// Name and tag (default `latest`) of a capture.
 pub fn capture_names(req: &CaptureSnapshotRequest) -> Result<(String, String), ApiError> {
@@ -62,14 +34,6 @@ pub fn capture_names(req: &CaptureSnapshotRequest) -> Result<(String, String), A
         }
     }
     Ok((req.name.clone(), tag))
-}
-
-/// `GET /snapshots` query.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ListSnapshotsQuery {
-    pub name_contains: Option<String>,
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
