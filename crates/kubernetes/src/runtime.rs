@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -12,21 +12,27 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::Resource;
 use rand::RngCore;
-use sandpit_runtime::{RunningSandbox, Runtime, RuntimeError, SandboxSpec, Started};
+use sandpit_runtime::{
+    Exited, NetworkEndpoint, RunningSandbox, Runtime, RuntimeError, SandboxSpec, Started,
+};
 use serde::de::DeserializeOwned;
 
 use crate::config::{KubernetesConfig, AGENT_TOKEN_KEY};
 use crate::error::KubeError;
 use crate::manifests::{self, PodRequest};
 use crate::plan::SpecPlanner;
+use crate::watch::ExitBook;
 
-/// How the server reaches a sandbox's agent over the pod network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodAddress {
-    pub ip: IpAddr,
-    pub agent_port: u16,
-    /// The bearer credential the agent demands on every request.
-    pub token: String,
+/// How the server reaches a sandbox's agent over the pod network: the pod
+/// IP, the agent's port and the bearer credential it demands.
+pub type PodAddress = NetworkEndpoint;
+
+/// What the runtime knows of a running pod.
+#[derive(Debug, Clone)]
+struct Known {
+    address: PodAddress,
+    /// The pod's uid: its end is told from a later pod's by it.
+    uid: Option<String>,
 }
 
 /// Sandboxes as Pods in one namespace.
@@ -36,7 +42,11 @@ pub struct KubernetesRuntime {
     planner: SpecPlanner,
     /// The runtime the synchronous [`Runtime`] calls block on.
     handle: tokio::runtime::Handle,
-    addresses: Mutex<HashMap<String, PodAddress>>,
+    known: Mutex<HashMap<String, Known>>,
+    /// Pods ending, from one watch of every sandbox pod (started at the
+    /// first [`Runtime::exited`]).
+    exits: Arc<Mutex<ExitBook>>,
+    watching: Once,
 }
 
 impl KubernetesRuntime {
@@ -51,7 +61,9 @@ impl KubernetesRuntime {
             config,
             planner,
             handle,
-            addresses: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            exits: Arc::new(Mutex::new(ExitBook::default())),
+            watching: Once::new(),
         })
     }
 
@@ -83,6 +95,7 @@ impl KubernetesRuntime {
         replace(&self.api::<Secret>(), &secret).await?;
         let policy = manifests::network_policy(&self.config, &req.id);
         replace(&self.api::<NetworkPolicy>(), &policy).await?;
+        self.book().starting(&req.id);
         self.api::<Pod>()
             .create(&PostParams::default(), &pod)
             .await?;
@@ -98,37 +111,51 @@ impl KubernetesRuntime {
             .sandbox_ip
             .parse()
             .map_err(|_| KubeError::NoAddress(name))?;
-        self.remember(&req.id, ip, token);
+        self.remember(&req.id, ip, token, ready.metadata.uid.clone());
         Ok(started)
     }
 
-    fn remember(&self, id: &str, ip: IpAddr, token: String) {
+    fn remember(&self, id: &str, ip: IpAddr, token: String, uid: Option<String>) -> PodAddress {
         let address = PodAddress {
             ip,
             agent_port: self.config.agent_port,
             token,
         };
-        self.addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.to_owned(), address);
+        self.known_pods().insert(
+            id.to_owned(),
+            Known {
+                address: address.clone(),
+                uid,
+            },
+        );
+        address
+    }
+
+    fn known_pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, ExitBook> {
+        self.exits.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Where sandbox `id`'s agent listens and its credential: remembered
     /// from the start, or read back from the pod and its Secret (another
     /// replica started it, or the server restarted).
     pub async fn address(&self, id: &str) -> Result<PodAddress, KubeError> {
-        if let Some(known) = self
-            .addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-        {
-            return Ok(known.clone());
+        if let Some(known) = self.known_pods().get(id) {
+            return Ok(known.address.clone());
         }
         let name = manifests::object_name(id);
         let pod = self.api::<Pod>().get(&name).await?;
-        let ip = pod_ip(&pod)
+        self.read_address(id, &pod).await
+    }
+
+    /// Reads the address of sandbox `id`'s running `pod` and its agent's
+    /// credential from its Secret, and remembers them.
+    async fn read_address(&self, id: &str, pod: &Pod) -> Result<PodAddress, KubeError> {
+        let name = manifests::object_name(id);
+        let ip = pod_ip(pod)
             .and_then(|ip| ip.parse().ok())
             .ok_or_else(|| KubeError::NoAddress(name.clone()))?;
         let secret = self.api::<Secret>().get(&name).await?;
@@ -141,12 +168,7 @@ impl KubernetesRuntime {
                 pod: name,
                 message: "its Secret holds no agent credential".into(),
             })?;
-        self.remember(id, ip, token.clone());
-        Ok(PodAddress {
-            ip,
-            agent_port: self.config.agent_port,
-            token,
-        })
+        Ok(self.remember(id, ip, token, pod.metadata.uid.clone()))
     }
 
     /// The pod once it is ready; an error once it failed or vanished.
@@ -191,10 +213,8 @@ impl KubernetesRuntime {
     /// and waits until the pod is gone, so the id can start again.
     pub async fn stop_pod(&self, id: &str) -> Result<(), KubeError> {
         let name = manifests::object_name(id);
-        self.addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        self.known_pods().remove(id);
+        self.book().forget(id);
         let grace = DeleteParams::default().grace_period(2);
         delete_if_present(&self.api::<Pod>(), &name, &grace).await?;
         delete_if_present(&self.api::<Secret>(), &name, &DeleteParams::default()).await?;
@@ -230,6 +250,15 @@ impl KubernetesRuntime {
             let name = manifests::object_name(&id);
             if pod.metadata.deletion_timestamp.is_none() && phase(&pod) == Some("Running") {
                 if let Ok(started) = started_of(&name, &pod) {
+                    // A pod another server process started (before a
+                    // restart): the server adopts it, so it needs its agent.
+                    let known = self.known_pods().contains_key(&id);
+                    if !known {
+                        if let Err(err) = self.read_address(&id, &pod).await {
+                            tracing::warn!(sandbox = %id, error = %err, "a running pod's agent address is unknown");
+                            continue;
+                        }
+                    }
                     running.push(RunningSandbox { id, started });
                 }
             }
@@ -294,6 +323,25 @@ impl Runtime for KubernetesRuntime {
 
     fn cleanup(&self, keep_ids: &[String]) -> Result<Vec<String>, RuntimeError> {
         Ok(self.block(self.cleanup_pods(keep_ids))?)
+    }
+
+    /// The pod's agent, as remembered when it started or was found running
+    /// (no API call: the data plane asks this on every connection).
+    fn network_endpoint(&self, id: &str) -> Option<NetworkEndpoint> {
+        self.known_pods().get(id).map(|k| k.address.clone())
+    }
+
+    fn exited(&self, id: &str) -> Option<Exited> {
+        self.watching.call_once(|| {
+            let _entered = self.handle.enter();
+            crate::watch::feed(self.client.clone(), &self.config.namespace, &self.exits);
+        });
+        let uid = self.known_pods().get(id).and_then(|k| k.uid.clone());
+        let ended = self.book().wait(id, uid);
+        Some(Box::pin(async move {
+            // An error means the book is gone with the runtime: ended too.
+            let _ = ended.await;
+        }))
     }
 }
 
@@ -373,8 +421,9 @@ fn why_not_running(pod: &Pod) -> String {
     }
 }
 
-/// What the server records of a running pod: PID 1 in its own PID
-/// namespace, its start time as the identity check, its and its node's IP.
+/// What the server records of a running pod: no host pid (0: its agent is
+/// PID 1 in the pod's own PID namespace, on another machine), its start
+/// time as the identity check, its and its node's IP.
 fn started_of(name: &str, pod: &Pod) -> Result<Started, KubeError> {
     let status = pod.status.as_ref();
     let ip = pod_ip(pod).ok_or_else(|| KubeError::NoAddress(name.to_owned()))?;
@@ -383,7 +432,7 @@ fn started_of(name: &str, pod: &Pod) -> Result<Started, KubeError> {
         .map(|t| t.0.timestamp().max(0) as u64)
         .unwrap_or(0);
     Ok(Started {
-        pid: 1,
+        pid: 0,
         start_time,
         sandbox_ip: ip.to_owned(),
         host_ip: status.and_then(|s| s.host_ip.clone()).unwrap_or_default(),

@@ -80,7 +80,7 @@ async fn start_creates_a_hardened_pod_with_its_secret_policy_and_claim() {
         .await
         .expect("started");
     assert_eq!(started.sandbox_ip, "10.244.0.1");
-    assert_eq!(started.pid, 1);
+    assert_eq!(started.pid, 0, "no process on the server's host");
 
     let pods = fake.created("pods");
     assert_eq!(pods.len(), 1);
@@ -347,4 +347,85 @@ async fn the_pod_watch_reports_a_sandbox_whose_pod_ended() {
         .expect("an exit");
     assert_eq!(exit.id, ID);
     assert_eq!(exit.how, "Failed");
+}
+
+/// With the fake API server: what the server's data plane asks of the
+/// runtime. The pod's agent endpoint (IP, port, credential) is known from
+/// the start without another API call, read back from the pod and its
+/// Secret for a pod another server process started (adoption after a
+/// restart), and gone after stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_api_the_agent_endpoint_is_known_from_start_and_from_a_running_pod() {
+    let fake = Fake::start().await;
+    let rt = runtime(&fake);
+    let r = rt.clone();
+    blocking(move || r.start(&spec(ID, Isolation::Namespaces)))
+        .await
+        .expect("started");
+    let token = fake.created("secrets")[0]["stringData"]["agent-token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let endpoint = rt.network_endpoint(ID).expect("known after start");
+    assert_eq!(endpoint.ip.to_string(), "10.244.0.1");
+    assert_eq!(endpoint.agent_port, 7070);
+    assert_eq!(endpoint.token, token);
+    assert!(
+        !format!("{endpoint:?}").contains(&token),
+        "Debug never prints the credential"
+    );
+
+    // A new server process: nothing in memory until it lists what runs.
+    let fresh = runtime(&fake);
+    assert!(fresh.network_endpoint(ID).is_none());
+    let f = fresh.clone();
+    let running = blocking(move || f.running()).await.expect("running");
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].started.pid, 0);
+    assert_eq!(fresh.network_endpoint(ID), Some(endpoint));
+
+    let r = rt.clone();
+    blocking(move || r.stop(ID)).await.expect("stopped");
+    assert!(rt.network_endpoint(ID).is_none());
+}
+
+/// With the fake API server: `Runtime::exited`, the server's crash watch
+/// for pods, resolves when the kubelet reports the sandbox's pod ended, and
+/// not for the end of an earlier pod of the same sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_api_exited_resolves_when_the_sandboxs_pod_ends() {
+    let fake = Fake::start().await;
+    let rt = runtime(&fake);
+    let r = rt.clone();
+    blocking(move || r.start(&spec(ID, Isolation::Namespaces)))
+        .await
+        .expect("started");
+    let mut ended = rt.exited(ID).expect("pods are watched");
+    // Still running: nothing resolves.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut ended)
+            .await
+            .is_err(),
+        "resolved while the pod runs"
+    );
+    fake.set_phase(&format!("sandbox-{ID}"), "Failed");
+    tokio::time::timeout(Duration::from_secs(5), ended)
+        .await
+        .expect("resolved once the pod failed");
+
+    // Restarted: the new pod's watch does not fire for the old pod's end.
+    let r = rt.clone();
+    blocking(move || {
+        r.stop(ID)?;
+        r.start(&spec(ID, Isolation::Namespaces))
+    })
+    .await
+    .expect("restarted");
+    let ended = rt.exited(ID).expect("watched");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), ended)
+            .await
+            .is_err(),
+        "the new pod is running"
+    );
 }

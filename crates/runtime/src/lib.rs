@@ -91,4 +91,40 @@ pub trait Runtime: Send + Sync {
             "this runtime cannot report usage".into(),
         ))
     }
+    /// Where the server reaches running sandbox `id` over the network, for
+    /// backends whose sandboxes have neither an agent socket nor a process
+    /// on this host (Kubernetes pods: [`Started::pid`] is 0); `None`: the
+    /// agent socket and the init's network namespace.
+    fn network_endpoint(&self, id: &str) -> Option<NetworkEndpoint> {
+        let _ = id;
+        None
+    }
+    /// Resolves once running sandbox `id` ended, for the backends of
+    /// [`Runtime::network_endpoint`]; `None`: the caller watches the init
+    /// pid.
+    fn exited(&self, id: &str) -> Option<Exited> {
+        let _ = id;
+        None
+    }
+}
+
+/// A future resolving once a sandbox ended ([`Runtime::exited`]).
+pub type Exited = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A sandbox's agent on the network: `ip:agent_port`, which answers only
+/// requests bearing `token`; the sandbox's own ports are on `ip` too.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NetworkEndpoint {
+    pub ip: std::net::IpAddr,
+    pub agent_port: u16,
+    pub token: String,
+}
+
+impl std::fmt::Debug for NetworkEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkEndpoint")
+            .field("ip", &self.ip)
+            .field("agent_port", &self.agent_port)
+            .finish_non_exhaustive()
+    }
 }

@@ -117,7 +117,8 @@ pub enum MountSpec {
 /// What `start` returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Started {
-    /// Host pid of the sandbox's init (the agent).
+    /// Host pid of the sandbox's init (the agent); 0 when it has none on
+    /// this host (see [`crate::Runtime::network_endpoint`]).
     pub pid: i32,
     /// Its start time in clock ticks since boot (field 22 of
     /// `/proc/<pid>/stat`), so a recycled pid is never mistaken for it.

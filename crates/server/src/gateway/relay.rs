@@ -21,7 +21,8 @@ use tokio::net::UnixStream;
 /// Where a request goes.
 #[derive(Debug, Clone)]
 pub enum Upstream {
-    /// An agent's unix socket on the host.
+    /// An agent's unix socket on the host (or the pod agent this path
+    /// names: [`super::upstream_pod::register_agent`]).
     Unix(PathBuf),
     /// `127.0.0.1:port` inside the network namespace of process `pid`
     /// (a sandbox's init): services a sandbox runs, loopback-only included.
@@ -92,6 +93,12 @@ pub async fn forward_holding<H: Send + 'static>(
     path_and_query: &str,
     hold: H,
 ) -> Result<Response<Body>, RelayError> {
+    // On Kubernetes an agent's socket path names its pod's agent.
+    let pod_agent = match upstream {
+        Upstream::Unix(socket) => super::upstream_pod::agent_at(socket).map(Upstream::Pod),
+        _ => None,
+    };
+    let upstream = pod_agent.as_ref().unwrap_or(upstream);
     let upgrade = upgrade_protocol(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 

@@ -28,7 +28,7 @@ use http::StatusCode;
 
 use super::forwarding::{self, TokenSource};
 use super::grants;
-use super::relay::{self, Upstream};
+use super::relay;
 use super::tokens::{Claims, TokenError, AUD_ENDPOINT, AUD_LOGIN, AUD_SERVICE, AUD_SESSION};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
@@ -203,9 +203,9 @@ async fn serve(state: AppState, target: Target, req: Request) -> Result<Response
             (claims.tid, policy)
         }
     };
-    let pid = state
+    let net = state
         .sandboxes
-        .live_pid(&tid, &target.id)
+        .live_net(&tid, &target.id)
         .ok_or_else(unreachable)?;
     let path_form = target.is_path_form();
     let mut path = target.path;
@@ -214,10 +214,7 @@ async fn serve(state: AppState, target: Target, req: Request) -> Result<Response
         path.push_str(query);
     }
     let connection = state.sandboxes.connection(&target.id);
-    let upstream = Upstream::Netns {
-        pid,
-        port: target.port,
-    };
+    let upstream = net.upstream(target.port).ok_or_else(unreachable)?;
     let mut response = relay::forward_holding(req, &upstream, &path, connection)
         .await
         .map_err(|err| {

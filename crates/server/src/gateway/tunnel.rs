@@ -2,8 +2,9 @@
 //! carries a yamux session (binary messages are a byte stream). The client
 //! opens one yamux stream per TCP connection and writes a connect header
 //! (`version: u8 = 1`, `port: u16` big-endian); the server answers one status
-//! byte, dials `127.0.0.1:port` inside the sandbox's network namespace and
-//! splices. This is the protocol of the `langsmith` SDK's `sb.tunnel()`.
+//! byte, dials `127.0.0.1:port` inside the sandbox's network namespace (a
+//! pod's IP on Kubernetes) and splices. This is the protocol of the
+//! `langsmith` SDK's `sb.tunnel()`.
 
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -12,6 +13,7 @@ use sandpit_tunnel::{Codec, ConnectHeader, Frame, Status, PIPE, PROTOCOL_VERSION
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
+use super::upstream_pod::SandboxNet;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::sandboxes::ActivityGuard;
@@ -31,17 +33,17 @@ pub async fn upgrade(
     // Authorises the caller and starts a stopped sandbox, like any data-plane
     // request.
     state.sandboxes.dataplane_socket(&caller, &id).await?;
-    let pid = state
+    let net = state
         .sandboxes
-        .live_pid(&caller.tenant_id, &id)
+        .live_net(&caller.tenant_id, &id)
         .ok_or_else(|| ApiError::NotReady(format!("Sandbox '{id}' is not running")))?;
     let guard = state.sandboxes.connection(&id);
     let sandboxes = state.sandboxes.clone();
     let tenant = caller.tenant_id.clone();
-    let alive = move || sandboxes.live_pid(&tenant, &id) == Some(pid);
+    let alive = move || sandboxes.live_net(&tenant, &id) == Some(net);
     Ok(ws
         .max_message_size(16 << 20)
-        .on_upgrade(move |socket| session(socket, pid, guard, alive)))
+        .on_upgrade(move |socket| session(socket, net, guard, alive)))
 }
 
 /// Serve one tunnel session until the client goes away or the sandbox
@@ -49,7 +51,7 @@ pub async fn upgrade(
 /// WebSocket with a close frame, never by dropping the connection.
 async fn session(
     socket: WebSocket,
-    pid: i32,
+    net: SandboxNet,
     guard: ActivityGuard,
     alive: impl Fn() -> bool + Send + 'static,
 ) {
@@ -71,7 +73,7 @@ async fn session(
         };
         match next {
             Some(Ok(stream)) => {
-                tokio::spawn(serve_stream(stream, pid));
+                tokio::spawn(serve_stream(stream, net));
             }
             Some(Err(err)) => {
                 tracing::debug!(error = %err, "tunnel session ended with an error");
@@ -103,7 +105,7 @@ fn codec() -> Codec<Message> {
 }
 
 /// One tunnelled connection: header, status, splice.
-async fn serve_stream(stream: yamux::Stream, pid: i32) {
+async fn serve_stream(stream: yamux::Stream, net: SandboxNet) {
     let mut stream = stream.compat();
     let mut header = [0u8; ConnectHeader::LEN];
     if stream.read_exact(&mut header).await.is_err() {
@@ -115,8 +117,12 @@ async fn serve_stream(stream: yamux::Stream, pid: i32) {
     } else if port == 0 {
         (Status::PortNotAllowed, None)
     } else {
-        match super::netns::connect(pid, port).await {
+        match net.connect(port).await {
             Ok(tcp) => (Status::Ok, Some(tcp)),
+            // A pod's agent port.
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                (Status::PortNotAllowed, None)
+            }
             Err(err) => {
                 tracing::debug!(port, error = %err, "tunnel dial failed");
                 (Status::DialFailed, None)

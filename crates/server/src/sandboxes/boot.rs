@@ -128,6 +128,8 @@ impl Sandboxes {
     }
 
     async fn wait_agent(&self, id: &str) -> Result<(), String> {
+        // A pod's agent is reached over the network (`peer::PodRoute`).
+        let _ = self.route_agent(id);
         let socket = self.dirs.agent_socket(id);
         match relay::probe(&socket, "/healthz", AGENT_READY_TIMEOUT).await {
             Ok(status) if status.is_success() => Ok(()),
@@ -226,10 +228,19 @@ impl Sandboxes {
         let stopping = live.stopping();
         self.live.insert(id, live);
         let this = self.clone();
+        // A pod has no host pid: its runtime tells when it ends.
+        let route = self.route_agent(id);
+        let ended = self.runtime.exited(id);
         let id = id.to_owned();
         let pid = started.pid;
         tokio::spawn(async move {
-            super::watch::exited(pid).await;
+            match ended {
+                Some(ended) => ended.await,
+                None => super::watch::exited(pid).await,
+            }
+            if let Some(route) = route {
+                route.forget();
+            }
             if !stopping.load(Ordering::SeqCst) {
                 this.on_init_exit(&id, pid).await;
             }

@@ -536,10 +536,12 @@ impl Sandboxes {
 
     /// The init pid of tenant `tenant_id`'s running sandbox `id`, whose
     /// network namespace service and tunnel connections are opened in.
+    /// `None` for a pod too (no host pid: see [`Sandboxes::live_net`]).
     pub fn live_pid(&self, tenant_id: &str, id: &str) -> Option<i32> {
         self.live
             .of_tenant(tenant_id, id)
             .map(|live| live.pid)
+            .filter(|pid| *pid > 0)
     }
 
     /// Record activity now; flushed to the database at most once a second.

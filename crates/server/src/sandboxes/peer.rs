@@ -1,16 +1,65 @@
 //! Sandboxes another replica runs (see `crate::cluster`): the operations
 //! that need a sandbox's runtime or files are sent to its owner, and the
-//! owner runs the ones its peers send.
+//! owner runs the ones its peers send. And sandboxes on another machine of
+//! this replica's own runtime (Kubernetes pods): how the server reaches
+//! their agent and ports over the network.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sandpit_api::SandboxStatus;
+use sandpit_runtime::NetworkEndpoint;
 
 use super::retention::Due;
 use super::Sandboxes;
 use crate::cluster::rpc::{self, PeerOp};
 use crate::cluster::{Cluster, Owner};
 use crate::error::ApiError;
+use crate::gateway::upstream_pod::{self, SandboxNet};
+
+/// A pod agent registered under a sandbox's agent socket path.
+pub(super) struct PodRoute {
+    socket: std::path::PathBuf,
+    endpoint: NetworkEndpoint,
+}
+
+impl PodRoute {
+    /// The pod ended: its socket path names nothing any more.
+    pub(super) fn forget(&self) {
+        let addr = SocketAddr::new(self.endpoint.ip, self.endpoint.agent_port);
+        upstream_pod::forget_agent(&self.socket, addr, &self.endpoint.token);
+    }
+}
+
+impl Sandboxes {
+    /// For a sandbox of a remote runtime (a pod), makes its agent socket
+    /// path name the pod's agent (every relay to the agent then goes
+    /// there, with its credential). `None` for local sandboxes.
+    pub(super) fn route_agent(&self, id: &str) -> Option<PodRoute> {
+        let endpoint = self.runtime.network_endpoint(id)?;
+        let socket = self.dirs.agent_socket(id);
+        if !upstream_pod::register_agent(socket.clone(), &endpoint) {
+            tracing::error!(sandbox = %id, "the pod agent's credential is not a header value");
+            return None;
+        }
+        Some(PodRoute { socket, endpoint })
+    }
+
+    /// Where tenant `tenant_id`'s running sandbox `id` serves its own
+    /// ports (service URLs, tunnels): its init's network namespace, or its
+    /// pod IP.
+    pub fn live_net(&self, tenant_id: &str, id: &str) -> Option<SandboxNet> {
+        let pid = self.live.of_tenant(tenant_id, id)?.pid;
+        if pid > 0 {
+            return Some(SandboxNet::Netns(pid));
+        }
+        let endpoint = self.runtime.network_endpoint(id)?;
+        Some(SandboxNet::Pod {
+            ip: endpoint.ip,
+            agent_port: endpoint.agent_port,
+        })
+    }
+}
 
 impl Sandboxes {
     /// Take part in a cluster (several replicas behind one database).
