@@ -13,13 +13,7 @@ pub fn template_response(row: &TemplateRow) -> StoreResult<TemplateResponse> {
         .and_then(|t| serde_json::from_str(t).ok())
         .map(crate::proxy_config::redact);
     let stored = resources(row)?;
-    let volume_mounts = volume_mounts(row)?
-        .into_iter()
-        .map(|m| api::VolumeMount {
-            volume_name: m.volume_name,
-            mount_path: m.mount_path,
-        })
-        .collect();
+    let volume_mounts = volume_mounts(row)?;
     Ok(TemplateResponse {
         id: row.id.clone(),
         name: row.name.clone(),

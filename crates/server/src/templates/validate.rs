@@ -30,56 +30,12 @@ impl Resources {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VolumeMount {
-    pub volume_name: String,
-    pub mount_path: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ResourcesRequest {
-    pub cpu: Option<String>,
-    pub memory: Option<String>,
-    pub storage: Option<String>,
-}
-
-/// `POST /templates` body.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CreateTemplateRequest {
-    pub name: String,
-    pub image: String,
-    #[serde(default)]
-    pub resources: Option<ResourcesRequest>,
-    #[serde(default)]
-    pub volume_mounts: Option<Vec<VolumeMount>>,
-    #[serde(default)]
-    pub proxy_config: Option<Value>,
-}
-
-/// `PATCH /templates/{name}` body.
-#[derive(Debug, Clone, Deserialize)]
-pub struct UpdateTemplateRequest {
-    pub name: Option<String>,
-}
-
-/// `POST /volumes` body.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CreateVolumeRequest {
-    pub name: String,
-    pub size: String,
-    #[serde(default)]
-    pub wait_for_ready: Option<bool>,
-    #[serde(default)]
-    pub timeout: Option<i64>,
-}
-
-/// `PATCH /volumes/{name}` body.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct UpdateVolumeRequest {
-    pub name: Option<String>,
-    pub size: Option<String>,
-}
+// The request bodies are the wire types (`sandpit_api`); this module turns
+// them into validated values.
+pub use sandpit_api::template::{
+    CreateTemplateRequest, ResourcesRequest, UpdateTemplateRequest, VolumeMount,
+};
+pub use sandpit_api::volume::{CreateVolumeRequest, UpdateVolumeRequest};
 
 pub struct CreateTemplate {
     pub name: String,
