@@ -23,7 +23,7 @@ use sandpit_images::unpack::Compression;
 use sandpit_images::{ImageRecord, LayerStore};
 use tokio::io::AsyncWriteExt;
 
-use super::rpc::{authority, TOKEN_HEADER};
+use super::rpc::{connect, token_ok, unreachable, TOKEN_HEADER};
 use super::Cluster;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -174,15 +174,7 @@ async fn get(
     token: &str,
     path: &str,
 ) -> Result<http::Response<hyper::body::Incoming>, String> {
-    let authority = authority(url).map_err(|e| e.to_string())?;
-    let stream = tokio::net::TcpStream::connect(&authority)
-        .await
-        .map_err(|e| format!("unreachable: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("unreachable: {e}"))?;
-    tokio::spawn(conn);
+    let (authority, mut sender) = connect(url).await?;
     let request = http::Request::get(path)
         .header(http::header::HOST, &authority)
         .header(TOKEN_HEADER, token)
@@ -191,7 +183,7 @@ async fn get(
     sender
         .send_request(request)
         .await
-        .map_err(|e| format!("unreachable: {e}"))
+        .map_err(|e| unreachable(url, &e))
 }
 
 async fn collect(response: http::Response<hyper::body::Incoming>) -> Result<Bytes, String> {
@@ -216,11 +208,7 @@ fn authorised(state: &AppState, headers: &HeaderMap) -> Result<Arc<LayerStore>, 
             name: "/internal/v1/cluster".into(),
         });
     };
-    let token = headers
-        .get(TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !cluster.secret().check_rpc_token(token) {
+    if !token_ok(cluster, headers) {
         return Err(ApiError::Unauthorized("Invalid cluster token".into()));
     }
     Ok(state.snapshots()?.puller().store().clone())

@@ -74,17 +74,43 @@ pub async fn call(url: &str, token: &str, op: &PeerOp) -> Result<(), String> {
     }
 }
 
-async fn send(url: &str, token: &str, op: &PeerOp) -> Result<(), String> {
+/// An HTTP/1.1 connection to the node at `url`: its authority (for
+/// `Host`) and the sender.
+pub(super) async fn connect<B>(
+    url: &str,
+) -> Result<(String, hyper::client::conn::http1::SendRequest<B>), String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let authority = authority(url).map_err(|e| e.to_string())?;
-    let unreachable = |e: &dyn std::fmt::Display| format!("replica {url} unreachable: {e}");
     let stream = tokio::net::TcpStream::connect(&authority)
         .await
-        .map_err(|e| unreachable(&e))?;
-    let (mut sender, conn) =
+        .map_err(|e| unreachable(url, &e))?;
+    let (sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| unreachable(&e))?;
+            .map_err(|e| unreachable(url, &e))?;
     tokio::spawn(conn);
+    Ok((authority, sender))
+}
+
+pub(super) fn unreachable(url: &str, e: &dyn std::fmt::Display) -> String {
+    format!("replica {url} unreachable: {e}")
+}
+
+/// Whether `headers` carry this cluster's token.
+pub(super) fn token_ok(cluster: &super::Cluster, headers: &HeaderMap) -> bool {
+    let token = headers
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    cluster.secret().check_rpc_token(token)
+}
+
+async fn send(url: &str, token: &str, op: &PeerOp) -> Result<(), String> {
+    let (authority, mut sender) = connect(url).await?;
     let body = serde_json::to_vec(op).map_err(|e| e.to_string())?;
     let request = http::Request::post(PATH)
         .header(http::header::HOST, &authority)
@@ -95,13 +121,13 @@ async fn send(url: &str, token: &str, op: &PeerOp) -> Result<(), String> {
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| unreachable(url, &e))?;
     let status = response.status();
     let bytes = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| unreachable(&e))?
+        .map_err(|e| unreachable(url, &e))?
         .to_bytes();
     match serde_json::from_slice::<Reply>(&bytes) {
         Ok(Reply { error: None }) if status.is_success() => Ok(()),
@@ -118,11 +144,7 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap, body: Byte
     let Some(cluster) = state.cluster.as_ref() else {
         return error_response(StatusCode::NOT_FOUND, "NotFound", "No such route");
     };
-    let token = headers
-        .get(TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !cluster.secret().check_rpc_token(token) {
+    if !token_ok(cluster, &headers) {
         return ApiError::Unauthorized("Invalid cluster token".into()).into_response();
     }
     let op: PeerOp = match serde_json::from_slice(&body) {
