@@ -23,9 +23,12 @@ use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use sandpit_runtime::NetworkEndpoint;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use super::relay::Upstream;
+
+/// A connection to an agent: its unix socket, or its pod over TCP.
+pub type AgentStream = tokio_util::either::Either<UnixStream, TcpStream>;
 
 /// How long connecting to a pod may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,6 +101,20 @@ pub fn agent_at(socket: &Path) -> Option<PodUpstream> {
         .unwrap_or_else(PoisonError::into_inner)
         .get(socket)
         .cloned()
+}
+
+/// Connects to the agent `socket` names, for callers that speak to it
+/// themselves rather than through [`super::relay`]: its unix socket, or
+/// the pod agent registered for that path (then `headers`, a request's
+/// headers, get the agent's credential).
+pub async fn connect_agent(socket: &Path, headers: &mut HeaderMap) -> std::io::Result<AgentStream> {
+    match agent_at(socket) {
+        Some(pod) => {
+            pod.authorize(headers);
+            Ok(AgentStream::Right(pod.connect().await?))
+        }
+        None => Ok(AgentStream::Left(UnixStream::connect(socket).await?)),
+    }
 }
 
 /// Where a sandbox's own ports are, for service URLs and tunnels.

@@ -13,7 +13,10 @@ use std::path::Path;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::gateway::upstream_pod::{self, AgentStream};
 
 use crate::opensandbox::error::OsError;
 
@@ -55,8 +58,9 @@ pub struct Spec {
     pub cwd: Option<String>,
 }
 
-/// Starts `spec` through the agent at `socket`; its stdin, and its output
-/// (bounded: the agent holds back output the reader has not taken).
+/// Starts `spec` through the agent `socket` names (its unix socket, or on
+/// Kubernetes its pod with the agent's credential); its stdin, and its
+/// output (bounded: the agent holds back output the reader has not taken).
 pub async fn spawn(socket: &Path, spec: Spec) -> Result<(Stdin, mpsc::Receiver<Output>), OsError> {
     let unreachable = |e: &dyn std::fmt::Display| {
         OsError::new(
@@ -65,10 +69,13 @@ pub async fn spawn(socket: &Path, spec: Spec) -> Result<(Stdin, mpsc::Receiver<O
             format!("the sandbox's agent is not reachable: {e}"),
         )
     };
-    let stream = tokio::net::UnixStream::connect(socket)
+    let mut request = "ws://agent/execute/ws"
+        .into_client_request()
+        .map_err(|e| unreachable(&e))?;
+    let stream = upstream_pod::connect_agent(socket, request.headers_mut())
         .await
         .map_err(|e| unreachable(&e))?;
-    let (mut ws, _) = tokio_tungstenite::client_async("ws://agent/execute/ws", stream)
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
         .await
         .map_err(|e| unreachable(&e))?;
     let mut execute = json!({
@@ -92,7 +99,7 @@ pub async fn spawn(socket: &Path, spec: Spec) -> Result<(Stdin, mpsc::Receiver<O
     Ok((Stdin { control }, output_rx))
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio::net::UnixStream>;
+type Socket = tokio_tungstenite::WebSocketStream<AgentStream>;
 
 /// Moves stdin writes to the socket and the socket's messages to `output`
 /// until the process ends or every [`Stdin`] is dropped (then kills it).
@@ -169,6 +176,81 @@ fn decode_text(text: &str) -> Option<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sandpit_runtime::NetworkEndpoint;
+    use std::path::PathBuf;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
+    /// A pod's agent on loopback: checks the credential, takes the
+    /// execute message, answers with output and an exit.
+    async fn fake_pod_agent(listener: tokio::net::TcpListener) -> (String, serde_json::Value) {
+        let (conn, _) = listener.accept().await.expect("accept");
+        let mut auth = String::new();
+        let mut ws = tokio_tungstenite::accept_hdr_async(conn, |req: &Request, res: Response| {
+            auth = req.headers()["authorization"]
+                .to_str()
+                .unwrap_or_default()
+                .to_owned();
+            Ok(res)
+        })
+        .await
+        .expect("websocket");
+        let execute = match ws.next().await {
+            Some(Ok(Message::Text(text))) => serde_json::from_str(&text).expect("json"),
+            other => panic!("no execute message: {other:?}"),
+        };
+        for message in [
+            json!({"type": "stdout", "data": "from the pod\n"}),
+            json!({"type": "exit", "exit_code": 3}),
+        ] {
+            ws.send(Message::text(message.to_string()))
+                .await
+                .expect("send");
+        }
+        (auth, execute)
+    }
+
+    #[tokio::test]
+    async fn a_process_in_a_pod_is_started_through_its_agent_with_the_credential() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let socket = PathBuf::from(format!("/nonexistent/code-agent-{}.sock", addr.port()));
+        let endpoint = NetworkEndpoint {
+            ip: addr.ip(),
+            agent_port: addr.port(),
+            token: "code-pod-secret".into(),
+        };
+        assert!(upstream_pod::register_agent(socket.clone(), &endpoint));
+        let agent = tokio::spawn(fake_pod_agent(listener));
+        let spec = Spec {
+            command: "exec python3".into(),
+            id: "code-1".into(),
+            cwd: None,
+        };
+        let (_stdin, mut output) = spawn(&socket, spec).await.expect("started on the pod");
+        assert_eq!(
+            output.recv().await,
+            Some(Output::Stdout("from the pod\n".into()))
+        );
+        assert_eq!(output.recv().await, Some(Output::Exit(3)));
+        let (auth, execute) = agent.await.expect("agent");
+        assert_eq!(auth, "Bearer code-pod-secret");
+        assert_eq!(execute["command"], "exec python3");
+        assert_eq!(execute["kill_on_disconnect"], true);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_agent_is_a_502() {
+        let socket = PathBuf::from("/nonexistent/no-agent.sock");
+        let spec = Spec {
+            command: "true".into(),
+            id: "code-2".into(),
+            cwd: None,
+        };
+        let err = spawn(&socket, spec).await.err().expect("refused");
+        assert_eq!(err.status, axum::http::StatusCode::BAD_GATEWAY);
+    }
 
     #[test]
     fn agent_messages_decode() {
