@@ -120,7 +120,12 @@ pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
     make_undumpable();
     // Before any thread exists: it removes the variable from the environment.
     let credential = listener::Credential::take_from_env();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: a command's round trip (request, spawn, SIGCHLD, output,
+    // exit) then wakes no second thread, which on a busy host halved the
+    // `run("true")` round trip (docs/benchmarks.md), and an idle sandbox
+    // holds one thread's stack instead of one per core. Blocking file and
+    // search work still goes to tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -16,6 +16,7 @@
 
 mod burst;
 mod density;
+mod exec;
 mod host;
 
 use std::process::ExitCode;
@@ -59,6 +60,10 @@ pub struct BenchArgs {
     /// Pid of `sandpit serve` for its RSS (default: the only one running).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// The exec row's direct comparison: this agent socket instead of the
+    /// sandbox's (e.g. an agent run by hand on the host).
+    #[arg(long, hide = true)]
+    agent_socket: Option<std::path::PathBuf>,
     /// Only these rows (comma-separated): burst, cold, exec, pool, restart,
     /// density, stream.
     #[arg(long, value_delimiter = ',')]
@@ -120,27 +125,6 @@ async fn create_to_first_exec(client: &Client, runs: usize) -> anyhow::Result<Su
         anyhow::ensure!(result?.exit_code == 0, "`true` failed");
     }
     Ok(summarize(samples))
-}
-
-async fn exec_round_trip(client: &Client, runs: usize) -> anyhow::Result<Summary> {
-    let sandbox = client.create_sandbox(&CreateOptions::default()).await?;
-    let handle = client.sandbox(&sandbox);
-    let measured = async {
-        for _ in 0..5 {
-            handle.run("true").await?;
-        }
-        let mut samples = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            let t0 = Instant::now();
-            let result = handle.run("true").await?;
-            samples.push(t0.elapsed());
-            anyhow::ensure!(result.exit_code == 0, "`true` failed");
-        }
-        Ok(summarize(samples))
-    }
-    .await;
-    client.delete_sandbox(&sandbox.name).await?;
-    measured
 }
 
 /// MB/s of `cat` of a `mib` MiB file inside a sandbox, streamed to this
@@ -480,9 +464,22 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     if args.wants("exec") {
-        let e = exec_round_trip(&client, args.runs).await?;
-        print_row("run(\"true\") round trip (WebSocket)", &e);
-        m.exec = Some(e);
+        let data_dir = server.and_then(host::data_dir);
+        let e = exec::round_trips(
+            &client,
+            args.runs,
+            data_dir.as_deref(),
+            args.agent_socket.as_deref(),
+        )
+        .await?;
+        print_row("run(\"true\") round trip (WebSocket)", &e.server);
+        if let Some(agent) = &e.agent {
+            print_row("  same, straight to the agent's socket", &agent.total);
+            print_row("    connect + WebSocket handshake", &agent.handshake);
+            print_row("    execute -> started (spawn)", &agent.spawn);
+            print_row("    started -> exit (run, reap)", &agent.run);
+        }
+        m.exec = Some(e.server);
     }
     if args.wants("pool") {
         let p = pool_to_first_exec(&client, args.runs).await?;

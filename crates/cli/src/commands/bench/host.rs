@@ -66,6 +66,31 @@ pub fn host_links() -> usize {
     fs::read_dir("/sys/class/net").map_or(0, |d| d.count())
 }
 
+/// The data directory of `server` (its `--data-dir`, `SANDPIT_DATA_DIR`,
+/// or the default `.sandpit`, relative to its working directory).
+pub fn data_dir(server: u32) -> Option<PathBuf> {
+    let args = cmdline(server);
+    let flag = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--data-dir=")
+            .map(str::to_owned)
+            .or_else(|| {
+                (a == "--data-dir")
+                    .then(|| args.get(i + 1).cloned())
+                    .flatten()
+            })
+    });
+    let environ = fs::read(format!("/proc/{server}/environ")).unwrap_or_default();
+    let env = environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"SANDPIT_DATA_DIR="))
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let dir = PathBuf::from(flag.or(env).unwrap_or_else(|| ".sandpit".into()));
+    if dir.is_absolute() {
+        return Some(dir);
+    }
+    Some(fs::read_link(format!("/proc/{server}/cwd")).ok()?.join(dir))
+}
+
 fn cmdline(pid: u32) -> Vec<String> {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     raw.split(|b| *b == 0)
