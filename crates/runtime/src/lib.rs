@@ -106,6 +106,37 @@ pub trait Runtime: Send + Sync {
         let _ = id;
         None
     }
+    /// Which sandbox traffic reaching the egress proxy from `source` comes
+    /// from, told by its address (each sandbox has its own). `None`: no
+    /// sandbox of this backend's; the proxy then refuses it (fail closed).
+    fn egress_source(&self, source: std::net::IpAddr) -> Option<EgressSource> {
+        let _ = source;
+        None
+    }
+    /// Adds and removes the egress proxy's direct routes (HTTPS a sandbox
+    /// sends around the proxy, by NAT), in one transaction. Backends
+    /// without them say so; the proxy then keeps that traffic.
+    fn update_direct_routes(
+        &self,
+        add: &[network::firewall::DirectRoute],
+        remove: &[network::firewall::DirectRoute],
+    ) -> Result<(), RuntimeError> {
+        let _ = (add, remove);
+        Err(RuntimeError::Helper(
+            "this runtime has no direct egress routes".into(),
+        ))
+    }
+}
+
+/// A sandbox as the egress proxy's source address names it
+/// ([`Runtime::egress_source`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EgressSource {
+    /// The sandbox on network slot `n` of this host (the local backend:
+    /// the server knows which sandbox runs on which slot).
+    Slot(u32),
+    /// Sandbox `id` (a pod, whichever server replica started it).
+    Sandbox(String),
 }
 
 /// A future resolving once a sandbox ended ([`Runtime::exited`]).

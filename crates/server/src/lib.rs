@@ -255,7 +255,7 @@ pub async fn serve(mut config: ServerConfig, backend: Backend) -> anyhow::Result
         Some(egress) => {
             let ports = egress.ports;
             match sandpit_egress::start(
-                egress,
+                egress::bind_direct_routes(egress, sandboxes.runtime()),
                 Arc::new(egress::EgressLookup(
                     sandboxes.clone(),
                     secrets,

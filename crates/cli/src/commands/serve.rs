@@ -292,7 +292,7 @@ pub(super) fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
             resolve: args.egress_resolve.into_iter().collect(),
             direct: match args.no_egress_direct {
                 true => None,
-                false => Some(Arc::new(sandpit_server::egress::FirewallRoutes)),
+                false => Some(Arc::new(sandpit_server::egress::BackendRoutes)),
             },
             ca: Arc::new(
                 sandpit_egress::Authority::load_or_create(&data_dir.join("egress"))

@@ -424,6 +424,28 @@ impl Runtime for HelperRuntime {
         Ok(crate::usage::read(id))
     }
 
+    /// A sandbox's veth address names its network slot (no helper call:
+    /// the proxy asks this on every connection).
+    fn egress_source(&self, source: std::net::IpAddr) -> Option<crate::EgressSource> {
+        let std::net::IpAddr::V4(v4) = source else {
+            return None;
+        };
+        crate::network::slot_of_sandbox_ip(v4).map(crate::EgressSource::Slot)
+    }
+
+    /// The server writes the host firewall's `inet sandpit` table itself
+    /// (`nft`), as before the trait had this: nothing to ask the helper.
+    fn update_direct_routes(
+        &self,
+        add: &[crate::network::firewall::DirectRoute],
+        remove: &[crate::network::firewall::DirectRoute],
+    ) -> Result<(), RuntimeError> {
+        crate::network::firewall::update_direct(add, remove).map_err(|e| RuntimeError::Setup {
+            stage: "direct egress routes".into(),
+            message: crate::error_chain(&e),
+        })
+    }
+
     /// The server writes the cgroup itself: freezing forks nothing.
     fn set_frozen(&self, id: &str, frozen: bool) -> Result<(), RuntimeError> {
         crate::cgroup::set_frozen(id, frozen).map_err(|message| RuntimeError::Setup {

@@ -191,6 +191,16 @@ impl Sandboxes {
         slot: u32,
     ) -> Option<(String, String, Option<serde_json::Value>)> {
         let id = self.live.on_slot(slot)?;
+        self.proxy_config_of(&id).await
+    }
+
+    /// [`Self::proxy_config_on_slot`] of sandbox `id`, which the backend
+    /// names as running (a pod, maybe another replica's).
+    pub async fn proxy_config_of(
+        &self,
+        id: &str,
+    ) -> Option<(String, String, Option<serde_json::Value>)> {
+        let id = id.to_owned();
         let row = self.store.sandbox(&id).await.ok()??;
         match row.proxy_config {
             None => Some((id, row.tenant_id, None)),
