@@ -8,6 +8,8 @@
 pub mod admin;
 pub mod error;
 pub mod exec;
+pub mod json_path;
+pub mod mount_config;
 pub mod pools;
 pub mod proxy_config;
 pub mod sandbox;

@@ -33,40 +33,12 @@ pub struct ProxyConfig {
 
 /// Why a JSON value is not a `proxy_config`: the JSON path and serde's
 /// reason (`rules[0].match_hosts[1]: invalid type: ...`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    /// Empty: the config itself.
-    pub path: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.path.as_str() {
-            "" => write!(f, "proxy_config: {}", self.reason),
-            path => write!(f, "proxy_config.{path}: {}", self.reason),
-        }
-    }
-}
-
-impl std::error::Error for ParseError {}
+pub use crate::json_path::ParseError;
 
 impl ProxyConfig {
     /// Parse a JSON value, naming where it is wrong.
     pub fn from_value(value: &Value) -> Result<Self, ParseError> {
-        if !value.is_object() {
-            return Err(ParseError {
-                path: String::new(),
-                reason: "must be an object".into(),
-            });
-        }
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            ParseError {
-                path: if path == "." { String::new() } else { path },
-                reason: e.into_inner().to_string(),
-            }
-        })
+        crate::json_path::from_object("proxy_config", value)
     }
 
     /// The config as JSON (what the store keeps).

@@ -1,11 +1,12 @@
-//! `mount_config` as the `langsmith` SDK sends it (`mount_config()`,
-//! `s3_mount`, `gcs_mount`, `git_mount`, `context_hub_mount`), parsed into
-//! typed values or refused with a message naming the field.
+//! `mount_config`, as parsed into its wire type
+//! ([`sandpit_api::mount_config`]), checked into the typed mounts the host
+//! sets up, or refused with a message naming the field.
 //!
-//! Shape: `{"auth": {"aws": {...}, "gcp": {...}}, "mounts": [{"id", "type",
-//! "mount_path", "<type>": {...}, "read_only"?, "cache"?, "encryption"?}]}`.
-//! Every field not listed here is refused: nothing is stored as if granted.
+//! Every field the wire type does not name, or the mount's `type` does not
+//! take, is refused: nothing is stored as if granted.
 
+use sandpit_api::mount_config as wire;
+use sandpit_api::proxy_config::{self, ProxyConfig, RuleKind, SecretKind};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -114,16 +115,23 @@ pub enum Store {
 /// rule in `proxy_config` may stand in for `auth.aws`, as in the SDK.
 pub fn parse(
     config: &Value,
-    proxy_config: Option<&Value>,
+    proxy_config: Option<&ProxyConfig>,
 ) -> Result<Option<MountConfig>, ConfigError> {
-    let obj = match config {
-        Value::Null => return Ok(None),
-        Value::Object(obj) => obj,
-        _ => return err("mount_config must be an object with 'mounts' and 'auth'"),
-    };
-    only(obj, "mount_config", &["auth", "mounts"])?;
-    let mounts = match obj.get("mounts") {
-        Some(Value::Array(items)) if !items.is_empty() => items,
+    if config.is_null() {
+        return Ok(None);
+    }
+    let config = wire::MountConfig::from_value(config).map_err(|e| ConfigError(e.to_string()))?;
+    check(&config, proxy_config).map(Some)
+}
+
+/// Check a parsed `mount_config`.
+pub fn check(
+    config: &wire::MountConfig,
+    proxy_config: Option<&ProxyConfig>,
+) -> Result<MountConfig, ConfigError> {
+    unknown(&config.other, "mount_config", &["auth", "mounts"])?;
+    let mounts = match &config.mounts {
+        Some(items) if !items.is_empty() => items,
         _ => return err("mount_config.mounts must be a non-empty list of mounts"),
     };
     if mounts.len() > MAX_MOUNTS {
@@ -135,7 +143,7 @@ pub fn parse(
         .map(|(i, m)| mount(i, m))
         .collect::<Result<Vec<_>, _>>()?;
     distinct(&parsed)?;
-    let (aws, gcp) = auth(obj.get("auth"))?;
+    let (aws, gcp) = auth(config.auth.as_ref())?;
     let has = |gcs: bool| {
         parsed.iter().any(|m| {
             matches!(&m.kind, MountKind::Bucket(b) if matches!(b.store, Store::Gcs { .. }) == gcs)
@@ -146,7 +154,7 @@ pub fn parse(
     if aws.is_some() && proxy_aws.is_some() {
         return err("aws auth cannot be provided in both mount_config and proxy_config");
     }
-    if gcp.is_some() && proxy_rule_of_type(proxy_config, "gcp") {
+    if gcp.is_some() && proxy_rules(proxy_config, RuleKind::Gcp).next().is_some() {
         return err("gcp auth cannot be provided in both mount_config and proxy_config");
     }
     if s3_mounts && aws.is_none() && proxy_aws.is_none() {
@@ -161,16 +169,20 @@ pub fn parse(
     if gcp.is_some() && !gcs_mounts {
         return err("mount_config.auth.gcp requires at least one gcs mount");
     }
-    Ok(Some(MountConfig {
+    Ok(MountConfig {
         aws: aws.or(proxy_aws),
         gcp,
         mounts: parsed,
-    }))
+    })
 }
 
-/// Refuse fields of `obj` not in `known`, naming the first.
-fn only(obj: &Map<String, Value>, at: &str, known: &[&str]) -> Result<(), ConfigError> {
-    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+/// Refuse the first of the `given` fields not in `known`.
+fn only<'a>(
+    at: &str,
+    known: &[&str],
+    mut given: impl Iterator<Item = &'a str>,
+) -> Result<(), ConfigError> {
+    match given.find(|k| !known.contains(k)) {
         Some(key) => err(format!(
             "{at}.{key} is not supported (known fields: {})",
             known.join(", ")
@@ -179,71 +191,53 @@ fn only(obj: &Map<String, Value>, at: &str, known: &[&str]) -> Result<(), Config
     }
 }
 
-fn string<'a>(obj: &'a Map<String, Value>, at: &str, key: &str) -> Result<&'a str, ConfigError> {
-    match obj.get(key) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
+/// Refuse the fields a wire type did not know (kept in its `other`).
+fn unknown(other: &Map<String, Value>, at: &str, known: &[&str]) -> Result<(), ConfigError> {
+    only(at, known, other.keys().map(String::as_str))
+}
+
+fn string<'a>(value: Option<&'a String>, at: &str, key: &str) -> Result<&'a str, ConfigError> {
+    match value.map(|s| s.trim()) {
+        Some(s) if !s.is_empty() => Ok(s),
         _ => err(format!("{at}.{key} must be a non-empty string")),
     }
 }
 
 fn opt_string<'a>(
-    obj: &'a Map<String, Value>,
+    value: Option<&'a String>,
     at: &str,
     key: &str,
 ) -> Result<Option<&'a str>, ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        _ => string(obj, at, key).map(Some),
-    }
+    value.map(|_| string(value, at, key)).transpose()
 }
 
-fn opt_bool(obj: &Map<String, Value>, at: &str, key: &str) -> Result<Option<bool>, ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        _ => err(format!("{at}.{key} must be true or false")),
-    }
+/// A required object.
+fn object<'a, T>(value: Option<&'a T>, at: &str) -> Result<&'a T, ConfigError> {
+    value.ok_or_else(|| ConfigError(format!("{at} must be an object")))
 }
 
-fn opt_u64(obj: &Map<String, Value>, at: &str, key: &str) -> Result<Option<u64>, ConfigError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) => Ok(Some(n)),
-            None => err(format!("{at}.{key} must be a whole number >= 0")),
-        },
-    }
-}
-
-fn object<'a>(value: Option<&'a Value>, at: &str) -> Result<&'a Map<String, Value>, ConfigError> {
-    match value {
-        Some(Value::Object(obj)) => Ok(obj),
-        _ => err(format!("{at} must be an object")),
-    }
-}
-
-fn mount(i: usize, value: &Value) -> Result<Mount, ConfigError> {
+fn mount(i: usize, m: &wire::Mount) -> Result<Mount, ConfigError> {
     let at = format!("mount_config.mounts[{i}]");
-    let obj = object(Some(value), &at)?;
-    let id = string(obj, &at, "id")?;
+    let id = string(m.id.as_ref(), &at, "id")?;
     check_id(id, &at)?;
-    let kind = string(obj, &at, "type")?;
+    let Some(kind) = &m.kind else {
+        return err(format!("{at}.type must be a non-empty string"));
+    };
     let at = format!("mount_config.mounts[{i}] ('{id}')");
-    let path = string(obj, &at, "mount_path")?;
-    if kind == "contexthub" {
-        return err(format!(
-            "{at}: Context Hub mounts are not available on Sandpit (there is no Context Hub \
-             here); use a git or bucket mount"
-        ));
+    let path = string(m.mount_path.as_ref(), &at, "mount_path")?;
+    if *kind == wire::MountKind::Contexthub {
+        return Err(context_hub(&at));
     }
     let path = mount_path(path, &at)?;
     let kind = match kind {
-        "git" => {
-            only(obj, &at, &["id", "type", "mount_path", "git"])?;
-            MountKind::Git(git(object(obj.get("git"), &format!("{at}.git"))?, &at)?)
+        wire::MountKind::Git => {
+            only(&at, &["id", "type", "mount_path", "git"], m.given_fields())?;
+            MountKind::Git(git(object(m.git.as_ref(), &format!("{at}.git"))?, &at)?)
         }
-        "s3" | "gcs" => MountKind::Bucket(bucket(obj, kind, &at)?),
-        other => {
+        wire::MountKind::S3 => MountKind::Bucket(bucket(m, true, &at)?),
+        wire::MountKind::Gcs => MountKind::Bucket(bucket(m, false, &at)?),
+        wire::MountKind::Contexthub => return Err(context_hub(&at)),
+        wire::MountKind::Other(other) => {
             return err(format!(
                 "{at}.type '{other}' is not one of s3, gcs, git, contexthub"
             ))
@@ -254,6 +248,13 @@ fn mount(i: usize, value: &Value) -> Result<Mount, ConfigError> {
         path,
         kind,
     })
+}
+
+fn context_hub(at: &str) -> ConfigError {
+    ConfigError(format!(
+        "{at}: Context Hub mounts are not available on Sandpit (there is no Context Hub \
+         here); use a git or bucket mount"
+    ))
 }
 
 fn check_id(id: &str, at: &str) -> Result<(), ConfigError> {
@@ -317,15 +318,19 @@ fn distinct(mounts: &[Mount]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn git(obj: &Map<String, Value>, at: &str) -> Result<GitMount, ConfigError> {
+fn git(source: &wire::GitSource, at: &str) -> Result<GitMount, ConfigError> {
     let at = format!("{at}.git");
-    only(obj, &at, &["remote_url", "ref", "refresh_interval_seconds"])?;
-    let remote_url = remote_url(string(obj, &at, "remote_url")?, &at)?;
-    let reference = match obj.get("ref") {
-        None | Some(Value::Null) => GitRef::Head,
-        Some(value) => git_ref(object(Some(value), &format!("{at}.ref"))?, &at)?,
+    unknown(
+        &source.other,
+        &at,
+        &["remote_url", "ref", "refresh_interval_seconds"],
+    )?;
+    let remote_url = remote_url(string(source.remote_url.as_ref(), &at, "remote_url")?, &at)?;
+    let reference = match &source.reference {
+        None => GitRef::Head,
+        Some(reference) => git_ref(reference, &at)?,
     };
-    let refresh = opt_u64(obj, &at, "refresh_interval_seconds")?;
+    let refresh = source.refresh_interval_seconds;
     if refresh.is_some_and(|s| s == 0 || s > MAX_REFRESH_SECONDS) {
         return err(format!(
             "{at}.refresh_interval_seconds must be between 1 and {MAX_REFRESH_SECONDS}"
@@ -378,21 +383,22 @@ fn https_url(url: &str, at: &str) -> Result<http::Uri, ConfigError> {
     Ok(parsed)
 }
 
-fn git_ref(obj: &Map<String, Value>, at: &str) -> Result<GitRef, ConfigError> {
+fn git_ref(reference: &wire::GitRef, at: &str) -> Result<GitRef, ConfigError> {
     let at = format!("{at}.ref");
-    only(obj, &at, &["type", "name"])?;
-    let name = string(obj, &at, "name")?;
-    match string(obj, &at, "type")? {
-        "branch" => ref_name(name, &at).map(GitRef::Branch),
-        "tag" => ref_name(name, &at).map(GitRef::Tag),
-        "commit" => {
+    unknown(&reference.other, &at, &["type", "name"])?;
+    let name = string(reference.name.as_ref(), &at, "name")?;
+    match &reference.kind {
+        None => err(format!("{at}.type must be a non-empty string")),
+        Some(wire::GitRefKind::Branch) => ref_name(name, &at).map(GitRef::Branch),
+        Some(wire::GitRefKind::Tag) => ref_name(name, &at).map(GitRef::Tag),
+        Some(wire::GitRefKind::Commit) => {
             let hex = name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit());
             match hex {
                 true => Ok(GitRef::Commit(name.to_ascii_lowercase())),
                 false => err(format!("{at}.name must be a full 40-digit commit id")),
             }
         }
-        other => err(format!(
+        Some(wire::GitRefKind::Other(other)) => err(format!(
             "{at}.type '{other}' is not one of branch, tag, commit"
         )),
     }
@@ -419,57 +425,67 @@ fn ref_name(name: &str, at: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn bucket(obj: &Map<String, Value>, kind: &str, at: &str) -> Result<BucketMount, ConfigError> {
+/// An `s3` (or else `gcs`) mount.
+fn bucket(m: &wire::Mount, s3: bool, at: &str) -> Result<BucketMount, ConfigError> {
+    let kind = if s3 { "s3" } else { "gcs" };
     let mut known = vec!["id", "type", "mount_path", kind, "read_only", "cache"];
-    if kind == "s3" {
+    if s3 {
         known.push("encryption");
     }
-    only(obj, at, &known)?;
+    only(at, &known, m.given_fields())?;
     let inner_at = format!("{at}.{kind}");
-    let inner = object(obj.get(kind), &inner_at)?;
-    let (store, bucket) = match kind {
-        "s3" => s3(obj, inner, &inner_at, at)?,
-        _ => gcs(inner, &inner_at)?,
+    let ((store, bucket), raw_prefix) = match s3 {
+        true => {
+            let source = object(m.s3.as_ref(), &inner_at)?;
+            let encryption = m.encryption.as_ref();
+            (s3_store(source, encryption, &inner_at, at)?, &source.prefix)
+        }
+        false => {
+            let source = object(m.gcs.as_ref(), &inner_at)?;
+            (gcs_store(source, &inner_at)?, &source.prefix)
+        }
     };
-    let prefix = match opt_string(inner, &inner_at, "prefix")? {
+    let prefix = match opt_string(raw_prefix.as_ref(), &inner_at, "prefix")? {
         None => String::new(),
         Some(p) => prefix(p, &inner_at)?,
     };
-    let (cache_max_size_bytes, writeback_seconds) = match obj.get("cache") {
-        None | Some(Value::Null) => (None, None),
-        Some(value) => {
+    let (cache_max_size_bytes, writeback_seconds) = match &m.cache {
+        None => (None, None),
+        Some(cache) => {
             let cache_at = format!("{at}.cache");
-            let cache = object(Some(value), &cache_at)?;
-            only(cache, &cache_at, &["max_size_bytes", "writeback_seconds"])?;
-            let writeback = opt_u64(cache, &cache_at, "writeback_seconds")?;
-            if writeback.is_some_and(|s| s > 3600) {
+            unknown(
+                &cache.other,
+                &cache_at,
+                &["max_size_bytes", "writeback_seconds"],
+            )?;
+            if cache.writeback_seconds.is_some_and(|s| s > 3600) {
                 return err(format!("{cache_at}.writeback_seconds must be at most 3600"));
             }
-            (opt_u64(cache, &cache_at, "max_size_bytes")?, writeback)
+            (cache.max_size_bytes, cache.writeback_seconds)
         }
     };
     Ok(BucketMount {
         store,
         bucket,
         prefix,
-        read_only: opt_bool(obj, at, "read_only")?.unwrap_or(false),
+        read_only: m.read_only.unwrap_or(false),
         cache_max_size_bytes,
         writeback_seconds,
     })
 }
 
-fn s3(
-    mount: &Map<String, Value>,
-    obj: &Map<String, Value>,
+fn s3_store(
+    source: &wire::S3Source,
+    encryption: Option<&wire::Encryption>,
     at: &str,
     mount_at: &str,
 ) -> Result<(Store, String), ConfigError> {
-    only(
-        obj,
+    unknown(
+        &source.other,
         at,
         &["endpoint_url", "region", "bucket", "prefix", "path_style"],
     )?;
-    let bucket = string(obj, at, "bucket")?;
+    let bucket = string(source.bucket.as_ref(), at, "bucket")?;
     let ok = (3..=63).contains(&bucket.len())
         && bucket
             .bytes()
@@ -483,7 +499,7 @@ fn s3(
              '.' and '-')"
         ));
     }
-    let region = opt_string(obj, at, "region")?.unwrap_or("us-east-1");
+    let region = opt_string(source.region.as_ref(), at, "region")?.unwrap_or("us-east-1");
     let region_ok = region.len() <= 32
         && region
             .bytes()
@@ -491,33 +507,33 @@ fn s3(
     if !region_ok {
         return err(format!("{at}.region '{region}' is not a region name"));
     }
-    let endpoint_url = opt_string(obj, at, "endpoint_url")?.unwrap_or("https://s3.amazonaws.com");
+    let endpoint_url = opt_string(source.endpoint_url.as_ref(), at, "endpoint_url")?
+        .unwrap_or("https://s3.amazonaws.com");
     let endpoint_url = endpoint(endpoint_url, &format!("{at}.endpoint_url"))?;
-    let kms_key = match mount.get("encryption") {
-        None | Some(Value::Null) => None,
-        Some(value) => {
-            let enc_at = format!("{mount_at}.encryption");
-            let enc = object(Some(value), &enc_at)?;
-            only(enc, &enc_at, &["kms_key"])?;
-            let key = string(enc, &enc_at, "kms_key")?;
-            if key.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                return err(format!("{enc_at}.kms_key must not contain whitespace"));
-            }
-            Some(key.to_owned())
-        }
-    };
+    let kms_key = encryption
+        .map(|e| kms_key(e, &format!("{mount_at}.encryption")))
+        .transpose()?;
     let store = Store::S3 {
         endpoint_url,
         region: region.to_owned(),
-        path_style: opt_bool(obj, at, "path_style")?.unwrap_or(false),
+        path_style: source.path_style.unwrap_or(false),
         kms_key,
     };
     Ok((store, bucket.to_owned()))
 }
 
-fn gcs(obj: &Map<String, Value>, at: &str) -> Result<(Store, String), ConfigError> {
-    only(obj, at, &["bucket", "prefix", "endpoint"])?;
-    let bucket = string(obj, at, "bucket")?;
+fn kms_key(encryption: &wire::Encryption, at: &str) -> Result<String, ConfigError> {
+    unknown(&encryption.other, at, &["kms_key"])?;
+    let key = string(encryption.kms_key.as_ref(), at, "kms_key")?;
+    if key.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return err(format!("{at}.kms_key must not contain whitespace"));
+    }
+    Ok(key.to_owned())
+}
+
+fn gcs_store(source: &wire::GcsSource, at: &str) -> Result<(Store, String), ConfigError> {
+    unknown(&source.other, at, &["bucket", "prefix", "endpoint"])?;
+    let bucket = string(source.bucket.as_ref(), at, "bucket")?;
     let ok = (3..=222).contains(&bucket.len())
         && bucket.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'_'
@@ -530,7 +546,7 @@ fn gcs(obj: &Map<String, Value>, at: &str) -> Result<(Store, String), ConfigErro
              '-' and '_')"
         ));
     }
-    let endpoint = opt_string(obj, at, "endpoint")?
+    let endpoint = opt_string(source.endpoint.as_ref(), at, "endpoint")?
         .map(|e| endpoint(e, &format!("{at}.endpoint")))
         .transpose()?;
     Ok((Store::Gcs { endpoint }, bucket.to_owned()))
@@ -576,121 +592,120 @@ fn prefix(p: &str, at: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn auth(value: Option<&Value>) -> Result<(Option<AwsAuth>, Option<SecretRef>), ConfigError> {
-    let obj = match value {
-        None | Some(Value::Null) => return Ok((None, None)),
-        Some(Value::Object(obj)) => obj,
-        Some(_) => return err("mount_config.auth must be an object with 'aws' and/or 'gcp'"),
+fn auth(
+    auth: Option<&wire::MountAuth>,
+) -> Result<(Option<AwsAuth>, Option<SecretRef>), ConfigError> {
+    let Some(auth) = auth else {
+        return Ok((None, None));
     };
-    only(obj, "mount_config.auth", &["aws", "gcp"])?;
-    let aws = match obj.get("aws") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(aws(
-            object(Some(v), "mount_config.auth.aws")?,
-            "mount_config.auth.aws",
-        )?),
-    };
-    let gcp = match obj.get("gcp") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let at = "mount_config.auth.gcp";
-            let gcp = object(Some(v), at)?;
-            only(gcp, at, &["service_account_json"])?;
-            let secret = secret(
-                gcp.get("service_account_json"),
-                &format!("{at}.service_account_json"),
-            )?;
-            if let SecretRef::Opaque(json) = &secret {
-                sandpit_egress::gcp::ServiceAccount::from_json(json).map_err(|e| {
-                    ConfigError(format!("{at}.service_account_json is not usable: {e}"))
-                })?;
-            }
-            Some(secret)
-        }
-    };
+    unknown(&auth.other, "mount_config.auth", &["aws", "gcp"])?;
+    let aws = auth
+        .aws
+        .as_ref()
+        .map(|a| aws(a, "mount_config.auth.aws"))
+        .transpose()?;
+    let gcp = auth.gcp.as_ref().map(gcp).transpose()?;
     Ok((aws, gcp))
 }
 
-fn aws(obj: &Map<String, Value>, at: &str) -> Result<AwsAuth, ConfigError> {
-    if obj.contains_key("role_arn") {
+fn aws(aws: &wire::AwsAuth, at: &str) -> Result<AwsAuth, ConfigError> {
+    if aws.role_arn.is_some() {
         return err(format!(
             "{at}.role_arn is not supported: Sandpit has no STS to assume a role through; \
              use access_key_id and secret_access_key"
         ));
     }
-    only(obj, at, &["access_key_id", "secret_access_key"])?;
+    unknown(&aws.other, at, &["access_key_id", "secret_access_key"])?;
     Ok(AwsAuth {
-        access_key_id: secret(obj.get("access_key_id"), &format!("{at}.access_key_id"))?,
+        access_key_id: secret(aws.access_key_id.as_ref(), &format!("{at}.access_key_id"))?,
         secret_access_key: secret(
-            obj.get("secret_access_key"),
+            aws.secret_access_key.as_ref(),
             &format!("{at}.secret_access_key"),
         )?,
     })
 }
 
+fn gcp(gcp: &wire::GcpAuth) -> Result<SecretRef, ConfigError> {
+    let at = "mount_config.auth.gcp";
+    unknown(&gcp.other, at, &["service_account_json"])?;
+    let key_at = format!("{at}.service_account_json");
+    let secret = secret(gcp.service_account_json.as_ref(), &key_at)?;
+    if let SecretRef::Opaque(json) = &secret {
+        sandpit_egress::gcp::ServiceAccount::from_json(json)
+            .map_err(|e| ConfigError(format!("{key_at} is not usable: {e}")))?;
+    }
+    Ok(secret)
+}
+
 /// `{"type": "opaque"|"workspace_secret", "value"}`.
-fn secret(value: Option<&Value>, at: &str) -> Result<SecretRef, ConfigError> {
-    let obj = object(value, at)?;
-    only(obj, at, &["type", "value", "is_set"])?;
-    let value = string(obj, at, "value")?;
-    match string(obj, at, "type")? {
-        "opaque" => Ok(SecretRef::Opaque(value.to_owned())),
-        "workspace_secret" => {
-            let v = value.trim();
-            let inner = v
+fn secret(secret: Option<&wire::Secret>, at: &str) -> Result<SecretRef, ConfigError> {
+    let secret = object(secret, at)?;
+    unknown(&secret.other, at, &["type", "value", "is_set"])?;
+    secret_ref(secret.kind, secret.value.as_ref(), at)
+}
+
+fn secret_ref(
+    kind: Option<SecretKind>,
+    value: Option<&String>,
+    at: &str,
+) -> Result<SecretRef, ConfigError> {
+    let value = string(value, at, "value")?;
+    match kind {
+        None => err(format!("{at}.type must be a non-empty string")),
+        Some(SecretKind::Opaque) => Ok(SecretRef::Opaque(value.to_owned())),
+        Some(SecretKind::WorkspaceSecret) => {
+            let inner = value
                 .strip_prefix("${")
-                .or_else(|| v.strip_prefix('{'))
+                .or_else(|| value.strip_prefix('{'))
                 .and_then(|rest| rest.strip_suffix('}'))
-                .unwrap_or(v);
+                .unwrap_or(value);
             sandpit_egress::inject::valid_secret_name(inner)
                 .map(SecretRef::Workspace)
                 .map_err(|e| ConfigError(format!("{at}: {e}")))
         }
-        other => err(format!(
-            "{at}.type '{other}' must be opaque or workspace_secret (plaintext credentials are \
-             not accepted)"
+        Some(SecretKind::Plaintext) => err(format!(
+            "{at}.type 'plaintext' must be opaque or workspace_secret (plaintext credentials \
+             are not accepted)"
         )),
     }
 }
 
-fn enabled_rules(proxy_config: Option<&Value>) -> impl Iterator<Item = &Value> {
+/// The enabled rules of `proxy_config` of one type.
+fn proxy_rules(
+    proxy_config: Option<&ProxyConfig>,
+    kind: RuleKind,
+) -> impl Iterator<Item = &proxy_config::Rule> {
     proxy_config
-        .and_then(|c| c.get("rules"))
-        .and_then(Value::as_array)
         .into_iter()
-        .flatten()
-        .filter(|r| r.get("enabled").and_then(Value::as_bool) != Some(false))
-}
-
-fn proxy_rule_of_type(proxy_config: Option<&Value>, kind: &str) -> bool {
-    enabled_rules(proxy_config).any(|r| r.get("type").and_then(Value::as_str) == Some(kind))
+        .flat_map(ProxyConfig::enabled_rules)
+        .filter(move |r| r.kind.as_ref() == Some(&kind))
 }
 
 /// The credentials of the first enabled `aws` rule of `proxy_config` (the
 /// proxy config was validated before).
-fn proxy_aws_rule(proxy_config: Option<&Value>) -> Option<AwsAuth> {
-    enabled_rules(proxy_config)
-        .filter(|r| r.get("type").and_then(Value::as_str) == Some("aws"))
-        .find_map(|r| {
-            let aws = r.get("aws")?.as_object()?;
-            Some(AwsAuth {
-                access_key_id: secret(aws.get("access_key_id"), "aws").ok()?,
-                secret_access_key: secret(aws.get("secret_access_key"), "aws").ok()?,
-            })
+fn proxy_aws_rule(proxy_config: Option<&ProxyConfig>) -> Option<AwsAuth> {
+    let half = |secret: Option<&proxy_config::Secret>| {
+        let secret = secret?;
+        secret_ref(secret.kind, secret.value.as_ref(), "aws").ok()
+    };
+    proxy_rules(proxy_config, RuleKind::Aws).find_map(|rule| {
+        let aws = rule.aws.as_ref()?;
+        Some(AwsAuth {
+            access_key_id: half(aws.access_key_id.as_ref())?,
+            secret_access_key: half(aws.secret_access_key.as_ref())?,
         })
+    })
 }
 
 /// `mount_config` as the API shows it: opaque credentials without their
-/// value (`is_set: true`), like `proxy_config`'s.
+/// value (`is_set: true`), like `proxy_config`'s. A stored config was
+/// checked when it was sent; one that no longer parses loses its `auth`.
 pub fn redact(config: &mut Value) {
-    let Some(auth) = config.get_mut("auth").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for provider in auth.values_mut().filter_map(Value::as_object_mut) {
-        for secret in provider.values_mut().filter_map(Value::as_object_mut) {
-            if secret.get("type").and_then(Value::as_str) == Some("opaque") {
-                let set = secret.remove("value").is_some();
-                secret.insert("is_set".into(), Value::Bool(set));
+    match wire::MountConfig::from_value(config) {
+        Ok(parsed) => *config = parsed.redacted().to_value(),
+        Err(_) => {
+            if let Some(obj) = config.as_object_mut() {
+                obj.remove("auth");
             }
         }
     }
@@ -828,6 +843,7 @@ mod tests {
         let proxy = json!({"rules": [{"name": "a", "type": "aws", "enabled": true, "aws": {
             "access_key_id": {"type": "opaque", "value": "P"},
             "secret_access_key": {"type": "opaque", "value": "Q"}}}]});
+        let proxy = ProxyConfig::from_value(&proxy).unwrap();
         let parsed = parse(&no_auth, Some(&proxy)).unwrap().unwrap();
         assert_eq!(
             parsed.aws.unwrap().access_key_id,
@@ -846,6 +862,29 @@ mod tests {
         let mut stray = git_config("/mnt/repo");
         stray["auth"] = s3_config()["auth"].clone();
         assert!(message(stray).contains("requires at least one s3 mount"));
+    }
+
+    #[test]
+    fn wrong_types_and_fields_a_type_does_not_take_name_the_field() {
+        let mut typed = git_config("/mnt/repo");
+        typed["mounts"][0]["git"]["refresh_interval_seconds"] = json!("60");
+        let m = message(typed);
+        assert!(
+            m.starts_with("mount_config.mounts[0].git.refresh_interval_seconds: invalid type"),
+            "{m}"
+        );
+        let mut read_only = git_config("/mnt/repo");
+        read_only["mounts"][0]["read_only"] = json!(true);
+        let m = message(read_only);
+        assert!(m.contains("('repo').read_only is not supported"), "{m}");
+        let mut stray = s3_config();
+        stray["auth"]["aws"]["access_key_id"]["note"] = json!("x");
+        let m = message(stray);
+        assert!(
+            m.contains("auth.aws.access_key_id.note is not supported"),
+            "{m}"
+        );
+        assert!(message(json!([])).contains("mount_config: must be an object"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! the host fetches or mounts and binds into the sandbox, with credentials
 //! that never enter it.
 //!
-//! - `config.rs` parses and checks `mount_config` (422 naming the field);
+//! - `config.rs` checks `mount_config`, parsed into its wire type
+//!   (`sandpit_api::mount_config`), into the mounts below (422 naming the
+//!   field);
 //! - `git.rs` clones and refreshes Git mounts with the host's `git`;
 //! - `fuse.rs` runs one `rclone mount` per bucket mount in the runtime
 //!   helper's mount namespace;
@@ -25,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sandpit_api::proxy_config::ProxyConfig;
 use sandpit_egress::dial::Dialer;
 use sandpit_egress::Policy;
 use sandpit_runtime::MountSpec;
@@ -46,9 +49,13 @@ pub fn validate(
 ) -> Result<(), ApiError> {
     match mount_config {
         None => Ok(()),
-        Some(value) => config::parse(value, proxy_config)
-            .map(drop)
-            .map_err(|e| ApiError::Validation(e.0)),
+        Some(value) => {
+            // A proxy_config that does not parse is refused by its own check.
+            let proxy_config = proxy_config.and_then(|v| ProxyConfig::from_value(v).ok());
+            config::parse(value, proxy_config.as_ref())
+                .map(drop)
+                .map_err(|e| ApiError::Validation(e.0))
+        }
     }
 }
 
@@ -318,7 +325,7 @@ fn parsed(row: &SandboxRow) -> Result<Option<MountConfig>, String> {
     let Some(value) = extra.get("mount_config") else {
         return Ok(None);
     };
-    let proxy_config: Option<Value> = row
+    let proxy_config: Option<ProxyConfig> = row
         .proxy_config
         .as_deref()
         .and_then(|t| serde_json::from_str(t).ok());
