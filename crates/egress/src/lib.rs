@@ -213,12 +213,16 @@ pub async fn start<L: Lookup>(config: EgressConfig, lookup: Arc<L>) -> Result<Eg
     Ok(Egress { tasks })
 }
 
-/// The address a redirected connection was originally sent to.
+/// The address a redirected connection was originally sent to. `None`
+/// for a connection sent to the proxy itself (an explicit-proxy client,
+/// e.g. a pod through a Service: conntrack may still know it, with the
+/// listener's own address), whose request names where it goes.
 pub(crate) fn original_destination(stream: &tokio::net::TcpStream) -> Option<SocketAddr> {
     use nix::sys::socket::{getsockopt, sockopt::OriginalDst};
     let raw = getsockopt(stream, OriginalDst).ok()?;
     let ip = Ipv4Addr::from(u32::from_be(raw.sin_addr.s_addr));
-    Some(SocketAddr::from((ip, u16::from_be(raw.sin_port))))
+    let dst = SocketAddr::from((ip, u16::from_be(raw.sin_port)));
+    (stream.local_addr().ok() != Some(dst)).then_some(dst)
 }
 
 /// The destination IP worth checking: none when the sandbox dialed the

@@ -14,6 +14,19 @@ pub const MANAGED_BY: &str = "sandpit";
 pub const AGENT_TOKEN_ENV: &str = "SANDPIT_AGENT_TOKEN";
 /// The key of the credential in the sandbox's Secret.
 pub const AGENT_TOKEN_KEY: &str = "agent-token";
+/// The key of the trust bundle (the system roots plus Sandpit's egress
+/// CA) in the sandbox's Secret.
+pub const TRUST_BUNDLE_KEY: &str = "ca-certificates.crt";
+/// Where images keep their system trust bundle (Debian, Ubuntu, Alpine);
+/// the server binds its bundle with Sandpit's CA there.
+pub const TRUST_STORE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The explicit proxy the server points sandboxes at on the local backend
+/// (the sentinel address, which the host firewall redirects to the proxy);
+/// pods get [`KubernetesConfig::egress_proxy_url`] in its place.
+pub const LOCAL_PROXY_URL: &str = "http://198.18.0.1:80";
+/// The egress proxy's port on the server pods (its HTTP listener, which
+/// serves `CONNECT` and absolute-URI requests from explicit-proxy clients).
+pub const EGRESS_PROXY_PORT: u16 = 15080;
 
 /// Settings of the Kubernetes backend (`sandpit serve --runtime kubernetes`).
 #[derive(Debug, Clone)]
@@ -31,10 +44,15 @@ pub struct KubernetesConfig {
     pub gvisor_runtime_class: Option<String>,
     /// Labels of Sandpit's server pods: the only ingress a sandbox accepts.
     pub server_pod_labels: BTreeMap<String, String>,
-    /// Labels of the egress proxy's pods, and the ports sandboxes may reach
-    /// them on: with DNS, the only egress a sandbox has.
+    /// Labels of the egress proxy's pods (the server replicas, which serve
+    /// it), and the ports sandboxes may reach them on: with DNS, the only
+    /// egress a sandbox has.
     pub egress_proxy_labels: BTreeMap<String, String>,
     pub egress_proxy_ports: Vec<u16>,
+    /// The explicit proxy URL pods get as `HTTP(S)_PROXY` (the Service in
+    /// front of the server replicas' proxy port); `None`: pods have no
+    /// egress (only DNS).
+    pub egress_proxy_url: Option<String>,
     /// The cluster DNS pods (namespace labels and pod labels).
     pub dns_namespace_labels: BTreeMap<String, String>,
     pub dns_pod_labels: BTreeMap<String, String>,
@@ -66,9 +84,10 @@ impl KubernetesConfig {
             ]),
             egress_proxy_labels: labels(&[
                 ("app.kubernetes.io/name", "sandpit"),
-                ("app.kubernetes.io/component", "egress"),
+                ("app.kubernetes.io/component", "server"),
             ]),
-            egress_proxy_ports: vec![15443, 15080, 15053],
+            egress_proxy_ports: vec![EGRESS_PROXY_PORT],
+            egress_proxy_url: None,
             dns_namespace_labels: labels(&[("kubernetes.io/metadata.name", "kube-system")]),
             dns_pod_labels: labels(&[("k8s-app", "kube-dns")]),
             storage_class: None,

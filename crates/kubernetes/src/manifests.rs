@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod,
     PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
-    SecretKeySelector, SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, TCPSocketAction, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
@@ -20,7 +20,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sandpit_runtime::Isolation;
 
 use crate::config::{
-    KubernetesConfig, AGENT_TOKEN_ENV, AGENT_TOKEN_KEY, MANAGED_BY, MANAGED_BY_LABEL, SANDBOX_LABEL,
+    KubernetesConfig, AGENT_TOKEN_ENV, AGENT_TOKEN_KEY, LOCAL_PROXY_URL, MANAGED_BY,
+    MANAGED_BY_LABEL, SANDBOX_LABEL, TRUST_BUNDLE_KEY, TRUST_STORE,
 };
 
 /// Where the agent binary is inside the sandbox container.
@@ -48,6 +49,9 @@ pub struct PodRequest {
     pub fs_capacity_bytes: u64,
     pub isolation: Isolation,
     pub volumes: Vec<VolumeClaim>,
+    /// The system roots plus Sandpit's egress CA (PEM), mounted read-only
+    /// over the image's trust bundle; `None`: the image's own.
+    pub trust_bundle: Option<String>,
 }
 
 /// A volume: a PersistentVolumeClaim mounted at `destination`.
@@ -90,15 +94,17 @@ fn meta(name: String, id: &str, namespace: &str) -> ObjectMeta {
     }
 }
 
-/// The Secret holding the agent's bearer credential.
-pub fn secret(config: &KubernetesConfig, id: &str, token: &str) -> Secret {
+/// The Secret holding the agent's bearer credential (and the trust
+/// bundle, when the sandbox gets one).
+pub fn secret(config: &KubernetesConfig, req: &PodRequest, token: &str) -> Secret {
+    let mut data = BTreeMap::from([(AGENT_TOKEN_KEY.to_owned(), token.to_owned())]);
+    if let Some(bundle) = &req.trust_bundle {
+        data.insert(TRUST_BUNDLE_KEY.to_owned(), bundle.clone());
+    }
     Secret {
-        metadata: meta(object_name(id), id, &config.namespace),
+        metadata: meta(object_name(&req.id), &req.id, &config.namespace),
         type_: Some("Opaque".into()),
-        string_data: Some(BTreeMap::from([(
-            AGENT_TOKEN_KEY.to_owned(),
-            token.to_owned(),
-        )])),
+        string_data: Some(data),
         immutable: Some(true),
         ..Default::default()
     }
@@ -134,6 +140,31 @@ pub fn pod(config: &KubernetesConfig, req: &PodRequest) -> Result<Pod, String> {
         mounts.push(VolumeMount {
             name,
             mount_path: volume.destination.clone(),
+            ..Default::default()
+        });
+    }
+    if req.trust_bundle.is_some() {
+        // Only the bundle's key: the agent's credential never becomes a
+        // file in the sandbox.
+        volumes.push(Volume {
+            name: "trust".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(object_name(&req.id)),
+                items: Some(vec![KeyToPath {
+                    key: TRUST_BUNDLE_KEY.into(),
+                    path: TRUST_BUNDLE_KEY.into(),
+                    mode: Some(0o444),
+                }]),
+                default_mode: Some(0o444),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "trust".into(),
+            mount_path: TRUST_STORE.into(),
+            sub_path: Some(TRUST_BUNDLE_KEY.into()),
+            read_only: Some(true),
             ..Default::default()
         });
     }
@@ -266,15 +297,25 @@ fn agent_args(config: &KubernetesConfig, req: &PodRequest) -> Vec<String> {
     args
 }
 
-fn env(_config: &KubernetesConfig, req: &PodRequest) -> Vec<EnvVar> {
+/// The sandbox's variables. The local backend's explicit-proxy address
+/// becomes the pod network's proxy (or goes, when pods have no egress);
+/// a value a caller set stays.
+fn env(config: &KubernetesConfig, req: &PodRequest) -> Vec<EnvVar> {
     let mut env: Vec<EnvVar> = req
         .env
         .iter()
         .filter(|(name, _)| name != AGENT_TOKEN_ENV)
-        .map(|(name, value)| EnvVar {
-            name: name.clone(),
-            value: Some(value.clone()),
-            ..Default::default()
+        .filter_map(|(name, value)| {
+            let value = match (value.as_str(), &config.egress_proxy_url) {
+                (LOCAL_PROXY_URL, Some(url)) => url.clone(),
+                (LOCAL_PROXY_URL, None) => return None,
+                _ => value.clone(),
+            };
+            Some(EnvVar {
+                name: name.clone(),
+                value: Some(value),
+                ..Default::default()
+            })
         })
         .collect();
     env.push(EnvVar {
@@ -331,7 +372,8 @@ fn port(protocol: &str, port: u16) -> NetworkPolicyPort {
 }
 
 /// Ingress only from Sandpit's server pods; egress only to the cluster's
-/// DNS and the egress proxy.
+/// DNS and the egress proxy's port on the server pods (TCP: an explicit
+/// proxy; the pods resolve names through it, not DNS, for anything else).
 pub fn network_policy(config: &KubernetesConfig, id: &str) -> NetworkPolicy {
     let dns = NetworkPolicyEgressRule {
         to: Some(vec![NetworkPolicyPeer {
@@ -341,12 +383,11 @@ pub fn network_policy(config: &KubernetesConfig, id: &str) -> NetworkPolicy {
         }]),
         ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
     };
-    let mut proxy_ports: Vec<NetworkPolicyPort> = config
+    let proxy_ports: Vec<NetworkPolicyPort> = config
         .egress_proxy_ports
         .iter()
         .map(|p| port("TCP", *p))
         .collect();
-    proxy_ports.extend(config.egress_proxy_ports.iter().map(|p| port("UDP", *p)));
     let proxy = NetworkPolicyEgressRule {
         to: Some(vec![NetworkPolicyPeer {
             pod_selector: Some(selector(&config.egress_proxy_labels)),
@@ -411,7 +452,7 @@ pub fn render(
     for volume in &req.volumes {
         out.push(json(serde_json::to_value(volume_claim(config, volume)))?);
     }
-    out.push(json(serde_json::to_value(secret(config, &req.id, token)))?);
+    out.push(json(serde_json::to_value(secret(config, req, token)))?);
     out.push(json(serde_json::to_value(network_policy(config, &req.id)))?);
     out.push(json(serde_json::to_value(pod(config, req)?))?);
     Ok(out)
@@ -442,7 +483,57 @@ mod tests {
                 size_bytes: 1 << 30,
                 destination: "/data".into(),
             }],
+            trust_bundle: Some("-----BEGIN CERTIFICATE-----\n".into()),
         }
+    }
+
+    #[test]
+    fn the_local_proxy_address_becomes_the_pod_networks_proxy() {
+        let mut config = KubernetesConfig::new("sandpit", "sandpit:dev");
+        let mut req = request();
+        req.env.push(("HTTPS_PROXY".into(), LOCAL_PROXY_URL.into()));
+        req.env.push(("MY_PROXY".into(), "http://mine:1".into()));
+        let value = |env: &[EnvVar], name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        // No egress on the pod network: the variable goes.
+        let without = env(&config, &req);
+        assert_eq!(value(&without, "HTTPS_PROXY"), None);
+        config.egress_proxy_url = Some("http://sandpit-egress.sandpit.svc:15080".into());
+        let with = env(&config, &req);
+        assert_eq!(
+            value(&with, "HTTPS_PROXY").as_deref(),
+            Some("http://sandpit-egress.sandpit.svc:15080")
+        );
+        assert_eq!(value(&with, "MY_PROXY").as_deref(), Some("http://mine:1"));
+    }
+
+    #[test]
+    fn the_trust_bundle_is_mounted_from_the_secret_without_the_credential() {
+        let config = KubernetesConfig::new("sandpit", "sandpit:dev");
+        let req = request();
+        let secret = secret(&config, &req, "tok");
+        let data = secret.string_data.expect("data");
+        assert_eq!(data[TRUST_BUNDLE_KEY], "-----BEGIN CERTIFICATE-----\n");
+        let pod = serde_json::to_value(pod(&config, &req).expect("pod")).expect("json");
+        let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
+        let trust = volumes
+            .iter()
+            .find(|v| v["name"] == "trust")
+            .expect("trust volume");
+        assert_eq!(trust["secret"]["items"].as_array().map(Vec::len), Some(1));
+        assert_eq!(trust["secret"]["items"][0]["key"], TRUST_BUNDLE_KEY);
+        let mounts = pod["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .expect("mounts");
+        let mount = mounts
+            .iter()
+            .find(|m| m["name"] == "trust")
+            .expect("mounted");
+        assert_eq!(mount["mountPath"], TRUST_STORE);
+        assert_eq!(mount["readOnly"], true);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sandpit_runtime::{MountSpec, SandboxSpec};
 
+use crate::config::TRUST_STORE;
 use crate::error::KubeError;
 use crate::manifests::{PodRequest, VolumeClaim};
 
@@ -42,11 +43,14 @@ impl SpecPlanner {
     /// cannot reach a Pod and are refused; volumes become claims.
     pub fn plan(&self, spec: &SandboxSpec) -> Result<PodRequest, KubeError> {
         let image = self.images.image_of(spec)?;
-        let volumes = spec
-            .mounts
-            .iter()
-            .map(volume_of)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut trust_bundle = None;
+        let mut volumes = Vec::new();
+        for mount in &spec.mounts {
+            match trust_bundle_of(mount)? {
+                Some(bundle) => trust_bundle = Some(bundle),
+                None => volumes.push(volume_of(mount)?),
+            }
+        }
         Ok(PodRequest {
             id: spec.id.clone(),
             image,
@@ -58,8 +62,44 @@ impl SpecPlanner {
             fs_capacity_bytes: spec.fs_capacity_bytes,
             isolation: spec.isolation,
             volumes,
+            trust_bundle,
         })
     }
+}
+
+/// Longest trust bundle carried into a pod (in its Secret, whose whole
+/// size Kubernetes caps at 1 MiB).
+const MAX_TRUST_BUNDLE: u64 = 768 << 10;
+
+/// The trust bundle the server binds read-only over the image's
+/// ([`TRUST_STORE`]): a file of the server's (never a sandbox's), which a
+/// pod gets through its Secret instead. `None` for any other mount.
+fn trust_bundle_of(mount: &MountSpec) -> Result<Option<String>, KubeError> {
+    let MountSpec::Bind {
+        source,
+        destination,
+        readonly: true,
+    } = mount
+    else {
+        return Ok(None);
+    };
+    if destination != TRUST_STORE {
+        return Ok(None);
+    }
+    let unreadable = |why: String| {
+        KubeError::Unsupported(format!("the trust bundle {}: {why}", source.display()))
+    };
+    let size = std::fs::metadata(source)
+        .map_err(|e| unreadable(e.to_string()))?
+        .len();
+    if size > MAX_TRUST_BUNDLE {
+        return Err(unreadable(format!(
+            "{size} bytes is too large for a Secret"
+        )));
+    }
+    std::fs::read_to_string(source)
+        .map(Some)
+        .map_err(|e| unreadable(e.to_string()))
 }
 
 fn volume_of(mount: &MountSpec) -> Result<VolumeClaim, KubeError> {

@@ -13,7 +13,8 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchPara
 use kube::Resource;
 use rand::RngCore;
 use sandpit_runtime::{
-    Exited, NetworkEndpoint, RunningSandbox, Runtime, RuntimeError, SandboxSpec, Started,
+    EgressSource, Exited, NetworkEndpoint, RunningSandbox, Runtime, RuntimeError, SandboxSpec,
+    Started,
 };
 use serde::de::DeserializeOwned;
 
@@ -91,7 +92,7 @@ impl KubernetesRuntime {
             let claim = manifests::volume_claim(&self.config, volume);
             create_if_absent(&self.api::<PersistentVolumeClaim>(), &claim).await?;
         }
-        let secret = manifests::secret(&self.config, &req.id, &token);
+        let secret = manifests::secret(&self.config, req, &token);
         replace(&self.api::<Secret>(), &secret).await?;
         let policy = manifests::network_policy(&self.config, &req.id);
         replace(&self.api::<NetworkPolicy>(), &policy).await?;
@@ -297,6 +298,37 @@ impl KubernetesRuntime {
             .collect())
     }
 
+    /// The sandbox whose running pod has IP `ip`: one this runtime started
+    /// or adopted, else looked up through the API (a pod another server
+    /// replica started: the egress proxy behind the Service serves every
+    /// replica's pods). `None` when no running sandbox pod has it, or more
+    /// than one claims it (fail closed).
+    pub async fn sandbox_at(&self, ip: IpAddr) -> Result<Option<String>, KubeError> {
+        let known = self
+            .known_pods()
+            .iter()
+            .find(|(_, k)| k.address.ip == ip)
+            .map(|(id, _)| id.clone());
+        if known.is_some() {
+            return Ok(known);
+        }
+        let params = ListParams::default()
+            .labels(&manifests::managed_selector())
+            .fields(&format!("status.podIP={ip}"));
+        let pods = self.api::<Pod>().list(&params).await?;
+        let ids: BTreeSet<&str> = pods
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && phase(p) == Some("Running"))
+            .filter(|p| pod_ip(p).and_then(|a| a.parse::<IpAddr>().ok()) == Some(ip))
+            .filter_map(|p| manifests::sandbox_id(&p.metadata))
+            .collect();
+        match ids.len() {
+            1 => Ok(ids.into_iter().next().map(str::to_owned)),
+            _ => Ok(None),
+        }
+    }
+
     /// Runs `work` on the server's runtime from a synchronous caller (the
     /// server calls the [`Runtime`] trait from `spawn_blocking`).
     fn block<F: std::future::Future>(&self, work: F) -> F::Output {
@@ -329,6 +361,18 @@ impl Runtime for KubernetesRuntime {
     /// (no API call: the data plane asks this on every connection).
     fn network_endpoint(&self, id: &str) -> Option<NetworkEndpoint> {
         self.known_pods().get(id).map(|k| k.address.clone())
+    }
+
+    /// A pod IP names its sandbox (an API call for pods another replica
+    /// started; an error denies, as an unknown address does).
+    fn egress_source(&self, source: IpAddr) -> Option<EgressSource> {
+        match self.block(self.sandbox_at(source)) {
+            Ok(id) => id.map(EgressSource::Sandbox),
+            Err(err) => {
+                tracing::warn!(%source, error = %err, "cannot tell which sandbox has this pod IP; denying egress");
+                None
+            }
+        }
     }
 
     fn exited(&self, id: &str) -> Option<Exited> {

@@ -218,9 +218,14 @@ async fn the_network_policy_admits_only_sandpit_and_lets_out_only_dns_and_the_pr
         .filter_map(|p| p["port"].as_i64())
         .collect();
     assert_eq!(dns_ports, [53, 53]);
+    // The proxy is the server replicas' egress port, TCP only.
     assert_eq!(
         egress[1]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
-        "egress"
+        "server"
+    );
+    assert_eq!(
+        egress[1]["ports"],
+        serde_json::json!([{"port": 15080, "protocol": "TCP"}])
     );
     // No rule without a `to`: that would mean anywhere.
     assert!(egress
@@ -428,4 +433,89 @@ async fn fake_api_exited_resolves_when_the_sandboxs_pod_ends() {
             .is_err(),
         "the new pod is running"
     );
+}
+
+/// With the fake API server: which sandbox the egress proxy serves, by
+/// source pod IP. A pod this replica started is known without an API call;
+/// another replica's is found by pod IP through the API (label selector
+/// and `status.podIP`); an unknown address, or the IP of a pod that
+/// ended, names nobody (the proxy refuses it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_api_server_egress_source_is_the_running_pod_with_that_ip() {
+    use sandpit_runtime::EgressSource;
+    let fake = Fake::start().await;
+    let rt = runtime(&fake);
+    let r = rt.clone();
+    blocking(move || r.start(&spec(ID, Isolation::Namespaces)))
+        .await
+        .expect("started");
+    let ip: std::net::IpAddr = "10.244.0.1".parse().expect("ip");
+    let sandbox = Some(EgressSource::Sandbox(ID.to_owned()));
+    assert_eq!(rt.egress_source(ip), sandbox);
+
+    // Another replica: nothing in memory, the API answers.
+    let other = runtime(&fake);
+    assert!(other.network_endpoint(ID).is_none());
+    assert_eq!(other.egress_source(ip), sandbox);
+    assert_eq!(
+        other.egress_source("10.244.0.99".parse().expect("ip")),
+        None
+    );
+    assert_eq!(other.egress_source("127.0.0.1".parse().expect("ip")), None);
+
+    // The pod ended: its IP names nobody any more.
+    fake.set_phase(&format!("sandbox-{ID}"), "Failed");
+    assert_eq!(other.egress_source(ip), None);
+    let r = rt.clone();
+    blocking(move || r.stop(ID)).await.expect("stopped");
+    assert_eq!(rt.egress_source(ip), None);
+}
+
+/// With the fake API server: the trust bundle the server binds over the
+/// image's goes into the pod through its Secret, and the local explicit
+/// proxy address becomes the pod network's proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_api_server_pods_get_the_ca_bundle_and_the_proxy() {
+    let fake = Fake::start().await;
+    let dir = std::env::temp_dir().join(format!("sandpit-k8s-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bundle = dir.join("bundle.pem");
+    std::fs::write(&bundle, "-----BEGIN CERTIFICATE-----\nSANDPIT\n").expect("bundle");
+    let mut config = KubernetesConfig::new("sandboxes", "ghcr.example/sandpit:1.0");
+    config.egress_proxy_url = Some("http://sandpit-egress.sandboxes.svc:15080".into());
+    let planner = SpecPlanner::new(Arc::new(|_: &SandboxSpec| Ok("python:3.12".to_owned())));
+    let rt = KubernetesRuntime::new(
+        fake.client(),
+        config,
+        planner,
+        tokio::runtime::Handle::current(),
+    );
+    let mut sandbox = spec(ID, Isolation::Namespaces);
+    sandbox.mounts.push(sandpit_runtime::MountSpec::Bind {
+        source: bundle,
+        destination: "/etc/ssl/certs/ca-certificates.crt".into(),
+        readonly: true,
+    });
+    sandbox
+        .env
+        .push(("HTTPS_PROXY".into(), "http://198.18.0.1:80".into()));
+    blocking(move || rt.start(&sandbox)).await.expect("started");
+    let _ = std::fs::remove_dir_all(&dir);
+    let secret = &fake.created("secrets")[0];
+    assert_eq!(
+        secret["stringData"]["ca-certificates.crt"],
+        "-----BEGIN CERTIFICATE-----\nSANDPIT\n"
+    );
+    let pod = &fake.created("pods")[0]["spec"];
+    let env = pod["containers"][0]["env"].as_array().expect("env");
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "HTTPS_PROXY"
+            && e["value"] == "http://sandpit-egress.sandboxes.svc:15080"));
+    let mounts = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts");
+    assert!(mounts
+        .iter()
+        .any(|m| m["mountPath"] == "/etc/ssl/certs/ca-certificates.crt" && m["readOnly"] == true));
 }

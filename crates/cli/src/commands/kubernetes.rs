@@ -45,6 +45,11 @@ pub struct KubernetesServeArgs {
     /// StorageClass of volume claims (default: the cluster's).
     #[arg(long)]
     pub kubernetes_storage_class: Option<String>,
+    /// The egress proxy URL sandbox pods get as `HTTP(S)_PROXY`: the
+    /// Service in front of the server replicas' proxy port (the Helm chart
+    /// sets it). Not given: pods have DNS and no egress at all.
+    #[arg(long, env = "SANDPIT_KUBERNETES_EGRESS_PROXY")]
+    pub kubernetes_egress_proxy: Option<String>,
 }
 
 const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -64,6 +69,10 @@ impl KubernetesServeArgs {
         config.gvisor_runtime_class =
             Some(self.kubernetes_gvisor_runtime_class.clone()).filter(|c| !c.is_empty());
         config.storage_class = self.kubernetes_storage_class.clone();
+        config.egress_proxy_url = self
+            .kubernetes_egress_proxy
+            .clone()
+            .filter(|u| !u.is_empty());
         Ok(config)
     }
 }
@@ -74,14 +83,19 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.database_url.as_deref().is_some_and(|u| !u.is_empty()),
         "--runtime kubernetes needs --database-url postgres://...: sandboxes outlive a server pod, so their records must too"
     );
-    let kube_config = args.kubernetes.config()?;
+    let mut kube_config = args.kubernetes.config()?;
+    // The NetworkPolicy lets pods reach the port the proxy listens on.
+    kube_config.egress_proxy_ports = vec![args.egress_ports.http];
     let mut config = super::serve::config(args)?;
     config.defaults.gvisor_available = kube_config.gvisor_runtime_class.is_some();
     config.defaults.host_image_available = false;
-    // The in-process proxy is reached through the local firewall's
-    // redirect; pods reach the egress DaemonSet instead (not built yet), so
-    // no CA bundle or proxy variables go into pods.
-    config.egress = None;
+    // Every replica serves the egress proxy on the pod network: pods use it
+    // as an explicit proxy (`HTTP(S)_PROXY`, through a Service) and it
+    // tells them apart by pod IP. No firewall here: no direct routes.
+    match (&kube_config.egress_proxy_url, config.egress.as_mut()) {
+        (Some(_), Some(egress)) => egress.direct = None,
+        _ => config.egress = None,
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let images = LayerStoreImages::new(config.data_dir.join("oci"));
@@ -137,7 +151,14 @@ pub fn run(args: KubernetesArgs) -> anyhow::Result<()> {
             out,
             namespace,
             agent_image,
-        } => render(&out, KubernetesConfig::new(namespace, agent_image)),
+        } => {
+            let mut config = KubernetesConfig::new(namespace.clone(), agent_image);
+            config.egress_proxy_url = Some(format!(
+                "http://sandpit-egress.{namespace}.svc:{}",
+                sandpit_kubernetes::config::EGRESS_PROXY_PORT
+            ));
+            render(&out, config)
+        }
     }
 }
 
@@ -157,6 +178,7 @@ fn render(out: &std::path::Path, config: KubernetesConfig) -> anyhow::Result<()>
         fs_capacity_bytes: 0,
         isolation: Isolation::Namespaces,
         volumes: Vec::new(),
+        trust_bundle: None,
     };
     let gvisor = PodRequest {
         id: "5e1f3c2a-7b8d-4c9e-a0f1-2b3c4d5e6f70".into(),
@@ -173,6 +195,14 @@ fn render(out: &std::path::Path, config: KubernetesConfig) -> anyhow::Result<()>
             size_bytes: 10 << 30,
             destination: "/data".into(),
         }],
+        trust_bundle: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
+        env: vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            (
+                "HTTPS_PROXY".into(),
+                sandpit_kubernetes::config::LOCAL_PROXY_URL.into(),
+            ),
+        ],
         ..plain.clone()
     };
     for (name, req) in [

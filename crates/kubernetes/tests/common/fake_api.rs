@@ -229,7 +229,7 @@ async fn remove(
 }
 
 /// `key=value` and bare `key` terms, comma-separated; field selectors
-/// `metadata.name=...` only.
+/// `metadata.name=...` and `status.podIP=...` only.
 fn matches(object: &Value, query: &BTreeMap<String, String>) -> bool {
     let labels = &object["metadata"]["labels"];
     let by_label = query.get("labelSelector").is_none_or(|selector| {
@@ -244,6 +244,7 @@ fn matches(object: &Value, query: &BTreeMap<String, String>) -> bool {
     let by_field = query.get("fieldSelector").is_none_or(|selector| {
         selector.split(',').all(|term| match term.split_once('=') {
             Some(("metadata.name", v)) => object["metadata"]["name"].as_str() == Some(v),
+            Some(("status.podIP", v)) => object["status"]["podIP"].as_str() == Some(v),
             _ => false,
         })
     });
