@@ -311,7 +311,7 @@ async fn call<L: Lookup>(
     // The callback is the tenant's own service, not a sandbox destination.
     let response = crate::upstream::request_once(ctx, &cb.url, request)
         .await
-        .map_err(FailReason::Upstream)?;
+        .map_err(|e| FailReason::Upstream(e.to_string()))?;
     let status = response.status();
     let bytes = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()

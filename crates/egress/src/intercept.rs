@@ -28,6 +28,8 @@ use crate::inject::{AwsAuth, SecretError};
 use crate::limits::{scaled, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT};
 use crate::live::LivePolicy;
 use crate::sigv4::{sign_request, AwsCredentials};
+use crate::tls::StreamError;
+use crate::upstream::RequestError;
 use crate::{Context, Lookup, Policy};
 
 /// Headers to set on a request for `host` and `path`, secrets resolved.
@@ -217,7 +219,7 @@ impl Upstream {
         &self,
         policy: &Policy,
         ctx: &Context<L>,
-    ) -> Result<SendRequest<Body>, String> {
+    ) -> Result<SendRequest<Body>, RequestError> {
         let kept = self.sender.lock().expect("upstream sender").take();
         if let Some(mut sender) = kept {
             if sender.ready().await.is_ok() {
@@ -227,12 +229,9 @@ impl Upstream {
         let tcp = ctx
             .dialer
             .dial(policy, Some(&self.host), None, self.port)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let tls = crate::upstream::connect_tls(ctx, tcp, &self.host).await?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(conn);
         Ok(sender)
     }
@@ -270,20 +269,17 @@ pub(crate) async fn serve<S, L>(
     upstream: Upstream,
     live: Arc<LivePolicy<L>>,
     ctx: Arc<Context<L>>,
-) -> Result<(), String>
+) -> Result<(), StreamError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     L: Lookup,
 {
-    let config = ctx
-        .ca
-        .server_config(&upstream.host)
-        .map_err(|e| e.to_string())?;
+    let config = ctx.ca.server_config(&upstream.host)?;
     let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
     let tls = tokio::time::timeout(scaled(HANDSHAKE_TIMEOUT, ctx.time_scale), handshake)
         .await
-        .map_err(|_| "no TLS handshake from the sandbox in time".to_owned())?
-        .map_err(|e| format!("TLS from the sandbox failed: {e}"))?;
+        .map_err(|_| StreamError::HandshakeTimeout)?
+        .map_err(StreamError::Handshake)?;
     let header_timeout = scaled(HEADER_TIMEOUT, ctx.time_scale);
     let upstream = Arc::new(upstream);
     let service = hyper::service::service_fn(move |req| {
@@ -295,8 +291,8 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(tls), service)
-        .await
-        .map_err(|e| e.to_string())
+        .await?;
+    Ok(())
 }
 
 async fn forward<L: Lookup>(

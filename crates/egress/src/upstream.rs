@@ -17,6 +17,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 
+use crate::dial::DialError;
 use crate::{Context, Policy};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,23 @@ pub enum UpstreamError {
     NoRoots,
     #[error("cannot build the upstream TLS configuration")]
     Tls(#[from] rustls::Error),
+}
+
+/// Why a connection or request the proxy makes upstream failed (a 502's
+/// reason, or a callback's or token endpoint's).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    #[error("{0}")]
+    Dial(#[from] DialError),
+    #[error("{0}")]
+    ServerName(#[from] rustls::pki_types::InvalidDnsNameError),
+    #[error("TLS to {host} failed: {source}")]
+    Tls {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
 }
 
 /// The one crypto provider the proxy uses (ring).
@@ -84,12 +102,15 @@ pub(crate) async fn connect_tls<L>(
     ctx: &Context<L>,
     tcp: TcpStream,
     host: &str,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, RequestError> {
+    let name = ServerName::try_from(host.to_owned())?;
     tokio_rustls::TlsConnector::from(ctx.upstream_tls.clone())
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS to {host} failed: {e}"))
+        .map_err(|source| RequestError::Tls {
+            host: host.to_owned(),
+            source,
+        })
 }
 
 /// Send one request to `url` (http or https, verified TLS) on the proxy's
@@ -100,31 +121,25 @@ pub(crate) async fn request_once<L>(
     ctx: &Context<L>,
     url: &Uri,
     request: Request<Full<Bytes>>,
-) -> Result<Response<Incoming>, String> {
+) -> Result<Response<Incoming>, RequestError> {
     let host = url.host().unwrap_or_default();
     let https = url.scheme_str() == Some("https");
     let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
     let tcp = ctx
         .dialer
         .dial(&Policy::default(), Some(host), None, port)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     match https {
         true => send(TokioIo::new(connect_tls(ctx, tcp, host).await?), request).await,
         false => send(TokioIo::new(tcp), request).await,
     }
 }
 
-async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, String>
+async fn send<I>(io: I, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, RequestError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(conn);
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(sender.send_request(request).await?)
 }

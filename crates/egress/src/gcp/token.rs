@@ -60,7 +60,7 @@ pub(crate) async fn fetch<L: Lookup>(
     let exchange = async {
         let response = crate::upstream::request_once(ctx, token_uri, request)
             .await
-            .map_err(TokenError::Unreachable)?;
+            .map_err(|e| TokenError::Unreachable(e.to_string()))?;
         let status = response.status();
         let bytes = Limited::new(response.into_body(), MAX_ANSWER)
             .collect()

@@ -51,6 +51,18 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 /// Entries kept before the cache is cleared.
 const CACHE_MAX: usize = 10_000;
 
+/// Why a login grant's `access` or `embed_origins` is refused (a 422
+/// naming the field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("access must be \"restricted\" or \"workspace\", got {0:?}")]
+    Access(String),
+    #[error("embed_origins takes at most {MAX_EMBED_ORIGINS} origins, got {0}")]
+    TooManyOrigins(usize),
+    #[error("embed_origins: {origin:?} is not a valid origin: {why}")]
+    Origin { origin: String, why: &'static str },
+}
+
 /// Who a login grant admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -62,13 +74,11 @@ pub enum Access {
 
 impl Access {
     /// Parse the request's `access`, or a 422 message naming the field.
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, GrantError> {
         match value {
             "restricted" => Ok(Access::Restricted),
             "workspace" => Ok(Access::Workspace),
-            other => Err(format!(
-                "access must be \"restricted\" or \"workspace\", got {other:?}"
-            )),
+            other => Err(GrantError::Access(other.to_owned())),
         }
     }
 
@@ -230,17 +240,16 @@ pub fn forget(id: &str) {
 /// `https://host[:port]` (`http` only for localhost, `*.localhost` and
 /// loopback addresses), lower-cased, default port dropped, duplicates
 /// removed. The error names the field.
-pub fn normalize_origins(origins: &[String]) -> Result<Vec<String>, String> {
+pub fn normalize_origins(origins: &[String]) -> Result<Vec<String>, GrantError> {
     if origins.len() > MAX_EMBED_ORIGINS {
-        return Err(format!(
-            "embed_origins takes at most {MAX_EMBED_ORIGINS} origins, got {}",
-            origins.len()
-        ));
+        return Err(GrantError::TooManyOrigins(origins.len()));
     }
     let mut out: Vec<String> = Vec::new();
     for origin in origins {
-        let normal = normalize_origin(origin)
-            .map_err(|why| format!("embed_origins: {origin:?} is not a valid origin: {why}"))?;
+        let normal = normalize_origin(origin).map_err(|why| GrantError::Origin {
+            origin: origin.clone(),
+            why,
+        })?;
         if !out.contains(&normal) {
             out.push(normal);
         }
@@ -440,6 +449,7 @@ mod tests {
 
     fn norm(list: &[&str]) -> Result<Vec<String>, String> {
         normalize_origins(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -70,9 +70,9 @@ pub async fn create(
     use axum::response::IntoResponse;
     let port = port(req.port)?;
     let origins = grants::normalize_origins(req.embed_origins.as_deref().unwrap_or_default())
-        .map_err(ApiError::Validation)?;
+        .map_err(|e| ApiError::Validation(e.to_string()))?;
     if let Some(access) = &req.access {
-        let access = Access::parse(access).map_err(ApiError::Validation)?;
+        let access = Access::parse(access).map_err(|e| ApiError::Validation(e.to_string()))?;
         if req.expires_in_seconds.is_some() {
             return Err(ApiError::Validation(
                 "expires_in_seconds does not apply with access: a login grant has no token \
