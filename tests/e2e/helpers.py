@@ -1,14 +1,22 @@
 """Helpers the end-to-end tests share: commands run inside a sandbox, tenants
-and SDK clients for a server, its metrics, and browser tests. Fixtures live
-in conftest.py."""
+and SDK clients for a server, its metrics, browser tests, and the loopback
+upstreams egress tests send to (a test CA, HTTP(S) servers, a server whose
+egress proxy reaches them). Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import http.server
+import json
 import os
 import re
 import secrets
 import shutil
+import ssl
 import subprocess
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +76,20 @@ def sdk_client(srv):
     from langsmith.sandbox import SandboxClient
 
     return SandboxClient(api_endpoint=srv.api, api_key=srv.api_key)
+
+
+@contextlib.contextmanager
+def sdk_client_with_secret(srv, name: str, value: str):
+    """The SDK's SandboxClient for a server while its workspace secret `name`
+    holds `value` (deleted after)."""
+    from langsmith import Langsmith
+    from langsmith.sandbox import SandboxClient
+
+    ls = Langsmith(api_key=srv.api_key, base_url=srv.endpoint)
+    ls.workspace_secrets.upsert(name, value=value)
+    with SandboxClient(api_endpoint=srv.api, api_key=srv.api_key) as c:
+        yield c
+    ls.workspace_secrets.delete(name)
 
 
 def scrape(srv) -> str:
@@ -150,3 +172,100 @@ class H(BaseHTTPRequestHandler):
         pass
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 '''
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A loopback upstream's request handler: no access log, and `reply`
+    sends a whole answer with its Content-Length."""
+
+    def reply(self, status: int, body: bytes, content_type: str | None = None) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def reply_json(self, status: int, answer: dict) -> None:
+        self.reply(status, json.dumps(answer).encode(), "application/json")
+
+    def read_body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def lower_headers(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in self.headers.items()}
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_http(handler, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
+    """A threaded HTTP server on `host` (loopback), already serving."""
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def serve_https(handler, cert: Path, key: Path, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
+    """A threaded HTTPS server on `host` (loopback) with `cert`, already serving."""
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def make_ca(work: Path, hosts: list[str]) -> tuple[Path, Path, Path]:
+    """A test CA and a leaf certificate (and its key) for `hosts`, in `work`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Upstream Test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream.example.test")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_path, cert_path, key_path = work / "ca.pem", work / "cert.pem", work / "key.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return ca_path, cert_path, key_path
+
+
+@contextlib.contextmanager
+def egress_upstream_server(handler, hosts: list[str], egress_ports: str, name: str, extra_args=()):
+    """A server whose egress proxy sends `hosts` to `handler`, served over
+    HTTPS on loopback with a certificate from a test CA the proxy trusts
+    (`--egress-upstream-ca`). Its key is `k-<name>`."""
+    from conftest import checked_server
+
+    work = Path(tempfile.mkdtemp(prefix=f"sp-{name}-"))
+    ca, cert, key = make_ca(work, hosts)
+    upstream = serve_https(handler, cert, key)
+    args = ["--egress-ports", egress_ports, "--egress-upstream-ca", str(ca), *extra_args]
+    for host in hosts:
+        args += ["--egress-resolve", f"{host}=127.0.0.1:{upstream.server_address[1]}"]
+    data_dir = Path(tempfile.mkdtemp(prefix=f"sp-{name}-srv-", dir="/tmp"))
+    try:
+        with checked_server(data_dir, api_key=f"k-{name}", extra_args=args) as srv:
+            yield srv
+    finally:
+        upstream.shutdown()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import http.server
 import shutil
-import ssl
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 from conftest import checked_server
 from langsmith.sandbox import SandboxClient
+from helpers import QuietHandler, serve_http, serve_https
 from helpers import curl as sandbox_curl
 
 
@@ -28,23 +27,12 @@ HOSTS = ["api.example.test", "other.example.test", "x.blocked.test", "plain.exam
 EGRESS_PORTS = "25443,25080,25053"
 
 
-class Recorder(http.server.BaseHTTPRequestHandler):
+class Recorder(QuietHandler):
     seen: list[dict] = []
 
     def do_GET(self):  # noqa: N802
         Recorder.seen.append({"host": self.headers.get("Host"), "path": self.path})
-        body = f"upstream saw {self.headers.get('Host')} {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def serve(server: http.server.HTTPServer) -> None:
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.reply(200, f"upstream saw {self.headers.get('Host')} {self.path}\n".encode())
 
 
 def self_signed(work: Path, hosts: list[str]) -> tuple[Path, Path]:
@@ -62,12 +50,7 @@ def self_signed(work: Path, hosts: list[str]) -> tuple[Path, Path]:
 
 def https_recorder(cert: Path, key: Path) -> http.server.HTTPServer:
     """A running HTTPS `Recorder` on a free loopback port."""
-    https = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    https.socket = ctx.wrap_socket(https.socket, server_side=True)
-    serve(https)
-    return https
+    return serve_https(Recorder, cert, key)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +58,7 @@ def upstreams():
     work = Path(tempfile.mkdtemp(prefix="sp-egress-"))
     cert, key = self_signed(work, HOSTS)
     https = https_recorder(cert, key)
-    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    serve(plain)
+    plain = serve_http(Recorder)
     yield {"cert": cert.read_text(), "https": https.server_address[1], "http": plain.server_address[1]}
     https.shutdown()
     plain.shutdown()

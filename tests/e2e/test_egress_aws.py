@@ -11,22 +11,16 @@ the SHA-256 of the body it received.
 
 from __future__ import annotations
 
-import http.server
 import re
-import shutil
-import tempfile
-from pathlib import Path
 
 import httpx
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from conftest import checked_server
-from langsmith import Langsmith
-from langsmith.sandbox import SandboxClient, aws_auth, opaque_secret, proxy_config, workspace_secret
+from langsmith.sandbox import aws_auth, opaque_secret, proxy_config, workspace_secret
+from helpers import QuietHandler, egress_upstream_server, sdk_client_with_secret
 from helpers import transparent_curl as curl
-from test_egress_inject import make_ca, serve_https
 
 ACCESS_KEY = "AKIASANDPITTEST0001"
 SECRET_KEY = "sk-sandpit-9c1f0e7a2b4d6f8e0a1c3e5g"
@@ -60,52 +54,31 @@ def verify(method: str, host: str, path: str, headers: dict[str, str], body: byt
     return f"ok {match['service']} {match['region']}"
 
 
-class FakeAws(http.server.BaseHTTPRequestHandler):
+class FakeAws(QuietHandler):
     protocol_version = "HTTP/1.1"
     results: list[str] = []
 
     def _handle(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        body = self.read_body()
+        headers = self.lower_headers()
         host = headers.get("host", "").split(":")[0]
         result = verify(self.command, host, self.path, headers, body)
         FakeAws.results.append(result)
-        reply = f"{result}\n".encode()
-        self.send_response(200 if result.startswith("ok") else 403)
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
+        self.reply(200 if result.startswith("ok") else 403, f"{result}\n".encode())
 
     do_GET = do_POST = do_PUT = _handle
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")
 def aws_server():
-    work = Path(tempfile.mkdtemp(prefix="sp-aws-"))
-    ca, cert, key = make_ca(work, HOSTS)
-    upstream = serve_https(FakeAws, cert, key)
-    port = upstream.server_address[1]
-    args = ["--egress-ports", EGRESS_PORTS, "--egress-upstream-ca", str(ca)]
-    for host in HOSTS:
-        args += ["--egress-resolve", f"{host}=127.0.0.1:{port}"]
-    data_dir = Path(tempfile.mkdtemp(prefix="sp-aws-srv-", dir="/tmp"))
-    with checked_server(data_dir, api_key="k-aws", extra_args=args) as srv:
+    with egress_upstream_server(FakeAws, HOSTS, EGRESS_PORTS, "aws") as srv:
         yield srv
-    upstream.shutdown()
-    shutil.rmtree(data_dir, ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def client(aws_server):
-    ls = Langsmith(api_key=aws_server.api_key, base_url=aws_server.endpoint)
-    ls.workspace_secrets.upsert("AWS_SK", value=SECRET_KEY)
-    with SandboxClient(api_endpoint=aws_server.api, api_key=aws_server.api_key) as c:
+    with sdk_client_with_secret(aws_server, "AWS_SK", SECRET_KEY) as c:
         yield c
-    ls.workspace_secrets.delete("AWS_SK")
 
 
 DUMMY_AUTH = "-H 'Authorization: AWS4-HMAC-SHA256 Credential=AKIDUMMY/20200101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00'"

@@ -8,21 +8,13 @@ The server runs with `--test-time-scale 30`, so a 60 s TTL lasts 2 s.
 
 from __future__ import annotations
 
-import http.server
-import json
-import shutil
-import tempfile
-import threading
 import time
-from pathlib import Path
 
 import pytest
-from conftest import checked_server
-from langsmith import Langsmith
-from langsmith.sandbox import SandboxClient, SandboxClientError
+from langsmith.sandbox import SandboxClientError
 from langsmith.sandbox._verify import CALLBACK_SIGNATURE_HEADER, SandboxTokenVerifier
+from helpers import QuietHandler, egress_upstream_server, sdk_client_with_secret, serve_http
 from helpers import transparent_curl as curl
-from test_egress_inject import make_ca, serve_https
 
 UPSTREAMS = ["api.example.test", "full.example.test"]
 CALLBACK_URL = "http://callback.example.test/cb"
@@ -30,83 +22,52 @@ EGRESS_PORTS = "28443,28080,28053"
 CB_SECRET = "cb-auth-51e0c2"
 
 
-class Upstream(http.server.BaseHTTPRequestHandler):
+class Upstream(QuietHandler):
     protocol_version = "HTTP/1.1"
     seen: list[dict] = []
 
     def _handle(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        Upstream.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                              "body": body})
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\n")
+        body = self.read_body()
+        Upstream.seen.append({"path": self.path, "headers": self.lower_headers(), "body": body})
+        self.reply(200, b"ok\n")
 
     do_GET = do_POST = _handle
 
-    def log_message(self, *args):
-        pass
 
-
-class CallbackHandler(http.server.BaseHTTPRequestHandler):
+class CallbackHandler(QuietHandler):
     protocol_version = "HTTP/1.1"
     verifier: SandboxTokenVerifier | None = None
     calls: list[dict] = []
     fail = False
 
     def do_POST(self):  # noqa: N802
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.read_body()
         try:
             callback = self.verifier.verify_callback(
                 body=body, signature=self.headers.get(CALLBACK_SIGNATURE_HEADER, ""), aud=CALLBACK_URL)
         except Exception as err:  # noqa: BLE001 - any failure is a refusal
-            return self._reply(401, {"error": str(err)})
+            return self.reply_json(401, {"error": str(err)})
         CallbackHandler.calls.append({"callback": callback, "auth": self.headers.get("X-Cb-Auth")})
         if CallbackHandler.fail:
-            return self._reply(500, {"error": "down"})
-        self._reply(200, {"headers": {"X-Cb-Token": f"tok-{len(CallbackHandler.calls)}"}})
-
-    def _reply(self, status: int, obj: dict):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+            return self.reply_json(500, {"error": "down"})
+        self.reply_json(200, {"headers": {"X-Cb-Token": f"tok-{len(CallbackHandler.calls)}"}})
 
 
 @pytest.fixture(scope="module")
 def cb_server():
-    work = Path(tempfile.mkdtemp(prefix="sp-cb-"))
-    ca, cert, key = make_ca(work, UPSTREAMS)
-    upstream = serve_https(Upstream, cert, key)
-    callbacks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CallbackHandler)
-    threading.Thread(target=callbacks.serve_forever, daemon=True).start()
-    args = ["--egress-ports", EGRESS_PORTS, "--egress-upstream-ca", str(ca), "--test-time-scale", "30",
+    callbacks = serve_http(CallbackHandler)
+    args = ["--test-time-scale", "30",
             "--egress-resolve", f"callback.example.test=127.0.0.1:{callbacks.server_address[1]}"]
-    for host in UPSTREAMS:
-        args += ["--egress-resolve", f"{host}=127.0.0.1:{upstream.server_address[1]}"]
-    data_dir = Path(tempfile.mkdtemp(prefix="sp-cb-srv-", dir="/tmp"))
-    with checked_server(data_dir, api_key="k-cb", extra_args=args) as srv:
+    with egress_upstream_server(Upstream, UPSTREAMS, EGRESS_PORTS, "cb", args) as srv:
         CallbackHandler.verifier = SandboxTokenVerifier(api_url=srv.endpoint)
         yield srv
-    upstream.shutdown()
     callbacks.shutdown()
-    shutil.rmtree(data_dir, ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def client(cb_server):
-    ls = Langsmith(api_key=cb_server.api_key, base_url=cb_server.endpoint)
-    ls.workspace_secrets.upsert("CB_AUTH", value=CB_SECRET)
-    with SandboxClient(api_endpoint=cb_server.api, api_key=cb_server.api_key) as c:
+    with sdk_client_with_secret(cb_server, "CB_AUTH", CB_SECRET) as c:
         yield c
-    ls.workspace_secrets.delete("CB_AUTH")
 
 
 def token_at(path: str) -> str | None:

@@ -16,31 +16,25 @@ One local HTTPS server plays Google (`--egress-resolve` sends
 
 from __future__ import annotations
 
-import http.server
 import json
-import shutil
-import tempfile
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
 import httpx
 import jwt
 import pytest
-from conftest import checked_server
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from langsmith import Langsmith
 from langsmith.sandbox import (
-    SandboxClient,
     SandboxClientError,
     gcp_auth,
     opaque_secret,
     proxy_config,
     workspace_secret,
 )
-from test_egress_inject import make_ca, serve_https, transparent, via_proxy
+from helpers import QuietHandler, egress_upstream_server, sdk_client_with_secret
+from test_egress_inject import transparent, via_proxy
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 HOSTS = ["oauth2.googleapis.com", "storage.googleapis.com", "api.example.test"]
@@ -94,7 +88,7 @@ def verify_grant(form: dict[str, list[str]]) -> dict:
     return claims
 
 
-class FakeGoogle(http.server.BaseHTTPRequestHandler):
+class FakeGoogle(QuietHandler):
     protocol_version = "HTTP/1.1"
     grants: list[dict] = []
     refused: list[str] = []
@@ -102,22 +96,15 @@ class FakeGoogle(http.server.BaseHTTPRequestHandler):
     expires_in = 3599
     lock = threading.Lock()
 
-    def _reply(self, status: int, body: bytes, kind: str = "text/plain") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def _handle(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.read_body()
         host = (self.headers.get("Host") or "").split(":")[0]
         if host == "oauth2.googleapis.com" and self.path == "/token" and self.command == "POST":
             return self._token(body)
         with FakeGoogle.lock:
             FakeGoogle.seen.append({"host": host, "path": self.path,
                                     "authorization": self.headers.get("Authorization")})
-        self._reply(200, f"ok {self.path}\n".encode())
+        self.reply(200, f"ok {self.path}\n".encode(), "text/plain")
 
     def _token(self, body: bytes):
         try:
@@ -126,18 +113,15 @@ class FakeGoogle(http.server.BaseHTTPRequestHandler):
             with FakeGoogle.lock:
                 FakeGoogle.refused.append(repr(err))
             answer = {"error": "invalid_grant", "error_description": f"Invalid JWT: {type(err).__name__}"}
-            return self._reply(400, json.dumps(answer).encode(), "application/json")
+            return self.reply_json(400, answer)
         with FakeGoogle.lock:
             FakeGoogle.grants.append(claims)
             n = len(FakeGoogle.grants)
         answer = {"access_token": f"ya29.sandpit-{n}", "expires_in": FakeGoogle.expires_in,
                   "token_type": "Bearer"}
-        self._reply(200, json.dumps(answer).encode(), "application/json")
+        self.reply_json(200, answer)
 
     do_GET = do_POST = do_PUT = _handle
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(autouse=True)
@@ -151,28 +135,14 @@ def fresh_google():
 
 @pytest.fixture(scope="module")
 def gcp_server():
-    work = Path(tempfile.mkdtemp(prefix="sp-gcp-"))
-    ca, cert, key = make_ca(work, HOSTS)
-    upstream = serve_https(FakeGoogle, cert, key)
-    port = upstream.server_address[1]
-    args = ["--egress-ports", EGRESS_PORTS, "--egress-upstream-ca", str(ca)]
-    for host in HOSTS:
-        args += ["--egress-resolve", f"{host}=127.0.0.1:{port}"]
-    data_dir = Path(tempfile.mkdtemp(prefix="sp-gcp-srv-", dir="/tmp"))
-    with checked_server(data_dir, api_key="k-gcp", extra_args=args) as srv:
+    with egress_upstream_server(FakeGoogle, HOSTS, EGRESS_PORTS, "gcp") as srv:
         yield srv
-    upstream.shutdown()
-    shutil.rmtree(data_dir, ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def client(gcp_server):
-    ls = Langsmith(api_key=gcp_server.api_key, base_url=gcp_server.endpoint)
-    ls.workspace_secrets.upsert("GCP_SA", value=ROBOT_JSON)
-    with SandboxClient(api_endpoint=gcp_server.api, api_key=gcp_server.api_key) as c:
+    with sdk_client_with_secret(gcp_server, "GCP_SA", ROBOT_JSON) as c:
         yield c
-    ls.workspace_secrets.delete("GCP_SA")
 
 
 STORAGE = "https://storage.googleapis.com/storage/v1/b/bkt/o"

@@ -10,26 +10,18 @@ passed-through one shows the upstream's own certificate.
 
 from __future__ import annotations
 
-import datetime
-import http.server
 import json
 import shutil
-import ssl
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import checked_server
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from langsmith import Langsmith
 from langsmith.sandbox import SandboxClient, workspace_secret
-from helpers import curl, transparent_curl
+from helpers import QuietHandler, curl, make_ca, serve_http, serve_https, transparent_curl
 
 HOSTS = ["api.example.test", "other.example.test", "bypass.example.test", "plain.example.test"]
 EGRESS_PORTS = "26443,26080,26053"
@@ -39,7 +31,7 @@ WORKSPACE_SECRET = "wsk-5d0c8e"
 ALL_SECRETS = [PLAIN_SECRET, OPAQUE_SECRET, WORKSPACE_SECRET]
 
 
-class Recorder(http.server.BaseHTTPRequestHandler):
+class Recorder(QuietHandler):
     """Answers `ok <path>` (never echoing headers) and records what came, and from where."""
 
     protocol_version = "HTTP/1.1"
@@ -47,15 +39,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         Recorder.seen.append({"host": self.headers.get("Host"), "path": self.path, "peer": self.client_address[0],
-                              "headers": {k.lower(): v for k, v in self.headers.items()}})
-        body = f"ok {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+                              "headers": self.lower_headers()})
+        self.reply(200, f"ok {self.path}\n".encode())
 
 
 def seen(path: str) -> dict:
@@ -65,49 +50,12 @@ def seen(path: str) -> dict:
     return hits[-1]["headers"]
 
 
-def make_ca(work: Path, hosts: list[str] = HOSTS) -> tuple[Path, Path, Path]:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Upstream Test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream.example.test")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    ca_path, cert_path, key_path = work / "ca.pem", work / "cert.pem", work / "key.pem"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return ca_path, cert_path, key_path
-
-
-def serve_https(handler, cert: Path, key: Path, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
-    """A threaded HTTPS server on `host` (loopback) with `cert`, already serving."""
-    server = http.server.ThreadingHTTPServer((host, 0), handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture(scope="module")
 def upstreams():
     work = Path(tempfile.mkdtemp(prefix="sp-inject-"))
-    ca, cert, key = make_ca(work)
+    ca, cert, key = make_ca(work, HOSTS)
     https = serve_https(Recorder, cert, key)
-    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    plain = serve_http(Recorder)
     yield {"ca": ca, "ca_pem": ca.read_text(), "https": https.server_address[1], "http": plain.server_address[1]}
     https.shutdown()
     plain.shutdown()

@@ -15,7 +15,6 @@ trusted through `--egress-upstream-ca` (a CA this test makes):
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import secrets
@@ -50,8 +49,8 @@ from langsmith.sandbox import (
     s3_mount,
     workspace_secret,
 )
+from helpers import QuietHandler, make_ca, serve_https
 from test_egress_gcp import make_account
-from test_egress_inject import make_ca, serve_https
 
 HOSTS = ["git.mounts.test", "s3.mounts.test", "gcs.mounts.test", "oauth2.mounts.test"]
 EGRESS_PORTS = "31443,31080,31053"
@@ -84,13 +83,13 @@ GIT_BACKEND = Path(subprocess.run(["git", "--exec-path"], capture_output=True, t
                                   check=True).stdout.strip()) / "git-http-backend"
 
 
-class GitCgi(http.server.BaseHTTPRequestHandler):
+class GitCgi(QuietHandler):
     protocol_version = "HTTP/1.1"
     root: Path = Path("/nonexistent")
 
     def _handle(self):
         path, _, query = self.path.partition("?")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.read_body()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "GIT_PROJECT_ROOT": str(GitCgi.root),
@@ -122,9 +121,6 @@ class GitCgi(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     do_GET = do_POST = _handle
-
-    def log_message(self, *args):
-        pass
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -207,15 +203,14 @@ class TlsRelay:
         self.sock.close()
 
 
-class TokenEndpoint(http.server.BaseHTTPRequestHandler):
+class TokenEndpoint(QuietHandler):
     protocol_version = "HTTP/1.1"
     public_key = None
     grants: list[dict] = []
     refused: list[str] = []
 
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        form = urllib.parse.parse_qs(body.decode())
+        form = urllib.parse.parse_qs(self.read_body().decode())
         try:
             claims = jwt.decode(form["assertion"][0], TokenEndpoint.public_key, algorithms=["RS256"],
                                 audience=TOKEN_URI, issuer=ROBOT)
@@ -225,15 +220,7 @@ class TokenEndpoint(http.server.BaseHTTPRequestHandler):
         except Exception as err:  # noqa: BLE001 - any failure is a refusal
             TokenEndpoint.refused.append(repr(err))
             status, answer = 400, {"error": "invalid_grant"}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.reply_json(status, answer)
 
 
 def gcs_upload(port: int, bucket: str, name: str, data: bytes) -> None:

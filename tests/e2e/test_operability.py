@@ -8,20 +8,18 @@ host's loopback.
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import shutil
 import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import checked_server
-from helpers import curl, metric, new_tenant_key, scrape, sdk_client, wait_listening
+from helpers import QuietHandler, curl, metric, new_tenant_key, scrape, sdk_client, serve_http, wait_listening
 
 EGRESS_PORTS = "26443,26080,26053"
 
@@ -32,22 +30,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Hello(http.server.BaseHTTPRequestHandler):
+class Hello(QuietHandler):
     def do_GET(self):  # noqa: N802
-        body = b"hello from upstream\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200, b"hello from upstream\n")
 
 
 @pytest.fixture(scope="module")
 def upstream():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_http(Hello)
     yield server.server_address[1]
     server.shutdown()
 
