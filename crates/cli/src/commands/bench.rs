@@ -263,15 +263,18 @@ async fn pooled_runs(client: &Client, pool: &str, runs: usize) -> anyhow::Result
         ..CreateOptions::default()
     };
     let mut samples = Vec::with_capacity(runs);
+    let mut claims = Vec::with_capacity(runs);
     for _ in 0..runs {
         wait_pool_full(client, pool).await?;
         let t0 = Instant::now();
         let sandbox = client.create_sandbox(&options).await?;
+        claims.push(t0.elapsed());
         let result = client.sandbox(&sandbox).run("true").await;
         samples.push(t0.elapsed());
         client.delete_sandbox(&sandbox.name).await?;
         anyhow::ensure!(result?.exit_code == 0, "`true` failed");
     }
+    print_row("  of which the create (claim)", &summarize(claims));
     Ok(summarize(samples))
 }
 

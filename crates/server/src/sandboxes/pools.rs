@@ -222,6 +222,9 @@ impl Sandboxes {
     }
 }
 
+/// How long a woken refill waits before it boots anything.
+const REFILL_SETTLE: Duration = Duration::from_millis(25);
+
 /// The refill and the claims.
 impl Sandboxes {
     /// Ask the refill task to run now.
@@ -230,8 +233,16 @@ impl Sandboxes {
     }
 
     /// Wait until woken or `interval` passes (the refill task's pacing).
+    /// A wake-up waits [`REFILL_SETTLE`] more: a claim's refill boots a
+    /// sandbox, which on a small host takes the CPU the claimer's first
+    /// command needs right then, and claims in a burst are refilled together.
     pub async fn pools_idle(&self, interval: Duration) {
-        let _ = tokio::time::timeout(interval, self.pools.wake.notified()).await;
+        if tokio::time::timeout(interval, self.pools.wake.notified())
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(REFILL_SETTLE).await;
+        }
     }
 
     /// Claim a warm sandbox for `want` (a row about to be inserted for a
