@@ -60,6 +60,9 @@ pub struct KubernetesConfig {
     pub storage_class: Option<String>,
     /// How long a pod has to be scheduled, pull its image and get ready.
     pub start_timeout: Duration,
+    /// How long a stopped pod may take to go before it is deleted by force
+    /// (its node is lost: no kubelet will ever confirm it ended).
+    pub stop_grace: Duration,
 }
 
 impl KubernetesConfig {
@@ -92,6 +95,7 @@ impl KubernetesConfig {
             dns_pod_labels: labels(&[("k8s-app", "kube-dns")]),
             storage_class: None,
             start_timeout: Duration::from_secs(120),
+            stop_grace: Duration::from_secs(30),
         }
     }
 

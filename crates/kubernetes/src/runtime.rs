@@ -211,7 +211,11 @@ impl KubernetesRuntime {
     }
 
     /// Deletes the sandbox's pod, Secret and NetworkPolicy (claims stay)
-    /// and waits until the pod is gone, so the id can start again.
+    /// and waits until the pod is gone, so the id can start again. A pod
+    /// still there after [`KubernetesConfig::stop_grace`] is on a node that
+    /// is lost (no kubelet confirms its end): it is deleted by force, which
+    /// removes the object at once (a kubelet that comes back kills what
+    /// has no pod object any more).
     pub async fn stop_pod(&self, id: &str) -> Result<(), KubeError> {
         let name = manifests::object_name(id);
         self.known_pods().remove(id);
@@ -225,18 +229,28 @@ impl KubernetesRuntime {
             &DeleteParams::default(),
         )
         .await?;
-        let gone = async {
-            while self.api::<Pod>().get_opt(&name).await?.is_some() {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Ok::<_, KubeError>(())
-        };
-        tokio::time::timeout(Duration::from_secs(60), gone)
+        if tokio::time::timeout(self.config.stop_grace, self.pod_gone(&name))
+            .await
+            .is_ok_and(|gone| gone.is_ok())
+        {
+            return Ok(());
+        }
+        tracing::warn!(pod = %name, "pod still terminating (its node lost?): deleting it by force");
+        let force = DeleteParams::default().grace_period(0);
+        delete_if_present(&self.api::<Pod>(), &name, &force).await?;
+        tokio::time::timeout(Duration::from_secs(30), self.pod_gone(&name))
             .await
             .map_err(|_| KubeError::Pod {
                 pod: name,
-                message: "still terminating after 60 s".into(),
+                message: "still there after a forced delete".into(),
             })?
+    }
+
+    async fn pod_gone(&self, name: &str) -> Result<(), KubeError> {
+        while self.api::<Pod>().get_opt(name).await?.is_some() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(())
     }
 
     /// Sandboxes whose pod is running.

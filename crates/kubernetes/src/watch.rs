@@ -18,12 +18,13 @@ pub struct PodExit {
     pub id: String,
     /// The pod's uid, telling this pod from a later one of the same sandbox.
     pub uid: Option<String>,
-    /// `Failed`, `Succeeded` or `Deleted`.
+    /// `Failed`, `Succeeded`, `Terminating` or `Deleted`.
     pub how: String,
 }
 
 /// Watches every sandbox pod in `namespace` and sends each one that ends
-/// (its phase turns `Failed`/`Succeeded`, or it is deleted). Re-lists and
+/// (its phase turns `Failed`/`Succeeded`, it is being deleted — e.g.
+/// evicted from a lost node — or it is gone). Re-lists and
 /// watches anew whenever a watch ends or expires; stops when the receiver
 /// is dropped.
 pub fn exits(client: kube::Client, namespace: &str) -> mpsc::Receiver<PodExit> {
@@ -80,6 +81,15 @@ fn ended(pod: &Pod, deleted: bool) -> Option<PodExit> {
             id,
             uid,
             how: "Deleted".into(),
+        });
+    }
+    // Being deleted (evicted from a lost node, or deleted by anyone): the
+    // sandbox is gone even while no kubelet confirms it.
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Some(PodExit {
+            id,
+            uid,
+            how: "Terminating".into(),
         });
     }
     let phase = pod.status.as_ref()?.phase.as_deref()?;

@@ -519,3 +519,73 @@ async fn fake_api_server_pods_get_the_ca_bundle_and_the_proxy() {
         .iter()
         .any(|m| m["mountPath"] == "/etc/ssl/certs/ca-certificates.crt" && m["readOnly"] == true));
 }
+
+/// With the fake API server: the node of a sandbox's pod is lost. The
+/// node controller evicts the pod (being deleted, never confirmed): the
+/// exit watch reports it, so the server halts the sandbox as `failed`;
+/// stopping it deletes the pod by force after the grace, and starting it
+/// again creates a new pod that mounts the same volume claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_api_server_a_pod_on_a_lost_node_ends_and_the_sandbox_starts_again() {
+    let fake = Fake::start().await;
+    let mut config = KubernetesConfig::new("sandboxes", "ghcr.example/sandpit:1.0");
+    config.start_timeout = Duration::from_secs(10);
+    config.stop_grace = Duration::from_millis(500);
+    let planner = SpecPlanner::new(Arc::new(|_: &SandboxSpec| Ok("python:3.12".to_owned())));
+    let rt = KubernetesRuntime::new(
+        fake.client(),
+        config,
+        planner,
+        tokio::runtime::Handle::current(),
+    );
+    let mut sandbox = spec(ID, Isolation::Namespaces);
+    sandbox.mounts = vec![MountSpec::Volume {
+        image: PathBuf::from("/data/volumes/data.img"),
+        size_bytes: 1 << 30,
+        destination: "/data".into(),
+    }];
+    let (r, s) = (rt.clone(), sandbox.clone());
+    blocking(move || r.start(&s)).await.expect("started");
+    let ended = rt.exited(ID).expect("watched");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pod = format!("sandbox-{ID}");
+    fake.lose_node(&pod);
+    tokio::time::timeout(Duration::from_secs(5), ended)
+        .await
+        .expect("the eviction ends the sandbox");
+
+    // What the server's halt does: stop. The pod never goes by itself.
+    let r = rt.clone();
+    blocking(move || r.stop(ID)).await.expect("stopped by force");
+    assert!(fake.live_names("pods").is_empty());
+    assert!(fake.live_names("secrets").is_empty());
+
+    let (r, s) = (rt.clone(), sandbox.clone());
+    blocking(move || r.start(&s)).await.expect("started again");
+    let pods = fake.created("pods");
+    assert_eq!(pods.len(), 2, "a new pod");
+    let claims = |pod: &Value| {
+        pod["spec"]["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(claims(&pods[0]), claims(&pods[1]));
+    assert_eq!(claims(&pods[1]).len(), 1);
+    assert_eq!(
+        fake.created("persistentvolumeclaims").len(),
+        1,
+        "the claim is kept and reattached, not made again"
+    );
+    // The new pod runs and is watched anew.
+    let again = rt.exited(ID).expect("watched");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), again)
+            .await
+            .is_err(),
+        "the new pod is running"
+    );
+}

@@ -35,6 +35,9 @@ pub struct Objects {
     next_ip: u8,
     /// The next pod created fails with this reason instead of running.
     pub fail_next_pod: Option<String>,
+    /// Pods on a node that is lost: a graceful delete only marks them
+    /// (no kubelet confirms their end); a forced one removes them.
+    pub on_lost_node: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -99,6 +102,28 @@ impl Fake {
             .filter(|(r, _)| r == resource)
             .map(|(_, n)| n.clone())
             .collect()
+    }
+
+    /// The node of pod `name` is lost: after the node controller's eviction
+    /// the pod is not ready and being deleted, and stays so until deleted
+    /// by force (as on a real cluster until the node object goes).
+    pub fn lose_node(&self, name: &str) {
+        let mut objects = self.objects.lock().expect("lock");
+        objects.version += 1;
+        let version = objects.version.to_string();
+        objects.on_lost_node.insert(name.to_owned());
+        let key = ("pods".to_owned(), name.to_owned());
+        let pod = objects.live.get_mut(&key).expect("pod exists");
+        pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:05:00Z");
+        pod["metadata"]["resourceVersion"] = json!(version);
+        pod["status"]["conditions"] = json!([
+            {"type": "Ready", "status": "False", "reason": "NodeLost"},
+            {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}
+        ]);
+        let pod = pod.clone();
+        let _ = self
+            .events
+            .send(("pods".into(), json!({"type": "MODIFIED", "object": pod})));
     }
 
     /// Sets a live pod's phase (the kubelet saw its container exit).
@@ -209,9 +234,19 @@ async fn fetch(
 async fn remove(
     State(fake): State<Fake>,
     Path((_ns, resource, name)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
     let mut objects = fake.objects.lock().expect("lock");
-    match objects.live.remove(&(resource.clone(), name.clone())) {
+    let key = (resource.clone(), name.clone());
+    let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let forced = options["gracePeriodSeconds"].as_i64() == Some(0);
+    if resource == "pods" && objects.on_lost_node.contains(&name) && !forced {
+        // No kubelet will confirm it: it stays, being deleted.
+        if let Some(object) = objects.live.get(&key) {
+            return Json(object.clone()).into_response();
+        }
+    }
+    match objects.live.remove(&key) {
         Some(object) => {
             objects.deleted.push((resource.clone(), name));
             let _ = fake.events.send((
