@@ -182,6 +182,8 @@ mod tests {
 
     /// A pod's agent on loopback: checks the credential, takes the
     /// execute message, answers with output and an exit.
+    // tungstenite's handshake callback type fixes its large error.
+    #[allow(clippy::result_large_err)]
     async fn fake_pod_agent(listener: tokio::net::TcpListener) -> (String, serde_json::Value) {
         let (conn, _) = listener.accept().await.expect("accept");
         let mut auth = String::new();
