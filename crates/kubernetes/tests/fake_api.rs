@@ -556,7 +556,9 @@ async fn fake_api_server_a_pod_on_a_lost_node_ends_and_the_sandbox_starts_again(
 
     // What the server's halt does: stop. The pod never goes by itself.
     let r = rt.clone();
-    blocking(move || r.stop(ID)).await.expect("stopped by force");
+    blocking(move || r.stop(ID))
+        .await
+        .expect("stopped by force");
     assert!(fake.live_names("pods").is_empty());
     assert!(fake.live_names("secrets").is_empty());
 

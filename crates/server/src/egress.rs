@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn requested_direct_routes_are_written_by_the_backend() {
-        let dir = std::env::temp_dir().join(format!("sandpit-egress-routes-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("sandpit-egress-routes-{}", std::process::id()));
         let ca = Arc::new(sandpit_egress::Authority::load_or_create(&dir).expect("ca"));
         let _ = std::fs::remove_dir_all(&dir);
         let config = |direct: Option<Arc<dyn DirectTable>>| sandpit_egress::EgressConfig {
