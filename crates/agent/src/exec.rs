@@ -77,6 +77,26 @@ pub enum ExecError {
 }
 
 impl ExecRequest {
+    /// `true` in the default shell, with the defaults: the agent's warm-up
+    /// ([`crate::sessions::Sessions::warm_up`]).
+    pub fn warm_up() -> Self {
+        Self {
+            command: "true".into(),
+            shell: DEFAULT_SHELL.into(),
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            lifecycle: Lifecycle {
+                timeout: None,
+                idle_timeout: None,
+                kill_on_disconnect: false,
+                ttl: None,
+            },
+            close_stdin: true,
+            terminal: None,
+        }
+    }
+
     /// Validates a WebSocket `execute` message or SSE start body.
     pub fn from_wire(req: ExecuteRequest) -> Result<Self, ExecError> {
         let run_config = req.run_config.unwrap_or_default();

@@ -159,6 +159,8 @@ async fn run(args: Args, credential: Option<listener::Credential>) -> anyhow::Re
         reaper,
         ExecContext::from_process(args.workdir.clone(), args.user.clone()),
     );
+    let warming = Arc::clone(&sessions);
+    tokio::spawn(async move { warming.warm_up().await });
     let state = Arc::new(http::AppState {
         sessions: Arc::clone(&sessions),
         workdir: args.workdir,
