@@ -174,3 +174,41 @@ async fn finished_sessions_hold_no_descriptors() {
     }
     eventually("descriptors released", || count() <= baseline).await;
 }
+
+/// Right after start, before any request, the agent runs the default shell
+/// once (its warm-up), as a command would run, and reaps it.
+#[tokio::test]
+async fn the_agent_runs_the_default_shell_once_at_start_and_reaps_it() {
+    let dir = TempDir::new();
+    let socket = dir.path().join("agent.sock");
+    let workdir = dir.path().join("work");
+    // A non-interactive bash sources $BASH_ENV: the warm-up leaves a mark.
+    let marks = dir.path().join("marks");
+    let script = dir.path().join("bash_env.sh");
+    std::fs::write(&script, format!("echo warm >> {}\n", marks.display())).expect("script");
+    let agent = Agent::adopt(
+        Command::new(env!("CARGO_BIN_EXE_sandpit-agent"))
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--workdir")
+            .arg(&workdir)
+            .env("BASH_ENV", &script)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+        dir,
+        socket,
+        workdir,
+    );
+    eventually("the warm-up's mark", || marks.exists()).await;
+    // Reaped: the agent keeps no child (nor zombie) of it.
+    let pid = agent.pid();
+    eventually("no child of the agent", || {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .is_ok_and(|c| c.trim().is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let marks = std::fs::read_to_string(&marks).expect("marks");
+    assert_eq!(marks, "warm\n", "one warm-up, no other command");
+}
