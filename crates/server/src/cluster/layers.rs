@@ -219,21 +219,17 @@ pub async fn serve_image(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(digest): Path<String>,
-) -> Response {
-    let store = match authorised(&state, &headers) {
-        Ok(store) => store,
-        Err(err) => return err.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let store = authorised(&state, &headers)?;
     match store.image(&digest) {
         Ok(Some(record)) if record.layers.iter().all(|l| store.has_layer(l)) => {
-            Json(record).into_response()
+            Ok(Json(record).into_response())
         }
-        Ok(_) => ApiError::NotFound {
+        Ok(_) => Err(ApiError::NotFound {
             kind: "Image",
             name: digest,
-        }
-        .into_response(),
-        Err(err) => ApiError::BadRequest(err.to_string()).into_response(),
+        }),
+        Err(err) => Err(ApiError::BadRequest(err.to_string())),
     }
 }
 
@@ -242,21 +238,17 @@ pub async fn serve_layer(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(digest): Path<String>,
-) -> Response {
-    let store = match authorised(&state, &headers) {
-        Ok(store) => store,
-        Err(err) => return err.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let store = authorised(&state, &headers)?;
     let dir = match store.layer_dir(&digest) {
         Ok(dir) if dir.is_dir() => dir,
         Ok(_) => {
-            return ApiError::NotFound {
+            return Err(ApiError::NotFound {
                 kind: "Layer",
                 name: digest,
-            }
-            .into_response()
+            })
         }
-        Err(err) => return ApiError::BadRequest(err.to_string()).into_response(),
+        Err(err) => return Err(ApiError::BadRequest(err.to_string())),
     };
     // Packed on a blocking thread into a file first, so the response has
     // a length: a transfer cut short is an error on the other side, never
@@ -278,15 +270,15 @@ pub async fn serve_layer(
         Ok(Ok(file)) => file,
         Ok(Err(err)) => {
             let err = anyhow::Error::new(err).context(format!("packing layer {digest}"));
-            return ApiError::Internal(err).into_response();
+            return Err(ApiError::Internal(err));
         }
-        Err(err) => return ApiError::Internal(err.into()).into_response(),
+        Err(err) => return Err(ApiError::Internal(err.into())),
     };
     let length = file.metadata().map(|m| m.len()).unwrap_or(0);
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
-    (
+    Ok((
         [(http::header::CONTENT_LENGTH, length.to_string())],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }

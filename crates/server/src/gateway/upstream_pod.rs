@@ -223,17 +223,11 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
             let (mut conn, _) = listener.accept().await.expect("accept");
-            let mut buf = vec![0u8; 4096];
-            let mut head = Vec::new();
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = conn.read(&mut buf).await.expect("read");
-                assert!(n > 0, "closed early");
-                head.extend_from_slice(&buf[..n]);
-            }
+            let head = read_head(&mut conn).await;
             conn.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
                 .await
                 .expect("write");
-            String::from_utf8(head).expect("utf-8")
+            head
         });
         let req = http::Request::get("/healthz")
             .header("authorization", "Bearer client-key")
