@@ -19,6 +19,7 @@ pub mod helper;
 pub mod host_image;
 pub mod idmap;
 pub mod local;
+pub mod mount_ns;
 pub mod mountinfo;
 pub mod network;
 pub mod oci;
@@ -65,15 +66,8 @@ pub trait Runtime: Send + Sync {
     /// The server is exiting: finish releasing what stopped sandboxes held.
     /// Running sandboxes are left alone.
     fn shutdown(&self) {}
-    /// Where the caller sees `path`, a path inside a running sandbox's state
-    /// dir that the backend may have mounted over (the capacity-limited
-    /// writable layer). The local backend mounts in the runtime helper's
-    /// mount namespace, so this goes through `/proc/<helper>/root`.
-    fn host_view(&self, path: &std::path::Path) -> std::path::PathBuf {
-        path.to_path_buf()
-    }
-    /// A process in whose mount namespace the backend makes its mounts
-    /// (the runtime helper), for the caller's own mounts that a sandbox
+    /// A process in whose mount namespace the backend makes its shared
+    /// mounts (the runtime helpers' holder), for the caller's own mounts that a sandbox
     /// binds ([`MountSpec::Fuse`]); `None`: the caller's namespace.
     fn mount_namespace_pid(&self) -> Option<u32> {
         None

@@ -24,6 +24,10 @@ pub struct RuntimeHelperArgs {
     /// working in parallel) and leave the firewall to it.
     #[arg(long)]
     pub join_mounts: Option<u32>,
+    /// Hold the helpers' mount namespace and the firewall; answer no
+    /// requests (started once, before the helpers).
+    #[arg(long, conflicts_with = "join_mounts")]
+    pub anchor: bool,
 }
 
 pub fn run(args: RuntimeHelperArgs) -> ExitCode {
@@ -36,11 +40,15 @@ pub fn run(args: RuntimeHelperArgs) -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
-    match sandpit_runtime::helper::serve_joined(
-        &args.state_dir,
-        args.egress_ports,
-        args.join_mounts,
-    ) {
+    let served = match args.anchor {
+        true => sandpit_runtime::helper::hold_mounts(&args.state_dir, args.egress_ports),
+        false => sandpit_runtime::helper::serve_joined(
+            &args.state_dir,
+            args.egress_ports,
+            args.join_mounts,
+        ),
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %sandpit_runtime::error_chain(&err), "runtime helper failed");

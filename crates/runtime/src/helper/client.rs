@@ -40,8 +40,9 @@ const RECHECK: Duration = Duration::from_millis(100);
 /// local backend. Each helper serves one call at a time; up to
 /// [`HelperRuntime::with_helpers`] of them work in parallel, the extra ones
 /// started the first time every running helper is busy. They share one
-/// private mount namespace (each one after the first joins it), so any of
-/// them sees every sandbox's mounts. A sandbox is stopped by the helper
+/// private mount namespace, held (with the firewall) by a process that
+/// answers no calls ([`super::hold_mounts`]), so any of them finds every
+/// sandbox's mount namespace there. A sandbox is stopped by the helper
 /// that started it (its init's parent, which reaps it) while that helper
 /// lives. Call it from blocking threads (for example tokio's
 /// `spawn_blocking`). If a helper dies, the call in flight fails and the
@@ -52,6 +53,9 @@ pub struct HelperRuntime {
     args: Vec<OsString>,
     timeout: Duration,
     slots: Vec<Slot>,
+    /// The process holding the helpers' mount namespace, and its pid.
+    anchor: Mutex<Option<HelperProcess>>,
+    anchor_pid: AtomicU32,
     /// Held while a helper is being launched: one at a time, so their
     /// set-up probes (which use fixed paths in the state dir) never overlap.
     launching: Mutex<()>,
@@ -140,12 +144,19 @@ impl HelperRuntime {
             args,
             timeout: DEFAULT_TIMEOUT,
             slots: (0..helpers_wanted()).map(|_| Slot::default()).collect(),
+            anchor: Mutex::new(None),
+            anchor_pid: AtomicU32::new(0),
             launching: Mutex::new(()),
             freed: (Mutex::new(()), Condvar::new()),
             owners: Mutex::new(HashMap::new()),
             userns: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
         };
+        let anchor = runtime.launch_process(&["--anchor"])?;
+        runtime
+            .anchor_pid
+            .store(anchor.child.id(), Ordering::Relaxed);
+        *relock(runtime.anchor.lock()) = Some(anchor);
         let process = runtime.launch()?;
         runtime.slots[0]
             .pid
@@ -183,8 +194,12 @@ impl HelperRuntime {
         self.userns.load(Ordering::Relaxed)
     }
 
-    /// Pid of a running helper (the first one, if it runs); all of them
-    /// share one mount namespace.
+    /// Pid of the process holding the helpers' mount namespace.
+    pub fn namespace_pid(&self) -> Option<u32> {
+        Some(self.anchor_pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0)
+    }
+
+    /// Pid of a running helper (the first one, if it runs).
     pub fn helper_pid(&self) -> Option<u32> {
         self.slots
             .iter()
@@ -198,15 +213,20 @@ impl HelperRuntime {
         pids.filter(|&pid| pid != 0).collect()
     }
 
-    /// Starts a helper; it joins the mount namespace of one already
-    /// running, if any.
+    /// Starts a helper in the held mount namespace.
     fn launch(&self) -> Result<HelperProcess, RuntimeError> {
+        let pid = self.namespace_pid().ok_or_else(|| {
+            RuntimeError::Helper("the helpers' mount namespace is not held".into())
+        })?;
+        self.launch_process(&["--join-mounts", &pid.to_string()])
+    }
+
+    /// Starts the program with `extra` arguments and waits until it is
+    /// ready.
+    fn launch_process(&self, extra: &[&str]) -> Result<HelperProcess, RuntimeError> {
         let _one_at_a_time = relock(self.launching.lock());
         let mut command = Command::new(&self.program);
-        command.args(&self.args);
-        if let Some(pid) = self.helper_pid() {
-            command.arg("--join-mounts").arg(pid.to_string());
-        }
+        command.args(&self.args).args(extra);
         let failed =
             |what: &str, e: &dyn std::fmt::Display| RuntimeError::Helper(format!("{what}: {e}"));
         let mut child = command
@@ -332,14 +352,18 @@ impl HelperRuntime {
         }
     }
 
-    /// Ends every helper, the first one last (it applied the firewall and
-    /// releases stopped sandboxes' links as it exits).
+    /// Ends every helper, then the namespace holder (it applied the
+    /// firewall and releases stopped sandboxes' links as it exits).
     fn end_all(&self) {
         for slot in self.slots.iter().rev() {
             if let Some(process) = relock(slot.process.lock()).take() {
                 slot.pid.store(0, Ordering::Relaxed);
                 process.end(HELPER_GRACE);
             }
+        }
+        if let Some(anchor) = relock(self.anchor.lock()).take() {
+            self.anchor_pid.store(0, Ordering::Relaxed);
+            anchor.end(HELPER_GRACE);
         }
     }
 }
@@ -401,18 +425,8 @@ impl Drop for HelperRuntime {
 }
 
 impl Runtime for HelperRuntime {
-    fn host_view(&self, path: &std::path::Path) -> std::path::PathBuf {
-        match self.helper_pid() {
-            Some(pid) => std::path::Path::new("/proc")
-                .join(pid.to_string())
-                .join("root")
-                .join(path.strip_prefix("/").unwrap_or(path)),
-            None => path.to_path_buf(),
-        }
-    }
-
     fn mount_namespace_pid(&self) -> Option<u32> {
-        self.helper_pid()
+        self.namespace_pid()
     }
 
     fn queue_depth(&self) -> Option<usize> {

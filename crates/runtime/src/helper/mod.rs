@@ -10,11 +10,12 @@
 //! spreads calls over up to [`DEFAULT_HELPERS`] helpers, or
 //! [`HELPERS_ENV`]); [`serve`] is the helper's loop.
 //!
-//! The first helper moves into a private mount namespace (with `/`
-//! rprivate), so its overlay mounts never appear in the host's mount table;
-//! containers' mount namespaces are cloned from it. The other helpers join
-//! that namespace ([`serve_joined`]), so every helper sees every mount. A
-//! helper survives SIGINT and SIGTERM (the server stops sandboxes first)
+//! A holder process ([`hold_mounts`], started first) moves into a private
+//! mount namespace (with `/` rprivate) and applies the firewall; the
+//! helpers join that namespace ([`serve_joined`]), so no mount of theirs
+//! appears in the host's mount table. Each sandbox's mounts are made in a
+//! namespace of its own, copied from that one, which the shared namespace
+//! keeps as one nsfs bind ([`crate::mount_ns`]). A helper survives SIGINT and SIGTERM (the server stops sandboxes first)
 //! and exits when its stdin closes; sandboxes outlive it and a new helper
 //! finds them again.
 
@@ -25,5 +26,5 @@ mod server;
 mod setup;
 
 pub use client::{HelperRuntime, DEFAULT_HELPERS, DEFAULT_TIMEOUT, HELPERS_ENV};
-pub use server::{serve, serve_joined, ServeError};
+pub use server::{hold_mounts, serve, serve_joined, ServeError};
 pub use setup::SetupError;

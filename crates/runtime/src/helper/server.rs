@@ -38,30 +38,14 @@ pub fn serve(state_dir: &Path, egress: Option<EgressPorts>) -> Result<(), ServeE
 }
 
 /// [`serve`]; with `join_mounts`, in the mount namespace of that (running)
-/// helper instead of a new one, and without touching the firewall, which
-/// the helper that made the namespace set up.
+/// helper or [`hold_mounts`] process instead of a new one, and without
+/// touching the firewall, which the process that made the namespace set up.
 pub fn serve_joined(
     state_dir: &Path,
     egress: Option<EgressPorts>,
     join_mounts: Option<u32>,
 ) -> Result<(), ServeError> {
-    let (requests, mut replies) = setup::take_stdio()?;
-    let mut runtime = match init(state_dir, egress, join_mounts) {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            let reply = Reply::Error(RuntimeError::Helper(chain(&err)));
-            let _ = write(&mut replies, &reply);
-            return Err(err);
-        }
-    };
-    write(
-        &mut replies,
-        &Reply::Ready {
-            pid: std::process::id(),
-            userns: runtime.userns_supported(),
-        },
-    )?;
-    let mut input = LineReader::new(requests);
+    let (mut input, mut replies, mut runtime) = ready(state_dir, egress, join_mounts)?;
     loop {
         while let Some(line) = input.next_line() {
             write(&mut replies, &handle(&mut runtime, &line))?;
@@ -80,6 +64,49 @@ pub fn serve_joined(
             input.fill()?;
         }
     }
+}
+
+/// Sets up like the first helper (a private mount namespace, the
+/// firewall), says it is ready, and answers no requests: it holds the
+/// namespace the helpers join while they come and go (a helper's own
+/// namespace changes while it starts a sandbox, see [`crate::mount_ns`]).
+/// Returns when stdin closes, after releasing stopped sandboxes' links.
+pub fn hold_mounts(state_dir: &Path, egress: Option<EgressPorts>) -> Result<(), ServeError> {
+    let (mut input, _replies, runtime) = ready(state_dir, egress, None)?;
+    while !input.is_eof() {
+        input.fill()?;
+        while input.next_line().is_some() {}
+    }
+    if let Err(err) = runtime.release_dead_links(LINK_GRACE) {
+        tracing::warn!(error = %chain(&err), "releasing the links of stopped sandboxes failed");
+    }
+    Ok(())
+}
+
+/// Sets this process up ([`init`]) and says so on stdout; returns the
+/// requests, the replies and the runtime. A failure is said too.
+fn ready(
+    state_dir: &Path,
+    egress: Option<EgressPorts>,
+    join_mounts: Option<u32>,
+) -> Result<(LineReader<File>, File, LocalRuntime), ServeError> {
+    let (requests, mut replies) = setup::take_stdio()?;
+    let runtime = match init(state_dir, egress, join_mounts) {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let reply = Reply::Error(RuntimeError::Helper(chain(&err)));
+            let _ = write(&mut replies, &reply);
+            return Err(err);
+        }
+    };
+    write(
+        &mut replies,
+        &Reply::Ready {
+            pid: std::process::id(),
+            userns: runtime.userns_supported(),
+        },
+    )?;
+    Ok((LineReader::new(requests), replies, runtime))
 }
 
 fn init(

@@ -1,5 +1,6 @@
 //! The capacity-limited writable layer: a sparse ext4 image per sandbox,
-//! loop-mounted in the helper's mount namespace while the sandbox runs.
+//! loop-mounted by the start (in its own mount namespace, see
+//! [`crate::mount_ns`]) and held by the container while the sandbox runs.
 //!
 //! The image is created (sparse, so it costs only its metadata, ~230 KB)
 //! on the first start as a copy of a pre-formatted blank, and kept across stops, so the files in
@@ -173,6 +174,29 @@ pub fn mount_image(image: &Path, target: &Path) -> io::Result<()> {
         .args(["-t", "ext4", "-o", "loop,nodev,nosuid"])
         .arg(image)
         .arg(target))
+}
+
+/// Runs `f` with the writable layer of the sandbox whose state dir is
+/// `state_dir` mounted, on `upper` (the overlay's upper directory, which `f`
+/// gets), in a mount namespace that goes with the call. A running
+/// sandbox's image is attached to a loop device already, which mount(8)
+/// reuses (see [`mount_image`]): `f` sees the file system the sandbox
+/// writes to.
+pub fn with_writable_layer<T: Send>(
+    state_dir: &Path,
+    f: impl FnOnce(&Path) -> T + Send,
+) -> io::Result<T> {
+    let paths = SandboxPaths::new(state_dir);
+    let view = state_dir.join("disk-view");
+    fs::create_dir_all(&view)?;
+    let seen = crate::mount_ns::run_private(|| {
+        mount_image(&paths.disk_image, &view)?;
+        Ok(f(&view.join("upper")))
+    })
+    .map_err(io::Error::other)
+    .and_then(|r| r);
+    let _ = fs::remove_dir(&view);
+    seen
 }
 
 /// Makes a volume's image ready (see [`prepare_volume`]) and loop-mounts

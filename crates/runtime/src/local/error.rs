@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::agent_socket::AgentSocketError;
 use crate::error::{chain, RuntimeError};
 use crate::idmap::IdmapError;
+use crate::mount_ns::MountNsError;
 use crate::network::NetworkError;
 use crate::oci::OciError;
 use crate::overlay::OverlayError;
@@ -47,6 +48,8 @@ pub enum LocalError {
     #[error("this host cannot give sandboxes user namespaces (idmapped mounts)")]
     NoUserNs,
     #[error(transparent)]
+    MountNs(#[from] MountNsError),
+    #[error(transparent)]
     Runsc(#[from] crate::gvisor::runsc::RunscError),
 }
 
@@ -66,6 +69,7 @@ impl LocalError {
             Self::Cgroup(_) => "cgroup",
             Self::Idmap(_) | Self::NoUserNs => "user namespace",
             Self::Runsc(_) => "gVisor",
+            Self::MountNs(_) => "mount namespace",
         }
     }
 

@@ -27,6 +27,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+pub use disk::with_writable_layer;
 pub use error::LocalError;
 use host::HostFacts;
 use layout::StateDirs;

@@ -17,6 +17,7 @@ use super::record::{GvisorRecord, Init, Record};
 use super::{validate, LocalRuntime};
 use crate::agent_socket;
 use crate::idmap::UserNs;
+use crate::mount_ns;
 use crate::network::{self, NetPlan};
 use crate::oci::{self, BindMount};
 use crate::overlay::{self, Upper};
@@ -95,6 +96,9 @@ impl LocalRuntime {
             return Err(LocalError::NoUserNs);
         }
         let userns = spec.userns_base.map(UserNs::new).transpose()?;
+        // Everything mounted from here on is in the start's own namespace,
+        // gone once the container (with its copies) runs.
+        let detour = mount_ns::Detour::new_namespace()?;
         let mut mounted = mount_root(spec, paths, &self.dirs.blanks, userns.as_ref())?;
         let mut etc = rootfs::write_etc(&paths.etc, &spec.hostname, plan)?;
         let mut paths = paths.clone();
@@ -112,6 +116,7 @@ impl LocalRuntime {
         self.save(record)?;
         network::setup(init.pid, &spec.id, plan)?;
         container.start()?;
+        drop(detour);
         let started = Started {
             pid: init.pid,
             start_time: init.start_time,

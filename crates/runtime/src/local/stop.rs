@@ -80,8 +80,9 @@ impl LocalRuntime {
     }
 }
 
-/// Detaches the helper-side mounts (newest first) and removes their now
-/// empty mount points. The writable layer stays.
+/// Detaches the helper-side mounts (newest first; only a gVisor
+/// sandbox's are still there, see [`crate::mount_ns`]) and removes their
+/// now empty mount points. The writable layer stays.
 fn unmount_all(record: &Record) -> Result<(), LocalError> {
     for target in record.helper_mounts.iter().rev() {
         overlay::unmount(target)?;

@@ -17,8 +17,9 @@ pub struct CaptureSource {
     pub base_digest: Option<String>,
     /// The `run_config` of the snapshot the sandbox came from.
     pub base_run_config: Option<String>,
-    /// The sandbox's writable layer, as the server sees it.
-    pub upper: std::path::PathBuf,
+    /// The sandbox's writable layer: a directory, or (in a disk image) the
+    /// sandbox's state dir.
+    pub upper: crate::snapshots::Upper,
     /// Holds a running sandbox still for the copy.
     pub freeze: Option<Freeze>,
 }
@@ -192,9 +193,9 @@ impl Sandboxes {
                     "Sandbox '{name}' is stopped; start it before capturing it"
                 )));
             }
-            self.runtime.host_view(&state.join("disk").join("upper"))
+            crate::snapshots::Upper::InDisk(state)
         } else {
-            state.join("upper")
+            crate::snapshots::Upper::Dir(state.join("upper"))
         };
         let freeze = (status == sandpit_api::SandboxStatus::Ready).then(|| Freeze {
             runtime: self.runtime.clone(),

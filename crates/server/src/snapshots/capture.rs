@@ -15,7 +15,7 @@
 //! [`super::HOST_BASE_PREFIX`], so its sandboxes boot it over `host`; no
 //! host file is ever copied into a snapshot.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -43,9 +43,28 @@ pub struct Capture {
     pub labels: super::validate::Labels,
     /// The snapshot the sandbox was created from (its `run_config` is kept).
     pub base_run_config: Option<String>,
-    pub upper: PathBuf,
+    pub upper: Upper,
     /// Holds a running sandbox still for the copy; `None` when stopped.
     pub freeze: Option<Freeze>,
+}
+
+/// Where a sandbox's writable layer is.
+pub enum Upper {
+    /// A directory the server sees.
+    Dir(PathBuf),
+    /// In the disk image of the running sandbox with this state dir,
+    /// mounted for the copy (see `sandpit_runtime::local::with_writable_layer`).
+    InDisk(PathBuf),
+}
+
+impl Upper {
+    /// Runs `f` on the layer's directory.
+    fn with_dir<T: Send>(&self, f: impl FnOnce(&Path) -> T + Send) -> std::io::Result<T> {
+        match self {
+            Self::Dir(dir) => Ok(f(dir)),
+            Self::InDisk(state_dir) => sandpit_runtime::local::with_writable_layer(state_dir, f),
+        }
+    }
 }
 
 /// The sandbox a capture freezes while it copies.
@@ -144,7 +163,7 @@ impl Snapshots {
         let store = self.puller.store().clone();
         let layer_digest = sha256(id.as_bytes());
         let staging = store.temp_path("capture");
-        let upper = capture.upper.clone();
+        let upper = std::mem::replace(&mut capture.upper, Upper::Dir(PathBuf::new()));
         let digest = layer_digest.clone();
         let freeze = capture.freeze.take();
         let copied = tokio::task::spawn_blocking(move || -> Result<u64, String> {
@@ -152,7 +171,9 @@ impl Snapshots {
                 std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
             }
             let frozen = freeze.as_ref().map(Freeze::hold).transpose()?;
-            let copied = copy_tree(&upper, &staging, &["tmp"]);
+            let copied = upper
+                .with_dir(|dir| copy_tree(dir, &staging, &["tmp"]))
+                .map_err(|e| format!("mounting the writable layer failed: {e}"))?;
             drop(frozen);
             let stats = copied.map_err(|e| {
                 let _ = std::fs::remove_dir_all(&staging);

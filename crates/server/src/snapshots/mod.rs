@@ -17,7 +17,7 @@ use std::sync::Arc;
 use sandpit_api::sandbox::RunConfig;
 use sandpit_images::{Credentials, ImageConfig, ImageRecord, Puller};
 
-pub use capture::{Capture, Freeze};
+pub use capture::{Capture, Freeze, Upper};
 pub use reference::SnapshotRef;
 pub use response::{snapshot_response, SnapshotResponse};
 use validate::{CreateSnapshot, Labels};
