@@ -157,6 +157,10 @@ impl Sessions {
         {
             process::kill_group(child.pid);
         }
+        // The spawn's buffers (its child stack among them) were freed into
+        // the heap, resident; an idle sandbox gives them back.
+        // SAFETY: malloc_trim only returns free heap memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
     }
 
     /// New defaults (working directory, user, variables) for the commands
