@@ -14,13 +14,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::SystemTime;
 
+use nix::mount::MsFlags;
+
 use super::layout::SandboxPaths;
-use super::sparse;
+use super::{loopdev, sparse};
 use crate::spec::SandboxSpec;
 
 /// Absolute paths: the helper may run without a `PATH` that has `sbin`.
 const MKFS: &str = "/sbin/mkfs.ext4";
-const MOUNT: &str = "/bin/mount";
 const RESIZE: &str = "/sbin/resize2fs";
 
 /// Bytes per inode of a writable layer (most files come from the image).
@@ -165,23 +166,52 @@ pub fn format(image: &Path, capacity: u64, inode_ratio: u32) -> io::Result<()> {
     fs::rename(&staging, image)
 }
 
-/// Loop-mounts `image` at `target`. When the image is already attached to
-/// a loop device (another sandbox has it mounted), mount(8) reuses that
-/// device, so both mounts share one ext4 superblock: one file system is
-/// never mounted twice through two devices.
+/// Mounts a sandbox's disk `image` (ext4) at `target`: through the loop
+/// device noted as attached to it when one still is (a capture holds it, or
+/// the last run's mount is still going), so both mounts share one
+/// superblock; else through a newly attached one (autoclear: it detaches
+/// when its last mount goes), noted. One start at a time per sandbox.
 pub fn mount_image(image: &Path, target: &Path) -> io::Result<()> {
-    run(Command::new(MOUNT)
-        .args(["-t", "ext4", "-o", "loop,nodev,nosuid"])
-        .arg(image)
-        .arg(target))
+    mount_through(loopdev::noted(image), image, target, loopdev::noted)
 }
 
-/// Runs `f` with the writable layer of the sandbox whose state dir is
-/// `state_dir` mounted, on `upper` (the overlay's upper directory, which `f`
-/// gets), in a mount namespace that goes with the call. A running
-/// sandbox's image is attached to a loop device already, which mount(8)
-/// reuses (see [`mount_image`]): `f` sees the file system the sandbox
-/// writes to.
+/// [`mount_image`] for a volume's image, which several sandboxes may mount:
+/// the device is searched for (call under [`exclusive`]).
+fn mount_shared(image: &Path, target: &Path) -> io::Result<()> {
+    mount_through(loopdev::find(image), image, target, loopdev::find)
+}
+
+/// Mounts `image` through `existing`, or through a new loop device when
+/// there is none or it detached meanwhile (`still` says which).
+fn mount_through(
+    existing: Option<std::path::PathBuf>,
+    image: &Path,
+    target: &Path,
+    still: fn(&Path) -> Option<std::path::PathBuf>,
+) -> io::Result<()> {
+    if let Some(device) = existing {
+        match mount_ext4(&device, target) {
+            Ok(()) => return Ok(()),
+            Err(err) if still(image).is_some() => return Err(err),
+            Err(_) => {} // its last mount went: attach anew
+        }
+    }
+    let attached = loopdev::attach(image)?;
+    loopdev::note(image, &attached)?;
+    mount_ext4(&attached.path, target)
+}
+
+fn mount_ext4(device: &Path, target: &Path) -> io::Result<()> {
+    let flags = MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+    nix::mount::mount(Some(device), target, Some("ext4"), flags, None::<&str>)
+        .map_err(io::Error::from)
+}
+
+/// Runs `f` with the writable layer of the running sandbox whose state dir
+/// is `state_dir` mounted, in a mount namespace that goes with the call;
+/// `f` gets the overlay's upper directory. The image is mounted through the
+/// loop device it is attached to (see [`loopdev::noted`]): `f` sees the
+/// file system the sandbox writes to.
 pub fn with_writable_layer<T: Send>(
     state_dir: &Path,
     f: impl FnOnce(&Path) -> T + Send,
@@ -190,7 +220,9 @@ pub fn with_writable_layer<T: Send>(
     let view = state_dir.join("disk-view");
     fs::create_dir_all(&view)?;
     let seen = crate::mount_ns::run_private(|| {
-        mount_image(&paths.disk_image, &view)?;
+        let device = loopdev::noted(&paths.disk_image)
+            .ok_or_else(|| io::Error::other("the sandbox's disk is not attached"))?;
+        mount_ext4(&device, &view)?;
         Ok(f(&view.join("upper")))
     })
     .map_err(io::Error::other)
@@ -206,7 +238,7 @@ pub fn with_writable_layer<T: Send>(
 pub fn attach_volume(image: &Path, size: u64, blanks: &Path, target: &Path) -> io::Result<()> {
     let _lock = exclusive(blanks)?;
     prepare_volume(image, size, blanks)?;
-    mount_image(image, target)
+    mount_shared(image, target)
 }
 
 /// Makes a volume's image ready to mount: creates it, or grows it to
@@ -230,14 +262,47 @@ fn prepare_volume(image: &Path, size: u64, blanks: &Path) -> io::Result<()> {
 
 /// Whether a loop device is backed by `image`.
 fn attached(image: &Path) -> bool {
-    let Ok(image) = image.canonicalize() else {
-        return false;
-    };
-    let Ok(devices) = fs::read_dir("/sys/block") else {
-        return false;
-    };
-    devices.flatten().any(|dev| {
-        let backing = dev.path().join("loop/backing_file");
-        fs::read_to_string(backing).is_ok_and(|b| Path::new(b.trim()) == image)
-    })
+    loopdev::find(image).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    /// Needs root (loop devices, mounts), like the runtime's other tests.
+    #[test]
+    fn a_disk_mounted_twice_is_one_file_system_on_one_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        format(&image, 16 << 20, LAYER_INODE_RATIO).unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        let device = crate::mount_ns::run_private(|| {
+            mount_image(&image, &a).unwrap();
+            let device = loopdev::noted(&image).expect("the device is noted");
+            fs::write(a.join("written"), "through a").unwrap();
+            // A second mount (a capture's) goes through the same device.
+            mount_image(&image, &b).unwrap();
+            assert_eq!(loopdev::noted(&image).as_ref(), Some(&device));
+            let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+            assert_eq!(dev(&a), dev(&b), "two superblocks on one image");
+            assert_eq!(fs::read_to_string(b.join("written")).unwrap(), "through a");
+            device
+        })
+        .unwrap();
+        // The namespace and its mounts are gone: the device detached itself.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while loopdev::noted(&image).is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            loopdev::noted(&image),
+            None,
+            "{} still attached",
+            device.display()
+        );
+    }
 }

@@ -14,6 +14,7 @@ mod error;
 mod gvisor;
 mod host;
 mod layout;
+mod loopdev;
 mod record;
 pub(crate) mod sparse;
 mod start;
