@@ -37,6 +37,11 @@ pub struct Args {
     #[arg(long)]
     pub user: Option<String>,
 
+    /// Install the seccomp filter (a compiled BPF program) read from this
+    /// descriptor before anything else; the agent stops if it cannot.
+    #[arg(long)]
+    pub seccomp_fd: Option<i32>,
+
     /// Largest accepted upload, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: u64,

@@ -80,6 +80,7 @@ mod pty;
 mod reaper;
 mod ring;
 mod search;
+mod seccomp;
 mod session;
 mod sessions;
 mod shutdown;
@@ -116,6 +117,12 @@ pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
             };
         }
     };
+    if let Some(fd) = args.seccomp_fd {
+        if let Err(error) = seccomp::install_from_fd(fd) {
+            eprintln!("sandpit-agent: cannot install the seccomp filter: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     init_tracing();
     make_undumpable();
     // Before any thread exists: it removes the variable from the environment.

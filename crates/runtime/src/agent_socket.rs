@@ -1,12 +1,12 @@
 //! The agent's listening socket: bound on the host, handed to the agent as
-//! fd 3.
+//! fd 3 (and its compiled seccomp filter as fd 4).
 //!
 //! The server connects to a unix socket path on the host; the agent inherits
 //! the already-listening socket, so the path never appears inside the
 //! sandbox and connections queue up even before the agent runs.
 //! libcontainer passes fds 3.. of the calling process on to the init
-//! (`with_preserved_fds`), so the helper keeps fd 3 reserved and lends it to
-//! one listener at a time, around `build()`.
+//! (`with_preserved_fds`), so the helper keeps fds 3 and 4 reserved and
+//! lends them to one sandbox at a time, around `build()`.
 
 use std::fs::{self, File, Permissions};
 use std::io;
@@ -21,6 +21,11 @@ use thiserror::Error;
 
 /// The fd the agent finds its listener on.
 pub const AGENT_FD: RawFd = 3;
+/// The fd the agent finds its seccomp filter on (see
+/// [`crate::seccomp::compiled`]).
+pub const FILTER_FD: RawFd = 4;
+/// How many fds from [`AGENT_FD`] on the init inherits.
+pub const INHERITED_FDS: i32 = 2;
 /// `sun_path` holds 108 bytes, NUL included.
 pub const MAX_PATH: usize = 107;
 
@@ -34,7 +39,7 @@ pub enum AgentSocketError {
         #[source]
         source: io::Error,
     },
-    #[error("failed to place the agent socket on fd {AGENT_FD}")]
+    #[error("failed to place the agent's fds on {AGENT_FD} and {FILTER_FD}")]
     Fd(#[source] io::Error),
 }
 
@@ -62,15 +67,15 @@ pub fn remove_stale(path: &Path) -> Result<(), AgentSocketError> {
     }
 }
 
-/// Keeps fd 3 occupied (by `/dev/null`) so nothing else lands there, and
-/// lends it to a listener on demand.
+/// Keeps fds 3 and 4 occupied (by `/dev/null`) so nothing else lands
+/// there, and lends them to a listener and a filter on demand.
 #[derive(Debug)]
-pub struct Fd3 {
+pub struct InheritedFds {
     placeholder: OwnedFd,
 }
 
-impl Fd3 {
-    /// Reserves fd 3 for the life of the process.
+impl InheritedFds {
+    /// Reserves fds 3 and 4 for the life of the process.
     pub fn reserve() -> Result<Self, AgentSocketError> {
         // `/dev/null` may itself open on fd 3: keep a copy well above it and
         // close the original before fd 3 is filled.
@@ -81,27 +86,32 @@ impl Fd3 {
         };
         // SAFETY: fcntl just returned this new fd and nothing else owns it.
         let placeholder = unsafe { OwnedFd::from_raw_fd(raw) };
-        let fd3 = Self { placeholder };
-        fd3.put_back()?;
-        Ok(fd3)
+        let fds = Self { placeholder };
+        fds.put_back()?;
+        Ok(fds)
     }
 
-    /// Runs `f` with `listener` on fd 3 (inheritable), then puts the
-    /// placeholder back.
+    /// Runs `f` with `listener` on fd 3 and `filter` on fd 4 (both
+    /// inheritable), then puts the placeholders back.
     pub fn lend<T>(
         &self,
         listener: BorrowedFd<'_>,
+        filter: BorrowedFd<'_>,
         f: impl FnOnce() -> T,
     ) -> Result<T, AgentSocketError> {
-        dup2(listener.as_raw_fd(), AGENT_FD).map_err(|e| AgentSocketError::Fd(e.into()))?;
+        for (fd, at) in [(listener, AGENT_FD), (filter, FILTER_FD)] {
+            dup2(fd.as_raw_fd(), at).map_err(|e| AgentSocketError::Fd(e.into()))?;
+        }
         let out = f();
         self.put_back()?;
         Ok(out)
     }
 
     fn put_back(&self) -> Result<(), AgentSocketError> {
-        dup2(self.placeholder.as_fd().as_raw_fd(), AGENT_FD)
-            .map_err(|e| AgentSocketError::Fd(e.into()))?;
+        for at in [AGENT_FD, FILTER_FD] {
+            dup2(self.placeholder.as_fd().as_raw_fd(), at)
+                .map_err(|e| AgentSocketError::Fd(e.into()))?;
+        }
         Ok(())
     }
 }

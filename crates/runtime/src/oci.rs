@@ -104,6 +104,10 @@ pub struct Inputs<'a> {
     /// The highest open-file limit the host allows ([`NOFILE_LIMIT`] where
     /// it can); see [`nofile`].
     pub nofile: u64,
+    /// The agent installs the seccomp filter itself, from
+    /// [`crate::agent_socket::FILTER_FD`] (`--seccomp-fd`), instead of the
+    /// spec carrying the profile for the runtime to compile.
+    pub agent_seccomp: bool,
 }
 
 /// Builds the OCI spec for one sandbox.
@@ -204,6 +208,10 @@ fn process(inputs: &Inputs<'_>) -> Result<Process, OciError> {
     let mut process = Process::default();
     let mut args = vec![AGENT_PATH.to_string()];
     args.extend(sandbox.agent_args.iter().cloned());
+    if inputs.agent_seccomp {
+        let fd = crate::agent_socket::FILTER_FD.to_string();
+        args.extend(["--seccomp-fd".to_string(), fd]);
+    }
     process.set_args(Some(args));
     process.set_env(Some(env(&sandbox.env)?));
     process.set_cwd(PathBuf::from(&sandbox.workdir));
@@ -259,7 +267,9 @@ fn linux(inputs: &Inputs<'_>) -> Result<Linux, OciError> {
         &inputs.sandbox.limits,
         inputs.swap_accounting,
     )));
-    linux.set_seccomp(Some(seccomp::profile()?));
+    if !inputs.agent_seccomp {
+        linux.set_seccomp(Some(seccomp::profile()?));
+    }
     let mut masked = get_default_maskedpaths();
     masked.push("/sys/devices/virtual/powercap".into());
     linux.set_masked_paths(Some(masked));
@@ -350,6 +360,7 @@ mod tests {
             ipv6: true,
             oom_score_adj: Some(AGENT_OOM_SCORE_ADJ),
             nofile: NOFILE_LIMIT,
+            agent_seccomp: true,
         };
         build(&inputs).unwrap()
     }
@@ -368,8 +379,17 @@ mod tests {
         let process = spec.process().clone().unwrap();
         assert_eq!(
             process.args().clone().unwrap(),
-            ["/.sandpit/sandpit", "agent", "--listen-fd", "3"]
+            [
+                "/.sandpit/sandpit",
+                "agent",
+                "--listen-fd",
+                "3",
+                "--seccomp-fd",
+                "4"
+            ]
         );
+        // The agent installs the compiled filter: the spec has none.
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
         assert_eq!(
             process.env().clone().unwrap(),
             ["PATH=/usr/bin:/bin", "A=b=c"]
@@ -419,8 +439,11 @@ mod tests {
             ipv6: true,
             oom_score_adj: None,
             nofile: NOFILE_LIMIT,
+            agent_seccomp: false,
         };
         let linux = build(&inputs).unwrap().linux().clone().unwrap();
+        // Without the agent installing it, the spec carries the profile.
+        assert!(linux.seccomp().is_some());
         let namespaces = linux.namespaces().clone().unwrap();
         assert_eq!(namespaces[0].typ(), LinuxNamespaceType::User);
         assert_eq!(namespaces.len(), 7);

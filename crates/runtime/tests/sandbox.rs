@@ -82,7 +82,8 @@ fn sandbox_sees_only_its_own_processes() {
     let cmdlines = sb.ok("cat /proc/[0-9]*/cmdline | tr '\\0' ' '");
     assert!(!cmdlines.contains("sandpit-runtime-helper"), "{cmdlines}");
     let init = sb.ok("tr '\\0' ' ' < /proc/1/cmdline");
-    assert_eq!(init, "/.sandpit/sandpit");
+    // The agent is told where its seccomp filter is.
+    assert_eq!(init, "/.sandpit/sandpit --seccomp-fd 4");
     assert_eq!(sb.ok("cat /proc/self/oom_score_adj"), "0");
     // The agent's score is lowered where the helper may (CAP_SYS_RESOURCE).
     let agent_score = if common::has_sys_resource() {

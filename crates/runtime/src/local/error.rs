@@ -50,6 +50,8 @@ pub enum LocalError {
     #[error(transparent)]
     MountNs(#[from] MountNsError),
     #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
     Runsc(#[from] crate::gvisor::runsc::RunscError),
 }
 
@@ -70,6 +72,7 @@ impl LocalError {
             Self::Idmap(_) | Self::NoUserNs => "user namespace",
             Self::Runsc(_) => "gVisor",
             Self::MountNs(_) => "mount namespace",
+            Self::Seccomp(_) => "seccomp",
         }
     }
 

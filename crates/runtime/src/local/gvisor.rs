@@ -59,6 +59,7 @@ impl LocalRuntime {
             ipv6: false,
             oom_score_adj: self.host.agent_oom_score_adj,
             nofile: self.host.nofile,
+            agent_seccomp: false,
         };
         let config = gvisor::oci::adapt(oci::build(&inputs)?, &holder.path(), &agent_dir);
         let bundle = self.dirs.bundle(&spec.id);

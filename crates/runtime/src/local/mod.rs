@@ -34,7 +34,7 @@ use host::HostFacts;
 use layout::StateDirs;
 use record::Record;
 
-use crate::agent_socket::Fd3;
+use crate::agent_socket::InheritedFds;
 use crate::process::PidFd;
 use crate::spec::RunningSandbox;
 
@@ -42,7 +42,9 @@ use crate::spec::RunningSandbox;
 #[derive(Debug)]
 pub struct LocalRuntime {
     dirs: StateDirs,
-    fd3: Fd3,
+    fds: InheritedFds,
+    /// The sandbox profile, compiled once ([`crate::seccomp::compiled`]).
+    filter: std::os::fd::OwnedFd,
     host: HostFacts,
     /// The helper's own oom score: libcontainer lowers it to the agent's
     /// while building, and it is put back afterwards.
@@ -64,7 +66,8 @@ impl LocalRuntime {
         let oom = fs::read_to_string("/proc/self/oom_score_adj").map_err(LocalError::State)?;
         Ok(Self {
             dirs,
-            fd3: Fd3::reserve()?,
+            fds: InheritedFds::reserve()?,
+            filter: crate::seccomp::compiled()?,
             host: HostFacts::probe(state_dir),
             oom_score_adj: oom.trim().to_owned(),
             children: HashMap::new(),

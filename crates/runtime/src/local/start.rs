@@ -148,6 +148,7 @@ impl LocalRuntime {
             ipv6: self.host.ipv6,
             oom_score_adj: self.host.agent_oom_score_adj,
             nofile: self.host.nofile,
+            agent_seccomp: true,
         };
         let config = oci::build(&inputs)?;
         let bundle = self.dirs.bundle(&spec.id);
@@ -178,7 +179,7 @@ impl LocalRuntime {
         let build = || {
             ContainerBuilder::new(spec.id.clone(), SyscallType::default())
                 .with_root_path(&self.dirs.containers)?
-                .with_preserved_fds(1)
+                .with_preserved_fds(agent_socket::INHERITED_FDS)
                 .with_stdin(devnull)
                 .with_stdout(log)
                 .with_stderr(log_err)
@@ -188,7 +189,9 @@ impl LocalRuntime {
                 .with_detach(true)
                 .build()
         };
-        let built = self.fd3.lend(listener.as_fd(), build)?;
+        let built = self
+            .fds
+            .lend(listener.as_fd(), self.filter.as_fd(), build)?;
         self.restore_process_state();
         Ok(built?)
     }

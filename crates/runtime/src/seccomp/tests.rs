@@ -426,16 +426,22 @@ fn checks() -> Vec<Check> {
     ]
 }
 
-/// Forks a child that loads the profile through libcontainer, runs `body`
-/// and writes its report to a pipe; returns the report and how the child
-/// ended.
+/// Forks a child that installs the compiled profile ([`compiled`], as the
+/// agent does), runs `body` and writes its report to a pipe; returns the
+/// report and how the child ended.
 fn in_filtered_child(body: fn() -> String) -> (String, i32) {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     // SAFETY: both descriptors were just created and are owned here.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let profile = profile().unwrap();
+    let program = {
+        use std::os::unix::fs::FileExt;
+        let memfd = std::fs::File::from(compiled().unwrap());
+        let mut bytes = vec![0u8; memfd.metadata().unwrap().len() as usize];
+        memfd.read_exact_at(&mut bytes, 0).unwrap();
+        bytes
+    };
     // SAFETY: the child only loads the filter, makes syscalls and writes to
     // the pipe before `_exit`; glibc's fork keeps malloc usable in it.
     let pid = unsafe { libc::fork() };
@@ -444,8 +450,8 @@ fn in_filtered_child(body: fn() -> String) -> (String, i32) {
         drop(read);
         // SAFETY: prctl with scalar arguments.
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        let report = match libcontainer::seccomp::initialize_seccomp(&profile) {
-            Ok(_) => body(),
+        let report = match install(&program) {
+            Ok(()) => body(),
             Err(err) => format!("loading the filter failed: {err}"),
         };
         let mut pipe = std::fs::File::from(write);
@@ -543,4 +549,39 @@ fn every_rule_name_resolves() {
         assert!(resolves(name), "{name}");
     }
     assert!(!resolves("no_such_syscall"));
+}
+
+/// Installs a BPF program the way the agent does (`sandpit_agent`'s
+/// `seccomp::install`; the agent crate is not a dependency of this one).
+fn install(program: &[u8]) -> std::io::Result<()> {
+    let filter: Vec<libc::sock_filter> = program
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at valid instructions that outlive the call.
+    match unsafe { libc::syscall(libc::SYS_seccomp, 1, 0, &raw const fprog) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[test]
+fn the_compiled_filter_is_what_libseccomp_would_load() {
+    // Not an empty or truncated program: a whole number of instructions,
+    // and more than the handful a trivial filter has.
+    use std::os::unix::fs::FileExt;
+    let memfd = std::fs::File::from(compiled().unwrap());
+    let len = memfd.metadata().unwrap().len();
+    assert!(len % 8 == 0 && len / 8 > 100, "{len} bytes");
+    // Sealed: nobody holding the descriptor can change it.
+    assert!(memfd.write_at(b"x", 0).is_err());
 }

@@ -8,11 +8,18 @@
  *                to the connection, then writes "\n__EXIT__ <status>\n"
  *                (128 + signal when killed).
  *
- * Commands run with oom_score_adj 0, as the real agent's do. Built with
+ * Commands run with oom_score_adj 0, as the real agent's do. Like the real
+ * agent, it first installs the seccomp filter the runtime hands over
+ * compiled on fd 4 (`--seccomp-fd 4`), and exits if it cannot. Built with
  * gcc -static so it needs nothing from the sandbox image.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,7 +85,27 @@ static void serve(int conn) {
     _exit(0);
 }
 
-int main(void) {
+/* Installs the BPF program on `fd` (see the agent's `seccomp.rs`). */
+static int install_filter(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter)) return -1;
+    struct sock_filter *prog = malloc((size_t)st.st_size);
+    if (!prog || pread(fd, prog, (size_t)st.st_size, 0) != st.st_size) return -1;
+    close(fd);
+    struct sock_fprog fprog = {
+        .len = (unsigned short)(st.st_size / sizeof(struct sock_filter)),
+        .filter = prog,
+    };
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--seccomp-fd") == 0 && install_filter(atoi(argv[i + 1])) != 0) {
+            perror("test-init: installing the seccomp filter");
+            return 1;
+        }
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = reap;
