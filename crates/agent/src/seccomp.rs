@@ -36,7 +36,7 @@ pub fn install_from_fd(fd: RawFd) -> io::Result<()> {
 
 /// Installs the BPF program in `bytes` (`struct sock_filter`s).
 pub fn install(bytes: &[u8]) -> io::Result<()> {
-    if bytes.is_empty() || bytes.len() % INSTRUCTION != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(INSTRUCTION) {
         return Err(io::Error::other(format!(
             "a seccomp program of {} bytes is not a whole number of instructions",
             bytes.len()
