@@ -80,7 +80,7 @@ mod pty;
 mod reaper;
 mod ring;
 mod search;
-mod seccomp;
+pub mod seccomp;
 mod session;
 mod sessions;
 mod shutdown;

@@ -426,8 +426,8 @@ fn checks() -> Vec<Check> {
     ]
 }
 
-/// Forks a child that installs the compiled profile ([`compiled`], as the
-/// agent does), runs `body` and writes its report to a pipe; returns the
+/// Forks a child that installs the compiled profile ([`compiled`]) with the
+/// agent's own code, runs `body` and writes its report to a pipe; returns the
 /// report and how the child ended.
 fn in_filtered_child(body: fn() -> String) -> (String, i32) {
     let mut fds = [0; 2];
@@ -450,7 +450,7 @@ fn in_filtered_child(body: fn() -> String) -> (String, i32) {
         drop(read);
         // SAFETY: prctl with scalar arguments.
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        let report = match install(&program) {
+        let report = match sandpit_agent::seccomp::install(&program) {
             Ok(()) => body(),
             Err(err) => format!("loading the filter failed: {err}"),
         };
@@ -549,29 +549,6 @@ fn every_rule_name_resolves() {
         assert!(resolves(name), "{name}");
     }
     assert!(!resolves("no_such_syscall"));
-}
-
-/// Installs a BPF program the way the agent does (`sandpit_agent`'s
-/// `seccomp::install`; the agent crate is not a dependency of this one).
-fn install(program: &[u8]) -> std::io::Result<()> {
-    let filter: Vec<libc::sock_filter> = program
-        .chunks_exact(8)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect();
-    let fprog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: `fprog` points at valid instructions that outlive the call.
-    match unsafe { libc::syscall(libc::SYS_seccomp, 1, 0, &raw const fprog) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
 }
 
 #[test]
