@@ -172,32 +172,36 @@ pub fn format(image: &Path, capacity: u64, inode_ratio: u32) -> io::Result<()> {
 /// superblock; else through a newly attached one (autoclear: it detaches
 /// when its last mount goes), noted. One start at a time per sandbox.
 pub fn mount_image(image: &Path, target: &Path) -> io::Result<()> {
-    mount_through(loopdev::noted(image), image, target, loopdev::noted)
+    mount_through(image, target, loopdev::noted, true)
 }
 
 /// [`mount_image`] for a volume's image, which several sandboxes may mount:
-/// the device is searched for (call under [`exclusive`]).
+/// the device is searched for (call under [`exclusive`]), never noted (a
+/// note beside a volume's image would outlive the volume).
 fn mount_shared(image: &Path, target: &Path) -> io::Result<()> {
-    mount_through(loopdev::find(image), image, target, loopdev::find)
+    mount_through(image, target, loopdev::find, false)
 }
 
-/// Mounts `image` through `existing`, or through a new loop device when
-/// there is none or it detached meanwhile (`still` says which).
+/// Mounts `image` through the device `attached_to` finds, or through a new
+/// loop device when there is none or it detached meanwhile (noted beside
+/// the image if `note`).
 fn mount_through(
-    existing: Option<std::path::PathBuf>,
     image: &Path,
     target: &Path,
-    still: fn(&Path) -> Option<std::path::PathBuf>,
+    attached_to: fn(&Path) -> Option<std::path::PathBuf>,
+    note: bool,
 ) -> io::Result<()> {
-    if let Some(device) = existing {
+    if let Some(device) = attached_to(image) {
         match mount_ext4(&device, target) {
             Ok(()) => return Ok(()),
-            Err(err) if still(image).is_some() => return Err(err),
+            Err(err) if attached_to(image).is_some() => return Err(err),
             Err(_) => {} // its last mount went: attach anew
         }
     }
     let attached = loopdev::attach(image)?;
-    loopdev::note(image, &attached)?;
+    if note {
+        loopdev::note(image, &attached)?;
+    }
     mount_ext4(&attached.path, target)
 }
 
