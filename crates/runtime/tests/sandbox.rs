@@ -176,6 +176,43 @@ fn tmp_and_the_writable_layer_survive_a_stop() {
     assert_ne!(again.started.pid, started.pid);
 }
 
+/// A start's mount points and bundle live in a tmpfs of its own mount
+/// namespace: nothing but the disk image (and its loop note, and the
+/// agent's log) is made on the host's disk, and a stop removes nothing.
+#[test]
+fn a_start_makes_no_directories_on_the_host_disk() {
+    let h = Harness::new();
+    let mut spec = h.spec("scratch", default_limits());
+    spec.fs_capacity_bytes = 64 << 20;
+    let names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()))
+            .into_iter()
+            .flatten()
+            .collect();
+        names.sort();
+        names
+    };
+    let sb = h.start_spec(spec.clone());
+    assert_eq!(sb.ok("cat /etc/hostname"), "scratch");
+    sb.ok("echo kept > /tmp/keep");
+    assert_eq!(
+        names(&spec.state_dir),
+        ["agent.log", "disk.img", "disk.img.loop"]
+    );
+    assert_eq!(names(&h.state_root().join("bundles")), Vec::<String>::new());
+    let started = sb.started.clone();
+    drop(sb);
+    assert_gone(&h, &spec, &started);
+    let dirs: Vec<String> = names(&spec.state_dir)
+        .into_iter()
+        .filter(|n| spec.state_dir.join(n).is_dir())
+        .collect();
+    assert_eq!(dirs, Vec::<String>::new(), "directories in the state dir");
+    let again = h.start_spec(spec);
+    assert_eq!(again.ok("cat /tmp/keep"), "kept");
+}
+
 #[test]
 fn memory_limit_kills_the_hog_not_the_agent() {
     let h = Harness::new();

@@ -56,7 +56,7 @@ pub fn mount(capacity: u64, paths: &SandboxPaths, blanks: &Path) -> io::Result<(
     if !paths.disk_image.exists() {
         let blank = Blank {
             capacity,
-            inode_ratio: LAYER_INODE_RATIO,
+            kind: Kind::Layer,
         };
         blank.copy_to(&paths.disk_image, blanks)?;
     }
@@ -70,7 +70,33 @@ pub fn mount(capacity: u64, paths: &SandboxPaths, blanks: &Path) -> io::Result<(
 /// file-system UUID, which nothing relies on.
 struct Blank {
     capacity: u64,
-    inode_ratio: u32,
+    kind: Kind,
+}
+
+/// What a blank becomes.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A writable layer: the overlay's `upper` and `work` are made in the
+    /// blank, so a first start creates no inode in a fresh file system.
+    Layer,
+    /// A volume: empty.
+    Volume,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Layer => "layer",
+            Kind::Volume => "volume",
+        }
+    }
+
+    fn inode_ratio(self) -> u32 {
+        match self {
+            Kind::Layer => LAYER_INODE_RATIO,
+            Kind::Volume => VOLUME_INODE_RATIO,
+        }
+    }
 }
 
 impl Blank {
@@ -86,10 +112,14 @@ impl Blank {
     /// Opens this blank, formatting it first if needed. Call under
     /// [`exclusive`]: another helper may be making or evicting blanks.
     fn open(&self, blanks: &Path) -> io::Result<File> {
-        let blank = blanks.join(format!("{}-{}.img", self.capacity, self.inode_ratio));
+        let blank = blanks.join(format!("{}-{}.img", self.capacity, self.kind.name()));
         if !blank.exists() {
             fs::create_dir_all(blanks)?;
-            format(&blank, self.capacity, self.inode_ratio)?;
+            let ratio = self.kind.inode_ratio();
+            match self.kind {
+                Kind::Layer => format_layer(&blank, self.capacity, blanks)?,
+                Kind::Volume => format(&blank, self.capacity, ratio, None)?,
+            }
             evict_old_blanks(blanks);
         }
         let src = File::open(&blank)?;
@@ -142,7 +172,27 @@ fn evict_old_blanks(blanks: &Path) {
 /// Creates `image`, a sparse ext4 file system of `capacity` bytes with one
 /// inode per `inode_ratio` bytes. It is written next to `image` and
 /// renamed, so `image` appears only complete.
-pub fn format(image: &Path, capacity: u64, inode_ratio: u32) -> io::Result<()> {
+/// Formats `image` as a writable layer's blank: with an empty `upper` and
+/// `work` (root's, 0755, as the helper would make them), copied in by
+/// `mkfs.ext4 -d` from a directory beside the blanks.
+fn format_layer(image: &Path, capacity: u64, blanks: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = blanks.with_extension("layer-root");
+    for dir in [root.join("upper"), root.join("work")] {
+        fs::create_dir_all(&dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+    }
+    format(image, capacity, LAYER_INODE_RATIO, Some(&root))
+}
+
+/// Formats `image` (`capacity` bytes, one inode per `inode_ratio`), with
+/// the contents of `root` when given.
+pub fn format(
+    image: &Path,
+    capacity: u64,
+    inode_ratio: u32,
+    root: Option<&Path>,
+) -> io::Result<()> {
     let staging = image.with_extension("img.new");
     let file = OpenOptions::new()
         .create(true)
@@ -158,6 +208,7 @@ pub fn format(image: &Path, capacity: u64, inode_ratio: u32) -> io::Result<()> {
         .args(["-q", "-F", "-m", "0", "-i", &inode_ratio.to_string()])
         .args(["-O", "^has_journal,^resize_inode"])
         .args(["-E", "lazy_itable_init=1,nodiscard"])
+        .args(root.map(|r| [Path::new("-d"), r]).into_iter().flatten())
         .arg(&staging));
     if let Err(err) = made {
         let _ = fs::remove_file(&staging);
@@ -253,7 +304,7 @@ fn prepare_volume(image: &Path, size: u64, blanks: &Path) -> io::Result<()> {
     if !image.exists() {
         let blank = Blank {
             capacity: size,
-            inode_ratio: VOLUME_INODE_RATIO,
+            kind: Kind::Volume,
         };
         return copy_sparse(&blank.open(blanks)?, image);
     }
@@ -275,12 +326,52 @@ mod tests {
 
     use super::*;
 
+    /// The names in the root of `image`'s file system, and the mode and
+    /// owner of `upper`, if any.
+    fn root_of(image: &Path) -> (Vec<String>, Option<(u32, u32)>) {
+        let view = image.with_extension("view");
+        fs::create_dir_all(&view).unwrap();
+        crate::mount_ns::run_private(|| {
+            mount_image(image, &view).unwrap();
+            let mut names: Vec<String> = fs::read_dir(&view)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            let upper = fs::metadata(view.join("upper")).ok();
+            (names, upper.map(|m| (m.mode(), m.uid())))
+        })
+        .unwrap()
+    }
+
+    /// Needs root (loop devices, mounts), like the runtime's other tests.
+    #[test]
+    fn a_layer_comes_with_its_upper_and_work_and_a_volume_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let blanks = dir.path().join("blanks");
+        let (layer, volume) = (dir.path().join("layer.img"), dir.path().join("vol.img"));
+        let blank = |kind| Blank {
+            capacity: 16 << 20,
+            kind,
+        };
+        blank(Kind::Layer).copy_to(&layer, &blanks).unwrap();
+        blank(Kind::Volume).copy_to(&volume, &blanks).unwrap();
+        let (names, upper) = root_of(&layer);
+        assert_eq!(names, ["lost+found", "upper", "work"]);
+        assert_eq!(
+            upper,
+            Some((0o040755, 0)),
+            "upper: a directory, root's, 0755"
+        );
+        assert_eq!(root_of(&volume), (vec!["lost+found".to_string()], None));
+    }
+
     /// Needs root (loop devices, mounts), like the runtime's other tests.
     #[test]
     fn a_disk_mounted_twice_is_one_file_system_on_one_device() {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("disk.img");
-        format(&image, 16 << 20, LAYER_INODE_RATIO).unwrap();
+        format(&image, 16 << 20, LAYER_INODE_RATIO, None).unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         fs::create_dir_all(&a).unwrap();
         fs::create_dir_all(&b).unwrap();

@@ -34,19 +34,18 @@ impl LocalRuntime {
         let plan = NetPlan::for_slot(spec.net_slot)?;
         self.clear_previous(&spec.id)?;
         self.claim_slot(spec.net_slot, &plan)?;
-        let paths = SandboxPaths::new(&spec.state_dir);
         let mut record = Record {
             id: spec.id.clone(),
             state_dir: spec.state_dir.clone(),
             agent_socket: spec.agent_socket.clone(),
             host_if: plan.host_if.clone(),
-            helper_mounts: planned_mounts(spec, &paths),
+            helper_mounts: planned_mounts(spec),
             init: None,
             started: None,
             gvisor: (spec.isolation == Isolation::Gvisor).then(GvisorRecord::default),
         };
         self.save(&record)?;
-        self.launch(spec, &plan, &paths, &mut record).inspect_err(|err| {
+        self.launch(spec, &plan, &mut record).inspect_err(|err| {
             tracing::warn!(sandbox = %spec.id, error = %crate::error::chain(err), "start failed; undoing");
             if let Err(undo) = self.teardown(&record) {
                 let undo = crate::error::chain(&undo);
@@ -86,29 +85,32 @@ impl LocalRuntime {
         &mut self,
         spec: &SandboxSpec,
         plan: &NetPlan,
-        paths: &SandboxPaths,
         record: &mut Record,
     ) -> Result<Started, LocalError> {
         if spec.isolation == Isolation::Gvisor {
-            return self.launch_gvisor(spec, plan, paths, record);
+            let paths = SandboxPaths::new(&spec.state_dir);
+            return self.launch_gvisor(spec, plan, &paths, record);
         }
         if spec.userns_base.is_some() && !self.host.userns {
             return Err(LocalError::NoUserNs);
         }
         let userns = spec.userns_base.map(UserNs::new).transpose()?;
+        fs::create_dir_all(&spec.state_dir).map_err(LocalError::State)?;
         // Everything mounted from here on is in the start's own namespace,
-        // gone once the container (with its copies) runs.
+        // gone once the container (with its copies) runs; so are the mount
+        // points and the bundle, in the start's scratch tmpfs.
         let detour = mount_ns::Detour::new_namespace()?;
+        let scratch = mount_scratch()?;
+        let paths = &SandboxPaths::in_scratch(&spec.state_dir, &scratch);
         let mut mounted = mount_root(spec, paths, &self.dirs.blanks, userns.as_ref())?;
-        let mut etc = rootfs::write_etc(&paths.etc, &spec.hostname, plan)?;
-        let mut paths = paths.clone();
+        let etc = rootfs::write_etc(&paths.etc, &spec.hostname, plan)?;
         if let Some(ns) = &userns {
-            idmap_mounts(spec, &paths, ns, &mut mounted)?;
-            let alias = traversable_alias(spec)?;
-            (paths, etc, mounted) = realias(&spec.state_dir, &alias, etc, mounted);
+            idmap_mounts(spec, paths, ns, &mut mounted)?;
+            let alias = traversable_alias(spec, &scratch)?;
+            mounted = realias(&spec.state_dir, &alias, mounted);
         }
-        let paths = &paths;
-        let bundle = self.write_bundle(spec, paths, &mounted, &etc)?;
+        let bundle = scratch.join("bundle");
+        self.write_bundle(spec, paths, &mounted, &etc, &bundle)?;
         let listener = agent_socket::bind(&spec.agent_socket)?;
         let mut container = self.create(spec, &bundle, &listener, paths)?;
         drop(listener);
@@ -137,7 +139,8 @@ impl LocalRuntime {
         paths: &SandboxPaths,
         mounted: &Mounted,
         etc: &EtcFiles,
-    ) -> Result<PathBuf, LocalError> {
+        bundle: &Path,
+    ) -> Result<(), LocalError> {
         let inputs = oci::Inputs {
             sandbox: spec,
             rootfs: &paths.rootfs,
@@ -151,12 +154,11 @@ impl LocalRuntime {
             agent_seccomp: true,
         };
         let config = oci::build(&inputs)?;
-        let bundle = self.dirs.bundle(&spec.id);
-        fs::create_dir_all(&bundle).map_err(LocalError::State)?;
+        fs::create_dir_all(bundle).map_err(LocalError::State)?;
         config
             .save(bundle.join("config.json"))
             .map_err(oci::OciError::from)?;
-        Ok(bundle)
+        Ok(())
     }
 
     /// Creates the container (its init paused before exec) with the
@@ -220,31 +222,28 @@ pub(super) struct Mounted {
     pub(super) agent: PathBuf,
 }
 
-/// Helper-side mounts `start` will make, in order: the disk image, the
-/// root, the `etc` tmpfs, one overlay per directory holding a read-only
-/// file bind (see [`exposed_dirs`]), then one per read-only overlay of two
-/// or more layers or volume.
-fn planned_mounts(spec: &SandboxSpec, paths: &SandboxPaths) -> Vec<PathBuf> {
+/// Helper-side mounts a gVisor start makes in the helpers' namespace, in
+/// order: the disk image, the root, the `etc` tmpfs, one overlay per
+/// directory holding a read-only file bind (see [`exposed_dirs`]), one per
+/// read-only overlay of two or more layers or volume, the agent's tmpfs.
+/// A start in a namespace of its own leaves none (see [`crate::mount_ns`]).
+fn planned_mounts(spec: &SandboxSpec) -> Vec<PathBuf> {
+    if spec.isolation != Isolation::Gvisor {
+        return Vec::new();
+    }
+    let paths = SandboxPaths::new(&spec.state_dir);
     let overlays = spec.mounts.iter().enumerate().filter_map(|(n, m)| match m {
         MountSpec::ReadOnlyOverlay { layers, .. } if layers.len() > 1 => Some(paths.overlay(n)),
         MountSpec::Volume { .. } => Some(paths.overlay(n)),
         _ => None,
     });
-    let exposures = (0..exposed_dirs(spec).len()).map(|i| exposure_point(paths, i));
-    let disk = disk::used(spec, paths).then(|| paths.disk.clone());
-    let idmapped = spec
-        .mounts
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| spec.userns_base.is_some() && needs_idmapped_bind(m))
-        .map(|(n, _)| idmapped_bind_point(paths, n));
+    let exposures = (0..exposed_dirs(spec).len()).map(|i| exposure_point(&paths, i));
+    let disk = disk::used(spec, &paths).then(|| paths.disk.clone());
     disk.into_iter()
         .chain([paths.rootfs.clone(), paths.etc.clone()])
         .chain(exposures)
         .chain(overlays)
-        .chain(idmapped)
-        .chain(spec.userns_base.map(|_| alias_of(spec)))
-        .chain((spec.isolation == Isolation::Gvisor).then(|| paths.agent_dir()))
+        .chain([paths.agent_dir()])
         .collect()
 }
 
@@ -261,23 +260,28 @@ fn needs_idmapped_bind(mount: &MountSpec) -> bool {
     }
 }
 
-/// Where the helper shows a user-namespaced sandbox's state dir (see
-/// [`traversable_alias`]).
-const ALIASES: &str = "/run/sandpit-userns";
+/// Where a start in a namespace of its own mounts its scratch tmpfs (see
+/// [`SandboxPaths::in_scratch`]). One directory serves every start: each
+/// mounts its own tmpfs there, seen only in its namespace. Anyone may
+/// traverse it (the tmpfs is 0711), as a user-namespaced init must look up
+/// its root and bind sources by path.
+const SCRATCH: &str = "/run/sandpit-start";
+/// Options of that tmpfs: mount points, the `/etc` tmpfs's and the bundle.
+const SCRATCH_TMPFS: &str = "size=1m,nr_inodes=1024,mode=0711";
 
-fn alias_of(spec: &SandboxSpec) -> PathBuf {
-    Path::new(ALIASES).join(&spec.id)
+/// Mounts the start's scratch tmpfs at [`SCRATCH`]; call in the start's
+/// namespace.
+fn mount_scratch() -> Result<PathBuf, LocalError> {
+    mount_small_tmpfs(Path::new(SCRATCH), SCRATCH_TMPFS)?;
+    Ok(PathBuf::from(SCRATCH))
 }
 
-/// The sandbox's init (an unprivileged host id) must look up its root and
-/// bind sources by path, but the data dir is 0700: the state dir, mounts
-/// and all, is bound (in the helper's mount namespace only) at
-/// [`ALIASES`]`/<id>`, whose parents anyone may traverse.
-fn traversable_alias(spec: &SandboxSpec) -> Result<PathBuf, LocalError> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::create_dir_all(ALIASES).map_err(LocalError::State)?;
-    fs::set_permissions(ALIASES, fs::Permissions::from_mode(0o711)).map_err(LocalError::State)?;
-    let alias = alias_of(spec);
+/// The sandbox's init (an unprivileged host id) must look up its bind
+/// sources by path, but the data dir is 0700: the state dir (with the FUSE
+/// mounts in it) is bound, in the start's namespace, at `state` in the
+/// traversable scratch tmpfs.
+fn traversable_alias(spec: &SandboxSpec, scratch: &Path) -> Result<PathBuf, LocalError> {
+    let alias = scratch.join("state");
     fs::create_dir_all(&alias).map_err(LocalError::State)?;
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
     mount(
@@ -291,31 +295,20 @@ fn traversable_alias(spec: &SandboxSpec) -> Result<PathBuf, LocalError> {
     Ok(alias)
 }
 
-/// `paths`, the `/etc` files and the mounts, seen through `alias`.
-fn realias(
-    state_dir: &Path,
-    alias: &Path,
-    etc: EtcFiles,
-    mounted: Mounted,
-) -> (SandboxPaths, EtcFiles, Mounted) {
+/// The mounts with their sources in the state dir seen through `alias`.
+fn realias(state_dir: &Path, alias: &Path, mounted: Mounted) -> Mounted {
     let moved = |p: &Path| match p.strip_prefix(state_dir) {
         Ok(rest) => alias.join(rest),
         Err(_) => p.to_path_buf(),
-    };
-    let etc = EtcFiles {
-        hosts: moved(&etc.hosts),
-        hostname: moved(&etc.hostname),
-        resolv_conf: moved(&etc.resolv_conf),
     };
     let binds = mounted.binds.into_iter().map(|b| BindMount {
         source: moved(&b.source),
         ..b
     });
-    let mounted = Mounted {
+    Mounted {
         binds: binds.collect(),
         agent: moved(&mounted.agent),
-    };
-    (SandboxPaths::new(alias), etc, mounted)
+    }
 }
 
 fn idmapped_bind_point(paths: &SandboxPaths, n: usize) -> PathBuf {
