@@ -177,10 +177,11 @@ fn tmp_and_the_writable_layer_survive_a_stop() {
 }
 
 /// A start's mount points and bundle live in a tmpfs of its own mount
-/// namespace: nothing but the disk image (and its loop note, and the
-/// agent's log) is made on the host's disk, and a stop removes nothing.
+/// namespace, and its record and libcontainer's state in the helpers'
+/// tmpfs: nothing but the disk image (and its loop note, and the agent's
+/// log) is made on the host's disk, and a stop removes nothing.
 #[test]
-fn a_start_makes_no_directories_on_the_host_disk() {
+fn a_start_keeps_mount_points_and_records_off_the_host_disk() {
     let h = Harness::new();
     let mut spec = h.spec("scratch", default_limits());
     spec.fs_capacity_bytes = 64 << 20;
@@ -200,7 +201,18 @@ fn a_start_makes_no_directories_on_the_host_disk() {
         names(&spec.state_dir),
         ["agent.log", "disk.img", "disk.img.loop"]
     );
-    assert_eq!(names(&h.state_root().join("bundles")), Vec::<String>::new());
+    assert_eq!(names(&h.run_root().join("bundles")), Vec::<String>::new());
+    let record = h
+        .run_root()
+        .join("records")
+        .join(format!("{}.json", spec.id));
+    assert!(record.exists(), "no record at {}", record.display());
+    let fs_type = nix::sys::statfs::statfs(&record).unwrap().filesystem_type();
+    assert_eq!(
+        fs_type,
+        nix::sys::statfs::TMPFS_MAGIC,
+        "the record is on disk"
+    );
     let started = sb.started.clone();
     drop(sb);
     assert_gone(&h, &spec, &started);
@@ -569,7 +581,7 @@ fn assert_leftovers_absent(h: &Harness, spec: &sandpit_runtime::SandboxSpec) {
         "mounts left by {id}"
     );
     assert!(!spec.agent_socket.exists(), "socket left by {id}");
-    let state = h.state_root();
+    let state = h.run_root();
     for dir in ["containers", "bundles"] {
         assert!(!state.join(dir).join(id).exists(), "{dir} left by {id}");
     }

@@ -67,6 +67,9 @@ pub struct HelperRuntime {
     userns: AtomicBool,
     /// Calls waiting for a helper or in flight.
     pending: AtomicUsize,
+    /// The tmpfs of the helpers' running state, mounted here before the
+    /// helpers' namespace is copied (see [`crate::local::run_dir`]).
+    run_dir: Mutex<Option<crate::local::run_dir::RunDir>>,
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +133,7 @@ impl HelperRuntime {
         egress: Option<crate::network::firewall::EgressPorts>,
     ) -> Result<Self, RuntimeError> {
         let state_dir: PathBuf = state_dir.into();
+        let run_dir = crate::local::run_dir::RunDir::hold(&state_dir);
         let mut args: Vec<std::ffi::OsString> = vec![
             "runtime-helper".into(),
             "--state-dir".into(),
@@ -151,6 +155,7 @@ impl HelperRuntime {
             owners: Mutex::new(HashMap::new()),
             userns: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
+            run_dir: Mutex::new(Some(run_dir)),
         };
         let anchor = runtime.launch_process(&["--anchor"])?;
         runtime
@@ -365,6 +370,7 @@ impl HelperRuntime {
             self.anchor_pid.store(0, Ordering::Relaxed);
             anchor.end(HELPER_GRACE);
         }
+        drop(relock(self.run_dir.lock()).take());
     }
 }
 

@@ -18,11 +18,15 @@ pub struct StateDirs {
 }
 
 impl StateDirs {
+    /// What describes running processes only is in `root/run`, a tmpfs
+    /// while a [`super::run_dir::RunDir`] holds it; the blanks and runsc's
+    /// state are on disk.
     pub fn new(root: &Path) -> Self {
+        let run = super::run_dir::path(root);
         Self {
-            containers: root.join("containers"),
-            bundles: root.join("bundles"),
-            records: root.join("records"),
+            containers: run.join("containers"),
+            bundles: run.join("bundles"),
+            records: run.join("records"),
             blanks: root.join("blanks"),
             runsc: root.join("runsc"),
         }

@@ -16,6 +16,7 @@ mod host;
 mod layout;
 mod loopdev;
 mod record;
+pub(crate) mod run_dir;
 pub(crate) mod sparse;
 mod start;
 mod stop;

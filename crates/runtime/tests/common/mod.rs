@@ -37,7 +37,19 @@ pub struct Harness {
     pub runtime: HelperRuntime,
     pub image: HostImage,
     pub init: PathBuf,
+    _run: RunTmpfs,
     pub dir: tempfile::TempDir,
+}
+
+/// Unmounts the helpers' run tmpfs if the runtime kept it: it does when a
+/// sandbox is still recorded as it goes (for the next server to adopt),
+/// as after a test that shuts the helpers down under a running sandbox.
+struct RunTmpfs(PathBuf);
+
+impl Drop for RunTmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
 }
 
 impl Harness {
@@ -61,6 +73,7 @@ impl Harness {
             runtime,
             image,
             init: test_init().to_path_buf(),
+            _run: RunTmpfs(dir.path().join("runtime").join("run")),
             dir,
         }
     }
@@ -72,6 +85,12 @@ impl Harness {
 
     pub fn state_root(&self) -> PathBuf {
         self.dir.path().join("runtime")
+    }
+
+    /// The tmpfs of the helpers' running state: records, libcontainer's
+    /// state, bundles.
+    pub fn run_root(&self) -> PathBuf {
+        self.state_root().join("run")
     }
 
     /// A spec for sandbox `name` with the host image and the test init.
@@ -344,7 +363,7 @@ pub fn assert_gone(harness: &Harness, spec: &SandboxSpec, started: &Started) {
         );
     }
     assert!(!spec.agent_socket.exists(), "socket left");
-    let state = harness.state_root();
+    let state = harness.run_root();
     assert!(
         !state.join("containers").join(id).exists(),
         "libcontainer state left"
