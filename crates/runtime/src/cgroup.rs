@@ -31,6 +31,20 @@ pub fn path(id: &str) -> PathBuf {
     Path::new("/").join(PARENT).join(id)
 }
 
+/// Looks up, once for this process, where each v1 controller is mounted,
+/// so the processes libcontainer forks for a start (and its deletes here)
+/// inherit the answers instead of reading `mountinfo` 13 times each (the
+/// lookup is cached per process by the patched libcgroups in `vendor/`).
+/// Nothing to do on a cgroup v2 host.
+pub fn warm_up() {
+    if matches!(
+        libcgroups::common::get_cgroup_setup(),
+        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid)
+    ) {
+        let _ = libcgroups::v1::manager::Manager::new(&path("warm-up"));
+    }
+}
+
 /// Resources for `limits`. A zero limit is left unset. `swap_accounting`
 /// says whether memory+swap can be limited; when it can, it is set to the
 /// memory limit so a sandbox cannot escape its limit into swap.
@@ -236,6 +250,60 @@ fn kill_all(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Needs root (mounts) and a v1 hierarchy, like the runtime's other
+    /// tests here. After the warm-up, a lookup does not read `mountinfo`
+    /// (the patched libcgroups in `vendor/`): a forked child that unmounts
+    /// the pids hierarchy in a mount namespace of its own still finds it
+    /// where it was. A fork, because libcgroups reads `/proc/self`, the
+    /// thread group leader's, and the child is a single thread.
+    #[test]
+    fn v1_mount_points_are_looked_up_once_per_process() {
+        use libcgroups::v1::util::get_subsystem_mount_point;
+        use libcgroups::v1::ControllerType;
+        use nix::mount::{mount, umount2, MntFlags, MsFlags};
+        let v1 = matches!(
+            libcgroups::common::get_cgroup_setup(),
+            Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid)
+        );
+        assert!(v1, "this host has no cgroup v1 hierarchy to test with");
+        warm_up();
+        let pids = get_subsystem_mount_point(&ControllerType::Pids).unwrap();
+        let in_child = || -> Result<bool, String> {
+            let err = |e: nix::Error| e.to_string();
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(err)?;
+            let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+            mount(None::<&str>, "/", None::<&str>, private, None::<&str>).map_err(err)?;
+            umount2(&pids, MntFlags::MNT_DETACH).map_err(err)?;
+            let mounts = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+            if mounts.contains(&format!(" {} ", pids.display())) {
+                return Err("still mounted".into());
+            }
+            Ok(get_subsystem_mount_point(&ControllerType::Pids).ok() == Some(pids.clone()))
+        };
+        // SAFETY: the child only makes system calls, reads a file and looks
+        // up the cache (glibc's malloc is reset for the child at fork), then
+        // leaves with `_exit`, never returning into the test harness.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let code = match std::panic::catch_unwind(in_child) {
+                    Ok(Ok(true)) => 0,
+                    Ok(Ok(false)) => 1,
+                    _ => 2,
+                };
+                // SAFETY: ends the forked child at once.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                let code = match status {
+                    nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                    other => panic!("child: {other:?}"),
+                };
+                assert_eq!(code, 0, "1: looked up again (not found), 2: setup failed");
+            }
+        }
+    }
 
     #[test]
     fn path_is_under_the_sandpit_parent() {

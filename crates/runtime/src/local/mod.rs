@@ -64,6 +64,7 @@ impl LocalRuntime {
         for dir in dirs.all() {
             fs::create_dir_all(dir).map_err(LocalError::State)?;
         }
+        crate::cgroup::warm_up();
         let oom = fs::read_to_string("/proc/self/oom_score_adj").map_err(LocalError::State)?;
         Ok(Self {
             dirs,
