@@ -5,7 +5,10 @@
 //! DATA/admin-api-key           generated admin key (0600), when not given
 //! DATA/bin/agent-<sha>         the static agent, bind-mounted into sandboxes
 //! DATA/images/host/            the built-in `host` image
-//! DATA/runtime/                runtime helper state (libcontainer)
+//! DATA/runtime/                runtime helper state: blank disk images,
+//!                              runsc's state; in `run/` (a tmpfs the
+//!                              runtime mounts) the records and libcontainer's
+//!                              state of the sandboxes running
 //! DATA/run/<id>.sock           each running sandbox's agent socket
 //! DATA/sandboxes/<id>/         each sandbox's files (writable layer)
 //! DATA/service-keys/<kid>.json service-token signing keys (0600)
