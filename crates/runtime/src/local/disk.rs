@@ -115,11 +115,16 @@ impl Blank {
         let blank = blanks.join(format!("{}-{}.img", self.capacity, self.kind.name()));
         if !blank.exists() {
             fs::create_dir_all(blanks)?;
-            let ratio = self.kind.inode_ratio();
-            match self.kind {
-                Kind::Layer => format_layer(&blank, self.capacity, blanks)?,
-                Kind::Volume => format(&blank, self.capacity, ratio, None)?,
-            }
+            let root = match self.kind {
+                Kind::Layer => Some(layer_root(blanks)?),
+                Kind::Volume => None,
+            };
+            format(
+                &blank,
+                self.capacity,
+                self.kind.inode_ratio(),
+                root.as_deref(),
+            )?;
             evict_old_blanks(blanks);
         }
         let src = File::open(&blank)?;
@@ -169,24 +174,23 @@ fn evict_old_blanks(blanks: &Path) {
     }
 }
 
-/// Creates `image`, a sparse ext4 file system of `capacity` bytes with one
-/// inode per `inode_ratio` bytes. It is written next to `image` and
-/// renamed, so `image` appears only complete.
-/// Formats `image` as a writable layer's blank: with an empty `upper` and
-/// `work` (root's, 0755, as the helper would make them), copied in by
-/// `mkfs.ext4 -d` from a directory beside the blanks.
-fn format_layer(image: &Path, capacity: u64, blanks: &Path) -> io::Result<()> {
+/// A directory beside the blanks with an empty `upper` and `work` (root's,
+/// 0755, as the helper would make them), which `mkfs.ext4 -d` copies into a
+/// writable layer's blank.
+fn layer_root(blanks: &Path) -> io::Result<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let root = blanks.with_extension("layer-root");
     for dir in [root.join("upper"), root.join("work")] {
         fs::create_dir_all(&dir)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
     }
-    format(image, capacity, LAYER_INODE_RATIO, Some(&root))
+    Ok(root)
 }
 
-/// Formats `image` (`capacity` bytes, one inode per `inode_ratio`), with
-/// the contents of `root` when given.
+/// Creates `image`, a sparse ext4 file system of `capacity` bytes with one
+/// inode per `inode_ratio` bytes, holding a copy of `root` when given. It
+/// is written next to `image` and renamed, so `image` appears only
+/// complete.
 pub fn format(
     image: &Path,
     capacity: u64,

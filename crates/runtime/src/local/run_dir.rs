@@ -15,7 +15,7 @@
 //! sandboxes still running, and adopts them. It is unmounted when the last
 //! [`RunDir`] of this process goes and no sandbox is recorded in it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -36,7 +36,7 @@ pub fn path(state_dir: &Path) -> PathBuf {
 }
 
 /// How many [`RunDir`]s of this process hold each path.
-static HOLDERS: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+static HOLDERS: Mutex<BTreeMap<PathBuf, usize>> = Mutex::new(BTreeMap::new());
 
 /// The tmpfs at [`path`], mounted while held (see the module docs).
 #[derive(Debug)]
@@ -52,10 +52,7 @@ impl RunDir {
     pub fn hold(state_dir: &Path) -> Self {
         let dir = path(state_dir);
         let mut holders = HOLDERS.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = holders
-            .get_or_insert_with(HashMap::new)
-            .entry(dir.clone())
-            .or_insert(0);
+        let count = holders.entry(dir.clone()).or_insert(0);
         if *count == 0 {
             if let Err(err) = mount_tmpfs(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %err, "cannot mount the runtime's tmpfs; its state stays on disk");
@@ -74,14 +71,14 @@ impl Drop for RunDir {
     /// The last holder unmounts the tmpfs if no sandbox is recorded in it.
     fn drop(&mut self) {
         let mut holders = HOLDERS.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(count) = holders.as_mut().and_then(|h| h.get_mut(&self.path)) else {
+        let Some(count) = holders.get_mut(&self.path) else {
             return;
         };
         *count -= 1;
         if *count > 0 {
             return;
         }
-        holders.as_mut().map(|h| h.remove(&self.path));
+        holders.remove(&self.path);
         let empty = |dir: &PathBuf| fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
         if self.recorded.iter().all(empty) && is_tmpfs_mount(&self.path) {
             if let Err(err) = umount2(&self.path, MntFlags::MNT_DETACH) {

@@ -106,8 +106,14 @@ impl LocalRuntime {
         let etc = rootfs::write_etc(&paths.etc, &spec.hostname, plan)?;
         if let Some(ns) = &userns {
             idmap_mounts(spec, paths, ns, &mut mounted)?;
-            let alias = traversable_alias(spec, &scratch)?;
-            mounted = realias(&spec.state_dir, &alias, mounted);
+            if mounted
+                .binds
+                .iter()
+                .any(|b| b.source.starts_with(&spec.state_dir))
+            {
+                let alias = traversable_alias(spec, &scratch)?;
+                mounted.binds = realias(&spec.state_dir, &alias, mounted.binds);
+            }
         }
         let bundle = scratch.join("bundle");
         self.write_bundle(spec, paths, &mounted, &etc, &bundle)?;
@@ -295,20 +301,20 @@ fn traversable_alias(spec: &SandboxSpec, scratch: &Path) -> Result<PathBuf, Loca
     Ok(alias)
 }
 
-/// The mounts with their sources in the state dir seen through `alias`.
-fn realias(state_dir: &Path, alias: &Path, mounted: Mounted) -> Mounted {
+/// `binds` with their sources in the state dir (FUSE mounts) seen through
+/// `alias`. Everything else a start mounts is in its scratch already.
+fn realias(state_dir: &Path, alias: &Path, binds: Vec<BindMount>) -> Vec<BindMount> {
     let moved = |p: &Path| match p.strip_prefix(state_dir) {
         Ok(rest) => alias.join(rest),
         Err(_) => p.to_path_buf(),
     };
-    let binds = mounted.binds.into_iter().map(|b| BindMount {
-        source: moved(&b.source),
-        ..b
-    });
-    Mounted {
-        binds: binds.collect(),
-        agent: moved(&mounted.agent),
-    }
+    binds
+        .into_iter()
+        .map(|b| BindMount {
+            source: moved(&b.source),
+            ..b
+        })
+        .collect()
 }
 
 fn idmapped_bind_point(paths: &SandboxPaths, n: usize) -> PathBuf {
@@ -396,14 +402,6 @@ fn exposed_path(file: &Path, exposed: &[(PathBuf, PathBuf)]) -> PathBuf {
     }
 }
 
-/// Mounts a small tmpfs at `dir` for the per-sandbox `/etc` files.
-fn mount_etc_tmpfs(dir: &Path) -> Result<(), LocalError> {
-    fs::create_dir_all(dir).map_err(LocalError::State)?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("sandpit"), dir, Some("tmpfs"), flags, Some(ETC_TMPFS))
-        .map_err(|e| LocalError::State(e.into()))
-}
-
 /// Mounts the overlay root, the `etc` tmpfs, the read-only file overlays,
 /// the read-only overlays and volumes; returns the extra mounts as binds
 /// for the container, and the agent's path.
@@ -431,7 +429,7 @@ pub(super) fn mount_root(
         Some(ns) => ns.as_owner(|| rootfs::prepare(&paths.rootfs, &spec.workdir))?,
         None => rootfs::prepare(&paths.rootfs, &spec.workdir)?,
     }
-    mount_etc_tmpfs(&paths.etc)?;
+    mount_small_tmpfs(&paths.etc, ETC_TMPFS)?;
     let exposed = expose_dirs(spec, paths, userns)?;
     let binds = spec
         .mounts
@@ -512,7 +510,8 @@ fn resolve_mount(
     }
 }
 
-/// Mounts a small tmpfs at `dir` (see [`mount_etc_tmpfs`]) with `options`.
+/// Mounts a small tmpfs at `dir` (the `etc` files, the start's scratch,
+/// gVisor's agent directory) with `options`.
 pub(super) fn mount_small_tmpfs(dir: &Path, options: &str) -> Result<(), LocalError> {
     fs::create_dir_all(dir).map_err(LocalError::State)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
