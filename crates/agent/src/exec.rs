@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::paths::{self, PathError};
 use crate::process::SpawnSpec;
 use crate::pty::WindowSize;
+use crate::simple;
 use crate::user::{Accounts, UserError};
 use crate::wire::{BlockingExecuteRequest, ExecuteRequest, RunConfig};
 
@@ -243,10 +244,12 @@ impl ExecContext {
             env.set_default("TERM", DEFAULT_TERM);
         }
         let shell = choose_shell(&req.shell, env.get("PATH"))?;
+        let env = env.into_vec();
         Ok(SpawnSpec {
+            direct: simple::direct(&shell, &req.command, &env, &cwd),
             shell,
             command: req.command.clone(),
-            env: env.into_vec(),
+            env,
             cwd,
             credentials,
             terminal: req.terminal,

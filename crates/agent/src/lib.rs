@@ -84,6 +84,7 @@ pub mod seccomp;
 mod session;
 mod sessions;
 mod shutdown;
+mod simple;
 mod user;
 mod utf8;
 mod wire;

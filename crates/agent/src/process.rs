@@ -1,6 +1,7 @@
 //! Starting and killing commands.
 //!
-//! A command runs as `shell -c command` in a new session (so a new process
+//! A command runs as `shell -c command` (or, when it is a simple command,
+//! as the program the shell would execute: [`crate::simple`]) in a new session (so a new process
 //! group whose id is its pid), with its own pipes or a pseudo-terminal as
 //! stdio, `oom_score_adj` reset to 0, the requested credentials and working
 //! directory, default signal dispositions and an empty signal mask.
@@ -28,6 +29,7 @@ use nix::unistd::Pid;
 
 use crate::pty::{self, WindowSize};
 use crate::reaper::{ExitReceiver, Reaper};
+use crate::simple::Direct;
 use crate::user::Credentials;
 
 /// Pipe buffer size asked of the kernel for stdout and stderr, so a fast
@@ -48,6 +50,8 @@ pub struct SpawnSpec {
     pub command: String,
     /// The complete environment of the command.
     pub env: Vec<(OsString, OsString)>,
+    /// The command without the shell, when it needs none.
+    pub direct: Option<Direct>,
     pub cwd: PathBuf,
     pub credentials: Option<Credentials>,
     /// `Some` runs the command on a new pseudo-terminal of that size.
@@ -201,13 +205,59 @@ fn cstring(bytes: &[u8]) -> Result<CString, SpawnError> {
     CString::new(bytes).map_err(|_| SpawnError::Nul)
 }
 
-/// Everything the child needs, prepared in the parent.
-struct ChildArgs {
-    program: CString,
+/// A program, its arguments and environment, ready for `execve`.
+struct Program {
+    path: CString,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
     /// Owns the strings `argv` and `envp` point into.
     _strings: Vec<CString>,
+}
+
+impl Program {
+    fn new<'a>(
+        path: &OsStr,
+        args: impl IntoIterator<Item = &'a [u8]>,
+        env: &[(OsString, OsString)],
+    ) -> Result<Self, SpawnError> {
+        let mut strings = args
+            .into_iter()
+            .map(cstring)
+            .collect::<Result<Vec<_>, _>>()?;
+        let argc = strings.len();
+        for (key, value) in env {
+            strings.push(env_entry(key, value)?);
+        }
+        let pointers = |range: &[CString]| {
+            let mut ptrs: Vec<_> = range.iter().map(|s| s.as_ptr()).collect();
+            ptrs.push(std::ptr::null());
+            ptrs
+        };
+        Ok(Self {
+            path: cstring(path.as_bytes())?,
+            argv: pointers(&strings[..argc]),
+            envp: pointers(&strings[argc..]),
+            _strings: strings,
+        })
+    }
+
+    /// Executes the program; returns only if that failed.
+    ///
+    /// # Safety
+    ///
+    /// As [`ChildArgs::run`]: a raw system call on data owned by `self`.
+    unsafe fn execute(&self) {
+        // SAFETY: NUL-terminated strings and NULL-terminated pointer arrays.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+    }
+}
+
+/// Everything the child needs, prepared in the parent.
+struct ChildArgs {
+    /// `shell -c command`.
+    shell: Program,
+    /// The command without the shell, tried first ([`crate::simple`]).
+    direct: Option<Program>,
     cwd: CString,
     stdio: [RawFd; 3],
     terminal: bool,
@@ -219,26 +269,15 @@ struct ChildArgs {
 
 impl ChildArgs {
     fn new(spec: &SpawnSpec, stdio: &ChildStdio) -> Result<Self, SpawnError> {
-        let program = cstring(spec.shell.as_os_str().as_bytes())?;
-        let mut strings = vec![
-            program.clone(),
-            cstring(b"-c")?,
-            cstring(spec.command.as_bytes())?,
-        ];
-        let argc = strings.len();
-        for (key, value) in &spec.env {
-            strings.push(env_entry(key, value)?);
-        }
-        let pointers = |range: &[CString]| {
-            let mut ptrs: Vec<_> = range.iter().map(|s| s.as_ptr()).collect();
-            ptrs.push(std::ptr::null());
-            ptrs
-        };
+        let shell = spec.shell.as_os_str();
+        let shell_args = [shell.as_bytes(), b"-c", spec.command.as_bytes()];
+        let direct = spec.direct.as_ref().map(|d| {
+            let args = d.args.iter().map(|a| a.as_bytes());
+            Program::new(d.program.as_os_str(), args, &d.env)
+        });
         Ok(Self {
-            argv: pointers(&strings[..argc]),
-            envp: pointers(&strings[argc..]),
-            _strings: strings,
-            program,
+            shell: Program::new(shell, shell_args, &spec.env)?,
+            direct: direct.transpose()?,
             cwd: cstring(spec.cwd.as_os_str().as_bytes())?,
             stdio: stdio.each_ref().map(|fd| fd.as_raw_fd()),
             terminal: spec.terminal.is_some(),
@@ -309,11 +348,10 @@ impl ChildArgs {
             }
             check(libc::chdir(self.cwd.as_ptr()) as libc::c_long).map_err(|e| (Step::Chdir, e))?;
             unblock_all_signals();
-            libc::execve(
-                self.program.as_ptr(),
-                self.argv.as_ptr(),
-                self.envp.as_ptr(),
-            );
+            if let Some(direct) = &self.direct {
+                direct.execute();
+            }
+            self.shell.execute();
             Err((Step::Exec, errno()))
         }
     }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::exec::{ExecContext, ExecError, ExecRequest};
-use crate::process::{self, SpawnError};
+use crate::process::{self, SpawnError, SpawnSpec};
 use crate::reaper::Reaper;
 use crate::session::Session;
 use crate::wire::RunConfig;
@@ -143,7 +143,13 @@ impl Sessions {
             .context
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .spawn_spec(&request);
+            .spawn_spec(&request)
+            // The shell itself, not `/usr/bin/true`: it loads what most
+            // commands load.
+            .map(|spec| SpawnSpec {
+                direct: None,
+                ..spec
+            });
         let child = match spec.map(|spec| process::spawn(&self.reaper, &spec)) {
             Ok(Ok(child)) => child,
             Ok(Err(error)) => return tracing::debug!(%error, "warm-up not started"),

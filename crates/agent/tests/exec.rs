@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, eventually, is_root, Agent};
+use common::{alive, eventually, is_root, Agent, TempDir};
 use serde_json::json;
 
 #[tokio::test]
@@ -373,4 +375,116 @@ async fn health() {
     let not_upgraded = agent.get("/execute/ws").await;
     assert!(not_upgraded.status >= 400);
     assert_eq!(not_upgraded.error_kind(), "InvalidRequest");
+}
+
+/// An agent whose own environment is only `PATH` and `HOME`, as in a
+/// sandbox (the test runner's `PWD` or `OLDPWD` would send every command
+/// through the shell).
+fn agent_with_plain_env() -> Agent {
+    let dir = TempDir::new();
+    let socket = dir.path().join("agent.sock");
+    let workdir = dir.path().join("work");
+    let child = Command::new(env!("CARGO_BIN_EXE_sandpit-agent"))
+        .arg("--listen")
+        .arg(format!("unix:{}", socket.display()))
+        .arg("--workdir")
+        .arg(&workdir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/root")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    Agent::adopt(child, dir, socket, workdir)
+}
+
+/// Sorted `NAME=value` lines of `env -0` output.
+fn env_lines(output: &str) -> Vec<String> {
+    let mut lines: Vec<String> = output
+        .split('\0')
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Issue 19: a simple command runs without bash (`simple.rs`), and sees
+/// exactly what it sees when bash executes it. `\env` is the same command
+/// to bash (quote removal) but not plain, so it goes through bash.
+#[tokio::test]
+async fn simple_commands_skip_the_shell_and_see_what_bash_gives() {
+    let agent = agent_with_plain_env();
+    // A `bash` that notes each start and then is bash.
+    let shell = agent.dir.path().join("bash");
+    let log = agent.dir.path().join("bash.log");
+    std::fs::write(
+        &shell,
+        format!(
+            "#!/bin/sh\necho x >> {}\nexec /bin/bash \"$@\"\n",
+            log.display()
+        ),
+    )
+    .expect("write shell");
+    std::fs::set_permissions(&shell, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = agent
+        .run(json!({"command": "env -0", "shell": shell}))
+        .await;
+    assert_eq!(run.exit_code, Some(0));
+    assert!(!log.exists(), "a simple command started the shell");
+    let run = agent
+        .run(json!({"command": "\\env -0", "shell": shell}))
+        .await;
+    assert_eq!(run.exit_code, Some(0));
+    assert!(log.exists(), "a quoted word must go through the shell");
+
+    for (request, what) in [
+        (json!({}), "defaults"),
+        (
+            json!({"cwd": "/tmp", "env": {"SHLVL": "4", "_": "x", "A": "b c"}}),
+            "cwd and env",
+        ),
+    ] {
+        let mut direct = request.clone();
+        direct["command"] = json!("env -0");
+        let mut shell = request;
+        shell["command"] = json!("\\env -0");
+        let (direct, shell) = (agent.run(direct).await, agent.run(shell).await);
+        assert_eq!(
+            env_lines(&direct.stdout),
+            env_lines(&shell.stdout),
+            "{what}"
+        );
+        assert!(
+            direct.stdout.contains("PWD="),
+            "{what}: {:?}",
+            direct.stdout
+        );
+    }
+}
+
+/// What fails without the shell fails as bash reports it: the child falls
+/// back to the shell when the program cannot be executed.
+#[tokio::test]
+async fn simple_commands_that_cannot_run_fail_as_in_bash() {
+    let agent = agent_with_plain_env();
+    let run = agent.run(json!({"command": "false"})).await;
+    assert_eq!(run.exit_code, Some(1));
+    let run = agent.run(json!({"command": "no-such-program-x1"})).await;
+    assert_eq!(run.exit_code, Some(127));
+    assert!(run.stderr.contains("command not found"), "{}", run.stderr);
+    // Found as a path but not executable: execve fails, bash says why.
+    let plain = agent.dir.path().join("plain");
+    std::fs::write(&plain, "echo hi\n").expect("write");
+    let run = agent
+        .run(json!({"command": plain.display().to_string()}))
+        .await;
+    assert_eq!(run.exit_code, Some(126), "{run:?}");
+    assert!(run.stderr.contains("Permission denied"), "{}", run.stderr);
+    // A script without `#!`: execve refuses it, bash runs it.
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = agent
+        .run(json!({"command": plain.display().to_string()}))
+        .await;
+    assert_eq!((run.exit_code, run.stdout.as_str()), (Some(0), "hi\n"));
 }
