@@ -1,7 +1,7 @@
 //! The server's side: [`HelperRuntime`] implements [`Runtime`] by asking a
 //! helper process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -59,8 +59,9 @@ pub struct HelperRuntime {
     /// Held while a helper is being launched: one at a time, so their
     /// set-up probes (which use fixed paths in the state dir) never overlap.
     launching: Mutex<()>,
-    /// Signalled, under its mutex, whenever a slot is released.
-    freed: (Mutex<()>, Condvar),
+    /// The calls waiting for a slot; signalled, under its mutex, whenever a
+    /// slot is released or the first in line took one.
+    freed: (Mutex<Line>, Condvar),
     /// The slot that started each running sandbox.
     owners: Mutex<HashMap<String, usize>>,
     /// The last helper said sandboxes may have a user namespace.
@@ -90,7 +91,17 @@ struct HelperProcess {
 struct Held<'a> {
     index: usize,
     guard: Option<MutexGuard<'a, Option<HelperProcess>>>,
-    freed: &'a (Mutex<()>, Condvar),
+    freed: &'a (Mutex<Line>, Condvar),
+}
+
+/// Calls waiting for a slot, by ticket in arrival order. Only the first in
+/// line takes a slot, so a burst of creates is served first come, first
+/// served: with every waiter woken and racing for a freed slot, some
+/// waited several times as long as the rest (a p99 3.5 times the p50).
+#[derive(Debug, Default)]
+struct Line {
+    next: u64,
+    waiting: VecDeque<u64>,
 }
 
 impl Drop for Held<'_> {
@@ -151,7 +162,7 @@ impl HelperRuntime {
             anchor: Mutex::new(None),
             anchor_pid: AtomicU32::new(0),
             launching: Mutex::new(()),
-            freed: (Mutex::new(()), Condvar::new()),
+            freed: (Mutex::new(Line::default()), Condvar::new()),
             owners: Mutex::new(HashMap::new()),
             userns: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
@@ -270,29 +281,45 @@ impl HelperRuntime {
         }
     }
 
-    /// A free slot: a running helper if one is idle, else one to launch,
-    /// else the first to be released.
+    /// A free slot, in turn: a running helper if one is idle, else one to
+    /// launch, else the first to be released.
     fn any_slot(&self) -> Held<'_> {
         let (gate, cond) = &self.freed;
-        let mut gate = relock(gate.lock());
+        let mut line = relock(gate.lock());
+        let ticket = line.next;
+        line.next += 1;
+        line.waiting.push_back(ticket);
         loop {
-            let running = |s: &Slot| s.pid.load(Ordering::Relaxed) != 0;
-            let order = (self.slots.iter().enumerate().filter(|(_, s)| running(s)))
-                .chain(self.slots.iter().enumerate().filter(|(_, s)| !running(s)));
-            for (index, slot) in order {
-                let guard = match slot.process.try_lock() {
-                    Ok(guard) => guard,
-                    Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                    Err(TryLockError::WouldBlock) => continue,
-                };
-                return Held {
-                    index,
-                    guard: Some(guard),
-                    freed: &self.freed,
-                };
+            if line.waiting.front() == Some(&ticket) {
+                if let Some(held) = self.free_slot() {
+                    line.waiting.pop_front();
+                    // The next in line may find another slot free.
+                    cond.notify_all();
+                    return held;
+                }
             }
-            gate = relock(cond.wait_timeout(gate, RECHECK)).0;
+            line = relock(cond.wait_timeout(line, RECHECK)).0;
         }
+    }
+
+    /// A slot no call holds: a running helper first.
+    fn free_slot(&self) -> Option<Held<'_>> {
+        let running = |s: &Slot| s.pid.load(Ordering::Relaxed) != 0;
+        let order = (self.slots.iter().enumerate().filter(|(_, s)| running(s)))
+            .chain(self.slots.iter().enumerate().filter(|(_, s)| !running(s)));
+        for (index, slot) in order {
+            let guard = match slot.process.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            return Some(Held {
+                index,
+                guard: Some(guard),
+                freed: &self.freed,
+            });
+        }
+        None
     }
 
     /// The slot that started sandbox `id` if its helper still runs, else
