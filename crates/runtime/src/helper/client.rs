@@ -1,18 +1,19 @@
 //! The server's side: [`HelperRuntime`] implements [`Runtime`] by asking a
 //! helper process.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Condvar, LockResult, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{LockResult, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::lines::LineReader;
 use super::protocol::{encode, Reply, Request};
+use super::turns::Turns;
 use crate::error::RuntimeError;
 use crate::spec::{RunningSandbox, SandboxSpec, Started};
 use crate::Runtime;
@@ -59,9 +60,8 @@ pub struct HelperRuntime {
     /// Held while a helper is being launched: one at a time, so their
     /// set-up probes (which use fixed paths in the state dir) never overlap.
     launching: Mutex<()>,
-    /// The calls waiting for a slot; signalled, under its mutex, whenever a
-    /// slot is released or the first in line took one.
-    freed: (Mutex<Line>, Condvar),
+    /// The calls waiting for a slot, served in turn.
+    turns: Turns,
     /// The slot that started each running sandbox.
     owners: Mutex<HashMap<String, usize>>,
     /// The last helper said sandboxes may have a user namespace.
@@ -91,25 +91,13 @@ struct HelperProcess {
 struct Held<'a> {
     index: usize,
     guard: Option<MutexGuard<'a, Option<HelperProcess>>>,
-    freed: &'a (Mutex<Line>, Condvar),
-}
-
-/// Calls waiting for a slot, by ticket in arrival order. Only the first in
-/// line takes a slot, so a burst of creates is served first come, first
-/// served: with every waiter woken and racing for a freed slot, some
-/// waited several times as long as the rest (a p99 3.5 times the p50).
-#[derive(Debug, Default)]
-struct Line {
-    next: u64,
-    waiting: VecDeque<u64>,
+    turns: &'a Turns,
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         drop(self.guard.take());
-        let (gate, cond) = self.freed;
-        let _gate = relock(gate.lock());
-        cond.notify_all();
+        self.turns.released();
     }
 }
 
@@ -162,7 +150,7 @@ impl HelperRuntime {
             anchor: Mutex::new(None),
             anchor_pid: AtomicU32::new(0),
             launching: Mutex::new(()),
-            freed: (Mutex::new(Line::default()), Condvar::new()),
+            turns: Turns::default(),
             owners: Mutex::new(HashMap::new()),
             userns: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
@@ -284,22 +272,7 @@ impl HelperRuntime {
     /// A free slot, in turn: a running helper if one is idle, else one to
     /// launch, else the first to be released.
     fn any_slot(&self) -> Held<'_> {
-        let (gate, cond) = &self.freed;
-        let mut line = relock(gate.lock());
-        let ticket = line.next;
-        line.next += 1;
-        line.waiting.push_back(ticket);
-        loop {
-            if line.waiting.front() == Some(&ticket) {
-                if let Some(held) = self.free_slot() {
-                    line.waiting.pop_front();
-                    // The next in line may find another slot free.
-                    cond.notify_all();
-                    return held;
-                }
-            }
-            line = relock(cond.wait_timeout(line, RECHECK)).0;
-        }
+        self.turns.take(RECHECK, || self.free_slot())
     }
 
     /// A slot no call holds: a running helper first.
@@ -316,7 +289,7 @@ impl HelperRuntime {
             return Some(Held {
                 index,
                 guard: Some(guard),
-                freed: &self.freed,
+                turns: &self.turns,
             });
         }
         None
@@ -330,7 +303,7 @@ impl HelperRuntime {
             Some(index) => Held {
                 index,
                 guard: Some(relock(self.slots[index].process.lock())),
-                freed: &self.freed,
+                turns: &self.turns,
             },
             None => self.any_slot(),
         }

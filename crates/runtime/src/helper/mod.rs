@@ -24,6 +24,7 @@ mod lines;
 pub mod protocol;
 mod server;
 mod setup;
+mod turns;
 
 pub use client::{HelperRuntime, DEFAULT_HELPERS, DEFAULT_TIMEOUT, HELPERS_ENV};
 pub use server::{hold_mounts, serve, serve_joined, ServeError};
