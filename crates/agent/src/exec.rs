@@ -78,7 +78,7 @@ pub enum ExecError {
 }
 
 impl ExecRequest {
-    /// `true` in the default shell, with the defaults: the agent's warm-up
+    /// `true` with the defaults: the agent's warm-up
     /// ([`crate::sessions::Sessions::warm_up`]).
     pub fn warm_up() -> Self {
         Self {

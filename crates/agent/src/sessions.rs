@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::exec::{ExecContext, ExecError, ExecRequest};
-use crate::process::{self, SpawnError, SpawnSpec};
+use crate::process::{self, SpawnError};
 use crate::reaper::Reaper;
 use crate::session::Session;
 use crate::wire::RunConfig;
@@ -128,28 +128,25 @@ impl Sessions {
         self.expired().insert(id.to_string());
     }
 
-    /// Runs `DEFAULT_SHELL -c true` once, as the default user, its output
-    /// discarded and outside the session table, and waits for it (bounded).
+    /// Runs `true` once, as a command with the defaults (so without the
+    /// shell: [`crate::simple`]) as the default user, its output discarded
+    /// and outside the session table, and waits for it (bounded).
     ///
     /// A sandbox's root is a fresh mount: its first command pays for the
-    /// first lookups of the shell, the loader and the libraries, and the
-    /// agent's first spawn pays for code and memory not touched yet — 4.5 ms
-    /// from `execute` to `started` against 0.4 ms for the next command
+    /// first lookups of the loader and the libraries, and the agent's first
+    /// spawn pays for code and memory not touched yet — 4.5 ms from
+    /// `execute` to `started` against 0.4 ms for the next command
     /// (docs/benchmarks.md). The agent pays it right after start instead, so
-    /// a warm pool hands out sandboxes that already paid.
+    /// a warm pool hands out sandboxes that already paid. Without bash it
+    /// costs 1.3 ms less CPU per sandbox, and a first `bash -c` command
+    /// still finds libc and the loader warm.
     pub async fn warm_up(&self) {
         let request = ExecRequest::warm_up();
         let spec = self
             .context
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .spawn_spec(&request)
-            // The shell itself, not `/usr/bin/true`: it loads what most
-            // commands load.
-            .map(|spec| SpawnSpec {
-                direct: None,
-                ..spec
-            });
+            .spawn_spec(&request);
         let child = match spec.map(|spec| process::spawn(&self.reaper, &spec)) {
             Ok(Ok(child)) => child,
             Ok(Err(error)) => return tracing::debug!(%error, "warm-up not started"),

@@ -175,10 +175,11 @@ async fn finished_sessions_hold_no_descriptors() {
     eventually("descriptors released", || count() <= baseline).await;
 }
 
-/// Right after start, before any request, the agent runs the default shell
-/// once (its warm-up), as a command would run, and reaps it.
+/// Right after start, before any request, the agent runs `true` once (its
+/// warm-up), as a command would run, and reaps it. With `BASH_ENV` set a
+/// command runs through bash (`simple.rs`), which leaves a mark.
 #[tokio::test]
-async fn the_agent_runs_the_default_shell_once_at_start_and_reaps_it() {
+async fn the_agent_runs_true_once_at_start_and_reaps_it() {
     let dir = TempDir::new();
     let socket = dir.path().join("agent.sock");
     let workdir = dir.path().join("work");
