@@ -4,10 +4,9 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, eventually, is_root, Agent, TempDir};
+use common::{alive, eventually, is_root, Agent};
 use serde_json::json;
 
 #[tokio::test]
@@ -381,21 +380,12 @@ async fn health() {
 /// sandbox (the test runner's `PWD` or `OLDPWD` would send every command
 /// through the shell).
 fn agent_with_plain_env() -> Agent {
-    let dir = TempDir::new();
-    let socket = dir.path().join("agent.sock");
-    let workdir = dir.path().join("work");
-    let child = Command::new(env!("CARGO_BIN_EXE_sandpit-agent"))
-        .arg("--listen")
-        .arg(format!("unix:{}", socket.display()))
-        .arg("--workdir")
-        .arg(&workdir)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", "/root")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn agent");
-    Agent::adopt(child, dir, socket, workdir)
+    Agent::start_configured(|command| {
+        command
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", "/root");
+    })
 }
 
 /// Sorted `NAME=value` lines of `env -0` output.

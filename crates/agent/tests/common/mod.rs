@@ -69,19 +69,25 @@ impl Agent {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_configured(|command| {
+            command.args(extra).env_remove("TERM");
+        })
+    }
+
+    /// An agent on a socket of its own, with what `configure` adds to its
+    /// command line and environment.
+    pub fn start_configured(configure: impl FnOnce(&mut Command)) -> Self {
         let dir = TempDir::new();
         let socket = dir.path().join("agent.sock");
         let workdir = dir.path().join("work");
-        let child = Command::new(env!("CARGO_BIN_EXE_sandpit-agent"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sandpit-agent"));
+        command
             .arg("--listen")
             .arg(format!("unix:{}", socket.display()))
             .arg("--workdir")
-            .arg(&workdir)
-            .args(extra)
-            .env_remove("TERM")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn agent");
+            .arg(&workdir);
+        configure(&mut command);
+        let child = command.stdin(Stdio::null()).spawn().expect("spawn agent");
         let agent = Self {
             child: Some(child),
             socket,
