@@ -74,3 +74,49 @@ fn parallel_helpers_share_one_mount_namespace() {
         "still running after stop: {running:?}"
     );
 }
+
+/// Spare state dirs that `runtime/spares/` holds, by inode.
+fn spare_inodes(spares: &std::path::Path) -> Vec<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::read_dir(spares)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".new"))
+        .map(|e| e.metadata().unwrap().ino())
+        .collect()
+}
+
+/// Issue 19: once a helper has started a sandbox with a disk, it makes
+/// spare state dirs of that capacity while idle (`local/spares.rs`), and
+/// the next new sandbox's state dir is one of them, its image ready.
+#[test]
+fn a_new_sandbox_takes_a_spare_state_dir_made_while_idle() {
+    use std::os::unix::fs::MetadataExt;
+    let h = Harness::new();
+    let spares = h.state_root().join("spares");
+    let with_disk = |name: &str| {
+        let mut spec = h.spec(name, default_limits());
+        spec.fs_capacity_bytes = 64 << 20;
+        spec
+    };
+    let first = h.start_spec(with_disk("spare-a"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while spare_inodes(&spares).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no spares made");
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let made = spare_inodes(&spares);
+    let second = h.start_spec(with_disk("spare-b"));
+    let state_dir = &second.spec.state_dir;
+    let inode = fs::metadata(state_dir).unwrap().ino();
+    assert!(
+        made.contains(&inode),
+        "{state_dir:?} is not one of the spares"
+    );
+    assert_eq!(second.ok("echo written > /tmp/f; cat /tmp/f"), "written");
+    assert!(
+        !spare_inodes(&spares).contains(&inode),
+        "a spare handed out twice"
+    );
+    drop((first, second));
+}

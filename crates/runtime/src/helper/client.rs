@@ -133,6 +133,9 @@ impl HelperRuntime {
     ) -> Result<Self, RuntimeError> {
         let state_dir: PathBuf = state_dir.into();
         let run_dir = crate::local::run_dir::RunDir::hold(&state_dir);
+        if let Err(error) = crate::local::spares::clear_in(&state_dir) {
+            tracing::warn!(%error, "cannot clear the last server's spare state dirs");
+        }
         let mut args: Vec<std::ffi::OsString> = vec![
             "runtime-helper".into(),
             "--state-dir".into(),

@@ -50,6 +50,8 @@ pub fn serve_joined(
         while let Some(line) = input.next_line() {
             write(&mut replies, &handle(&mut runtime, &line))?;
         }
+        // No request waits: work that was kept off the last one's path.
+        runtime.make_spares();
         if input.is_eof() {
             if let Err(err) = runtime.release_dead_links(LINK_GRACE) {
                 tracing::warn!(error = %chain(&err), "releasing the links of stopped sandboxes failed");

@@ -54,13 +54,19 @@ fn run(cmd: &mut Command) -> io::Result<()> {
 pub fn mount(capacity: u64, paths: &SandboxPaths, blanks: &Path) -> io::Result<()> {
     fs::create_dir_all(&paths.disk)?;
     if !paths.disk_image.exists() {
-        let blank = Blank {
-            capacity,
-            kind: Kind::Layer,
-        };
-        blank.copy_to(&paths.disk_image, blanks)?;
+        copy_layer_blank(capacity, &paths.disk_image, blanks)?;
     }
     mount_image(&paths.disk_image, &paths.disk)
+}
+
+/// Creates `image` as a copy of the writable layer's blank of `capacity`
+/// (see [`super::spares`]).
+pub fn copy_layer_blank(capacity: u64, image: &Path, blanks: &Path) -> io::Result<()> {
+    let blank = Blank {
+        capacity,
+        kind: Kind::Layer,
+    };
+    blank.copy_to(image, blanks)
 }
 
 /// A freshly formatted image of one capacity and inode ratio. `mkfs.ext4`

@@ -13,6 +13,9 @@ pub struct StateDirs {
     pub records: PathBuf,
     /// Pre-formatted disk images that new disks are copied from.
     pub blanks: PathBuf,
+    /// New sandboxes' state directories, made ahead (see
+    /// [`super::spares`]).
+    pub spares: PathBuf,
     /// runsc's root: its state of gVisor sandboxes.
     pub runsc: PathBuf,
 }
@@ -28,16 +31,18 @@ impl StateDirs {
             bundles: run.join("bundles"),
             records: run.join("records"),
             blanks: root.join("blanks"),
+            spares: root.join("spares"),
             runsc: root.join("runsc"),
         }
     }
 
-    pub fn all(&self) -> [&Path; 5] {
+    pub fn all(&self) -> [&Path; 6] {
         [
             &self.containers,
             &self.bundles,
             &self.records,
             &self.blanks,
+            &self.spares,
             &self.runsc,
         ]
     }

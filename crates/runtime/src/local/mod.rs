@@ -17,6 +17,7 @@ mod layout;
 mod loopdev;
 mod record;
 pub(crate) mod run_dir;
+pub(crate) mod spares;
 pub(crate) mod sparse;
 mod start;
 mod stop;
@@ -52,6 +53,9 @@ pub struct LocalRuntime {
     oom_score_adj: String,
     /// Inits this process is the parent of, until they are reaped.
     children: HashMap<String, PidFd>,
+    /// The capacity of the last start's disk, whose spares to make next
+    /// ([`LocalRuntime::make_spares`]).
+    spares_wanted: Option<u64>,
 }
 
 impl LocalRuntime {
@@ -73,6 +77,7 @@ impl LocalRuntime {
             host: HostFacts::probe(state_dir),
             oom_score_adj: oom.trim().to_owned(),
             children: HashMap::new(),
+            spares_wanted: None,
         })
     }
 

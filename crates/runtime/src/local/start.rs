@@ -10,10 +10,10 @@ use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::mount::{mount, MsFlags};
 
-use super::disk;
 use super::error::LocalError;
 use super::layout::SandboxPaths;
 use super::record::{GvisorRecord, Init, Record};
+use super::{disk, spares};
 use super::{validate, LocalRuntime};
 use crate::agent_socket;
 use crate::idmap::UserNs;
@@ -45,13 +45,28 @@ impl LocalRuntime {
             gvisor: (spec.isolation == Isolation::Gvisor).then(GvisorRecord::default),
         };
         self.save(&record)?;
-        self.launch(spec, &plan, &mut record).inspect_err(|err| {
+        let started = self.launch(spec, &plan, &mut record).inspect_err(|err| {
             tracing::warn!(sandbox = %spec.id, error = %crate::error::chain(err), "start failed; undoing");
             if let Err(undo) = self.teardown(&record) {
                 let undo = crate::error::chain(&undo);
                 tracing::error!(sandbox = %spec.id, error = %undo, "undoing a failed start failed");
             }
-        })
+        })?;
+        if spec.fs_capacity_bytes > 0 && spec.isolation != Isolation::Gvisor {
+            self.spares_wanted = Some(spec.fs_capacity_bytes);
+        }
+        Ok(started)
+    }
+
+    /// Makes the spare state dirs the last start may have used up (see
+    /// [`spares`]). The helper calls it when no request is waiting.
+    pub fn make_spares(&mut self) {
+        let Some(capacity) = self.spares_wanted.take() else {
+            return;
+        };
+        if let Err(error) = spares::refill(&self.dirs.spares, &self.dirs.blanks, capacity) {
+            tracing::warn!(%error, "cannot make spare state dirs");
+        }
     }
 
     /// A sandbox that is running may not start again; leftovers of one
@@ -95,7 +110,10 @@ impl LocalRuntime {
             return Err(LocalError::NoUserNs);
         }
         let userns = spec.userns_base.map(UserNs::new).transpose()?;
-        fs::create_dir_all(&spec.state_dir).map_err(LocalError::State)?;
+        let capacity = spec.fs_capacity_bytes;
+        if capacity == 0 || !spares::take(&self.dirs.spares, capacity, &spec.state_dir) {
+            fs::create_dir_all(&spec.state_dir).map_err(LocalError::State)?;
+        }
         // Everything mounted from here on is in the start's own namespace,
         // gone once the container (with its copies) runs; so are the mount
         // points and the bundle, in the start's scratch tmpfs.
