@@ -152,13 +152,14 @@ fn copy_sparse(src: &File, image: &Path) -> io::Result<()> {
 /// Several runtime helpers start sandboxes in parallel (see
 /// `crate::helper`): making or evicting a blank, and attaching a volume's
 /// image (which sandboxes share), happen under this exclusive lock on a
-/// file beside `blanks`. Released when the file is dropped.
-fn exclusive(blanks: &Path) -> io::Result<File> {
+/// file beside `dir` (`blanks`; [`super::spares`] locks `spares` so).
+/// Released when the file is dropped.
+pub fn exclusive(dir: &Path) -> io::Result<File> {
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(blanks.with_extension("lock"))?;
+        .open(dir.with_extension("lock"))?;
     lock.lock()?;
     Ok(lock)
 }

@@ -19,7 +19,7 @@
 //! its 0700 state directory, and one is never handed out twice: the rename
 //! moves it, and a helper that loses the race for it tries the next.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -53,12 +53,7 @@ pub fn take(spares: &Path, capacity: u64, state_dir: &Path) -> bool {
 /// Makes spares of `capacity` until there are [`PER_CAPACITY`], one
 /// helper at a time (under `spares.lock`).
 pub fn refill(spares: &Path, blanks: &Path, capacity: u64) -> io::Result<()> {
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(spares.with_extension("lock"))?;
-    lock.lock()?;
+    let _lock = disk::exclusive(spares)?;
     while ready(spares, capacity).len() < PER_CAPACITY {
         evict_other(spares, capacity)?;
         make(spares, blanks, capacity)?;
