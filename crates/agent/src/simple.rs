@@ -178,6 +178,9 @@ pub fn direct(
         return None;
     }
     let args = plain_words(command)?;
+    if env.iter().any(|(key, _)| bash_reads(key)) {
+        return None;
+    }
     let shlvl = shell_level(env)?;
     let program = find_program(&args, env)?;
     let pwd = std::fs::canonicalize(cwd).ok()?;
@@ -211,15 +214,15 @@ fn plain_words(command: &str) -> Option<Vec<String>> {
     Some(words)
 }
 
+/// Whether bash reads variable `key` at start, or drops or rewrites it.
+fn bash_reads(key: &OsStr) -> bool {
+    let name = key.as_bytes();
+    name.starts_with(b"BASH") || BASH_READS.iter().any(|n| n.as_bytes() == name)
+}
+
 /// The `SHLVL` bash passes on, or `None` if bash would not pass the
 /// environment's value on unchanged.
 fn shell_level(env: &[(OsString, OsString)]) -> Option<String> {
-    for (key, _) in env {
-        let name = key.as_bytes();
-        if name.starts_with(b"BASH") || BASH_READS.iter().any(|n| n.as_bytes() == name) {
-            return None;
-        }
-    }
     let Some((_, value)) = env.iter().find(|(key, _)| key == "SHLVL") else {
         return Some("0".into());
     };

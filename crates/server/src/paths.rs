@@ -6,7 +6,8 @@
 //! DATA/bin/agent-<sha>         the static agent, bind-mounted into sandboxes
 //! DATA/images/host/            the built-in `host` image
 //! DATA/runtime/                runtime helper state: blank disk images,
-//!                              runsc's state; in `run/` (a tmpfs the
+//!                              spare sandbox dirs (`spares/`, renamed into
+//!                              `sandboxes/`), runsc's state; in `run/` (a tmpfs the
 //!                              runtime mounts) the records and libcontainer's
 //!                              state of the sandboxes running
 //! DATA/run/<id>.sock           each running sandbox's agent socket
