@@ -494,6 +494,7 @@ fn started_of(name: &str, pod: &Pod) -> Result<Started, KubeError> {
         start_time,
         sandbox_ip: ip.to_owned(),
         host_ip: status.and_then(|s| s.host_ip.clone()).unwrap_or_default(),
+        agent_listening: false,
     })
 }
 

@@ -127,6 +127,13 @@ pub struct Started {
     pub sandbox_ip: String,
     /// Address of the host end.
     pub host_ip: String,
+    /// The agent's socket was listening before `start` returned: it was
+    /// bound on the host and handed to the agent, so a connection made now
+    /// waits in its backlog until the agent accepts it, and no readiness
+    /// probe has to come first. False where something else stands between
+    /// (gVisor's relay, a pod's network).
+    #[serde(default)]
+    pub agent_listening: bool,
 }
 
 /// A sandbox found running, e.g. after a server restart.

@@ -26,8 +26,23 @@ use tower::ServiceExt;
 const KEY: &str = "test-key";
 const OTHER_KEY: &str = "other-tenant-key";
 
+/// How the fake runtime's agents behave.
+#[derive(Clone, Copy)]
+struct AgentBehaviour {
+    /// How long after its start the agent begins to accept (its socket
+    /// listens from the start, as a real sandbox's does).
+    accepts_after: std::time::Duration,
+    /// Whether `/healthz` answers 200 (else 503).
+    healthy: bool,
+}
+
+const PROMPT_AGENT: AgentBehaviour = AgentBehaviour {
+    accepts_after: std::time::Duration::ZERO,
+    healthy: true,
+};
+
 /// Agent stand-in: `/healthz`, `/echo` (reflects the request) and `/ws`.
-fn fake_agent() -> Router {
+fn fake_agent(healthy: bool) -> Router {
     async fn echo(req: Request) -> Json<Value> {
         let headers: HashMap<String, String> = req
             .headers()
@@ -48,13 +63,22 @@ fn fake_agent() -> Router {
         })
     }
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(move || async move {
+                match healthy {
+                    true => StatusCode::OK,
+                    false => StatusCode::SERVICE_UNAVAILABLE,
+                }
+            }),
+        )
         .route("/echo", any(echo))
         .route("/ws", get(ws))
 }
 
 struct FakeRuntime {
     handle: tokio::runtime::Handle,
+    agent: AgentBehaviour,
     running: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
@@ -64,9 +88,13 @@ impl Runtime for FakeRuntime {
         let listener = std::os::unix::net::UnixListener::bind(&spec.agent_socket)
             .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
         listener.set_nonblocking(true).unwrap();
+        let agent = self.agent;
         let task = self.handle.spawn(async move {
+            tokio::time::sleep(agent.accepts_after).await;
             let listener = tokio::net::UnixListener::from_std(listener).unwrap();
-            axum::serve(listener, fake_agent()).await.unwrap();
+            axum::serve(listener, fake_agent(agent.healthy))
+                .await
+                .unwrap();
         });
         self.running.lock().unwrap().insert(spec.id.clone(), task);
         Ok(Started {
@@ -74,6 +102,7 @@ impl Runtime for FakeRuntime {
             start_time: 1,
             sandbox_ip: "10.200.0.2".into(),
             host_ip: "10.200.0.1".into(),
+            agent_listening: true,
         })
     }
     fn stop(&self, id: &str) -> Result<(), RuntimeError> {
@@ -105,6 +134,10 @@ impl Runtime for FakeRuntime {
 }
 
 async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
+    state_with(dir, max_upload_bytes, PROMPT_AGENT).await
+}
+
+async fn state_with(dir: &Path, max_upload_bytes: u64, agent: AgentBehaviour) -> AppState {
     let dirs = DataDirs::create(dir).unwrap();
     let store = Store::open_sqlite(&dirs.database()).await.unwrap();
     let tenant = store.ensure_tenant(DEFAULT_TENANT).await.unwrap();
@@ -119,6 +152,7 @@ async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
         .unwrap();
     let runtime = Arc::new(FakeRuntime {
         handle: tokio::runtime::Handle::current(),
+        agent,
         running: Mutex::default(),
     });
     let config = SandboxesConfig {
@@ -467,5 +501,86 @@ async fn usage_is_the_runtimes_per_tenant_and_metrics_need_the_admin_key() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = call(&router, "GET", "/metrics", Some(OTHER_KEY), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A sandbox is `ready` once its agent's socket listens: the create does not
+/// wait for the agent to answer, and a request sent meanwhile waits for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_answers_before_a_slow_agent_whose_first_request_waits() {
+    let dir = temp_dir();
+    let slow = AgentBehaviour {
+        accepts_after: std::time::Duration::from_millis(1500),
+        healthy: true,
+    };
+    let router = app(state_with(&dir, 1 << 20, slow).await);
+    let begun = std::time::Instant::now();
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/api/v2/sandboxes/boxes",
+        Some(KEY),
+        Some(json!({"name": "slow"})),
+    )
+    .await;
+    let created_in = begun.elapsed();
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["status"], "ready");
+    assert!(
+        created_in < slow.accepts_after,
+        "the create waited {created_in:?} for the agent"
+    );
+    let id = created["id"].as_str().unwrap();
+    let (status, echoed) = call(
+        &router,
+        "GET",
+        &format!("/dataplane/{id}/echo"),
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{echoed}");
+    assert_eq!(echoed["uri"], "/echo");
+    assert!(begun.elapsed() >= slow.accepts_after);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// An agent that answers its probe with an error gets its sandbox stopped
+/// and marked `failed`, with the reason, after the create has answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_whose_agent_fails_its_probe_ends_failed() {
+    let dir = temp_dir();
+    let sick = AgentBehaviour {
+        accepts_after: std::time::Duration::ZERO,
+        healthy: false,
+    };
+    let router = app(state_with(&dir, 1 << 20, sick).await);
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/api/v2/sandboxes/boxes",
+        Some(KEY),
+        Some(json!({"name": "sick"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let box_ = loop {
+        let (_, box_) = call(
+            &router,
+            "GET",
+            "/api/v2/sandboxes/boxes/sick",
+            Some(KEY),
+            None,
+        )
+        .await;
+        if box_["status"] == "failed" || std::time::Instant::now() > deadline {
+            break box_;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(box_["status"], "failed", "{box_}");
+    let message = box_["status_message"].as_str().unwrap_or_default();
+    assert!(message.contains("503"), "{box_}");
     std::fs::remove_dir_all(dir).ok();
 }

@@ -75,6 +75,7 @@ mod tests {
             start_time: 9,
             sandbox_ip: "10.200.0.2".into(),
             host_ip: "10.200.0.1".into(),
+            agent_listening: true,
         });
         let line = encode(&reply);
         assert_eq!(serde_json::from_slice::<Reply>(&line).unwrap(), reply);

@@ -91,6 +91,7 @@ impl LocalRuntime {
             start_time: init.start_time,
             sandbox_ip: plan.sandbox_ip.to_string(),
             host_ip: plan.host_ip.to_string(),
+            agent_listening: false,
         };
         record.started = Some(started.clone());
         self.save(record)?;

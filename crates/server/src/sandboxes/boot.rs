@@ -80,8 +80,13 @@ impl Sandboxes {
             Ok(started) => started,
             Err(message) => return self.fail_boot(id, Some(slot), message).await,
         };
-        if let Err(message) = self.wait_agent(id).await {
-            return self.fail_boot(id, Some(slot), message).await;
+        // An agent whose socket already listens is probed after the sandbox
+        // is marked ready (`confirm_agent`): its first request waits in the
+        // backlog meanwhile, so the caller's next step overlaps its start.
+        if !started.agent_listening {
+            if let Err(message) = self.wait_agent(id).await {
+                return self.fail_boot(id, Some(slot), message).await;
+            }
         }
         let recorded = self
             .store
@@ -96,7 +101,38 @@ impl Sandboxes {
             return self.fail_boot(id, Some(slot), err.to_string()).await;
         }
         self.register(&row.tenant_id, id, slot, &started);
+        if started.agent_listening {
+            self.confirm_agent(id, started.pid);
+        }
         Ok(())
+    }
+
+    /// Probe the agent of a sandbox already marked ready, in the background;
+    /// if it never answers, stop the sandbox and mark it `failed`, as a
+    /// failed probe during the boot would have. (An agent that exits is the
+    /// exit watcher's: `on_init_exit`.)
+    fn confirm_agent(self: &Arc<Self>, id: &str, pid: i32) {
+        let this = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            if this.wait_agent(&id).await.is_ok() {
+                return;
+            }
+            // Under the lock nothing else holds it stopped or frozen (a
+            // capture), so a second probe is the one that decides.
+            let guard = this.sandbox_lock(&id);
+            let _held = guard.lock().await;
+            if !this.live.runs_unstopped(&id, pid) {
+                return;
+            }
+            let Err(message) = this.wait_agent(&id).await else {
+                return;
+            };
+            tracing::warn!(sandbox = %id, %message, "sandbox failed to boot");
+            if let Err(err) = this.halt(&id, SandboxStatus::Failed, Some(&message)).await {
+                tracing::error!(sandbox = %id, error = ?err, "cleaning up a failed boot failed");
+            }
+        });
     }
 
     /// `persistent: false`: every boot starts from the image alone, so what
