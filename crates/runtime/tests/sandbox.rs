@@ -197,10 +197,7 @@ fn a_start_keeps_mount_points_and_records_off_the_host_disk() {
     let sb = h.start_spec(spec.clone());
     assert_eq!(sb.ok("cat /etc/hostname"), "scratch");
     sb.ok("echo kept > /tmp/keep");
-    assert_eq!(
-        names(&spec.state_dir),
-        ["agent.log", "disk.img", "disk.img.loop"]
-    );
+    assert_eq!(names(&spec.state_dir), ["agent.log", "disk.img"]);
     assert_eq!(names(&h.run_root().join("bundles")), Vec::<String>::new());
     let record = h
         .run_root()
