@@ -8,8 +8,10 @@
 //! DATA/runtime/                runtime helper state: blank disk images,
 //!                              spare sandbox dirs (`spares/`, renamed into
 //!                              `sandboxes/`), runsc's state; in `run/` (a tmpfs the
-//!                              runtime mounts) the records and libcontainer's
-//!                              state of the sandboxes running
+//!                              runtime mounts) the records, libcontainer's
+//!                              state and the agent sockets (`run/sockets/`)
+//!                              of the sandboxes running
+//! DATA/run -> runtime/run/sockets
 //! DATA/run/<id>.sock           each running sandbox's agent socket
 //! DATA/sandboxes/<id>/         each sandbox's files (writable layer)
 //! DATA/service-keys/<kid>.json service-token signing keys (0600)
@@ -37,15 +39,45 @@ impl DataDirs {
             dirs.bin(),
             dirs.images(),
             dirs.runtime_state(),
-            dirs.run(),
             dirs.sandboxes(),
         ] {
             std::fs::create_dir_all(&dir)?;
         }
-        for private in [dirs.root.clone(), dirs.run(), dirs.runtime_state()] {
+        for private in [dirs.root.clone(), dirs.runtime_state()] {
             std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700))?;
         }
+        dirs.link_run()?;
         Ok(dirs)
+    }
+
+    /// `DATA/run`, where the agent sockets are, is a link into the
+    /// runtime's tmpfs ([`sandpit_runtime::agent_socket::dir_in`], made by
+    /// the runtime when it starts): a start's `bind` then makes no inode on
+    /// the host's disk (on a journal-less ext4 a new inode costs a burst of
+    /// creates about 0.2 ms of CPU each), and the socket paths stay as short
+    /// as `sun_path` needs. A directory left by an older server is replaced
+    /// once it is empty: until then the sandboxes it started keep their
+    /// sockets there.
+    fn link_run(&self) -> std::io::Result<()> {
+        let run = self.run();
+        let target = sandpit_runtime::agent_socket::dir_in(Path::new("runtime"));
+        match std::fs::symlink_metadata(&run) {
+            Ok(meta) if meta.is_symlink() => {
+                if std::fs::read_link(&run)? == target {
+                    return Ok(());
+                }
+                std::fs::remove_file(&run)?;
+            }
+            Ok(meta) if meta.is_dir() => match std::fs::remove_dir(&run) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::DirectoryNotEmpty => return Ok(()),
+                Err(err) => return Err(err),
+            },
+            Ok(_) => std::fs::remove_file(&run)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        std::os::unix::fs::symlink(target, run)
     }
 
     pub fn root(&self) -> &Path {
@@ -114,5 +146,44 @@ impl DataDirs {
         drop(file);
         std::fs::rename(&tmp, &path)?;
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_root() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sp-paths-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn run_links_into_the_runtimes_tmpfs_once_an_old_run_dir_is_empty() {
+        let root = temp_root();
+        let target = Path::new("runtime/run/sockets");
+        // A new data dir: the link.
+        let dirs = DataDirs::create(&root).unwrap();
+        assert_eq!(std::fs::read_link(dirs.run()).unwrap(), target);
+        // Again: unchanged.
+        DataDirs::create(&root).unwrap();
+        assert_eq!(std::fs::read_link(dirs.run()).unwrap(), target);
+        // An older server's directory with a running sandbox's socket in it
+        // stays until it is empty.
+        std::fs::remove_file(dirs.run()).unwrap();
+        std::fs::create_dir(dirs.run()).unwrap();
+        let socket = std::os::unix::net::UnixListener::bind(dirs.run().join("a.sock")).unwrap();
+        DataDirs::create(&root).unwrap();
+        assert!(std::fs::symlink_metadata(dirs.run()).unwrap().is_dir());
+        drop(socket);
+        std::fs::remove_file(dirs.run().join("a.sock")).unwrap();
+        DataDirs::create(&root).unwrap();
+        assert_eq!(std::fs::read_link(dirs.run()).unwrap(), target);
+        // Sockets bound through the link land in the runtime's directory.
+        std::fs::create_dir_all(root.join(target)).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(dirs.agent_socket("b")).unwrap();
+        assert!(root.join(target).join("b.sock").exists());
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

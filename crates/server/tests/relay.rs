@@ -139,6 +139,8 @@ async fn state(dir: &Path, max_upload_bytes: u64) -> AppState {
 
 async fn state_with(dir: &Path, max_upload_bytes: u64, agent: AgentBehaviour) -> AppState {
     let dirs = DataDirs::create(dir).unwrap();
+    // What a runtime makes when it starts: the directory `DATA/run` links to.
+    std::fs::create_dir_all(sandpit_runtime::agent_socket::dir_in(&dirs.runtime_state())).unwrap();
     let store = Store::open_sqlite(&dirs.database()).await.unwrap();
     let tenant = store.ensure_tenant(DEFAULT_TENANT).await.unwrap();
     store

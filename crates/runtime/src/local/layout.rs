@@ -18,6 +18,8 @@ pub struct StateDirs {
     pub spares: PathBuf,
     /// runsc's root: its state of gVisor sandboxes.
     pub runsc: PathBuf,
+    /// The sandboxes' agent sockets ([`crate::agent_socket::dir_in`]).
+    pub sockets: PathBuf,
 }
 
 impl StateDirs {
@@ -33,14 +35,16 @@ impl StateDirs {
             blanks: root.join("blanks"),
             spares: root.join("spares"),
             runsc: root.join("runsc"),
+            sockets: crate::agent_socket::dir_in(root),
         }
     }
 
-    pub fn all(&self) -> [&Path; 6] {
+    pub fn all(&self) -> [&Path; 7] {
         [
             &self.containers,
             &self.bundles,
             &self.records,
+            &self.sockets,
             &self.blanks,
             &self.spares,
             &self.runsc,

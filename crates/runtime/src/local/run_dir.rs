@@ -1,6 +1,6 @@
 //! The runtime's state that describes running processes only — the
-//! records, libcontainer's state, the bundles — kept in a tmpfs at
-//! `<state dir>/run`, as runc keeps its state in `/run`.
+//! records, libcontainer's state, the bundles, the agents' sockets — kept
+//! in a tmpfs at `<state dir>/run`, as runc keeps its state in `/run`.
 //!
 //! Why: a start wrote eight or so new files and directories there (a record
 //! saved three times through a temporary file, libcontainer's directory and
