@@ -75,6 +75,36 @@ fn parallel_helpers_share_one_mount_namespace() {
     );
 }
 
+/// `launch_all` starts every helper before any call needs it, in the one
+/// shared mount namespace; calls then find them running.
+#[test]
+fn launch_all_starts_every_helper_ahead_of_use() {
+    let h = Harness::new();
+    let runtime = &h.runtime;
+    assert_eq!(
+        runtime.helper_pids().len(),
+        1,
+        "more than one helper at spawn"
+    );
+    runtime.launch_all();
+    let pids = runtime.helper_pids();
+    assert_eq!(
+        pids.len(),
+        sandpit_runtime::helper::DEFAULT_HELPERS,
+        "helpers after launch_all: {pids:?}"
+    );
+    let holder = runtime.namespace_pid().expect("the namespace holder runs");
+    for &pid in &pids {
+        assert_eq!(mount_ns(pid), mount_ns(holder), "helper {pid} elsewhere");
+    }
+    // Launched once: a second call starts none.
+    runtime.launch_all();
+    assert_eq!(runtime.helper_pids(), pids);
+    let sandbox = start_with(runtime, h.spec("ahead", default_limits()));
+    assert_eq!(runtime.helper_pids(), pids, "a start launched a helper");
+    drop(sandbox);
+}
+
 /// Spare state dirs that `runtime/spares/` holds, by inode.
 fn spare_inodes(spares: &std::path::Path) -> Vec<u64> {
     use std::os::unix::fs::MetadataExt;

@@ -424,8 +424,16 @@ fn backend(config: &ServerConfig, host_lock: HostLock) -> anyhow::Result<(Backen
     )
     .context("starting the runtime helper")?;
     let userns = runtime.userns_supported();
+    let runtime = Arc::new(runtime);
+    // The other helpers start now, in the background, rather than in the
+    // first burst of creates.
+    let ahead = runtime.clone();
+    std::thread::Builder::new()
+        .name("helper-launch".into())
+        .spawn(move || ahead.launch_all())
+        .context("starting the helper launcher")?;
     let backend = Backend {
-        runtime: Arc::new(runtime),
+        runtime,
         host_image: ImageRootfs {
             name: "host".into(),
             layers: image.layers,

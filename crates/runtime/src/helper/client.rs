@@ -40,7 +40,8 @@ const RECHECK: Duration = Duration::from_millis(100);
 /// A [`Runtime`] backed by `runtime-helper` child processes running the
 /// local backend. Each helper serves one call at a time; up to
 /// [`HelperRuntime::with_helpers`] of them work in parallel, the extra ones
-/// started the first time every running helper is busy. They share one
+/// started by [`HelperRuntime::launch_all`] or else the first time every
+/// running helper is busy. They share one
 /// private mount namespace, held (with the firewall) by a process that
 /// answers no calls ([`super::hold_mounts`]), so any of them finds every
 /// sandbox's mount namespace there. A sandbox is stopped by the helper
@@ -68,6 +69,8 @@ pub struct HelperRuntime {
     userns: AtomicBool,
     /// Calls waiting for a helper or in flight.
     pending: AtomicUsize,
+    /// [`HelperRuntime::end_all`] has begun: no helper is launched ahead.
+    ending: AtomicBool,
     /// The tmpfs of the helpers' running state, mounted here before the
     /// helpers' namespace is copied (see [`crate::local::run_dir`]).
     run_dir: Mutex<Option<crate::local::run_dir::RunDir>>,
@@ -157,6 +160,7 @@ impl HelperRuntime {
             owners: Mutex::new(HashMap::new()),
             userns: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
+            ending: AtomicBool::new(false),
             run_dir: Mutex::new(Some(run_dir)),
         };
         let anchor = runtime.launch_process(&["--anchor"])?;
@@ -193,6 +197,39 @@ impl HelperRuntime {
             self.slots.push(Slot::default());
         }
         self
+    }
+
+    /// Launches every helper not running yet, one after another, so the
+    /// first burst of calls finds them ready: a launch is a new process and
+    /// its set-up probes, tens of milliseconds that the burst's first wave
+    /// would otherwise wait for (docs/benchmarks.md, issue 19). A slot a
+    /// call holds is skipped (that call launches its own helper). Blocks:
+    /// call it from a thread of its own once the server is up.
+    pub fn launch_all(&self) {
+        for slot in &self.slots {
+            let mut guard = match slot.process.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            if self.ending.load(Ordering::SeqCst) {
+                return;
+            }
+            let launched = match guard.is_none() {
+                true => self.launch().map(|process| {
+                    slot.pid.store(process.child.id(), Ordering::Relaxed);
+                    *guard = Some(process);
+                }),
+                false => Ok(()),
+            };
+            drop(guard);
+            // A call may have queued for this slot meanwhile.
+            self.turns.released();
+            if let Err(error) = launched {
+                tracing::warn!(%error, "launching a runtime helper ahead of use failed");
+                return;
+            }
+        }
     }
 
     /// Whether the helper can give sandboxes a user namespace with
@@ -363,6 +400,7 @@ impl HelperRuntime {
     /// Ends every helper, then the namespace holder (it applied the
     /// firewall and releases stopped sandboxes' links as it exits).
     fn end_all(&self) {
+        self.ending.store(true, Ordering::SeqCst);
         for slot in self.slots.iter().rev() {
             if let Some(process) = relock(slot.process.lock()).take() {
                 slot.pid.store(0, Ordering::Relaxed);
