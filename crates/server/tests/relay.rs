@@ -238,18 +238,23 @@ async fn call(
     )
 }
 
+/// `POST /boxes` with `body`, as the holder of `key`.
+async fn create(router: &Router, key: &str, body: Value) -> (StatusCode, Value) {
+    call(
+        router,
+        "POST",
+        "/api/v2/sandboxes/boxes",
+        Some(key),
+        Some(body),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn create_relay_and_credential_stripping() {
     let dir = temp_dir();
     let router = app(state(&dir, 1 << 20).await);
-    let (status, created) = call(
-        &router,
-        "POST",
-        "/api/v2/sandboxes/boxes",
-        Some(KEY),
-        Some(json!({"name": "one"})),
-    )
-    .await;
+    let (status, created) = create(&router, KEY, json!({"name": "one"})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"], "ready");
     let id = created["id"].as_str().unwrap().to_owned();
@@ -283,14 +288,7 @@ async fn create_relay_and_credential_stripping() {
 async fn dataplane_is_per_tenant_and_needs_a_key() {
     let dir = temp_dir();
     let router = app(state(&dir, 1 << 20).await);
-    let (_, created) = call(
-        &router,
-        "POST",
-        "/api/v2/sandboxes/boxes",
-        Some(KEY),
-        Some(json!({"name": "mine"})),
-    )
-    .await;
+    let (_, created) = create(&router, KEY, json!({"name": "mine"})).await;
     let id = created["id"].as_str().unwrap();
     let path = format!("/dataplane/{id}/echo");
     assert_eq!(
@@ -339,14 +337,7 @@ async fn dataplane_is_per_tenant_and_needs_a_key() {
     .await;
     assert_eq!(list["sandboxes"], json!([]));
     // The same name is free in the other tenant.
-    let (status, _) = call(
-        &router,
-        "POST",
-        "/api/v2/sandboxes/boxes",
-        Some(OTHER_KEY),
-        Some(json!({"name": "mine"})),
-    )
-    .await;
+    let (status, _) = create(&router, OTHER_KEY, json!({"name": "mine"})).await;
     assert_eq!(status, StatusCode::CREATED);
     std::fs::remove_dir_all(dir).ok();
 }
@@ -355,14 +346,7 @@ async fn dataplane_is_per_tenant_and_needs_a_key() {
 async fn declared_oversized_bodies_are_refused_before_the_relay() {
     let dir = temp_dir();
     let router = app(state(&dir, 1024).await);
-    let (_, created) = call(
-        &router,
-        "POST",
-        "/api/v2/sandboxes/boxes",
-        Some(KEY),
-        Some(json!({})),
-    )
-    .await;
+    let (_, created) = create(&router, KEY, json!({})).await;
     let id = created["id"].as_str().unwrap();
     let req = http::Request::post(format!("/dataplane/{id}/echo"))
         .header("x-api-key", KEY)
@@ -378,14 +362,7 @@ async fn declared_oversized_bodies_are_refused_before_the_relay() {
 async fn websocket_upgrades_are_spliced() {
     let dir = temp_dir();
     let router = app(state(&dir, 1 << 20).await);
-    let (_, created) = call(
-        &router,
-        "POST",
-        "/api/v2/sandboxes/boxes",
-        Some(KEY),
-        Some(json!({})),
-    )
-    .await;
+    let (_, created) = create(&router, KEY, json!({})).await;
     let id = created["id"].as_str().unwrap().to_owned();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -478,14 +455,7 @@ async fn usage_is_the_runtimes_per_tenant_and_metrics_need_the_admin_key() {
         egress: None,
     });
     let router = app(state).layer(axum::Extension(probes));
-    let (status, created) = call(
-        &router,
-        "POST",
-        "/api/v2/sandboxes/boxes",
-        Some(KEY),
-        Some(json!({"name": "used"})),
-    )
-    .await;
+    let (status, created) = create(&router, KEY, json!({"name": "used"})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let uri = "/api/v2/sandboxes/boxes/used/usage";
     let (status, usage) = call(&router, "GET", uri, Some(KEY), None).await;
@@ -517,14 +487,7 @@ async fn create_answers_before_a_slow_agent_whose_first_request_waits() {
     };
     let router = app(state_with(&dir, 1 << 20, slow).await);
     let begun = std::time::Instant::now();
-    let (status, created) = call(
-        &router,
-        "POST",
-        "/api/v2/sandboxes/boxes",
-        Some(KEY),
-        Some(json!({"name": "slow"})),
-    )
-    .await;
+    let (status, created) = create(&router, KEY, json!({"name": "slow"})).await;
     let created_in = begun.elapsed();
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"], "ready");
@@ -557,14 +520,7 @@ async fn a_sandbox_whose_agent_fails_its_probe_ends_failed() {
         healthy: false,
     };
     let router = app(state_with(&dir, 1 << 20, sick).await);
-    let (status, created) = call(
-        &router,
-        "POST",
-        "/api/v2/sandboxes/boxes",
-        Some(KEY),
-        Some(json!({"name": "sick"})),
-    )
-    .await;
+    let (status, created) = create(&router, KEY, json!({"name": "sick"})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let box_ = loop {
