@@ -168,11 +168,10 @@ impl HelperRuntime {
             .anchor_pid
             .store(anchor.child.id(), Ordering::Relaxed);
         *relock(runtime.anchor.lock()) = Some(anchor);
-        let process = runtime.launch()?;
-        runtime.slots[0]
-            .pid
-            .store(process.child.id(), Ordering::Relaxed);
-        *relock(runtime.slots[0].process.lock()) = Some(process);
+        let first = &runtime.slots[0];
+        let mut guard = relock(first.process.lock());
+        runtime.running_in(first, &mut guard)?;
+        drop(guard);
         Ok(runtime)
     }
 
@@ -215,13 +214,7 @@ impl HelperRuntime {
             if self.ending.load(Ordering::SeqCst) {
                 return;
             }
-            let launched = match guard.is_none() {
-                true => self.launch().map(|process| {
-                    slot.pid.store(process.child.id(), Ordering::Relaxed);
-                    *guard = Some(process);
-                }),
-                false => Ok(()),
-            };
+            let launched = self.running_in(slot, &mut guard).map(drop);
             drop(guard);
             // A call may have queued for this slot meanwhile.
             self.turns.released();
@@ -255,6 +248,23 @@ impl HelperRuntime {
     pub fn helper_pids(&self) -> Vec<u32> {
         let pids = self.slots.iter().map(|s| s.pid.load(Ordering::Relaxed));
         pids.filter(|&pid| pid != 0).collect()
+    }
+
+    /// The helper of `slot`, whose process `guard` holds: launched (in the
+    /// held mount namespace) if none runs there.
+    fn running_in<'g>(
+        &self,
+        slot: &Slot,
+        guard: &'g mut Option<HelperProcess>,
+    ) -> Result<&'g mut HelperProcess, RuntimeError> {
+        match guard {
+            Some(process) => Ok(process),
+            None => {
+                let process = self.launch()?;
+                slot.pid.store(process.child.id(), Ordering::Relaxed);
+                Ok(guard.insert(process))
+            }
+        }
     }
 
     /// Starts a helper in the held mount namespace.
@@ -375,14 +385,7 @@ impl HelperRuntime {
         let Some(guard) = held.guard.as_mut() else {
             return Err(RuntimeError::Helper("helper slot not held".into()));
         };
-        let process = match guard.as_mut() {
-            Some(process) => process,
-            None => {
-                let process = self.launch()?;
-                slot.pid.store(process.child.id(), Ordering::Relaxed);
-                guard.insert(process)
-            }
-        };
+        let process = self.running_in(slot, guard)?;
         match process.exchange(request, self.timeout) {
             Ok(Reply::Error(err)) => Err(err),
             Ok(reply) => Ok(reply),

@@ -71,7 +71,7 @@ pub struct Attached {
 }
 
 /// Extended attribute of an image naming the loop device it is attached to.
-const NOTE_XATTR: &std::ffi::CStr = c"user.sandpit.loop";
+const NOTE_XATTR: &str = "user.sandpit.loop";
 
 /// Notes on `image` the device it is attached to, for [`noted`]: in an
 /// extended attribute (no new inode on the host's disk, whose allocation
@@ -79,7 +79,7 @@ const NOTE_XATTR: &std::ffi::CStr = c"user.sandpit.loop";
 /// system has none, in a file beside it (`<image>.loop`).
 pub fn note(image: &Path, attached: &Attached) -> io::Result<()> {
     let device = attached.path.as_os_str().as_encoded_bytes();
-    match set_xattr(image, device) {
+    match xattr::set(image, NOTE_XATTR, device) {
         Err(err) if err.raw_os_error() == Some(libc::EOPNOTSUPP) => {
             fs::write(note_of(image), device)
         }
@@ -93,52 +93,15 @@ fn note_of(image: &Path) -> PathBuf {
     PathBuf::from(note)
 }
 
-fn c_path(path: &Path) -> io::Result<std::ffi::CString> {
-    std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)
-}
-
-fn set_xattr(image: &Path, value: &[u8]) -> io::Result<()> {
-    let image = c_path(image)?;
-    // SAFETY: both strings are NUL-terminated and `value` is valid for its
-    // length; the kernel only reads them.
-    let set = unsafe {
-        libc::setxattr(
-            image.as_ptr(),
-            NOTE_XATTR.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    match set {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
-
-fn get_xattr(image: &Path) -> Option<Vec<u8>> {
-    let image = c_path(image).ok()?;
-    let mut value = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: the strings are NUL-terminated; the kernel writes at most
-    // `value.len()` bytes into `value`.
-    let read = unsafe {
-        libc::getxattr(
-            image.as_ptr(),
-            NOTE_XATTR.as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    value.truncate(usize::try_from(read).ok()?);
-    Some(value)
-}
-
 /// The loop device noted on `image`, if it is still attached to that very
 /// file (device and inode; the kernel reuses free devices).
 pub fn noted(image: &Path) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStringExt;
     use std::os::unix::fs::MetadataExt;
-    let note = get_xattr(image).or_else(|| fs::read(note_of(image)).ok())?;
+    let note = match xattr::get(image, NOTE_XATTR) {
+        Ok(Some(note)) => note,
+        _ => fs::read(note_of(image)).ok()?,
+    };
     let path = PathBuf::from(std::ffi::OsString::from_vec(note));
     let file = fs::metadata(image).ok()?;
     let device = File::open(&path).ok()?;
